@@ -1,0 +1,65 @@
+"""Leukopenia CDS: a CDS Hooks 2.0 service for leukopenia, neutropenia and lymphopenia in
+patients with SLE or on immunosuppressants."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+from cds_service.config import is_development, load_config
+from cds_service.knowledge import load_knowledge
+from cds_service.services import load_services
+
+log = logging.getLogger("cds_service")
+
+
+def _json_errors(app: Flask) -> None:
+    """Every error is a small JSON object: no HTML pages, no stack traces, no internals."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        messages = {404: "not found", 405: "method not allowed", 413: "request body too large"}
+        response = jsonify({"error": messages.get(exc.code or 500, exc.name.lower())})
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response, exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.error("unhandled error", extra={"error_type": type(exc).__name__})
+        return jsonify({"error": "internal error"}), 500
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The Flask application, configured from defaults, CDS_* environment and `config`."""
+    settings = load_config(config)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.json.sort_keys = False
+    app.extensions["cds_knowledge"] = load_knowledge(settings["THRESHOLDS"],
+                                                     settings["CLINICAL_SETTINGS"])
+    app.extensions["cds_services"] = load_services(settings["HOOKS_DIR"])
+    origins = settings["CORS_ORIGINS"]
+    CORS(app, resources={r"/cds-services*": {"origins": origins}},
+         allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"],
+         max_age=600)
+    if not is_development(settings):
+        log.info("production settings")
+    from cds_service.api import blueprint
+
+    app.register_blueprint(blueprint)
+    _json_errors(app)
+    app.after_request(_security_headers)
+    return app

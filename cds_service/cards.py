@@ -1,0 +1,145 @@
+"""Findings -> CDS Hooks 2.0 cards.
+
+One card builder: a uuid, a summary under 140 characters, markdown detail with the evidence
+and the recommendation, the indicator, a source citing the primary reference with the rule id
+as `topic`, suggestions as real FHIR actions, override reasons and links to every source.
+Nothing here emits null or empty values (CDS Hooks §use-of-json).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from cds_service.knowledge import LOINC, SNOMED, Knowledge
+from cds_service.rules.base import DraftOrderChange, Finding, SuggestedOrder
+
+RULE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/rule"
+OVERRIDE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/override-reason"
+MAX_SUMMARY = 139
+
+RULE_NAMES = {
+    "FEBRILE_NEUTROPENIA": "Febrile neutropenia",
+    "NEUTROPENIA_SEVERE": "Severe neutropenia",
+    "NEUTROPENIA_MODERATE": "Moderate neutropenia",
+    "DRUG_CYTOPENIA_DOSE_REVIEW": "Drug-related cytopenia: dose review",
+    "THIOPURINE_PGX": "Thiopurine pharmacogenomics (TPMT/NUDT15)",
+    "LYMPHOPENIA_PROFOUND": "Profound lymphopenia",
+    "LYMPHOPENIA_INFO": "Lymphopenia in SLE",
+    "LEUKOPENIA_MONITOR": "Leukopenia monitoring",
+    "REFRACTORY_LEUKOPENIA_REFERRAL": "Refractory leukopenia: referral",
+    "CBC_STALE": "CBC monitoring overdue",
+    "DATA_QUALITY": "Data quality",
+    "STEROID_LEUKOCYTOSIS_NOTE": "Steroid leukocytosis",
+    "ORDER_MYELOTOXIC_LOW_COUNTS": "Marrow-toxic order with low counts",
+    "ORDER_NO_RECENT_CBC": "Marrow-toxic order without a recent CBC",
+    "GCSF_CAUTION": "G-CSF in SLE",
+}
+
+OVERRIDE_REASONS = {
+    "already-addressed": "Already addressed",
+    "counts-reviewed": "Counts already reviewed",
+    "benefit-outweighs-risk": "Benefit outweighs risk",
+    "duffy-null": "Patient is Duffy-null (known low neutrophil count)",
+    "data-incorrect": "The data shown are incorrect",
+}
+
+_ORDERABLES = {
+    "cbc": ("cbc_with_differential", LOINC),
+    "tpmt_nudt15": ("tpmt_nudt15_genotype", LOINC),
+}
+# SNOMED CT 3457005 "Patient referral"; the specialty travels in the text.
+_REFERRAL = {"system": SNOMED, "code": "3457005", "display": "Patient referral"}
+
+
+def _service_request(order: SuggestedOrder, patient_id: str, knowledge: Knowledge,
+                     reason: str) -> dict[str, Any]:
+    if order.kind == "hematology_referral":
+        code = {"coding": [_REFERRAL], "text": "Referral to hematology"}
+    else:
+        key, system = _ORDERABLES[order.kind]
+        orderable = knowledge.orderables[key]
+        code = {"coding": [{"system": system, "code": orderable["code"],
+                            "display": orderable["display"]}]}
+    return {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal" if order.kind == "hematology_referral" else "order",
+        "priority": order.priority,
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonCode": [{"text": reason}],
+    }
+
+
+def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) -> dict[str, Any]:
+    suggestion: dict[str, Any] = {"label": label, "uuid": str(uuid.uuid4()), "actions": actions}
+    if recommended:
+        suggestion["isRecommended"] = True
+    return suggestion
+
+
+def _order_suggestion(order: SuggestedOrder, finding: Finding, patient_id: str,
+                      knowledge: Knowledge) -> dict[str, Any]:
+    resource = _service_request(order, patient_id, knowledge, RULE_NAMES[finding.rule])
+    return _suggestion(order.label, [{"type": "create", "description": order.label,
+                                      "resource": resource}], order.recommended)
+
+
+def _draft_suggestion(change: DraftOrderChange) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": change.kind, "description": change.label}
+    if change.kind == "delete":
+        action["resourceId"] = change.resource_id
+    else:
+        action["resource"] = change.resource
+    return _suggestion(change.label, [action], change.recommended)
+
+
+def _detail(finding: Finding, knowledge: Knowledge) -> str:
+    lines = ["**Evidence**", ""]
+    lines += [f"- {line}" for line in finding.evidence]
+    lines += ["", "**Recommendation**", ""]
+    lines += [f"- {line}" for line in finding.recommendations]
+    if finding.evidence_level:
+        lines += ["", f"_{finding.evidence_level}_"]
+    sources = "; ".join(knowledge.source(key).label for key in finding.sources)
+    lines += ["", f"Sources: {sources}.", "",
+              f"Rule {finding.rule}, knowledge version {knowledge.version}."]
+    return "\n".join(lines)
+
+
+def _summary(text: str) -> str:
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 3].rstrip() + "..."
+
+
+def render_card(finding: Finding, patient_id: str, knowledge: Knowledge) -> dict[str, Any]:
+    primary = knowledge.source(finding.sources[0])
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _summary(finding.summary),
+        "detail": _detail(finding, knowledge),
+        "indicator": finding.indicator,
+        "source": {
+            "label": primary.label,
+            "url": primary.url,
+            "topic": {"system": RULE_SYSTEM, "code": finding.rule,
+                      "display": RULE_NAMES[finding.rule]},
+        },
+    }
+    suggestions = [_draft_suggestion(c) for c in finding.draft_changes]
+    suggestions += [_order_suggestion(o, finding, patient_id, knowledge) for o in finding.orders]
+    if suggestions:
+        card["suggestions"] = suggestions
+        # Several actions may make sense together (e.g. a CBC and a referral), except when a
+        # card offers alternative changes to the same draft order.
+        card["selectionBehavior"] = "at-most-one" if finding.draft_changes else "any"
+    if finding.override_reasons:
+        card["overrideReasons"] = [
+            {"system": OVERRIDE_SYSTEM, "code": code, "display": OVERRIDE_REASONS[code]}
+            for code in finding.override_reasons
+        ]
+    card["links"] = [
+        {"label": knowledge.source(key).label, "url": knowledge.source(key).url, "type": "absolute"}
+        for key in finding.sources
+    ]
+    return card

@@ -1,0 +1,124 @@
+"""The `cds-service` command: serve, evaluate a request or a patient Bundle, replay a fixture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cds_service.timeshift import FIXTURE_ANCHOR, replay_now
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cds_service import create_app
+
+    app = create_app()
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+def _request_from_bundle(bundle: dict[str, Any], hook: str, templates: dict[str, str]) -> dict[str, Any]:
+    """A CDS Hooks request whose prefetch holds one patient's Bundle, split per template by
+    resource type (every Observation key gets the Observations; the rules pick by code)."""
+    resources = [e["resource"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)]
+    patients = [r for r in resources if r.get("resourceType") == "Patient"]
+    if len(patients) != 1:
+        raise SystemExit("the Bundle must hold exactly one Patient")
+    patient = patients[0]
+    prefetch: dict[str, Any] = {}
+    for key, template in templates.items():
+        resource_type = template.split("?")[0].split("/")[0]
+        if resource_type == "Patient":
+            prefetch[key] = patient
+            continue
+        matches = [r for r in resources if r.get("resourceType") == resource_type]
+        prefetch[key] = {"resourceType": "Bundle", "type": "searchset",
+                         "entry": [{"resource": r} for r in matches]}
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/cli", "patientId": patient["id"]},
+        "prefetch": prefetch,
+    }
+
+
+def _print_cards(cards: list[dict[str, Any]]) -> None:
+    if not cards:
+        print("No cards: nothing to say for this patient.")
+    for card in cards:
+        topic = card["source"]["topic"]["code"]
+        print(f"[{card['indicator'].upper()}] {topic}: {card['summary']}")
+        print("  " + card["detail"].replace("\n", "\n  "))
+        for suggestion in card.get("suggestions", []):
+            print(f"  -> suggestion: {suggestion['label']}")
+        print()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cds_service import create_app
+    from cds_service.engine import evaluate
+    from cds_service.fhir_data import PreconditionFailed
+    from cds_service.protocol import BadRequest, parse_request
+
+    app = create_app()
+    services = app.extensions["cds_services"]
+    document = json.loads(Path(args.file).read_text())
+    hook = document.get("hook") or args.hook
+    service = next((s for s in services.values() if s.hook == hook and (
+        not args.service or s.id == args.service)), None)
+    if service is None:
+        print(f"no service answers the {hook} hook", file=sys.stderr)
+        return 2
+    if document.get("resourceType") == "Bundle":
+        document = _request_from_bundle(document, hook, service.prefetch)
+    now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else datetime.now(UTC)
+    try:
+        request = parse_request(document, service.hook)
+        result = evaluate(service, request, app.extensions["cds_knowledge"], app.config, now)
+    except BadRequest as exc:
+        print(f"invalid request: {exc}", file=sys.stderr)
+        return 2
+    except PreconditionFailed as exc:
+        print(f"412 precondition failed: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps({"cards": result.cards}, indent=2))
+    else:
+        _print_cards(result.cards)
+    return 0
+
+
+def _fixture(args: argparse.Namespace) -> int:
+    document = json.loads(Path(args.file).read_text())
+    print(json.dumps(replay_now(document), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the CDS service (development server)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve)
+    evaluate = commands.add_parser("evaluate", help="print the cards for a request or Bundle")
+    evaluate.add_argument("file", help="a CDS Hooks request JSON, or a FHIR Bundle of one patient")
+    evaluate.add_argument("--hook", default="patient-view", help="hook for a Bundle")
+    evaluate.add_argument("--service", help="service id when several answer the hook")
+    evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response")
+    evaluate.add_argument("--now", help="evaluate as of this ISO time (fixtures: "
+                          f"{FIXTURE_ANCHOR.isoformat().replace('+00:00', 'Z')})")
+    evaluate.set_defaults(run=_evaluate)
+    fixture = commands.add_parser("fixture", help="print a fixture request moved to today")
+    fixture.add_argument("file")
+    fixture.set_defaults(run=_fixture)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Clinical knowledge as data: value sets, unit aliases, thresholds and sources.
+
+The YAML files beside this module are what a clinical reviewer reads and signs off; this module
+only loads them, applies a site's threshold overrides and answers look-ups. Every code carries
+its source and grade in the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from cds_service.config import ConfigError
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ATC = "http://www.whocc.no/atc"
+UCUM = "http://unitsofmeasure.org"
+
+_FILES = ("observations", "conditions", "medications", "thresholds", "units", "sources")
+
+
+@cache
+def _raw(name: str) -> Any:
+    return yaml.safe_load(resources.files(__package__).joinpath(f"{name}.yaml").read_text())
+
+
+@cache
+def version() -> str:
+    """A short content hash of the knowledge files: recorded with every card."""
+    digest = hashlib.sha256()
+    for name in _FILES:
+        digest.update(resources.files(__package__).joinpath(f"{name}.yaml").read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Ingredient:
+    id: str
+    display: str
+    role: str
+    moiety: str
+    rxnorm: frozenset[str]
+    atc: frozenset[str]
+    names: tuple[str, ...]
+    label: str | None
+    thiopurine: bool = False
+    recent_days: int | None = None
+    dose_review_advice: str = ""
+
+    @property
+    def is_tier_a(self) -> bool:
+        return self.role == "tier_a"
+
+    @property
+    def is_immunosuppressant(self) -> bool:
+        return self.role in ("tier_a", "tier_b")
+
+
+@dataclass(frozen=True)
+class Product:
+    ingredient: str
+    display: str
+    strength_mg: float | None = None
+    form: str | None = None
+
+
+@dataclass(frozen=True)
+class Combination:
+    drugs: frozenset[str]
+    partners: frozenset[str]
+    advice: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Source:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything the rules know, with a site's threshold overrides applied."""
+
+    thresholds: Mapping[str, float]
+    settings: Mapping[str, Any]
+    stale_cbc_days_by_drug: Mapping[str, Mapping[str, int]]
+    loinc_analyte: Mapping[str, str]  # LOINC code -> analyte id
+    loinc_method: Mapping[str, str]  # LOINC code -> manual | automated | flow
+    analyte_display: Mapping[str, str]
+    orderables: Mapping[str, Mapping[str, str]]
+    condition_codes: Mapping[str, frozenset[tuple[str, str]]]  # group -> {(system, code)}
+    condition_prefixes: Mapping[str, tuple[str, ...]]  # group -> ICD-10-CM prefixes
+    ingredients: Mapping[str, Ingredient]
+    products: Mapping[str, Product]
+    gcsf_atc_prefix: str
+    combinations: tuple[Combination, ...]
+    also_consider: tuple[str, ...]
+    sources: Mapping[str, Source]
+    units: Mapping[str, Any]
+    version: str = field(default_factory=version)
+
+    def threshold(self, name: str) -> float:
+        return self.thresholds[name]
+
+    def source(self, key: str) -> Source:
+        return self.sources[key]
+
+
+def _condition_sets(raw: Mapping[str, Any]) -> tuple[dict, dict]:
+    systems = raw["systems"]
+    codes: dict[str, frozenset[tuple[str, str]]] = {}
+    prefixes: dict[str, tuple[str, ...]] = {}
+    for group, entries in raw.items():
+        if group == "systems":
+            continue
+        codes[group] = frozenset(
+            (systems[system_key], str(entry["code"]))
+            for system_key in ("snomed", "icd10cm", "icd9cm")
+            for entry in entries.get(system_key, [])
+        )
+        prefixes[group] = tuple(str(e["code"]) for e in entries.get("icd10cm_prefixes", []))
+    return codes, prefixes
+
+
+def _ingredients(raw: Mapping[str, Any]) -> dict[str, Ingredient]:
+    return {
+        key: Ingredient(
+            id=key,
+            display=entry["display"],
+            role=entry["role"],
+            moiety=entry.get("moiety", key),
+            rxnorm=frozenset(str(c["code"]) for c in entry.get("rxnorm", [])),
+            atc=frozenset(entry.get("atc", [])),
+            names=tuple(entry.get("names", [])),
+            label=entry.get("label"),
+            thiopurine=bool(entry.get("thiopurine", False)),
+            recent_days=entry.get("recent_days"),
+            dose_review_advice=" ".join(str(entry.get("dose_review_advice", "")).split()),
+        )
+        for key, entry in raw["ingredients"].items()
+    }
+
+
+def _apply_overrides(defaults: Mapping[str, float], overrides: Mapping[str, Any]) -> dict:
+    thresholds = dict(defaults)
+    for name, value in overrides.items():
+        if name not in thresholds:
+            raise ConfigError(f"CDS_THRESHOLDS: unknown threshold {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"CDS_THRESHOLDS: {name} must be a non-negative number")
+        thresholds[name] = float(value)
+    if thresholds["dose_review_wbc"] > thresholds["leukopenia_wbc"]:
+        raise ConfigError("CDS_THRESHOLDS: dose_review_wbc must not exceed leukopenia_wbc")
+    return thresholds
+
+
+def _apply_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+    settings = dict(defaults)
+    for name, value in overrides.items():
+        if name not in settings:
+            raise ConfigError(f"CDS_CLINICAL_SETTINGS: unknown setting {name!r}")
+        if not isinstance(value, type(settings[name])):
+            raise ConfigError(f"CDS_CLINICAL_SETTINGS: {name} must be {type(settings[name]).__name__}")
+        settings[name] = value
+    return settings
+
+
+def load_knowledge(
+    threshold_overrides: Mapping[str, Any] | None = None,
+    setting_overrides: Mapping[str, Any] | None = None,
+) -> Knowledge:
+    observations = _raw("observations")
+    medications = _raw("medications")
+    thresholds_raw = _raw("thresholds")
+    loinc_analyte: dict[str, str] = {}
+    loinc_method: dict[str, str] = {}
+    for analyte, entry in observations["analytes"].items():
+        for code in entry["codes"]:
+            loinc_analyte[code["code"]] = analyte
+            if "method" in code:
+                loinc_method[code["code"]] = code["method"]
+    condition_codes, condition_prefixes = _condition_sets(_raw("conditions"))
+    return Knowledge(
+        thresholds=_apply_overrides(
+            {k: float(v["value"]) for k, v in thresholds_raw["thresholds"].items()},
+            threshold_overrides or {},
+        ),
+        settings=_apply_settings(thresholds_raw["settings"], setting_overrides or {}),
+        stale_cbc_days_by_drug=thresholds_raw.get("stale_cbc_days_by_drug") or {},
+        loinc_analyte=loinc_analyte,
+        loinc_method=loinc_method,
+        analyte_display={k: v["display"] for k, v in observations["analytes"].items()},
+        orderables=observations["orderables"],
+        condition_codes=condition_codes,
+        condition_prefixes=condition_prefixes,
+        ingredients=_ingredients(medications),
+        products={
+            str(code): Product(
+                ingredient=p["ingredient"],
+                display=p["display"],
+                strength_mg=p.get("strength_mg"),
+                form=p.get("form"),
+            )
+            for code, p in medications["products"].items()
+        },
+        gcsf_atc_prefix=medications["gcsf_atc_prefix"],
+        combinations=tuple(
+            Combination(
+                drugs=frozenset(c["drugs"]),
+                partners=frozenset(c["with"]),
+                advice=" ".join(c["advice"].split()),
+                source=c["source"],
+            )
+            for c in medications["combinations"]
+        ),
+        also_consider=tuple(medications["also_consider"]),
+        sources={k: Source(label=v["label"], url=v["url"]) for k, v in _raw("sources").items()},
+        units=_raw("units"),
+    )

@@ -1,0 +1,146 @@
+"""The CDS Hooks 2.0 request: parsed and validated, or rejected with a clear 4xx.
+
+Checks follow CONFORMANCE.md §C and §J (and Inferno's request-body checks): hook,
+hookInstance, context and its per-hook fields, fhirServer/fhirAuthorization, prefetch. Unknown
+top-level fields and extensions are ignored, as the spec allows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# FHIR ids are [A-Za-z0-9-.]{1,64}; some EHRs (Epic) send longer opaque ids, so allow 256.
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,256}$")
+_USER_REFERENCE = re.compile(r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,256}$")
+_ORDER_REFERENCE = re.compile(
+    r"^(MedicationRequest|ServiceRequest|NutritionOrder|DeviceRequest|VisionPrescription"
+    r"|MedicationOrder|ProcedureRequest)/[A-Za-z0-9\-.]{1,256}$")
+MAX_JSON_DEPTH = 64
+
+
+class BadRequest(Exception):
+    """The request is malformed; the message is safe to return to the client."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    hook: str
+    hook_instance: str
+    context: Mapping[str, Any]
+    prefetch: Mapping[str, Any] | None
+    fhir_server: str | None
+    access_token: str | None
+
+    @property
+    def patient_id(self) -> str:
+        return str(self.context["patientId"])
+
+    @property
+    def correlation_id(self) -> str:
+        """hookInstance for logs, only when it is a UUID (never echo arbitrary client text)."""
+        return self.hook_instance if _UUID.match(self.hook_instance) else "non-uuid"
+
+
+def json_depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Iterative depth check, so a hostile body cannot exhaust the stack."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _string(body: Mapping[str, Any], key: str, where: str = "") -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{where}{key} is required and must be a non-empty string")
+    return value
+
+
+def _validate_context(hook: str, context: Mapping[str, Any]) -> None:
+    user_id = _string(context, "userId", "context.")
+    if not _USER_REFERENCE.match(user_id):
+        raise BadRequest("context.userId must be a reference like Practitioner/123")
+    if not _FHIR_ID.match(_string(context, "patientId", "context.")):
+        raise BadRequest("context.patientId must be a FHIR id (letters, digits, '-' and '.')")
+    encounter = context.get("encounterId")
+    if encounter is not None and (not isinstance(encounter, str) or not _FHIR_ID.match(encounter)):
+        raise BadRequest("context.encounterId must be a FHIR id")
+    if hook in ("order-select", "order-sign"):
+        drafts = context.get("draftOrders")
+        if not isinstance(drafts, Mapping) or drafts.get("resourceType") != "Bundle":
+            raise BadRequest("context.draftOrders is required and must be a FHIR Bundle")
+        if not isinstance(drafts.get("entry", []), list):
+            raise BadRequest("context.draftOrders.entry must be an array")
+    if hook == "order-select":
+        selections = context.get("selections")
+        if not isinstance(selections, list) or not selections:
+            raise BadRequest("context.selections is required and must be a non-empty array")
+        if not all(isinstance(s, str) and _ORDER_REFERENCE.match(s) for s in selections):
+            raise BadRequest("context.selections must hold references like MedicationRequest/123")
+
+
+def _validate_fhir_access(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    server = body.get("fhirServer")
+    if server is not None:
+        if not isinstance(server, str):
+            raise BadRequest("fhirServer must be a URL string")
+        parts = urlsplit(server)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise BadRequest("fhirServer must be an absolute http(s) URL")
+    authorization = body.get("fhirAuthorization")
+    if authorization is None:
+        return server, None
+    if not isinstance(authorization, Mapping):
+        raise BadRequest("fhirAuthorization must be an object")
+    if server is None:
+        raise BadRequest("fhirServer is required when fhirAuthorization is present")
+    token = _string(authorization, "access_token", "fhirAuthorization.")
+    if authorization.get("token_type") != "Bearer":
+        raise BadRequest("fhirAuthorization.token_type must be Bearer")
+    expires_in = authorization.get("expires_in")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int):
+        raise BadRequest("fhirAuthorization.expires_in must be an integer")
+    _string(authorization, "scope", "fhirAuthorization.")
+    _string(authorization, "subject", "fhirAuthorization.")
+    return server, token
+
+
+def parse_request(body: Any, service_hook: str) -> HookRequest:
+    if not isinstance(body, Mapping):
+        raise BadRequest("the request body must be a JSON object")
+    hook = _string(body, "hook")
+    if hook != service_hook:
+        raise BadRequest(f"this service answers the {service_hook} hook, not {hook[:40]!r}")
+    hook_instance = _string(body, "hookInstance")
+    if len(hook_instance) > 128:
+        raise BadRequest("hookInstance is too long (a UUID is expected)")
+    context = body.get("context")
+    if not isinstance(context, Mapping):
+        raise BadRequest("context is required and must be an object")
+    _validate_context(hook, context)
+    fhir_server, access_token = _validate_fhir_access(body)
+    prefetch = body.get("prefetch")
+    if prefetch is not None:
+        if not isinstance(prefetch, Mapping):
+            raise BadRequest("prefetch must be an object")
+        for key, value in prefetch.items():
+            if value is not None and not isinstance(value, Mapping):
+                raise BadRequest(f"prefetch.{str(key)[:40]} must be a FHIR resource or null")
+            if isinstance(value, Mapping) and not isinstance(value.get("resourceType"), str):
+                raise BadRequest(f"prefetch.{str(key)[:40]} has no resourceType")
+    return HookRequest(hook, hook_instance, context, prefetch, fhir_server, access_token)

@@ -1,0 +1,715 @@
+"""The PatientRecord: the clinical facts the rules read, each with its provenance.
+
+Built once per call from the raw FHIR JSON the EHR sent (prefetch or fetched). Only resources
+the rules can use are looked at: Observations are picked by LOINC code before anything is
+parsed, and each picked resource is validated with the FHIR R4B models. What cannot be
+interpreted is kept as an `UnusableResult` so a card can say so (clinical spec §1.1, §1.2).
+
+Data rules (clinical spec §2.1, §2.3): Observation statuses final/amended/corrected count,
+preliminary ones only for the critical rules and only until a final result of the same draw
+exists; ANC and ALC come from the best source of each draw (manual differential, segmented +
+band counts, automated count, then % x same-draw WBC); a % is never compared with a count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from cds_service import terminology, units
+from cds_service.dosing import DailyDose, daily_dose
+from cds_service.fhir_dates import as_datetime, day
+from cds_service.knowledge import Ingredient, Knowledge
+
+Raw = Mapping[str, Any]
+
+COUNTED_OBSERVATION_STATUSES = {"final", "amended", "corrected"}
+PRELIMINARY = "preliminary"
+SAME_DRAW = timedelta(hours=1)
+# Source priority within one draw (lower wins): clinical spec §2.3.
+_METHOD_PRIORITY = {"manual": 0, "segmented + bands": 1, "automated": 2, "computed": 3, "flow": 4}
+
+
+@dataclass(frozen=True)
+class Count:
+    """A cell count in 10^9/L with what was received."""
+
+    analyte: str  # wbc | anc | alc
+    value: float
+    received: str  # as the lab sent it, e.g. "2.8 K/uL"
+    time: datetime
+    status: str
+    method: str  # manual | segmented + bands | automated | computed | flow
+    reference: str  # Observation/id (or a list for derived values)
+    specimen: str | None = None
+    low: float | None = None  # lab reference range, normalised
+    high: float | None = None
+    note: str = ""
+
+    @property
+    def is_preliminary(self) -> bool:
+        return self.status == PRELIMINARY
+
+    def describe(self) -> str:
+        shown = f"{self.value:.2f} x10^9/L"
+        received = f" (received {self.received})" if self.received else ""
+        note = f"; {self.note}" if self.note else ""
+        status = ", preliminary: confirm with the lab" if self.is_preliminary else ""
+        return f"{shown}{received} on {day(self.time)}{status}{note}"
+
+
+@dataclass(frozen=True)
+class UnusableResult:
+    """A result that could not be interpreted, and why (shown on a DATA_QUALITY card)."""
+
+    what: str
+    received: str
+    time: datetime | None
+    reason: str
+    reference: str
+
+    def describe(self) -> str:
+        when = f" on {day(self.time)}" if self.time else ""
+        received = f" {self.received}" if self.received else ""
+        return f"{self.what}{received}{when}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Temperature:
+    celsius: float
+    received: str
+    time: datetime
+    site: str
+
+
+@dataclass(frozen=True)
+class Weight:
+    kg: float
+    received: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class PharmacogenomicResult:
+    gene: str  # TPMT | TPMT and NUDT15
+    phenotype: str | None  # normal | intermediate | poor | low activity | None (bare number)
+    received: str
+    time: datetime | None
+
+
+@dataclass(frozen=True)
+class MedicationRecord:
+    """One MedicationStatement, MedicationRequest or MedicationAdministration for one drug."""
+
+    ingredient: Ingredient
+    exposure: str  # current | past | unknown | draft | administered
+    display: str
+    reference: str
+    matched_by: str
+    start: datetime | None
+    end: datetime | None  # last-dose evidence for past exposure
+    dose: DailyDose
+    raw: Raw = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DrugExposure:
+    """Everything known about one ingredient, summarised (clinical spec §2.1)."""
+
+    ingredient: Ingredient
+    current: bool
+    recent: bool  # not current, but the last dose is within the drug's recent window
+    start: datetime | None  # start of the current exposure
+    last_dose: datetime | None
+    records: tuple[MedicationRecord, ...]
+    started_recently: bool
+    dose_increased_recently: bool
+
+    @property
+    def current_or_recent(self) -> bool:
+        return self.current or self.recent
+
+    @property
+    def latest_dose(self) -> DailyDose | None:
+        """The daily dose of the newest current (or draft) order."""
+        current = [r for r in self.records if r.exposure in ("current", "draft")]
+        if not current:
+            return None
+        return max(current, key=lambda r: r.start.timestamp() if r.start else 0.0).dose
+
+    def describe(self) -> str:
+        if self.current:
+            since = f" since {day(self.start)}" if self.start else ""
+            return f"{self.ingredient.display} (current{since})"
+        last = f", last dose {day(self.last_dose)}" if self.last_dose else ""
+        return f"{self.ingredient.display} (recently stopped{last})"
+
+
+@dataclass(frozen=True)
+class LupusDiagnosis:
+    kind: str  # sle | drug-induced | unspecified
+    suspected: bool
+    display: str
+
+    def describe(self) -> str:
+        prefix = "suspected " if self.suspected else ""
+        if self.kind == "drug-induced":
+            return f"{prefix}drug-induced lupus ({self.display})"
+        if self.kind == "unspecified":
+            return f"{prefix}lupus erythematosus, type unspecified ({self.display})"
+        return f"{prefix}SLE ({self.display})"
+
+
+@dataclass
+class PatientRecord:
+    now: datetime
+    patient_id: str
+    lupus: LupusDiagnosis | None = None
+    counts: dict[str, list[Count]] = field(default_factory=dict)  # newest first
+    unusable: list[UnusableResult] = field(default_factory=list)
+    medications: list[MedicationRecord] = field(default_factory=list)
+    exposures: dict[str, DrugExposure] = field(default_factory=dict)
+    temperatures: list[Temperature] = field(default_factory=list)  # newest first
+    fever_conditions: list[tuple[str, datetime]] = field(default_factory=list)
+    weight: Weight | None = None
+    pharmacogenomics: list[PharmacogenomicResult] = field(default_factory=list)
+    duffy_null: bool = False
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def series(self, analyte: str, include_preliminary: bool = False) -> list[Count]:
+        """Qualifying results of one analyte, newest first."""
+        return [
+            c
+            for c in self.counts.get(analyte, [])
+            if include_preliminary or not c.is_preliminary
+        ]
+
+    def latest(
+        self, analyte: str, include_preliminary: bool = False, max_age_days: float | None = None
+    ) -> Count | None:
+        for count in self.series(analyte, include_preliminary):
+            if max_age_days is None or count.time >= self.now - timedelta(days=max_age_days):
+                return count
+        return None
+
+    def exposure(self, ingredient_id: str) -> DrugExposure | None:
+        return self.exposures.get(ingredient_id)
+
+    def current_drugs(self, role: str) -> list[DrugExposure]:
+        return [e for e in self.exposures.values() if e.current and e.ingredient.role == role]
+
+    def immunosuppressants(self) -> list[DrugExposure]:
+        """Current or recent tier A and tier B drugs (the population and refractory rule)."""
+        return [
+            e for e in self.exposures.values()
+            if e.current_or_recent and e.ingredient.is_immunosuppressant
+        ]
+
+    @property
+    def in_scope(self) -> bool:
+        """Clinical spec §2.2: counted SLE, or a current or recent tier A/B drug."""
+        return self.lupus is not None or bool(self.immunosuppressants())
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def _validated(resource: Raw) -> str | None:
+    """None when the resource is valid FHIR R4B, else a short reason."""
+    try:
+        get_fhir_model_class(str(resource.get("resourceType"))).model_validate(resource)
+    except (ValidationError, KeyError, ValueError, TypeError) as error:
+        first = error.errors()[0] if isinstance(error, ValidationError) else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"not valid FHIR R4 ({where or 'structure'})"
+    return None
+
+
+def _reference(resource: Raw) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
+
+
+def _observation_time(obs: Raw) -> datetime | None:
+    period = obs.get("effectivePeriod")
+    return (
+        as_datetime(obs.get("effectiveDateTime"))
+        or (as_datetime(period.get("start")) if isinstance(period, Mapping) else None)
+        or as_datetime(obs.get("effectiveInstant"))
+        or as_datetime(obs.get("issued"))
+    )
+
+
+def _specimen(obs: Raw) -> str | None:
+    specimen = obs.get("specimen")
+    if isinstance(specimen, Mapping) and specimen.get("reference"):
+        return str(specimen["reference"])
+    return None
+
+
+def _received(quantity: Raw) -> str:
+    value = quantity.get("value")
+    return f"{value} {units.received_unit(quantity)}".strip()
+
+
+@dataclass(frozen=True)
+class _Percent:
+    of: str  # anc | alc
+    percent: float
+    time: datetime
+    status: str
+    specimen: str | None
+    reference: str
+    what: str
+
+
+def same_draw(a_time: datetime, a_specimen: str | None, b_time: datetime, b_specimen: str | None) -> bool:
+    """Same specimen, or (without specimens to compare) drawn within one hour (spec §1.4)."""
+    if a_specimen and b_specimen:
+        return a_specimen == b_specimen
+    return abs(a_time - b_time) <= SAME_DRAW
+
+
+class _RecordBuilder:
+    def __init__(self, knowledge: Knowledge, now: datetime, patient_id: str, resources: list[Raw]):
+        self.k = knowledge
+        self.record = PatientRecord(now=now, patient_id=patient_id)
+        self.candidates: dict[str, list[Count]] = {"wbc": [], "anc": [], "alc": []}
+        self.segmented: list[Count] = []
+        self.bands: list[Count] = []
+        self.percents: list[_Percent] = []
+        self.resources = resources
+        self.by_reference = {
+            _reference(r): r for r in resources if r.get("resourceType") and r.get("id")
+        }
+        count_units = knowledge.units["count_factor_to_10e9_per_L"]["exact"]
+        self.count_aliases = count_units
+
+    # -- observations ---------------------------------------------------------------------
+
+    def unusable(self, what: str, received: str, time: datetime | None, reason: str, ref: str) -> None:
+        self.record.unusable.append(UnusableResult(what, received, time, reason, ref))
+
+    def observation(self, obs: Raw) -> None:
+        matched = terminology.analyte_of(obs.get("code"), self.k)
+        if self._is_duffy_null(obs):
+            self.record.duffy_null = True
+        if matched is None:
+            return
+        analyte, loinc = matched
+        status = obs.get("status")
+        if status not in COUNTED_OBSERVATION_STATUSES and status != PRELIMINARY:
+            return  # registered, cancelled, entered-in-error, unknown: not results
+        what = self.k.analyte_display[analyte]
+        ref = _reference(obs)
+        time = _observation_time(obs)
+        problem = _validated(obs)
+        quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), Mapping) else None
+        received = _received(quantity) if quantity else str(obs.get("valueString") or "")
+        if analyte in ("tpmt", "tpmt_nudt15"):
+            if not problem:
+                self.pharmacogenomic(obs, what, received, time)
+            return
+        if problem or time is None:
+            self.unusable(what, received, time, problem or "no date", ref)
+            return
+        if quantity is None:
+            if obs.get("dataAbsentReason") is None:
+                self.unusable(what, received, time, "no numeric value", ref)
+            return
+        value = quantity.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.unusable(what, received, time, "no numeric value", ref)
+            return
+        kind = {"temperature": "temperature", "weight": "weight"}.get(analyte)
+        if kind == "temperature":
+            self.temperature(obs, quantity, received, time, what, ref)
+        elif kind == "weight":
+            self.weight(quantity, received, time, what, ref)
+        elif analyte in ("neutrophil_percent", "lymphocyte_percent"):
+            if not units.is_percent(quantity, self.k.units["percent_units"]):
+                self.unusable(what, received, time, "a percentage with a non-% unit", ref)
+                return
+            of = "anc" if analyte == "neutrophil_percent" else "alc"
+            self.percents.append(_Percent(of, float(value), time, status, _specimen(obs), ref, what))
+        else:
+            self.count(obs, analyte, loinc, quantity, received, time, what, ref)
+
+    def count(self, obs: Raw, analyte: str, loinc: str, quantity: Raw, received: str,
+              time: datetime, what: str, ref: str) -> None:
+        factor = units.count_factor(quantity, self.count_aliases)
+        if factor is None:
+            unit = units.received_unit(quantity) or "none"
+            self.unusable(what, received, time, f"unknown unit ({unit}): not converted", ref)
+            return
+        low, high = self._reference_range(obs, factor)
+        method = self.k.loinc_method.get(loinc, "automated")
+        count = Count(
+            analyte=analyte, value=float(quantity["value"]) * factor, received=received,
+            time=time, status=str(obs["status"]), method=method, reference=ref,
+            specimen=_specimen(obs), low=low, high=high,
+        )
+        if analyte == "neutrophils_segmented":
+            self.segmented.append(count)
+        elif analyte == "neutrophils_band":
+            self.bands.append(count)
+        else:
+            self.candidates[analyte].append(count)
+
+    def _reference_range(self, obs: Raw, value_factor: float) -> tuple[float | None, float | None]:
+        """The lab's normal range in 10^9/L; a bound without a unit shares the value's unit."""
+        ranges = obs.get("referenceRange")
+        if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], Mapping):
+            return None, None
+        bounds: list[float | None] = []
+        for key in ("low", "high"):
+            bound = ranges[0].get(key)
+            if not isinstance(bound, Mapping) or not isinstance(bound.get("value"), int | float):
+                bounds.append(None)
+                continue
+            has_unit = bound.get("code") or bound.get("unit")
+            factor = units.count_factor(bound, self.count_aliases) if has_unit else value_factor
+            bounds.append(float(bound["value"]) * factor if factor is not None else None)
+        return bounds[0], bounds[1]
+
+    def temperature(self, obs: Raw, quantity: Raw, received: str, time: datetime, what: str, ref: str) -> None:
+        celsius = units.to_celsius(quantity, self.k.units["temperature_aliases"])
+        if celsius is None:
+            unit = units.received_unit(quantity) or "none"
+            self.unusable(what, received, time, f"unknown temperature unit ({unit})", ref)
+            return
+        site = terminology.concept_text(obs.get("bodySite")) or terminology.concept_text(obs.get("code"))
+        self.record.temperatures.append(Temperature(celsius, received, time, site))
+
+    def weight(self, quantity: Raw, received: str, time: datetime, what: str, ref: str) -> None:
+        kg = units.to_kilograms(quantity, self.k.units["weight_aliases"])
+        if kg is None:
+            self.unusable(what, received, time, "unknown weight unit", ref)
+        elif self.record.weight is None or time > self.record.weight.time:
+            self.record.weight = Weight(kg, received, time)
+
+    def pharmacogenomic(self, obs: Raw, what: str, received: str, time: datetime | None) -> None:
+        texts = [terminology.concept_text(obs.get("valueCodeableConcept")), str(obs.get("valueString") or "")]
+        texts += [terminology.concept_text(i) for i in obs.get("interpretation") or []]
+        joined = " ".join(texts).lower()
+        phenotype = next((p for p in ("poor", "intermediate", "normal") if p in joined), None)
+        interpretation_codes = {
+            str(c.get("code"))
+            for concept in obs.get("interpretation") or []
+            for c in terminology.codings(concept)
+        }
+        quantity = obs.get("valueQuantity")
+        if phenotype is None and interpretation_codes & {"L", "LL"}:
+            phenotype = "low activity"
+        elif phenotype is None and interpretation_codes & {"N"}:
+            phenotype = "normal"
+        elif phenotype is None and isinstance(quantity, Mapping):
+            low, _ = self._reference_range(obs, 1.0)
+            value = quantity.get("value")
+            if low is not None and isinstance(value, int | float):
+                phenotype = "low activity" if value < low else "normal"
+        gene = "TPMT and NUDT15" if "NUDT15" in what else "TPMT"
+        shown = received or terminology.concept_text(obs.get("valueCodeableConcept"))
+        self.record.pharmacogenomics.append(PharmacogenomicResult(gene, phenotype, shown, time))
+
+    def _is_duffy_null(self, resource: Raw) -> bool:
+        for entry in self.k.settings["duffy_null_codes"]:
+            if not terminology.has_code(resource.get("code"), entry["system"], [entry["code"]]):
+                continue
+            if resource.get("resourceType") == "Condition":
+                return True
+            if resource.get("status") not in COUNTED_OBSERVATION_STATUSES:
+                return False
+            value = resource.get("valueString") or ""
+            codes = [c.get("code") for c in terminology.codings(resource.get("valueCodeableConcept"))]
+            return entry["value"] in ([value] + codes)
+        return False
+
+    def finish_counts(self) -> None:
+        """Pick one ANC and one ALC per draw, drop superseded preliminaries, sort."""
+        self.candidates["anc"].extend(self._segmented_plus_bands())
+        for pct in self.percents:
+            wbc = self._wbc_of_draw(pct.time, pct.specimen)
+            if wbc is None:
+                self.unusable(pct.what, f"{pct.percent:g} %", pct.time,
+                              "a percentage with no WBC from the same specimen: not compared "
+                              "with count thresholds", pct.reference)
+                continue
+            status = PRELIMINARY if PRELIMINARY in (pct.status, wbc.status) else pct.status
+            self.candidates[pct.of].append(Count(
+                analyte=pct.of, value=wbc.value * pct.percent / 100.0,
+                received=f"{pct.percent:g} % x WBC {wbc.value:.2f}", time=pct.time,
+                status=status, method="computed", reference=pct.reference,
+                specimen=pct.specimen or wbc.specimen, low=None, high=None,
+                note="computed from the differential %",
+            ))
+        for analyte, candidates in self.candidates.items():
+            chosen = self._one_per_draw(candidates)
+            self.record.counts[analyte] = sorted(chosen, key=lambda c: c.time, reverse=True)
+        self._flag_contradictions()
+
+    def _wbc_of_draw(self, time: datetime, specimen: str | None) -> Count | None:
+        matches = [w for w in self.candidates["wbc"] if same_draw(time, specimen, w.time, w.specimen)]
+        matches.sort(key=lambda w: (w.is_preliminary, abs((w.time - time).total_seconds())))
+        return matches[0] if matches else None
+
+    def _segmented_plus_bands(self) -> list[Count]:
+        totals = []
+        for seg in self.segmented:
+            band = next((b for b in self.bands if same_draw(seg.time, seg.specimen, b.time, b.specimen)), None)
+            totals.append(Count(
+                analyte="anc", value=seg.value + (band.value if band else 0.0),
+                received=seg.received + (f" + bands {band.received}" if band else ""),
+                time=seg.time, status=seg.status, method="segmented + bands",
+                reference=seg.reference, specimen=seg.specimen, low=seg.low, high=seg.high,
+                note="" if band else "bands not reported",
+            ))
+        return totals
+
+    @staticmethod
+    def _one_per_draw(candidates: list[Count]) -> list[Count]:
+        """Best source per draw; a preliminary result yields to a final one of the same draw."""
+        ranked = sorted(candidates, key=lambda c: (c.is_preliminary, _METHOD_PRIORITY[c.method]))
+        chosen: list[Count] = []
+        for count in ranked:
+            tolerance = timedelta(days=1) if count.method == "flow" else SAME_DRAW
+            if not any(
+                (c.specimen and count.specimen and c.specimen == count.specimen)
+                or abs(c.time - count.time) <= tolerance
+                for c in chosen
+            ):
+                chosen.append(count)
+        return chosen
+
+    def _flag_contradictions(self) -> None:
+        """An ANC or ALC larger than the WBC of the same draw cannot both be right."""
+        for analyte in ("anc", "alc"):
+            kept = []
+            for count in self.record.counts[analyte]:
+                wbc = self._wbc_of_draw(count.time, count.specimen)
+                if wbc is not None and count.value > wbc.value * 1.05 + 0.05:
+                    self.unusable(self.k.analyte_display[analyte], count.received, count.time,
+                                  f"contradicts the WBC of the same draw ({wbc.value:.2f} x10^9/L)",
+                                  count.reference)
+                    continue
+                kept.append(count)
+            self.record.counts[analyte] = kept
+
+    # -- conditions -----------------------------------------------------------------------
+
+    def conditions(self, conditions: Iterable[Raw]) -> None:
+        found: dict[str, list[tuple[bool, str]]] = {}
+        for condition in conditions:
+            if self._is_duffy_null(condition) and _condition_counts(condition) is not None:
+                self.record.duffy_null = True
+            group = terminology.condition_group(condition.get("code"), self.k)
+            if group is None:
+                continue
+            suspected = _condition_counts(condition)
+            if suspected is None or _validated(condition):
+                continue
+            display = terminology.concept_text(condition.get("code"))
+            if group == "fever":
+                onset = as_datetime(condition.get("onsetDateTime")) or (
+                    as_datetime((condition.get("onsetPeriod") or {}).get("start"))
+                    if isinstance(condition.get("onsetPeriod"), Mapping) else None
+                ) or as_datetime(condition.get("recordedDate"))
+                if onset is not None:
+                    self.record.fever_conditions.append((display, onset))
+                continue
+            found.setdefault(group, []).append((suspected, display))
+        self.record.lupus = self._lupus(found)
+
+    def _lupus(self, found: dict[str, list[tuple[bool, str]]]) -> LupusDiagnosis | None:
+        def best(group: str) -> tuple[bool, str]:
+            return sorted(found[group])[0]  # confirmed (False) before suspected (True)
+
+        if "sle" in found:
+            suspected, display = best("sle")
+            return LupusDiagnosis("sle", suspected, display)
+        if "drug_induced_sle" in found and self.k.settings["drug_induced_lupus_counts"]:
+            suspected, display = best("drug_induced_sle")
+            return LupusDiagnosis("drug-induced", suspected, display)
+        if "lupus_unspecified" in found and "cutaneous_lupus" not in found:
+            suspected, display = best("lupus_unspecified")
+            return LupusDiagnosis("unspecified", suspected, display)
+        return None
+
+    # -- medications ----------------------------------------------------------------------
+
+    def medication_concept(self, resource: Raw) -> tuple[Raw | None, str]:
+        """The medication's CodeableConcept, resolving medicationReference (contained, then
+        the gathered resources); falls back to the reference's display text."""
+        if isinstance(resource.get("medicationCodeableConcept"), Mapping):
+            concept = resource["medicationCodeableConcept"]
+            return concept, terminology.concept_text(concept)
+        reference = resource.get("medicationReference")
+        if not isinstance(reference, Mapping):
+            return None, ""
+        target = str(reference.get("reference") or "")
+        medication: Raw | None = None
+        if target.startswith("#"):
+            medication = next(
+                (c for c in resource.get("contained") or []
+                 if isinstance(c, Mapping) and c.get("id") == target[1:]), None)
+        elif target:
+            medication = self.by_reference.get(target) or self.by_reference.get(
+                "/".join(target.rstrip("/").split("/")[-2:]))
+        display = str(reference.get("display") or "")
+        if medication and isinstance(medication.get("code"), Mapping):
+            concept = dict(medication["code"])
+            if display and not concept.get("text"):
+                concept["text"] = display
+            return concept, terminology.concept_text(concept) or display
+        return ({"text": display} if display else None), display
+
+    def medication(self, resource: Raw, draft_allowed: bool = False) -> list[MedicationRecord]:
+        kind = resource.get("resourceType")
+        status = str(resource.get("status") or "")
+        exposure = _exposure_of(kind, status, draft_allowed)
+        if exposure is None:
+            return []
+        concept, display = self.medication_concept(resource)
+        ingredients, matched_by = terminology.match_medication(concept, self.k)
+        if not ingredients:
+            return []
+        start, end = _medication_period(resource)
+        product = terminology.product_of(concept, self.k)
+        dose = daily_dose(resource.get("dosageInstruction") or (
+            [resource["dosage"]] if isinstance(resource.get("dosage"), Mapping) else resource.get("dosage")
+        ), product)
+        return [
+            MedicationRecord(
+                ingredient=ingredient, exposure=exposure, display=display or ingredient.display,
+                reference=_reference(resource), matched_by=matched_by, start=start, end=end,
+                dose=dose, raw=resource,
+            )
+            for ingredient in ingredients
+        ]
+
+    def summarise_exposures(self) -> None:
+        by_ingredient: dict[str, list[MedicationRecord]] = {}
+        for med in self.record.medications:
+            by_ingredient.setdefault(med.ingredient.id, []).append(med)
+        for ingredient_id, meds in by_ingredient.items():
+            self.record.exposures[ingredient_id] = self._exposure(meds)
+
+    def _exposure(self, meds: list[MedicationRecord]) -> DrugExposure:
+        ingredient = meds[0].ingredient
+        now = self.record.now
+        current = [m for m in meds if m.exposure == "current"]
+        administered = [m.start for m in meds if m.exposure == "administered" and m.start]
+        past_ends = [m.end or m.start for m in meds if m.exposure == "past" and (m.end or m.start)]
+        last_dose = max(administered) if administered else (max(past_ends) if past_ends else None)
+        recent_days = ingredient.recent_days or (
+            self.k.threshold("recent_tier_a_stop_days") if ingredient.is_tier_a else None)
+        recent = (
+            not current and last_dose is not None and recent_days is not None
+            and last_dose >= now - timedelta(days=recent_days)
+        )
+        starts = [m.start for m in current if m.start]
+        start = min(starts) if starts else None
+        new_window = timedelta(days=self.k.threshold("new_drug_days"))
+        started_recently = bool(current) and start is not None and start >= now - new_window
+        return DrugExposure(
+            ingredient=ingredient, current=bool(current), recent=recent, start=start,
+            last_dose=last_dose, records=tuple(meds), started_recently=started_recently,
+            dose_increased_recently=_dose_increased(meds, now - new_window),
+        )
+
+    # -- everything -----------------------------------------------------------------------
+
+    def build(self) -> PatientRecord:
+        conditions = []
+        for resource in self.resources:
+            kind = resource.get("resourceType")
+            if kind == "Observation":
+                self.observation(resource)
+            elif kind == "Condition":
+                conditions.append(resource)
+            elif kind in ("MedicationStatement", "MedicationRequest", "MedicationAdministration"):
+                self.record.medications.extend(self.medication(resource))
+        self.conditions(conditions)
+        self.finish_counts()
+        self.record.temperatures.sort(key=lambda t: t.time, reverse=True)
+        self.summarise_exposures()
+        return self.record
+
+
+def _condition_counts(condition: Raw) -> bool | None:
+    """None if the Condition does not count; else whether it is only suspected (spec §2.1)."""
+    clinical = {c.get("code") for c in terminology.codings(condition.get("clinicalStatus"))}
+    if clinical and not clinical & {"active", "recurrence", "relapse"}:
+        return None
+    verification = {c.get("code") for c in terminology.codings(condition.get("verificationStatus"))}
+    if not verification or "confirmed" in verification:
+        return False
+    if verification & {"provisional", "unconfirmed"}:
+        return True
+    return None  # differential, refuted, entered-in-error
+
+
+def _exposure_of(kind: Any, status: str, draft_allowed: bool) -> str | None:
+    if kind == "MedicationAdministration":
+        return "administered" if status == "completed" else None
+    if status == "unknown":
+        return "unknown"
+    if status in ("stopped", "completed"):
+        return "past"
+    if status == "draft":
+        return "draft" if draft_allowed else None
+    current = {"active", "on-hold"} | ({"intended"} if kind == "MedicationStatement" else set())
+    return "current" if status in current else None
+
+
+def _medication_period(resource: Raw) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of a medication resource: when it began and the last-dose evidence."""
+    kind = resource.get("resourceType")
+    if kind == "MedicationAdministration":
+        period = resource.get("effectivePeriod")
+        when = as_datetime(resource.get("effectiveDateTime")) or (
+            as_datetime(period.get("end") or period.get("start")) if isinstance(period, Mapping) else None)
+        return when, when
+    if kind == "MedicationStatement":
+        period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), Mapping) else {}
+        start = as_datetime(period.get("start")) or as_datetime(resource.get("effectiveDateTime")) \
+            or as_datetime(resource.get("dateAsserted"))
+        return start, as_datetime(period.get("end"))
+    authored = as_datetime(resource.get("authoredOn"))
+    bounds_end = None
+    for dosage in resource.get("dosageInstruction") or []:
+        repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(dosage, Mapping) else {}
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, Mapping) else None
+        if isinstance(bounds, Mapping) and bounds.get("end"):
+            bounds_end = as_datetime(bounds["end"])
+    validity = resource.get("dispenseRequest", {}).get("validityPeriod") if isinstance(
+        resource.get("dispenseRequest"), Mapping) else None
+    start = authored or (as_datetime(validity.get("start")) if isinstance(validity, Mapping) else None)
+    return start, bounds_end or authored
+
+
+def _dose_increased(meds: list[MedicationRecord], since: datetime) -> bool:
+    """A current order authored since `since` with a higher daily dose than the order before it."""
+    dated = sorted((m for m in meds if m.start and m.dose.mg_per_day), key=lambda m: m.start)
+    for earlier, later in zip(dated, dated[1:], strict=False):
+        if (later.exposure == "current" and later.start >= since
+                and later.dose.mg_per_day > earlier.dose.mg_per_day * 1.001):
+            return True
+    return False
+
+
+def build_record(
+    resources: list[Raw],
+    patient_id: str,
+    now: datetime,
+    knowledge: Knowledge,
+    unavailable: Mapping[str, str] | None = None,
+) -> PatientRecord:
+    record = _RecordBuilder(knowledge, now, patient_id, resources).build()
+    record.unavailable = dict(unavailable or {})
+    return record

@@ -1,0 +1,198 @@
+"""Clinical judgements shared by several rules: the current neutrophil state, fever, the
+dose-review threshold, baselines and trends. Each reads only the PatientRecord."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from statistics import median
+
+from cds_service.fhir_dates import day
+from cds_service.knowledge import Ingredient, Knowledge
+from cds_service.record import SAME_DRAW, Count, DrugExposure, PatientRecord, Temperature
+
+
+def fmt(value: float) -> str:
+    return f"{value:.2f}"
+
+
+@dataclass(frozen=True)
+class NeutrophilState:
+    """The latest current WBC and ANC (clinical spec §2.4 "current" = at most 30 days old).
+
+    `anc_unknown` is true when no ANC comes from the latest WBC's draw or later: the
+    differential is missing or older than the count that decides the current state.
+    """
+
+    wbc: Count | None
+    anc: Count | None
+    anc_unknown: bool
+
+    @property
+    def anc_below_one_by_wbc(self) -> bool:
+        """ANC <= WBC, so a WBC < 1.0 means ANC < 1.0 even without a differential."""
+        return self.anc_unknown and self.wbc is not None and self.wbc.value < 1.0
+
+
+def neutrophil_state(record: PatientRecord, k: Knowledge, include_preliminary: bool) -> NeutrophilState:
+    days = k.threshold("current_days")
+    wbc = record.latest("wbc", include_preliminary, days)
+    anc = record.latest("anc", include_preliminary, days)
+    anc_unknown = anc is None or (wbc is not None and anc.time < wbc.time - SAME_DRAW)
+    return NeutrophilState(wbc, anc, anc_unknown)
+
+
+def critical_state(record: PatientRecord, k: Knowledge) -> NeutrophilState:
+    """Critical rules may use preliminary results (setting, clinical spec §2.1)."""
+    return neutrophil_state(record, k, bool(k.settings["preliminary_critical_results"]))
+
+
+@dataclass(frozen=True)
+class Fever:
+    description: str
+    readings: tuple[Temperature, ...]
+
+
+def _reading(t: Temperature) -> str:
+    site = f", {t.site}" if t.site else ""
+    return f"{t.celsius:.1f} °C (received {t.received}{site}) at {t.time:%Y-%m-%d %H:%M} UTC"
+
+
+def fever(record: PatientRecord, k: Knowledge) -> Fever | None:
+    """IDSA 2010: one temperature >= 38.3 °C, or >= 38.0 °C sustained over >= 1 h (two readings
+    at least 60 min apart with none lower between), within the last 24 h; or a fever Condition
+    with onset in the last 24 h."""
+    since = record.now - timedelta(hours=k.threshold("fever_window_hours"))
+    window = sorted(
+        (t for t in record.temperatures if since <= t.time <= record.now), key=lambda t: t.time
+    )
+    single = [t for t in window if t.celsius >= k.threshold("fever_single_cel")]
+    if single:
+        return Fever(f"temperature {_reading(single[-1])}", (single[-1],))
+    sustained = k.threshold("fever_sustained_cel")
+    minimum = timedelta(minutes=k.threshold("fever_sustained_minutes"))
+    for i, first in enumerate(window):
+        if first.celsius < sustained:
+            continue
+        for later in window[i + 1:]:
+            if later.celsius < sustained:
+                break
+            if later.time - first.time >= minimum:
+                return Fever(
+                    f"temperature >= {sustained:.1f} °C sustained over 1 h: "
+                    f"{_reading(first)} and {_reading(later)}",
+                    (first, later),
+                )
+    for display, onset in record.fever_conditions:
+        if since <= onset <= record.now:
+            return Fever(f"fever recorded as a condition ({display}) on {day(onset)}", ())
+    return None
+
+
+def is_low_wbc(count: Count, k: Knowledge) -> bool:
+    """Leukopenia: WBC < 4.0, or below the lab's lower limit when that is higher."""
+    return count.value < max(k.threshold("leukopenia_wbc"), count.low or 0.0)
+
+
+def six_month_median(record: PatientRecord, latest: Count, k: Knowledge) -> float | None:
+    """Median of the patient's earlier values in the 6 months before `latest`."""
+    since = latest.time - timedelta(days=k.threshold("baseline_median_days"))
+    earlier = [
+        c.value for c in record.series(latest.analyte)
+        if since <= c.time < latest.time - SAME_DRAW
+    ]
+    return median(earlier) if earlier else None
+
+
+def trend(record: PatientRecord, analyte: str, limit: int = 4) -> str:
+    """Earlier values, newest first, for the evidence text."""
+    values = record.series(analyte)[1:limit + 1]
+    return ", ".join(f"{fmt(c.value)} on {day(c.time)}" for c in values)
+
+
+def is_mycophenolate(ingredient: Ingredient) -> bool:
+    return ingredient.moiety == "mycophenolate"
+
+
+def dose_review_reasons(
+    record: PatientRecord, k: Knowledge, ingredients: list[Ingredient]
+) -> list[str]:
+    """Why the counts meet the dose-review warning threshold on these drugs (clinical spec
+    §2.4), already taking a documented Duffy-null phenotype into account; [] if they do not."""
+    state = neutrophil_state(record, k, include_preliminary=False)
+    alc = record.latest("alc", max_age_days=k.threshold("current_days"))
+    mycophenolate = any(is_mycophenolate(i) for i in ingredients)
+    anc_limit = k.threshold("dose_review_anc_mycophenolate" if mycophenolate else "dose_review_anc")
+    neutrophil_reasons: list[str] = []
+    if state.wbc and state.wbc.value < k.threshold("dose_review_wbc"):
+        neutrophil_reasons.append(
+            f"WBC {fmt(state.wbc.value)} < {k.threshold('dose_review_wbc'):g} x10^9/L")
+    if state.anc and state.anc.value < anc_limit:
+        neutrophil_reasons.append(f"ANC {fmt(state.anc.value)} < {anc_limit:g} x10^9/L"
+                                  + (" (mycophenolate label)" if mycophenolate else ""))
+    for count in (state.wbc, state.anc):
+        drop = _significant_drop(record, count, k)
+        if drop:
+            neutrophil_reasons.append(drop)
+    if neutrophil_reasons and record.duffy_null and _duffy_null_explains(record, state, k, mycophenolate):
+        neutrophil_reasons = []
+    reasons = neutrophil_reasons
+    if alc and alc.value < k.threshold("dose_review_alc"):
+        reasons.append(f"ALC {fmt(alc.value)} < {k.threshold('dose_review_alc'):g} x10^9/L")
+    return reasons
+
+
+def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) -> str | None:
+    """Fallen >= 30% from the 6-month median to below the lab's lower limit."""
+    if count is None:
+        return None
+    baseline = six_month_median(record, count, k)
+    if baseline is None or baseline <= 0:
+        return None
+    lower_limit = count.low if count.low is not None else (
+        k.threshold("leukopenia_wbc") if count.analyte == "wbc" else k.threshold("mild_neutropenia_anc"))
+    fallen = (baseline - count.value) / baseline
+    if fallen >= k.threshold("dose_review_drop_fraction") and count.value < lower_limit:
+        name = count.analyte.upper()
+        return (f"{name} fell {fallen:.0%} from its 6-month median {fmt(baseline)} to "
+                f"{fmt(count.value)}, below the lower limit {fmt(lower_limit)} x10^9/L")
+    return None
+
+
+def _duffy_null_explains(record: PatientRecord, state: NeutrophilState, k: Knowledge,
+                         mycophenolate: bool) -> bool:
+    """Duffy-null associated neutrophil count (clinical spec §2.4): a low-normal ANC is
+    expected, so the neutrophil criteria are suppressed only while ANC and WBC stay above the
+    Duffy-null limits and the ANC has not fallen."""
+    if state.anc is None or state.anc_unknown or state.wbc is None:
+        return False
+    anc_limit = k.threshold("duffy_null_anc_mycophenolate" if mycophenolate else "duffy_null_anc")
+    if state.anc.value < anc_limit or state.wbc.value < k.threshold("duffy_null_wbc"):
+        return False
+    baseline = six_month_median(record, state.anc, k)
+    if baseline is None:
+        return True
+    fall = baseline - state.anc.value
+    return not (fall >= k.threshold("duffy_null_drop_absolute")
+                or (baseline > 0 and fall / baseline >= k.threshold("duffy_null_drop_fraction")))
+
+
+def tier_a_current(record: PatientRecord) -> list[DrugExposure]:
+    return record.current_drugs("tier_a")
+
+
+def dangerous_combinations(record: PatientRecord, k: Knowledge,
+                           extra_current: list[Ingredient] | None = None) -> list[tuple[str, str, str]]:
+    """(drug, partner, advice) for each dangerous combination among current drugs."""
+    current = {e.ingredient.id for e in record.exposures.values() if e.current}
+    current |= {i.id for i in extra_current or []}
+    found = []
+    for combination in k.combinations:
+        for drug in sorted(combination.drugs & current):
+            for partner in sorted(combination.partners & current):
+                found.append((drug, partner, combination.advice))
+    return found
+
+
+def drug_list(exposures: list[DrugExposure]) -> str:
+    return ", ".join(e.describe() for e in exposures)

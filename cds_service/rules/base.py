@@ -1,0 +1,62 @@
+"""What a rule returns (a Finding) and what it reads (a RuleContext)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cds_service.knowledge import Knowledge
+from cds_service.record import PatientRecord
+
+Indicator = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class SuggestedOrder:
+    """A ServiceRequest the card offers to create (rendered as a FHIR `create` action)."""
+
+    kind: Literal["cbc", "tpmt_nudt15", "hematology_referral"]
+    priority: Literal["routine", "urgent", "stat"] = "routine"
+    label: str = ""
+    recommended: bool = False
+
+
+@dataclass(frozen=True)
+class DraftOrderChange:
+    """An action on a draft order in order hooks: delete it, or update it to a lower dose."""
+
+    kind: Literal["delete", "update"]
+    resource_id: str  # e.g. MedicationRequest/123
+    label: str
+    resource: dict | None = None  # the whole updated resource for `update`
+    recommended: bool = False
+
+
+@dataclass
+class Finding:
+    rule: str
+    indicator: Indicator
+    summary: str
+    evidence: list[str]
+    recommendations: list[str]
+    sources: list[str]  # knowledge source keys; the first is the card's source
+    orders: list[SuggestedOrder] = field(default_factory=list)
+    draft_changes: list[DraftOrderChange] = field(default_factory=list)
+    override_reasons: list[str] = field(
+        default_factory=lambda: ["already-addressed", "counts-reviewed", "benefit-outweighs-risk"]
+    )
+    evidence_level: str = ""  # e.g. "reported in a case report" (clinical spec §1.5)
+
+
+@dataclass
+class RuleContext:
+    record: PatientRecord
+    knowledge: Knowledge
+    hook: str
+    fired: list[Finding] = field(default_factory=list)
+
+    def threshold(self, name: str) -> float:
+        return self.knowledge.threshold(name)
+
+    def has_fired(self, *rules: str, indicators: tuple[str, ...] = ("info", "warning", "critical")) -> bool:
+        return any(f.rule in rules and f.indicator in indicators for f in self.fired)

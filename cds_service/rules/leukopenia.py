@@ -1,0 +1,222 @@
+"""Leukopenia rules: LEUKOPENIA_MONITOR, REFRACTORY_LEUKOPENIA_REFERRAL,
+STEROID_LEUKOCYTOSIS_NOTE."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cds_service.fhir_dates import day, days_between
+from cds_service.record import Count
+from cds_service.rules.assessments import (
+    fmt,
+    is_low_wbc,
+    neutrophil_state,
+    tier_a_current,
+    trend,
+)
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.drugs import CYTOPENIA_RULES
+
+_WARNING_OR_CRITICAL = ("warning", "critical")
+
+
+def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
+    """(a) Lupus, WBC 2.0 to < 4.0 (or < LLN), ANC >= 1.0 or unknown, no current tier A drug
+    -> info: usually benign, mostly lymphopenia (seed001); work-up per seed001/002 and EULAR.
+    (b) Any in-scope patient, WBC 1.0 to < 2.0 with ANC unknown and no other warning or
+    critical cytopenia card -> warning: the ANC may be < 0.5.
+    Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a)."""
+    k = ctx.knowledge
+    state = neutrophil_state(ctx.record, k, include_preliminary=False)
+    wbc = state.wbc
+    if wbc is None:
+        return None
+    others = [r for r in CYTOPENIA_RULES if r != "LEUKOPENIA_MONITOR"]
+    severe_low, severe_high = ctx.threshold("grade4_leukopenia_wbc"), ctx.threshold("severe_leukopenia_wbc")
+    if severe_low <= wbc.value < severe_high and state.anc_unknown:
+        if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL):
+            return None
+        return Finding(
+            rule="LEUKOPENIA_MONITOR",
+            indicator="warning",
+            summary=f"Severe leukopenia (WBC {fmt(wbc.value)} x10^9/L), ANC unknown: CBC with "
+                    "manual differential today.",
+            evidence=_wbc_evidence(ctx, wbc) + ["No differential from this draw: the ANC may "
+                                                "be below 0.5 x10^9/L."],
+            recommendations=["CBC with manual differential and a blood smear today.",
+                             "Ask about fever now."],
+            sources=["ctcae_v5", "eular_sle_2023"],
+            orders=[SuggestedOrder("cbc", "stat", "Order CBC with differential and smear (stat)",
+                                   recommended=True)],
+        )
+    lupus = ctx.record.lupus
+    if lupus is None or tier_a_current(ctx.record):
+        return None
+    if not (severe_high <= wbc.value and is_low_wbc(wbc, k)):
+        return None
+    if state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc"):
+        return None
+    if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL) or ctx.has_fired("DRUG_CYTOPENIA_DOSE_REVIEW"):
+        return None
+    evidence = _wbc_evidence(ctx, wbc)
+    if state.anc and not state.anc_unknown:
+        evidence.append(f"ANC {state.anc.describe()}")
+    else:
+        evidence.append("ANC unknown: no differential from this draw.")
+    recommendations = [
+        "Usually benign in lupus and mostly lymphopenia: repeat the CBC with differential and "
+        "compare with earlier counts.",
+        "Manual blood smear if the leukopenia is new or unexplained.",
+        "Rule out B12 or folate deficiency, viral infection and drugs.",
+        "Check disease activity: C3, C4 and anti-dsDNA.",
+        "Keep hydroxychloroquine; no added immunosuppression for mild isolated leukopenia "
+        "(EULAR 2023).",
+    ]
+    if lupus.kind == "drug-induced":
+        recommendations.append("Drug-induced lupus usually remits once the culprit drug is stopped.")
+    if lupus.kind == "unspecified":
+        evidence.append("The lupus type is not specified in the record (coded as lupus erythematosus).")
+    return Finding(
+        rule="LEUKOPENIA_MONITOR",
+        indicator="info",
+        summary=f"Leukopenia (WBC {fmt(wbc.value)} x10^9/L) in {_lupus_short(lupus.kind, lupus.suspected)}: "
+                "repeat CBC with differential.",
+        evidence=evidence,
+        recommendations=recommendations,
+        sources=["eular_sle_2023"],
+        orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential", recommended=True)],
+    )
+
+
+def _lupus_short(kind: str, suspected: bool) -> str:
+    name = {"sle": "SLE", "drug-induced": "drug-induced lupus", "unspecified": "lupus"}[kind]
+    return f"suspected {name}" if suspected else name
+
+
+def _wbc_evidence(ctx: RuleContext, wbc: Count) -> list[str]:
+    limit = max(ctx.threshold("leukopenia_wbc"), wbc.low or 0.0)
+    lines = [f"WBC {wbc.describe()}; lower limit {fmt(limit)} x10^9/L"]
+    earlier = trend(ctx.record, "wbc")
+    if earlier:
+        lines.append(f"Earlier WBC: {earlier}")
+    if ctx.record.lupus:
+        lines.append(f"Diagnosis: {ctx.record.lupus.describe()}")
+    return lines
+
+
+def _is_severe(count: Count, ctx: RuleContext) -> bool:
+    limit = ctx.threshold("refractory_wbc" if count.analyte == "wbc" else "refractory_anc")
+    return count.value < limit
+
+
+def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
+    """SLE on >= 2 active moieties among tier A/B drugs (current or recent) with WBC < 2.0 or
+    ANC < 0.5 on >= 2 results >= 7 days apart within 60 days, the latest still low: persistent
+    severe leukopenia on >= 2 immunosuppressants. Drug toxicity first; rituximab as a treatment
+    only as reported in a case report (Hanai et al. 2025).
+
+    Choice where the spec is silent: "persistent" follows §2.4, so a recovered value between
+    the two low results breaks the run.
+    """
+    record = ctx.record
+    if record.lupus is None:
+        return None
+    drugs = record.immunosuppressants()
+    moieties = {e.ingredient.moiety for e in drugs}
+    if len(moieties) < 2:
+        return None
+    since = record.now - timedelta(days=ctx.threshold("refractory_window_days"))
+    run = _persistent_low_run(ctx, since)
+    if run is None:
+        return None
+    latest, first = run
+    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
+    critical = (state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")) \
+        or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
+    rituximab = record.exposure("rituximab")
+    recent_rituximab = rituximab is not None and rituximab.current_or_recent
+    recommendations = [
+        "1. Drug toxicity first: review these marrow-toxic drugs and hold or reduce them with "
+        "the rheumatologist: " + ", ".join(e.describe() for e in drugs) + ".",
+        "2. Exclude infection, B12/folate deficiency and marrow disease (blood smear, marrow "
+        "examination, anti-neutrophil antibodies).",
+    ]
+    if recent_rituximab:
+        recommendations.append("3. Rituximab in the last 12 months: consider rituximab-associated "
+                               "late-onset neutropenia.")
+    else:
+        recommendations.append(
+            "3. Only when drug toxicity is excluded: a single case report describes recovery "
+            "with rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025; case-report evidence, "
+            "not a recommendation).")
+    recommendations.append("Urgent joint hematology and rheumatology review throughout.")
+    return Finding(
+        rule="REFRACTORY_LEUKOPENIA_REFERRAL",
+        indicator="critical" if critical else "warning",
+        summary="Persistent severe leukopenia on >= 2 immunosuppressants: joint hematology and "
+                "rheumatology review.",
+        evidence=[
+            f"Low since {day(first.time)}: {first.analyte.upper()} {first.describe()}",
+            f"Latest: {latest.analyte.upper()} {latest.describe()}",
+            f"Immunosuppressants: {', '.join(e.describe() for e in drugs)}",
+            f"Diagnosis: {record.lupus.describe()}",
+        ],
+        recommendations=recommendations,
+        sources=["eular_sle_2023", "hanai_2025"],
+        orders=[SuggestedOrder("hematology_referral", "urgent", "Refer to hematology (urgent)",
+                               recommended=True),
+                SuggestedOrder("cbc", "urgent", "Order CBC with differential and smear")],
+        evidence_level="The rituximab option is reported in a single case report.",
+    )
+
+
+def _persistent_low_run(ctx: RuleContext, since) -> tuple[Count, Count] | None:
+    """(latest, earliest) of an unbroken run of severe WBC/ANC values within the window whose
+    ends are >= 7 days apart and whose latest draw is still low."""
+    draws = sorted(
+        (c for analyte in ("wbc", "anc") for c in ctx.record.series(analyte) if c.time >= since),
+        key=lambda c: c.time, reverse=True,
+    )
+    if not draws or not _is_severe(draws[0], ctx):
+        return None
+    latest = draws[0]
+    earliest = latest
+    for count in draws[1:]:
+        if not _is_severe(count, ctx):
+            # A normal value of the same analyte ends the run (the other analyte of the same
+            # draw may still be low).
+            if count.analyte == "wbc" or not any(
+                    c.analyte == "wbc" and _is_severe(c, ctx) and abs(c.time - count.time) <= timedelta(hours=1)
+                    for c in draws):
+                break
+            continue
+        earliest = count
+    if days_between(earliest.time, latest.time) >= ctx.threshold("persistent_min_days_apart"):
+        return latest, earliest
+    return None
+
+
+def steroid_leukocytosis_note(ctx: RuleContext) -> Finding | None:
+    """On a systemic glucocorticoid with WBC above the lab's upper limit (else 11.0): steroid
+    leukocytosis can mask infection (seed003). Never a leukopenia card. Optional (setting)."""
+    if not ctx.knowledge.settings["steroid_leukocytosis_note_enabled"]:
+        return None
+    steroids = ctx.record.current_drugs("glucocorticoid")
+    wbc = ctx.record.latest("wbc", max_age_days=ctx.threshold("current_days"))
+    if not steroids or wbc is None:
+        return None
+    upper = wbc.high if wbc.high is not None else ctx.threshold("leukocytosis_wbc")
+    if wbc.value <= upper:
+        return None
+    return Finding(
+        rule="STEROID_LEUKOCYTOSIS_NOTE",
+        indicator="info",
+        summary=f"WBC {fmt(wbc.value)} x10^9/L on glucocorticoids: steroid leukocytosis can mask "
+                "infection.",
+        evidence=[f"WBC {wbc.describe()}; upper limit {fmt(upper)} x10^9/L",
+                  "Glucocorticoids: " + ", ".join(e.describe() for e in steroids)],
+        recommendations=["Glucocorticoids raise the neutrophil count; interpret a high WBC "
+                         "with the clinical picture and look for infection if unwell."],
+        sources=["eular_sle_2023"],
+        override_reasons=["already-addressed"],
+    )

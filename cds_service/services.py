@@ -1,0 +1,96 @@
+"""CDS service definitions: one YAML file per service in hooks/ (id, hook, title,
+description, prefetch templates, rules). Adding a service is adding a file; the loader
+checks each definition at start-up so a typo never reaches an EHR."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cds_service.config import ConfigError
+from cds_service.rules import RULES
+
+SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
+# CDS Hooks 2.0 prefetch tokens (§prefetch-tokens): context fields and the four user tokens.
+_TOKEN = re.compile(r"\{\{(.*?)\}\}")
+_ALLOWED_TOKEN = re.compile(
+    r"^(context\.(userId|patientId|encounterId)|userPractitionerId|userPractitionerRoleId"
+    r"|userPatientId|userRelatedPersonId)$"
+)
+_SERVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: dict[str, str]
+    rules: tuple[str, ...]
+
+    def discovery_entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "hook": self.hook,
+            "title": self.title,
+            "description": self.description,
+            "id": self.id,
+        }
+        if self.prefetch:
+            entry["prefetch"] = dict(self.prefetch)
+        return entry
+
+
+def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinition:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: a service definition must be a mapping")
+    missing = [k for k in ("id", "hook", "title", "description", "rules") if not data.get(k)]
+    if missing:
+        raise ConfigError(f"{origin}: missing {', '.join(missing)}")
+    if not _SERVICE_ID.match(str(data["id"])):
+        raise ConfigError(f"{origin}: id must be letters, digits, '.', '_' or '-'")
+    if data["hook"] not in SUPPORTED_HOOKS:
+        raise ConfigError(f"{origin}: hook {data['hook']!r} is not supported")
+    unknown = set(data["rules"]) - known_rules
+    if unknown:
+        raise ConfigError(f"{origin}: unknown rules {', '.join(sorted(unknown))}")
+    prefetch = {str(k): str(v) for k, v in (data.get("prefetch") or {}).items()}
+    for key, template in prefetch.items():
+        for token in _TOKEN.findall(template):
+            if not _ALLOWED_TOKEN.match(token.strip()):
+                raise ConfigError(f"{origin}: prefetch {key} uses {{{{{token}}}}}, which is not "
+                                  "a CDS Hooks 2.0 prefetch token")
+    return ServiceDefinition(
+        id=str(data["id"]),
+        hook=str(data["hook"]),
+        title=" ".join(str(data["title"]).split()),
+        description=" ".join(str(data["description"]).split()),
+        prefetch=prefetch,
+        rules=tuple(data["rules"]),
+    )
+
+
+def load_services(hooks_dir: str = "", extra_rules: set[str] | None = None) -> dict[str, ServiceDefinition]:
+    """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder."""
+    if hooks_dir:
+        files = sorted(Path(hooks_dir).glob("*.yaml"))
+        if not files:
+            raise ConfigError(f"CDS_HOOKS_DIR {hooks_dir!r} has no *.yaml service definitions")
+        texts = [(str(f), f.read_text()) for f in files]
+    else:
+        package = resources.files("cds_service.hooks")
+        texts = [(p.name, p.read_text()) for p in sorted(package.iterdir(), key=lambda p: p.name)
+                 if p.name.endswith(".yaml")]
+    known_rules = set(RULES) | (extra_rules or set())
+    services: dict[str, ServiceDefinition] = {}
+    for origin, text in texts:
+        service = _definition(yaml.safe_load(text), origin, known_rules)
+        if service.id in services:
+            raise ConfigError(f"{origin}: duplicate service id {service.id!r}")
+        services[service.id] = service
+    return services

@@ -1,0 +1,119 @@
+"""Matching FHIR codes and texts against the knowledge base's value sets.
+
+Functions here read raw FHIR JSON fragments (CodeableConcept dicts) because they run before a
+resource is worth parsing: the record builder uses them to pick the few resources the rules
+need out of everything the EHR sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Any
+
+from cds_service.knowledge import ATC, ICD10CM, LOINC, RXNORM, Ingredient, Knowledge
+
+CodeableConcept = Mapping[str, Any]
+
+
+def codings(concept: CodeableConcept | None) -> list[Mapping[str, Any]]:
+    if not isinstance(concept, Mapping):
+        return []
+    return [c for c in concept.get("coding") or [] if isinstance(c, Mapping)]
+
+
+def concept_text(concept: CodeableConcept | None) -> str:
+    """A human label: the text, else the first display, else the first code."""
+    if not isinstance(concept, Mapping):
+        return ""
+    if concept.get("text"):
+        return str(concept["text"])
+    for coding in codings(concept):
+        if coding.get("display") or coding.get("code"):
+            return str(coding.get("display") or coding.get("code"))
+    return ""
+
+
+def has_code(concept: CodeableConcept | None, system: str, codes: Iterable[str]) -> bool:
+    wanted = set(codes)
+    return any(c.get("system") == system and c.get("code") in wanted for c in codings(concept))
+
+
+def loinc_codes(concept: CodeableConcept | None) -> list[str]:
+    return [str(c["code"]) for c in codings(concept) if c.get("system") == LOINC and c.get("code")]
+
+
+def analyte_of(concept: CodeableConcept | None, knowledge: Knowledge) -> tuple[str, str] | None:
+    """(analyte id, LOINC code) of an Observation code, or None if the rules do not use it."""
+    for code in loinc_codes(concept):
+        analyte = knowledge.loinc_analyte.get(code)
+        if analyte:
+            return analyte, code
+    return None
+
+
+def condition_group(concept: CodeableConcept | None, knowledge: Knowledge) -> str | None:
+    """Which condition value set (sle, drug_induced_sle, lupus_unspecified, cutaneous_lupus,
+    fever) a Condition code belongs to; more specific groups are tried first."""
+    pairs = {(str(c.get("system")), str(c.get("code"))) for c in codings(concept)}
+    icd10 = [code for system, code in pairs if system == ICD10CM]
+    for group in ("drug_induced_sle", "sle", "cutaneous_lupus", "fever", "lupus_unspecified"):
+        if pairs & knowledge.condition_codes[group]:
+            return group
+        prefixes = knowledge.condition_prefixes[group]
+        if any(code.startswith(prefix) for code in icd10 for prefix in prefixes):
+            return group
+    return None
+
+
+@cache
+def _name_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    # Whole words, case-insensitive: "prednisolone" must not match "methylprednisolone".
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w])", re.IGNORECASE)
+
+
+def ingredients_in_text(text: str, knowledge: Knowledge) -> list[Ingredient]:
+    return [
+        ingredient
+        for ingredient in knowledge.ingredients.values()
+        if ingredient.names and _name_pattern(ingredient.names).search(text)
+    ]
+
+
+def match_medication(
+    concept: CodeableConcept | None, knowledge: Knowledge
+) -> tuple[list[Ingredient], str]:
+    """Ingredients named by a medication CodeableConcept, and how they were matched.
+
+    Order (clinical spec §4): RxNorm ingredient, RxNorm SCD/SBD table, ATC, then text.
+    """
+    rx = [str(c.get("code")) for c in codings(concept) if c.get("system") == RXNORM]
+    by_ingredient = [i for i in knowledge.ingredients.values() if i.rxnorm & set(rx)]
+    if by_ingredient:
+        return by_ingredient, "RxNorm ingredient"
+    products = [knowledge.products[code] for code in rx if code in knowledge.products]
+    if products:
+        return [knowledge.ingredients[p.ingredient] for p in products], "RxNorm product"
+    atc = {str(c.get("code")) for c in codings(concept) if c.get("system") == ATC}
+    by_atc = [i for i in knowledge.ingredients.values() if i.atc & atc]
+    if by_atc:
+        return by_atc, "ATC"
+    if any(code.startswith(knowledge.gcsf_atc_prefix) for code in atc):
+        return [knowledge.ingredients["filgrastim"]], "ATC (colony-stimulating factor class)"
+    texts = [concept_text(concept)] + [str(c.get("display") or "") for c in codings(concept)]
+    by_text: list[Ingredient] = []
+    for text in texts:
+        for ingredient in ingredients_in_text(text, knowledge):
+            if ingredient not in by_text:
+                by_text.append(ingredient)
+    return by_text, "name"
+
+
+def product_of(concept: CodeableConcept | None, knowledge: Knowledge):
+    """The SCD/SBD table entry of a medication code (tablet strength for `{tbl}` doses)."""
+    for coding in codings(concept):
+        if coding.get("system") == RXNORM and str(coding.get("code")) in knowledge.products:
+            return knowledge.products[str(coding.get("code"))]
+    return None

@@ -1,0 +1,1 @@
+"""CDS service definitions (YAML), packaged as cds_service.hooks."""
