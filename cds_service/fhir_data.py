@@ -66,7 +66,10 @@ class _KeyData:
 
 
 def _follow_pages(
-    first: Page, server: FhirServer, expected_type: str | None, deadline: float,
+    first: Page,
+    server: FhirServer,
+    expected_type: str | None,
+    deadline: float,
     config: Mapping[str, Any],
 ) -> _KeyData:
     data = _KeyData(list(first.resources), list(first.medications))
@@ -90,7 +93,10 @@ def _follow_pages(
 
 
 def _fetch_key(
-    server: FhirServer, relative_url: str, expected_type: str | None, deadline: float,
+    server: FhirServer,
+    relative_url: str,
+    expected_type: str | None,
+    deadline: float,
     config: Mapping[str, Any],
 ) -> _KeyData:
     try:
@@ -113,8 +119,11 @@ def _fetch_medication(
 
 
 def _resolve_medications(
-    gathered: GatheredData, included: list[FhirResource], server: FhirServer | None,
-    deadline: float, config: Mapping[str, Any],
+    gathered: GatheredData,
+    included: list[FhirResource],
+    server: FhirServer | None,
+    deadline: float,
+    config: Mapping[str, Any],
 ) -> None:
     """Adds the Medications referred to but not yet gathered under MEDICATIONS_KEY."""
     resources = gathered.all_resources() + included
@@ -226,7 +235,10 @@ def gather(
     if templates and len(gathered.unavailable) == len(templates):
         raise PreconditionFailed(f"no FHIR data obtained: {_reasons(gathered.unavailable)}")
     _resolve_medications(
-        gathered, [m for data in settled.values() for m in data.medications], server, deadline,
+        gathered,
+        [m for data in settled.values() for m in data.medications],
+        server,
+        deadline,
         config,
     )
     _log_summary(len(tasks), gathered)
@@ -251,7 +263,8 @@ def _log_summary(fetched_keys: int, gathered: GatheredData) -> None:
     if gathered.unavailable or gathered.incomplete:
         logger.warning(
             "FHIR data partial (%d keys fetched); unavailable: %s; incomplete: %s",
-            fetched_keys, _reasons(gathered.unavailable) or "none",
+            fetched_keys,
+            _reasons(gathered.unavailable) or "none",
             _reasons(gathered.incomplete) or "none",
         )
     else:

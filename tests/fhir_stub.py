@@ -88,8 +88,11 @@ def _date(resource: dict[str, Any]) -> str:
 
 class FhirStub:
     def __init__(
-        self, resources: Iterable[dict[str, Any]], token: str | None = None,
-        delay_seconds: float = 0.0, port: int = 0,
+        self,
+        resources: Iterable[dict[str, Any]],
+        token: str | None = None,
+        delay_seconds: float = 0.0,
+        port: int = 0,
     ) -> None:
         self.resources = list(resources)
         self.token = token

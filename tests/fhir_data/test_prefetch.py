@@ -75,7 +75,9 @@ def test_prefetch_of_the_wrong_type_is_not_taken_as_data(templates, config):
 
 
 def test_included_medications_are_kept_apart_from_the_requests(templates, config):
-    request = resource("MedicationRequest", "rx1", medicationReference={"reference": "Medication/m1"})
+    request = resource(
+        "MedicationRequest", "rx1", medicationReference={"reference": "Medication/m1"}
+    )
     included = {"resource": resource("Medication", "m1"), "search": {"mode": "include"}}
     bundle = searchset(request)
     bundle["entry"].append(included)
@@ -87,7 +89,9 @@ def test_included_medications_are_kept_apart_from_the_requests(templates, config
 
 
 def test_unresolved_medication_without_fhir_access_is_reported(templates, config):
-    request = resource("MedicationRequest", "rx1", medicationReference={"reference": "Medication/m1"})
+    request = resource(
+        "MedicationRequest", "rx1", medicationReference={"reference": "Medication/m1"}
+    )
     prefetch = full_prefetch(templates) | {"medicationRequests": searchset(request)}
     gathered = gather(templates, CONTEXT, prefetch, None, None, config)
     assert "no FHIR access" in gathered.unavailable["medications"]
