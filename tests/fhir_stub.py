@@ -100,14 +100,15 @@ class FhirStub:
         self.calls: list[RecordedCall] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}{BASE_PATH}"
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        # A short poll keeps shutdown (each test's teardown) quick.
+        self._server.serve_forever(poll_interval=0.05)
 
     def __enter__(self) -> FhirStub:
         self._thread.start()
