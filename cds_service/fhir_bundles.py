@@ -57,7 +57,9 @@ def flatten(value: Any) -> list[FhirResource]:
     return [
         entry["resource"]
         for entry in _entries(value)
-        if not _is_outcome_entry(entry) and _resource_type(entry.get("resource")) is not None
+        if isinstance(entry, Mapping)
+        and not _is_outcome_entry(entry)
+        and _resource_type(entry.get("resource")) is not None
     ]
 
 

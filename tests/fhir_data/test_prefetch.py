@@ -104,3 +104,21 @@ def test_next_page_without_fhir_access_marks_the_key_incomplete(templates, confi
     gathered = gather(templates, CONTEXT, prefetch, None, None, config)
     assert gathered.resources["conditions"] == [resource("Condition", "c1")]
     assert "later pages" in gathered.incomplete["conditions"]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "a string",
+        [1, 2],
+        {"no": "resourceType"},
+        {"resourceType": "Bundle", "entry": "not a list", "link": "nor this"},
+        {"resourceType": "Bundle", "entry": [None, {"resource": "x"}, {"search": 1}]},
+        {"resourceType": "Bundle", "link": [{"relation": "next", "url": 7}], "entry": []},
+    ],
+)
+def test_malformed_prefetch_values_never_raise(templates, config, garbage):
+    prefetch = full_prefetch(templates) | {"conditions": garbage}
+    gathered = gather(templates, CONTEXT, prefetch, None, None, config)
+    assert gathered.resources.get("conditions", []) == []
+    assert gathered.resources["counts"]
