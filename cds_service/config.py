@@ -33,6 +33,21 @@ DEFAULTS: dict[str, Any] = {
     "HOOKS_DIR": "",
     # Secret for keyed hashes of patient ids (logs, card history). Set it in production.
     "PATIENT_KEY_SECRET": "development-only-secret",
+    # --- Fetching from the EHR's FHIR server (cds_service/fhir_data.py) ---------------------
+    # http fhirServer URLs are accepted only in development; production requires https.
+    # Seconds allowed to connect, and between bytes read, per FHIR call (capped by the deadline).
+    "FHIR_CALL_TIMEOUT_SECONDS": 2.0,
+    # Seconds for all FHIR calls of one hook request together, so the answer stays near 500 ms.
+    "FHIR_DEADLINE_SECONDS": 0.4,
+    # Calls made at the same time (thread pool and connection pool size, per process).
+    "FHIR_MAX_CONCURRENT_CALLS": 8,
+    # Bundle pages read per prefetch key (the first included); more pages are noted, not read.
+    "FHIR_MAX_PAGES": 5,
+    # Largest FHIR response body read (bytes); bigger responses are abandoned mid-stream.
+    "FHIR_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
+    # Development only: fetch without an Authorization header when the request has a fhirServer
+    # but no fhirAuthorization (open sandbox servers). Refused in production.
+    "FHIR_ALLOW_UNAUTHENTICATED": False,
 }
 
 
@@ -73,6 +88,22 @@ def validate_config(config: Mapping[str, Any]) -> None:
             raise ConfigError("CDS_PATIENT_KEY_SECRET must be set in production")
         if config["CORS_ORIGINS"] in ("*", ["*"]):
             raise ConfigError("CDS_CORS_ORIGINS must list the EHR origins in production")
+    _validate_fhir_settings(config)
+
+
+def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
+    for key in ("FHIR_CALL_TIMEOUT_SECONDS", "FHIR_DEADLINE_SECONDS"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"CDS_{key} must be a positive number of seconds")
+    for key in ("FHIR_MAX_CONCURRENT_CALLS", "FHIR_MAX_PAGES", "FHIR_MAX_RESPONSE_BYTES"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"CDS_{key} must be a positive whole number")
+    if not isinstance(config["FHIR_ALLOW_UNAUTHENTICATED"], bool):
+        raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED must be true or false")
+    if config["FHIR_ALLOW_UNAUTHENTICATED"] and not is_development(config):
+        raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED is for development only")
 
 
 def is_development(config: Mapping[str, Any]) -> bool:

@@ -1,17 +1,42 @@
-"""Gathering the FHIR data a service needs: from the request's prefetch, per key.
+"""Gathering the FHIR data a service needs, per prefetch key, from the request's prefetch and,
+where that falls short, from the EHR's FHIR server.
 
-A key present with a resource or a Bundle is data; a key present as `null` or an empty
-searchset means "the EHR has no data" (not an error, nothing to fetch); a key that is absent
-must be obtained some other way, and when there is no way the call cannot be answered (412).
+Per key:
+- present with data: used; a Bundle's `next` pages are read too (up to FHIR_MAX_PAGES);
+- present as `null` or an empty searchset: the EHR has no data; nothing is fetched;
+- present as an OperationOutcome (or a Bundle of outcomes) or as something unusable: the client
+  could not get it, so it is fetched if the request allows, else marked unavailable;
+- absent: fetched; when the request gives no way to fetch (no fhirServer, no usable token) the
+  call cannot be answered (412).
+Medications referred to by `medicationReference` and not already gathered are read under
+`medications`. All FHIR calls of one request share one deadline (FHIR_DEADLINE_SECONDS).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from time import monotonic
 from typing import Any
 
-FhirResource = dict[str, Any]
+from cds_service.fhir_bundles import FhirResource, Page, medication_references, read_page
+from cds_service.fhir_client import (
+    FhirServer,
+    FhirUnavailable,
+    fhir_server_for,
+    get_json,
+    run_concurrently,
+)
+from cds_service.fhir_templates import FHIR_ID, plan_query
+
+logger = logging.getLogger(__name__)
+
+# Extra key of GatheredData.resources: Medication resources referred to by the other keys.
+MEDICATIONS_KEY = "medications"
+MEDICATION_REFERENCE = re.compile(rf"(?P<base>.+/)?Medication/(?P<id>{FHIR_ID})(/_history/.+)?")
 
 
 class PreconditionFailed(Exception):
@@ -24,24 +49,116 @@ class GatheredData:
     resources: dict[str, list[FhirResource]] = field(default_factory=dict)
     # Per prefetch key that could not be obtained: a short reason without PHI or tokens.
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Per key whose data arrived but may be partial (page cap, a later page failed or pointed
+    # outside fhirServer, Medications not obtained): a short reason without PHI or tokens.
+    incomplete: dict[str, str] = field(default_factory=dict)
 
     def all_resources(self) -> list[FhirResource]:
         return [resource for key in self.resources for resource in self.resources[key]]
 
 
-def flatten(value: FhirResource | None) -> list[FhirResource]:
-    """A prefetch value as a list of resources; search `outcome` entries are not data."""
-    if value is None:
-        return []
-    if value.get("resourceType") != "Bundle":
-        return [value]
-    return [
-        entry["resource"]
-        for entry in value.get("entry") or []
-        if isinstance(entry, Mapping)
-        and isinstance(entry.get("resource"), Mapping)
-        and (entry.get("search") or {}).get("mode") != "outcome"
-    ]
+@dataclass
+class _KeyData:
+    resources: list[FhirResource] = field(default_factory=list)
+    medications: list[FhirResource] = field(default_factory=list)
+    unavailable: str | None = None
+    incomplete: str | None = None
+
+
+def _follow_pages(
+    first: Page,
+    server: FhirServer,
+    expected_type: str | None,
+    deadline: float,
+    config: Mapping[str, Any],
+) -> _KeyData:
+    data = _KeyData(list(first.resources), list(first.medications))
+    next_url, pages = first.next_url, 1
+    while next_url:
+        if pages >= config["FHIR_MAX_PAGES"]:
+            data.incomplete = f"only the first {pages} pages were read"
+            break
+        try:
+            page = read_page(get_json(server, next_url, deadline, config), expected_type)
+        except FhirUnavailable as error:
+            data.incomplete = f"a later page is missing: {error}"
+            break
+        if page.problem:
+            data.incomplete = f"a later page held {page.problem}"
+            break
+        data.resources += page.resources
+        data.medications += page.medications
+        next_url, pages = page.next_url, pages + 1
+    return data
+
+
+def _fetch_key(
+    server: FhirServer,
+    relative_url: str,
+    expected_type: str | None,
+    deadline: float,
+    config: Mapping[str, Any],
+) -> _KeyData:
+    try:
+        value = get_json(server, server.url(relative_url), deadline, config)
+    except FhirUnavailable as error:
+        return _KeyData(unavailable=str(error))
+    first = read_page(value, expected_type)
+    if first.problem:
+        return _KeyData(unavailable=f"the FHIR server sent {first.problem}")
+    return _follow_pages(first, server, expected_type, deadline, config)
+
+
+def _fetch_medication(
+    server: FhirServer, url: str, deadline: float, config: Mapping[str, Any]
+) -> list[FhirResource]:
+    page = read_page(get_json(server, url, deadline, config), "Medication")
+    if page.problem:
+        raise FhirUnavailable(f"the FHIR server sent {page.problem}")
+    return page.resources
+
+
+def _resolve_medications(
+    gathered: GatheredData,
+    included: list[FhirResource],
+    server: FhirServer | None,
+    deadline: float,
+    config: Mapping[str, Any],
+) -> None:
+    """Adds the Medications referred to but not yet gathered under MEDICATIONS_KEY."""
+    resources = gathered.all_resources() + included
+    known = {r.get("id") for r in resources if r.get("resourceType") == "Medication"}
+    urls: set[str] = set()
+    problems: list[str] = []
+    for reference in medication_references(resources):
+        match = MEDICATION_REFERENCE.fullmatch(reference)
+        if match and match["id"] in known:
+            continue
+        if match is None:
+            problems.append("a reference that cannot be resolved")
+        elif server is None:
+            problems.append("no FHIR access to read it")
+        elif not server.owns(url := f"{match['base'] or server.url('')}Medication/{match['id']}"):
+            problems.append("a reference outside fhirServer, not followed")
+        else:
+            urls.add(url)
+    tasks = {url: partial(_fetch_medication, server, url, deadline, config) for url in urls}
+    fetched = list(included)
+    for outcome in run_concurrently(tasks, deadline, config).values():
+        if isinstance(outcome, FhirUnavailable):
+            problems.append(str(outcome))
+        else:
+            fetched += outcome
+    if fetched:
+        gathered.resources.setdefault(MEDICATIONS_KEY, []).extend(fetched)
+    if problems:
+        reason = f"{len(problems)} referenced Medications not obtained: {problems[0]}"
+        target = gathered.incomplete if fetched else gathered.unavailable
+        target[MEDICATIONS_KEY] = reason
+
+
+def _reasons(reasons: Mapping[str, str]) -> str:
+    return "; ".join(f"{key}: {reason}" for key, reason in sorted(reasons.items()))
 
 
 def gather(
@@ -52,10 +169,103 @@ def gather(
     access_token: str | None,
     config: Mapping[str, Any],
 ) -> GatheredData:
-    """Resources per prefetch key, from the prefetch; raises PreconditionFailed when a key is
-    absent (fetching absent keys from `fhir_server` is not implemented yet)."""
+    """Resources per prefetch key, from the prefetch and from `fhir_server`; keys that could
+    not be obtained are in `unavailable`. Raises PreconditionFailed (and nothing else) when a
+    key is absent and the request gives no way to fetch it, or when no data arrived at all."""
+    deadline = monotonic() + config["FHIR_DEADLINE_SECONDS"]
     prefetch = prefetch or {}
-    missing = [key for key in templates if key not in prefetch]
-    if missing:
-        raise PreconditionFailed(f"prefetch keys not supplied: {', '.join(sorted(missing))}")
-    return GatheredData(resources={key: flatten(prefetch[key]) for key in templates})
+    try:
+        server: FhirServer | None = fhir_server_for(fhir_server, access_token, config)
+        no_access = ""
+    except FhirUnavailable as error:
+        server, no_access = None, str(error)
+    absent = sorted(key for key in templates if key not in prefetch)
+    if absent and server is None:
+        raise PreconditionFailed(f"prefetch keys not supplied ({', '.join(absent)}): {no_access}")
+
+    settled: dict[str, _KeyData] = {}
+    first_pages: dict[str, Page] = {}
+    tasks: dict[str, Callable[[], _KeyData]] = {}
+    for key, template in templates.items():
+        query = plan_query(template, context)
+        if key in prefetch:
+            if prefetch[key] is None:
+                settled[key] = _KeyData()
+                continue
+            page = read_page(prefetch[key], query.resource_type)
+            if page.problem is None:
+                if page.next_url is None:
+                    settled[key] = _KeyData(page.resources, page.medications)
+                elif server is None:
+                    settled[key] = _KeyData(
+                        page.resources, page.medications, incomplete=f"later pages: {no_access}"
+                    )
+                else:
+                    first_pages[key] = page
+                    tasks[key] = partial(
+                        _follow_pages, page, server, query.resource_type, deadline, config
+                    )
+                continue
+            problem = f"the prefetch held {page.problem}"
+        else:
+            problem = "not in the prefetch"
+        if server is None:
+            settled[key] = _KeyData(unavailable=f"{problem}; not fetched: {no_access}")
+        elif query.relative_url is None:
+            settled[key] = _KeyData(
+                unavailable=f"{problem}; not fetched: {query.unfilled_token} has no value"
+            )
+        else:
+            tasks[key] = partial(
+                _fetch_key, server, query.relative_url, query.resource_type, deadline, config
+            )
+
+    for key, outcome in run_concurrently(tasks, deadline, config).items():
+        if not isinstance(outcome, FhirUnavailable):
+            settled[key] = outcome
+        elif key in first_pages:
+            first = first_pages[key]
+            settled[key] = _KeyData(
+                first.resources, first.medications, incomplete=f"later pages: {outcome}"
+            )
+        else:
+            settled[key] = _KeyData(unavailable=str(outcome))
+
+    gathered = _assemble(templates, settled)
+    if templates and len(gathered.unavailable) == len(templates):
+        raise PreconditionFailed(f"no FHIR data obtained: {_reasons(gathered.unavailable)}")
+    _resolve_medications(
+        gathered,
+        [m for data in settled.values() for m in data.medications],
+        server,
+        deadline,
+        config,
+    )
+    _log_summary(len(tasks), gathered)
+    return gathered
+
+
+def _assemble(templates: Iterable[str], settled: Mapping[str, _KeyData]) -> GatheredData:
+    gathered = GatheredData()
+    for key in templates:
+        data = settled[key]
+        if data.unavailable:
+            gathered.unavailable[key] = data.unavailable
+            continue
+        gathered.resources[key] = data.resources
+        if data.incomplete:
+            gathered.incomplete[key] = data.incomplete
+    return gathered
+
+
+def _log_summary(fetched_keys: int, gathered: GatheredData) -> None:
+    # Keys and reasons only: they carry no patient data and no token.
+    if gathered.unavailable or gathered.incomplete:
+        logger.warning(
+            "FHIR data partial (%d keys fetched); unavailable: %s; incomplete: %s",
+            fetched_keys,
+            _reasons(gathered.unavailable) or "none",
+            _reasons(gathered.incomplete) or "none",
+        )
+    else:
+        logger.info("FHIR data gathered (%d keys fetched)", fetched_keys)

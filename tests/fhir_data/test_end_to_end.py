@@ -1,0 +1,80 @@
+"""`gather` against a real HTTP FHIR server process (tests/fhir_stub.py) serving a Synthea
+patient on an immunosuppressant (methotrexate) with two WBC results."""
+
+import logging
+from pathlib import Path
+from time import monotonic
+
+import pytest
+
+from cds_service.fhir_data import PreconditionFailed, gather
+from tests.fhir_stub import FhirStub, load_bundle
+
+from .conftest import TOKEN, resource
+
+SYNTHEA = Path("/work/shared/fhir-data/synthea-r4")
+ASA_ID = "c79b748f-a792-4aea-bca5-c7c9c5b188cd"
+CONTEXT = {"userId": "Practitioner/dr-1", "patientId": ASA_ID}
+
+
+@pytest.fixture(scope="module")
+def asa():
+    return load_bundle(next(SYNTHEA.glob("Asa_Hermiston_*.json")))
+
+
+def test_everything_fetched_from_a_real_fhir_server(templates, config, asa, caplog):
+    caplog.set_level(logging.DEBUG)
+    with FhirStub(asa, token=TOKEN) as stub:
+        gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
+    assert gathered.unavailable == {} and gathered.incomplete == {}
+    assert gathered.resources["patient"][0]["id"] == ASA_ID
+    wbc = gathered.resources["counts"]
+    assert [round(o["valueQuantity"]["value"], 2) for o in wbc] == [4.82, 5.34]  # newest first
+    drugs = {
+        r["medicationCodeableConcept"]["coding"][0]["code"]
+        for r in gathered.resources["medicationRequests"]
+    }
+    assert {"105586", "835900"} <= drugs  # methotrexate, ciclosporin
+    assert gathered.resources["medicationStatements"] == []
+    assert len(stub.calls) == len(templates)
+    assert {call.authorization for call in stub.calls} == {f"Bearer {TOKEN}"}
+    assert {call.accept for call in stub.calls} == {"application/fhir+json"}
+    assert TOKEN not in caplog.text and ASA_ID not in caplog.text
+
+
+def test_pages_of_a_real_server_are_followed_up_to_the_cap(config, asa):
+    templates = {"vitals": "Observation?patient={{context.patientId}}&_count=2"}
+    config["FHIR_MAX_PAGES"] = 3
+    with FhirStub(asa, token=TOKEN) as stub:
+        gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
+    assert len(gathered.resources["vitals"]) == 6
+    assert len(stub.calls) == 3
+    assert "first 3 pages" in gathered.incomplete["vitals"]
+
+
+def test_hanging_server_is_abandoned_at_the_deadline(templates, config, asa):
+    prefetch = {"patient": resource("Patient", ASA_ID)}
+    with FhirStub(asa, token=TOKEN, delay_seconds=2.0) as stub:
+        started = monotonic()
+        gathered = gather(templates, CONTEXT, prefetch, stub.base_url, TOKEN, config)
+        elapsed = monotonic() - started
+    # Returned with the keys marked unavailable instead of waiting out the 2 s hang.
+    assert elapsed < 1.5
+    assert gathered.resources == {"patient": [resource("Patient", ASA_ID)]}
+    assert set(gathered.unavailable) == set(templates) - {"patient"}
+    assert all("did not answer in time" in r for r in gathered.unavailable.values())
+
+
+def test_hanging_server_with_nothing_prefetched_is_a_failed_precondition(templates, config, asa):
+    with FhirStub(asa, token=TOKEN, delay_seconds=2.0) as stub:
+        started = monotonic()
+        with pytest.raises(PreconditionFailed, match="did not answer in time"):
+            gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
+        assert monotonic() - started < 1.5
+
+
+def test_wrong_token_is_refused_by_the_server(templates, config, asa):
+    prefetch = {"patient": resource("Patient", ASA_ID)}
+    with FhirStub(asa, token=TOKEN) as stub:
+        gathered = gather(templates, CONTEXT, prefetch, stub.base_url, "expired-token", config)
+    assert "refused access (HTTP 401)" in gathered.unavailable["conditions"]
