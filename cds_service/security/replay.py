@@ -22,7 +22,7 @@ class ReplayCache(Protocol):
         """Record the pair until `expires_at`; False when it was already recorded."""
 
 
-def _key(issuer: str, jti: str) -> str:
+def replay_key(issuer: str, jti: str) -> str:
     # jti is unique per issuer only; hashing bounds the key size whatever the client sends.
     digest = hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
     return f"cds-services:jti:{digest}"
@@ -35,7 +35,7 @@ class InMemoryReplayCache:
         self._lock = threading.Lock()
 
     def remember(self, issuer: str, jti: str, expires_at: float, now: float) -> bool:
-        key = _key(issuer, jti)
+        key = replay_key(issuer, jti)
         with self._lock:
             while self._by_expiry and self._by_expiry[0][0] <= now:
                 self._seen.discard(heapq.heappop(self._by_expiry)[1])
@@ -58,7 +58,7 @@ class RedisReplayCache:
         ttl = max(1, math.ceil(expires_at - now))
         try:
             # SET NX is atomic, so two workers racing on one jti cannot both win.
-            return bool(self._client.set(_key(issuer, jti), b"1", nx=True, ex=ttl))
+            return bool(self._client.set(replay_key(issuer, jti), b"1", nx=True, ex=ttl))
         except redis.RedisError as error:
             raise AuthenticationUnavailable("replay cache unavailable") from error
 
