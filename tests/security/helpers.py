@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -62,6 +63,12 @@ def standard_claims() -> dict[str, Any]:
         "exp": int(NOW) + 300,
         "jti": str(uuid.uuid4()),
     }
+
+
+def issued_now(lifetime: int = 300) -> dict[str, int]:
+    """iat and exp for code that reads the real clock (the Flask hook)."""
+    now = int(time.time())
+    return {"iat": now, "exp": now + lifetime}
 
 
 def jwks(*keys: SigningKey) -> dict[str, Any]:
