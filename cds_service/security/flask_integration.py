@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from ..config import is_auth_required
+from ..config import is_auth_required, is_development
 from .audience import expected_audiences
 from .authenticator import ClientAuthenticator
 from .errors import AuthenticationError, AuthenticationUnavailable
@@ -35,6 +35,12 @@ def init_app(app: Flask, config: Mapping[str, Any]) -> None:
     app.extensions["cds_client_authenticator"] = authenticator
     required = is_auth_required(config)
     public_base_url = config["PUBLIC_BASE_URL"]
+    if not config["REDIS_URL"] and not is_development(config):
+        logger.warning(
+            "jti replay cache is in this process only: set CDS_REDIS_URL when running "
+            "several workers",
+            extra={"event": "replay_cache_in_memory"},
+        )
     if not required:
         logger.warning(
             "CDS client authentication is off: calls without a JWT are accepted "
@@ -44,6 +50,7 @@ def init_app(app: Flask, config: Mapping[str, Any]) -> None:
 
     @app.before_request
     def authenticate_cds_client() -> Any:
+        # Views read the caller as g.get("cds_client"): None when unauthenticated (development).
         if request.method == "OPTIONS" or not _is_protected(request.path):
             return None
         g.cds_client = None

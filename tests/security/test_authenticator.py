@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cds_service.security import (
     AuthenticationError,
@@ -112,6 +112,23 @@ def test_alg_from_the_allowlist_must_fit_the_key(authenticator, es384_key):
     # An ES256 token naming the client's P-384 key, which is only good for ES384.
     p256_key = SigningKey(ec.generate_private_key(ec.SECP256R1()), es384_key.kid, "ES256")
     assert rejection(authenticator, bearer(p256_key.sign())) == "key does not match alg"
+
+
+@pytest.mark.parametrize(("alg", "curve"), [("ES256", ec.SECP256R1()), ("RS384", None)])
+def test_a_jwk_without_alg_only_verifies_algs_of_its_type_and_curve(
+    tmp_path, clock, es384_key, alg, curve
+):
+    """A JWKS may omit `alg`: the P-384 key must still not verify ES256 or RS384 tokens."""
+    jwks_file = tmp_path / "jwks.json"
+    public_jwk = {k: v for k, v in es384_key.public_jwk.items() if k != "alg"}
+    jwks_file.write_text(json.dumps({"keys": [public_jwk]}))
+    config = make_config(TRUSTED_ISSUERS={ISSUER: {"jwks_file": str(jwks_file)}})
+    authenticator = ClientAuthenticator(config, InMemoryReplayCache(), clock=clock)
+    private_key = ec.generate_private_key(curve) if curve else rsa.generate_private_key(65537, 2048)
+    attacker = SigningKey(private_key, es384_key.kid, alg)
+
+    assert rejection(authenticator, bearer(attacker.sign())) == "invalid signature or key"
+    assert authenticator.authenticate(bearer(es384_key.sign()), SERVICE_URL)
 
 
 def test_wrong_audience_is_rejected(authenticator, es384_key):
