@@ -11,9 +11,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "CDS_"
+
+# The public CDS Hooks sandbox signs with a key whose private half is published.
+SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
+SANDBOX_JWKS_FILE = str(Path(__file__).parent / "security" / "sandbox-jwks.json")
+ASYMMETRIC_JWT_ALGORITHMS = frozenset(
+    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+)
 
 DEFAULTS: dict[str, Any] = {
     # "development": http FHIR servers, permissive CORS, unauthenticated calls allowed.
@@ -48,6 +57,36 @@ DEFAULTS: dict[str, Any] = {
     # Development only: fetch without an Authorization header when the request has a fhirServer
     # but no fhirAuthorization (open sandbox servers). Refused in production.
     "FHIR_ALLOW_UNAUTHENTICATED": False,
+    # --- CDS client authentication (JWT, CDS Hooks 2.0 §trusting-cds-clients) ---
+    # true = every /cds-services call needs a valid JWT; null = true only in production.
+    # A token that is sent is always verified, even when not required.
+    "AUTH_REQUIRED": None,
+    # Trusted CDS clients, by exact `iss`: where their keys are and what they may claim.
+    # {"<iss>": {"jwks_file": path, "jwks_url": url, "jku_allowlist": [url], "tenants": [..]}}
+    # Keys come from jwks_file (pinned) if set, else the token's allowlisted `jku`, else
+    # jwks_url. A missing/null "tenants" allows any tenant. The default trusts the public
+    # sandbox, whose private key is published: development only, refused in production.
+    "TRUSTED_ISSUERS": {
+        "https://sandbox.cds-hooks.org": {
+            "jwks_file": SANDBOX_JWKS_FILE,
+            "jku_allowlist": ["https://sandbox.cds-hooks.org/.well-known/jwks.json"],
+        }
+    },
+    # Accepted JWS algorithms: asymmetric only (the spec forbids `none` and HMAC).
+    "JWT_ALGORITHMS": ["ES384", "RS384", "ES256", "RS256", "ES512", "PS384"],
+    # Clock skew tolerated on exp, nbf and iat (seconds).
+    "JWT_LEEWAY_SECONDS": 60,
+    # Longest exp - iat accepted; also how long a jti is remembered (best practice: <= 1 h).
+    "JWT_MAX_LIFETIME_SECONDS": 3600,
+    # How long fetched JWKS are trusted before a refetch.
+    "JWKS_CACHE_SECONDS": 3600,
+    # Least time between two fetches of one issuer's JWKS URL (unknown-kid refreshes).
+    "JWKS_REFRESH_MIN_INTERVAL_SECONDS": 60,
+    # JWKS fetch timeout (seconds) and largest body read (bytes).
+    "JWKS_FETCH_TIMEOUT_SECONDS": 5,
+    "JWKS_MAX_BYTES": 64 * 1024,
+    # Redis for the jti replay cache shared by several workers; empty = in-process memory.
+    "REDIS_URL": "",
 }
 
 
@@ -89,6 +128,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
         if config["CORS_ORIGINS"] in ("*", ["*"]):
             raise ConfigError("CDS_CORS_ORIGINS must list the EHR origins in production")
     _validate_fhir_settings(config)
+    _validate_auth_config(config)
 
 
 def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
@@ -108,3 +148,89 @@ def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
 
 def is_development(config: Mapping[str, Any]) -> bool:
     return config["ENV"] in ("development", "testing")
+
+
+# --- CDS client authentication settings ---
+
+_ISSUER_KEYS = {"jwks_file", "jwks_url", "jku_allowlist", "tenants"}
+
+
+def is_auth_required(config: Mapping[str, Any]) -> bool:
+    if config["AUTH_REQUIRED"] is None:
+        return not is_development(config)
+    return bool(config["AUTH_REQUIRED"])
+
+
+def _is_url(value: Any, *, https_only: bool) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    schemes = ("https",) if https_only else ("https", "http")
+    return parts.scheme in schemes and bool(parts.netloc) and not parts.fragment
+
+
+def _validate_issuer(issuer: str, settings: Any, production: bool) -> None:
+    name = f"CDS_TRUSTED_ISSUERS[{issuer!r}]"
+    if not isinstance(settings, Mapping) or not set(settings) <= _ISSUER_KEYS:
+        raise ConfigError(f"{name} must be an object with keys {sorted(_ISSUER_KEYS)}")
+    jku_allowlist = settings.get("jku_allowlist") or []
+    if not isinstance(jku_allowlist, list):
+        raise ConfigError(f"{name}.jku_allowlist must be a list of URLs")
+    urls = [*jku_allowlist, *([settings["jwks_url"]] if settings.get("jwks_url") else [])]
+    for url in urls:
+        if not _is_url(url, https_only=production):
+            raise ConfigError(f"{name}: {url!r} is not an allowed JWKS URL")
+    tenants = settings.get("tenants")
+    if tenants is not None and not (
+        isinstance(tenants, list) and all(isinstance(t, str) for t in tenants)
+    ):
+        raise ConfigError(f"{name}.tenants must be a list of strings or null")
+    if not settings.get("jwks_file") and not urls:
+        raise ConfigError(f"{name} needs a jwks_file, a jwks_url or a jku_allowlist")
+    if production and (
+        issuer == SANDBOX_ISSUER
+        or settings.get("jwks_file") == SANDBOX_JWKS_FILE
+        or any(urlsplit(url).hostname == urlsplit(SANDBOX_ISSUER).hostname for url in urls)
+    ):
+        raise ConfigError(f"{name}: the public sandbox's key cannot be trusted in production")
+
+
+def _validate_auth_config(config: Mapping[str, Any]) -> None:
+    production = not is_development(config)
+    if config["AUTH_REQUIRED"] not in (None, True, False):
+        raise ConfigError("CDS_AUTH_REQUIRED must be true, false or null")
+    issuers = config["TRUSTED_ISSUERS"]
+    if not isinstance(issuers, Mapping):
+        raise ConfigError("CDS_TRUSTED_ISSUERS must be a JSON object keyed by issuer")
+    for issuer, settings in issuers.items():
+        _validate_issuer(issuer, settings, production)
+    algorithms = config["JWT_ALGORITHMS"]
+    if not (isinstance(algorithms, list) and algorithms
+            and set(algorithms) <= ASYMMETRIC_JWT_ALGORITHMS):
+        raise ConfigError(
+            f"CDS_JWT_ALGORITHMS must be a non-empty list of {sorted(ASYMMETRIC_JWT_ALGORITHMS)}"
+        )
+    for key in ("JWT_LEEWAY_SECONDS", "JWKS_REFRESH_MIN_INTERVAL_SECONDS"):
+        if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 0:
+            raise ConfigError(f"CDS_{key} must be a whole number of seconds >= 0")
+    for key in ("JWT_MAX_LIFETIME_SECONDS", "JWKS_CACHE_SECONDS", "JWKS_FETCH_TIMEOUT_SECONDS",
+                "JWKS_MAX_BYTES"):
+        if not isinstance(config[key], int | float) or isinstance(config[key], bool) \
+                or config[key] <= 0:
+            raise ConfigError(f"CDS_{key} must be a positive number")
+    if config["REDIS_URL"] != "" and not (
+        isinstance(config["REDIS_URL"], str)
+        and urlsplit(config["REDIS_URL"]).scheme in ("redis", "rediss", "unix")
+    ):
+        raise ConfigError("CDS_REDIS_URL must be a redis://, rediss:// or unix:// URL, or empty")
+    # The JWT `aud` is checked against this URL. Production must set it: taking the URL from
+    # the Host header would let a token signed for another service be replayed here.
+    base_url = config["PUBLIC_BASE_URL"]
+    if (base_url or production) and not _is_url(base_url, https_only=production):
+        raise ConfigError("CDS_PUBLIC_BASE_URL must be the base URL clients call "
+                          "(https, required in production)")
+    if production:
+        if config["AUTH_REQUIRED"] is False:
+            raise ConfigError("CDS_AUTH_REQUIRED cannot be false in production")
+        if not issuers:
+            raise ConfigError("CDS_TRUSTED_ISSUERS must name at least one CDS client in production")

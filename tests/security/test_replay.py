@@ -1,0 +1,75 @@
+"""The jti replay caches: in memory for one process, Redis shared by several workers."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from cds_service.security import (
+    AuthenticationError,
+    AuthenticationUnavailable,
+    ClientAuthenticator,
+    InMemoryReplayCache,
+    RedisReplayCache,
+    replay_cache_from_url,
+)
+from cds_service.security.replay import replay_key
+
+from .helpers import ISSUER, NOW, SERVICE_URL
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    return REDIS_URL
+
+
+def test_in_memory_cache_rejects_a_second_use_and_forgets_after_expiry():
+    cache = InMemoryReplayCache()
+
+    assert cache.remember(ISSUER, "jti-1", expires_at=NOW + 10, now=NOW)
+    assert not cache.remember(ISSUER, "jti-1", expires_at=NOW + 10, now=NOW + 5)
+    assert cache.remember("https://other-ehr.example", "jti-1", expires_at=NOW + 10, now=NOW)
+    assert cache.remember(ISSUER, "jti-1", expires_at=NOW + 30, now=NOW + 10)
+
+
+def test_redis_cache_is_shared_between_workers(redis_url):
+    jti = str(uuid.uuid4())
+    worker_a = replay_cache_from_url(redis_url)
+    worker_b = replay_cache_from_url(redis_url)
+
+    assert isinstance(worker_a, RedisReplayCache)
+    assert worker_a.remember(ISSUER, jti, expires_at=NOW + 300, now=NOW)
+    assert not worker_b.remember(ISSUER, jti, expires_at=NOW + 300, now=NOW)
+
+
+def test_redis_entries_expire_with_the_token(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    jti = str(uuid.uuid4())
+    RedisReplayCache(client).remember(ISSUER, jti, expires_at=NOW + 120, now=NOW)
+
+    assert 0 < client.ttl(replay_key(ISSUER, jti)) <= 120
+
+
+def test_token_replayed_to_another_worker_is_rejected(redis_url, pinned_config, clock, es384_key):
+    config = {**pinned_config, "REDIS_URL": redis_url}
+    worker_a = ClientAuthenticator(config, replay_cache_from_url(redis_url), clock=clock)
+    worker_b = ClientAuthenticator(config, replay_cache_from_url(redis_url), clock=clock)
+    token = f"Bearer {es384_key.sign()}"
+
+    worker_a.authenticate(token, SERVICE_URL)
+    with pytest.raises(AuthenticationError, match="replayed jti"):
+        worker_b.authenticate(token, SERVICE_URL)
+
+
+def test_unreachable_redis_is_an_outage_not_a_pass():
+    cache = replay_cache_from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(AuthenticationUnavailable):
+        cache.remember(ISSUER, "jti", expires_at=NOW + 60, now=NOW)
