@@ -57,8 +57,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
          max_age=600)
     if not is_development(settings):
         log.info("production settings")
+    from cds_service import security
     from cds_service.api import blueprint
 
+    security.init_app(app, settings)
     app.register_blueprint(blueprint)
     _json_errors(app)
     app.after_request(_security_headers)

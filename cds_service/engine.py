@@ -52,6 +52,7 @@ def evaluate(
     resources = data.all_resources()
     mine = [r for r in resources if not _other_patient(r, request.patient_id)]
     unavailable = dict(data.unavailable)
+    unavailable.update({key: f"may be incomplete: {reason}" for key, reason in data.incomplete.items()})
     if len(mine) != len(resources):
         # Another patient's data must never inform this patient's cards.
         unavailable["other-patient"] = (

@@ -8,6 +8,7 @@ from responses import matchers
 
 from cds_service.config import ConfigError, load_config
 from cds_service.fhir_data import PreconditionFailed, gather
+from tests.settings import production
 
 from .conftest import (
     CONTEXT,
@@ -234,13 +235,7 @@ def test_template_token_without_value_is_unavailable_not_fetched(config, fhir):
 
 
 def test_http_fhir_server_is_refused_in_production(templates, fhir):
-    config = load_config(
-        {
-            "ENV": "production",
-            "PATIENT_KEY_SECRET": "s",
-            "CORS_ORIGINS": ["https://ehr.example.org"],
-        }
-    )
+    config = load_config(production())
     prefetch = without(full_prefetch(templates), "conditions")
     with pytest.raises(PreconditionFailed, match="https"):
         gather(templates, CONTEXT, prefetch, "http://ehr.example.org/fhir", TOKEN, config)
@@ -264,14 +259,7 @@ def test_open_server_is_read_without_authorization_only_when_allowed(templates, 
 
 def test_open_servers_cannot_be_allowed_in_production():
     with pytest.raises(ConfigError, match="FHIR_ALLOW_UNAUTHENTICATED"):
-        load_config(
-            {
-                "ENV": "production",
-                "PATIENT_KEY_SECRET": "s",
-                "CORS_ORIGINS": ["https://ehr.example.org"],
-                "FHIR_ALLOW_UNAUTHENTICATED": True,
-            }
-        )
+        load_config(production(FHIR_ALLOW_UNAUTHENTICATED=True))
 
 
 def medication_request(reference, resource_id="rx1", **fields):
