@@ -145,7 +145,7 @@ def test_concurrent_posts_lose_nothing(app: Flask, storage: Storage) -> None:
         [f"card-{i}" for i in range(20)] + ["shared-card"])
 
 
-def test_database_down_gives_503_not_500(caplog: pytest.LogCaptureFixture) -> None:
+def test_database_down_gives_503_not_500() -> None:
     app = Flask(__name__)
     storage = init_app(app, make_config(UNREACHABLE_DATABASE_URL), {SERVICE_ID})
     try:
