@@ -83,12 +83,13 @@ class Storage:
     ) -> tuple[list[Card], list[Card]]:
         """Split cards into (shown, suppressed): a non-critical card is suppressed while its
         rule is snoozed for this patient by an "already addressed" override."""
-        candidates = {rule_id_of(c) for c in cards if c.get("indicator") != CRITICAL} - {None}
-        if not candidates or not self._snooze_codes:
-            return list(cards), []
         try:
+            candidates = {rule_id_of(c) for c in cards if c.get("indicator") != CRITICAL}
+            candidates.discard(None)
+            if not candidates or not self._snooze_codes:
+                return list(cards), []
             snoozed = self._snoozed_rules(service_id, patient_id, candidates)
-        except Exception as error:
+        except Exception as error:  # showing a card too many is safe; failing the call is not
             self.counters.increment(SNOOZE_CHECK_FAILURES)
             log.error("snooze look-up failed (%s): all cards shown", type(error).__name__)
             return list(cards), []

@@ -145,3 +145,9 @@ def test_database_down_shows_every_card() -> None:
         assert storage.counters.snapshot()[SNOOZE_CHECK_FAILURES] == 1
     finally:
         storage.close()
+
+
+def test_a_malformed_card_is_shown_not_raised(storage: Storage) -> None:
+    cards = [{"uuid": "u", "indicator": "warning", "source": "not an object"}]
+    assert storage.filter_snoozed(cards, SERVICE_ID, PATIENT) == (cards, [])
+    assert storage.counters.snapshot()[SNOOZE_CHECK_FAILURES] == 1
