@@ -87,6 +87,21 @@ DEFAULTS: dict[str, Any] = {
     "JWKS_MAX_BYTES": 64 * 1024,
     # Redis for the jti replay cache shared by several workers; empty = in-process memory.
     "REDIS_URL": "",
+    # --- Persistence, feedback, alert fatigue, governance dashboard (cds_service.storage) ---
+    # SQLAlchemy URL: SQLite file (folder created) or "postgresql+psycopg://user@host/db".
+    "DATABASE_URL": "sqlite:///instance/cds.sqlite3",
+    # Longest wait for the database (connect, lock, statement) before giving up, in seconds.
+    "DATABASE_TIMEOUT_SECONDS": 5,
+    # Card history rows waiting for the background writer; beyond this they are dropped.
+    "CARD_HISTORY_QUEUE_SIZE": 10000,
+    # An override with one of these reasons snoozes the same rule for the same patient.
+    "SNOOZE_REASON_SYSTEM": "https://leukopenia-cds.example.org/CodeSystem/override-reason",
+    "SNOOZE_REASON_CODES": ["already-addressed", "counts-reviewed"],
+    # How long such a snooze lasts; critical cards are never snoozed.
+    "SNOOZE_DAYS": 7,
+    # HTTP Basic credential of the /admin/ dashboard; no password = dashboard off (404).
+    "ADMIN_USER": "admin",
+    "ADMIN_PASSWORD": "",
 }
 
 
@@ -129,6 +144,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
             raise ConfigError("CDS_CORS_ORIGINS must list the EHR origins in production")
     _validate_fhir_settings(config)
     _validate_auth_config(config)
+    _validate_storage_settings(config)
 
 
 def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
@@ -144,6 +160,33 @@ def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
         raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED must be true or false")
     if config["FHIR_ALLOW_UNAUTHENTICATED"] and not is_development(config):
         raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED is for development only")
+
+
+def _validate_storage_settings(config: Mapping[str, Any]) -> None:
+    url = config["DATABASE_URL"]
+    if not isinstance(url, str) or not url.startswith(("sqlite:", "postgresql")):
+        raise ConfigError("CDS_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+    if url.startswith("sqlite") and (":memory:" in url or url in ("sqlite://", "sqlite:///")):
+        # Each connection would get its own empty database.
+        raise ConfigError("CDS_DATABASE_URL must name a SQLite file, not an in-memory database")
+    timeout = config["DATABASE_TIMEOUT_SECONDS"]
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError("CDS_DATABASE_TIMEOUT_SECONDS must be a positive number")
+    for key in ("CARD_HISTORY_QUEUE_SIZE", "SNOOZE_DAYS"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"CDS_{key} must be a positive whole number")
+    codes = config["SNOOZE_REASON_CODES"]
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+        raise ConfigError("CDS_SNOOZE_REASON_CODES must be a JSON list of codes")
+    for key in ("SNOOZE_REASON_SYSTEM", "ADMIN_USER"):
+        if not isinstance(config[key], str) or not config[key]:
+            raise ConfigError(f"CDS_{key} must be a non-empty string")
+    password = config["ADMIN_PASSWORD"]
+    if not isinstance(password, str):
+        raise ConfigError("CDS_ADMIN_PASSWORD must be a string (quote a numeric one: '\"123\"')")
+    if password and config["ENV"] == "production" and len(password) < 12:
+        raise ConfigError("CDS_ADMIN_PASSWORD must have at least 12 characters in production")
 
 
 def is_development(config: Mapping[str, Any]) -> bool:

@@ -1,0 +1,48 @@
+"""Persistence: card history, feedback, alert-fatigue snoozes, governance report and dashboard.
+
+The app factory calls `init_app`; the hook path then uses `app.extensions["cds_storage"]`:
+`filter_snoozed` before answering and `record_cards` with the cards it answers with.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from flask import Flask
+
+from cds_service.storage.api import EXTENSION_KEY, feedback_blueprint
+from cds_service.storage.dashboard import dashboard_blueprint
+from cds_service.storage.database import create_database_engine, migrate
+from cds_service.storage.models import utc_now
+from cds_service.storage.store import Clock, Storage
+
+__all__ = ["Storage", "init_app", "migrate"]
+
+log = logging.getLogger(__name__)
+
+
+def init_app(
+    app: Flask,
+    config: Mapping[str, Any],
+    service_ids: Callable[[], Collection[str]] | Collection[str],
+    clock: Clock = utc_now,
+) -> Storage:
+    """Migrate the database, start the history writer and register the feedback endpoint and
+    the admin dashboard. `service_ids` gives the ids feedback is accepted for."""
+    url, timeout = config["DATABASE_URL"], config["DATABASE_TIMEOUT_SECONDS"]
+    try:
+        migrate(url, timeout)
+    except Exception as error:
+        # Cards matter more than their history: start anyway, losses are counted.
+        log.error("database migration failed (%s); card history and feedback unavailable",
+                  type(error).__name__)
+    storage = Storage(create_database_engine(url, timeout), config, clock)
+    app.extensions[EXTENSION_KEY] = storage
+    known_ids = service_ids if callable(service_ids) else (lambda: service_ids)
+    app.register_blueprint(feedback_blueprint(known_ids))
+    app.register_blueprint(dashboard_blueprint(config), url_prefix="/admin")
+    atexit.register(storage.close)
+    return storage

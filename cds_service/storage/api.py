@@ -1,0 +1,43 @@
+"""`POST /cds-services/<service_id>/feedback` (CDS Hooks 2.0 §feedback).
+
+The spec does not define the response; we answer 200 `{}` once stored, 400 with the broken
+rule, 404 for a service we do not offer and 503 when the database cannot take it (retryable).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.storage.feedback import FeedbackError, parse_feedback
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "cds_storage"
+
+
+def feedback_blueprint(service_ids: Callable[[], Collection[str]]) -> Blueprint:
+    blueprint = Blueprint("cds_feedback", __name__)
+
+    @blueprint.post("/cds-services/<service_id>/feedback")
+    def receive_feedback(service_id: str) -> tuple[Response, int]:
+        if service_id not in service_ids():
+            return jsonify(error=f"no CDS service with id {service_id!r}"), 404
+        body = request.get_json(force=True, silent=True)
+        if body is None:
+            return jsonify(error="the body must be JSON"), 400
+        try:
+            items = parse_feedback(body)
+        except FeedbackError as error:
+            return jsonify(error=str(error)), 400
+        try:
+            current_app.extensions[EXTENSION_KEY].store_feedback(service_id, items)
+        except SQLAlchemyError as error:
+            log.error("feedback not stored (%s)", type(error).__name__)
+            return jsonify(error="feedback could not be stored now; please retry"), 503
+        return jsonify({}), 200
+
+    return blueprint

@@ -1,0 +1,63 @@
+"""`/admin/`: the governance dashboard (charts) and `/admin/api/stats` (the same numbers as
+JSON), behind HTTP Basic auth. Without ADMIN_PASSWORD the whole area answers 404."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+
+from cds_service.storage.charts import HEIGHT, MARGIN, WIDTH, rate_charts, reason_bars
+from cds_service.storage.report import RuleWeekStats, feedback_report
+
+DEFAULT_PERIOD = timedelta(weeks=26)
+
+
+def dashboard_blueprint(config: Mapping[str, Any]) -> Blueprint:
+    blueprint = Blueprint("cds_admin", __name__, template_folder="templates")
+    user, password = config["ADMIN_USER"], config["ADMIN_PASSWORD"]
+
+    @blueprint.before_request
+    def require_admin() -> Response | None:
+        if not password:
+            abort(404)
+        auth = request.authorization
+        if (auth is not None and auth.type == "basic"
+                and hmac.compare_digest((auth.username or "").encode(), user.encode())
+                and hmac.compare_digest((auth.password or "").encode(), password.encode())):
+            return None
+        return Response(
+            "Authentication required", 401,
+            {"WWW-Authenticate": 'Basic realm="leukopenia-cds admin", charset="UTF-8"'},
+        )
+
+    @blueprint.get("/")
+    def dashboard() -> str:
+        since, stats = _stats_since()
+        return render_template(
+            "dashboard.html", since=since, stats=stats, charts=rate_charts(stats),
+            reasons=reason_bars(stats), width=WIDTH, height=HEIGHT, margin=MARGIN,
+        )
+
+    @blueprint.get("/api/stats")
+    def stats_json() -> Response:
+        since, stats = _stats_since()
+        return jsonify(since=since.isoformat(), stats=[s.as_dict() for s in stats])
+
+    return blueprint
+
+
+def _stats_since() -> tuple[date, list[RuleWeekStats]]:
+    storage = current_app.extensions["cds_storage"]
+    raw = request.args.get("since")
+    if raw is None:
+        since = storage.now().date() - DEFAULT_PERIOD
+    else:
+        try:
+            since = date.fromisoformat(raw)
+        except ValueError:
+            abort(400, description="since must be a date, e.g. 2025-01-31")
+    return since, feedback_report(storage, since)

@@ -1,0 +1,84 @@
+"""Tables: the cards the service showed and the feedback clinicians gave on them.
+
+Feedback is joined to cards by the card uuid only (no foreign key): feedback may name a card
+this database never saw, and it is kept (flagged) rather than refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (SQLite has no time zones), always read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class IssuedCard(Base):
+    """One card returned by a hook call."""
+
+    __tablename__ = "cds_issued_card"
+
+    card_uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200))
+    hook: Mapped[str] = mapped_column(String(100))
+    hook_instance: Mapped[str] = mapped_column(String(100))
+    rule_id: Mapped[str] = mapped_column(String(100))
+    knowledge_version: Mapped[str] = mapped_column(String(100))
+    indicator: Mapped[str] = mapped_column(String(16))
+    # HMAC of the patient id (cds_service.privacy.patient_key), never the id itself.
+    patient_key: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (Index("ix_cds_issued_card_patient_rule", "patient_key", "rule_id"),)
+
+
+class CardFeedback(Base):
+    """One feedback item; the same card, outcome and timestamp is stored once."""
+
+    __tablename__ = "cds_card_feedback"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    service_id: Mapped[str] = mapped_column(String(200))
+    card_uuid: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    outcome_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_suggestions: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    reason_system: Mapped[str | None] = mapped_column(String(500))
+    reason_code: Mapped[str | None] = mapped_column(String(200))
+    reason_display: Mapped[str | None] = mapped_column(String(500))
+    user_comment: Mapped[str | None] = mapped_column(Text)
+    # True when no card with this uuid was in the history when the feedback arrived.
+    unknown_card: Mapped[bool]
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("card_uuid", "outcome", "outcome_at", name="uq_cds_card_feedback_once"),
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

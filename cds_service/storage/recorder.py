@@ -1,0 +1,98 @@
+"""Card history written off the request path: the hook call only enqueues rows.
+
+A bounded queue keeps memory flat when the database is slow or away; rows that do not fit, or
+whose write fails, are counted as lost and logged (count only, no card content).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Engine
+
+from cds_service.storage.counters import CARDS_LOST, CARDS_RECORDED, Counters
+from cds_service.storage.database import insert_ignoring_duplicates
+from cds_service.storage.models import IssuedCard
+
+log = logging.getLogger(__name__)
+
+Row = Mapping[str, Any]
+_STOP = None
+_BATCH_SIZE = 200
+
+
+class CardHistoryWriter:
+    def __init__(self, engine: Engine, counters: Counters, max_queued: int) -> None:
+        self._engine = engine
+        self._counters = counters
+        self._max_queued = max_queued
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        self._queue: queue.Queue[Row | None] = queue.Queue(maxsize=self._max_queued)
+        # A forked worker (e.g. gunicorn --preload) inherits no threads: start its own then.
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="card-history-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: list[Row]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._start()
+        for index, row in enumerate(rows):
+            try:
+                self._queue.put_nowait(row)
+            except queue.Full:
+                lost = len(rows) - index
+                self._counters.increment(CARDS_LOST, lost)
+                log.warning("card history queue full: %d card records dropped", lost)
+                return
+
+    def flush(self) -> None:
+        """Block until every row submitted so far is written or counted as lost."""
+        self._queue.join()
+
+    def close(self, timeout: float = 10) -> None:
+        """Write what is queued, then stop the thread (at shutdown)."""
+        if not self._thread.is_alive():
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.warning("card history writer did not drain before shutdown")
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while batch[-1] is not _STOP and len(batch) < _BATCH_SIZE:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for row in batch if row is not _STOP]
+            self._write(rows)
+            for _ in batch:
+                self._queue.task_done()
+            if batch[-1] is _STOP:
+                return
+
+    def _write(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        try:
+            with self._engine.begin() as connection:
+                insert_ignoring_duplicates(connection, IssuedCard.__table__, rows)
+        except Exception as error:  # any database failure loses the batch, never the thread
+            self._counters.increment(CARDS_LOST, len(rows))
+            log.error("card history write failed (%s): %d card records lost",
+                      type(error).__name__, len(rows))
+        else:
+            self._counters.increment(CARDS_RECORDED, len(rows))

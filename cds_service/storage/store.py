@@ -1,0 +1,170 @@
+"""Card history, feedback and snoozes on one database, for the hook path and the endpoints.
+
+Nothing here may fail a hook call: history is written in the background and a snooze look-up
+that cannot reach the database shows every card (the safe direction).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from cds_service.privacy import patient_key
+from cds_service.storage.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES, Counters
+from cds_service.storage.database import insert_ignoring_duplicates
+from cds_service.storage.feedback import Feedback
+from cds_service.storage.models import CardFeedback, IssuedCard, utc_now
+from cds_service.storage.recorder import CardHistoryWriter
+
+log = logging.getLogger(__name__)
+
+Card = Mapping[str, Any]
+Clock = Callable[[], datetime]
+CRITICAL = "critical"
+
+
+def rule_id_of(card: Card) -> str | None:
+    """The rule that produced a card, carried in `source.topic.code`."""
+    topic = (card.get("source") or {}).get("topic") or {}
+    code = topic.get("code")
+    return code if isinstance(code, str) and code else None
+
+
+class Storage:
+    def __init__(self, engine: Engine, config: Mapping[str, Any], clock: Clock = utc_now) -> None:
+        self.engine = engine
+        self.counters = Counters()
+        self._clock = clock
+        self._secret: str = config["PATIENT_KEY_SECRET"]
+        self._snooze_system: str = config["SNOOZE_REASON_SYSTEM"]
+        self._snooze_codes: list[str] = list(config["SNOOZE_REASON_CODES"])
+        self._snooze_period = timedelta(days=config["SNOOZE_DAYS"])
+        self._writer = CardHistoryWriter(engine, self.counters, config["CARD_HISTORY_QUEUE_SIZE"])
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def record_cards(
+        self,
+        service_id: str,
+        hook: str,
+        hook_instance: str,
+        patient_id: str,
+        cards: Iterable[Card],
+        knowledge_version: str,
+    ) -> None:
+        """Queue the cards of one hook response for the history; returns at once."""
+        try:
+            key = patient_key(patient_id, self._secret)
+            issued_at = self._clock()
+            rows = []
+            for card in cards:
+                rule_id = rule_id_of(card)
+                if not card.get("uuid") or rule_id is None:
+                    # Feedback and snoozes need both; our card builder always sets them.
+                    log.warning("card without uuid or source.topic.code not recorded")
+                    continue
+                rows.append({
+                    "card_uuid": card["uuid"], "service_id": service_id, "hook": hook,
+                    "hook_instance": hook_instance, "rule_id": rule_id,
+                    "knowledge_version": knowledge_version, "indicator": card.get("indicator"),
+                    "patient_key": key, "issued_at": issued_at,
+                })
+            self._writer.submit(rows)
+        except Exception:  # history is secondary: the hook response must still go out
+            log.exception("card history could not be queued")
+
+    def filter_snoozed(
+        self, cards: Sequence[Card], service_id: str, patient_id: str
+    ) -> tuple[list[Card], list[Card]]:
+        """Split cards into (shown, suppressed): a non-critical card is suppressed while its
+        rule is snoozed for this patient by an "already addressed" override."""
+        try:
+            candidates = {rule_id_of(c) for c in cards if c.get("indicator") != CRITICAL}
+            candidates.discard(None)
+            if not candidates or not self._snooze_codes:
+                return list(cards), []
+            snoozed = self._snoozed_rules(service_id, patient_id, candidates)
+        except Exception as error:  # showing a card too many is safe; failing the call is not
+            self.counters.increment(SNOOZE_CHECK_FAILURES)
+            log.error("snooze look-up failed (%s): all cards shown", type(error).__name__)
+            return list(cards), []
+        shown: list[Card] = []
+        suppressed: list[Card] = []
+        for card in cards:
+            rule_id = rule_id_of(card)
+            if card.get("indicator") != CRITICAL and rule_id in snoozed:
+                suppressed.append(card)
+                self.counters.increment(CARDS_SUPPRESSED)
+                self.counters.increment(f"{CARDS_SUPPRESSED}.{rule_id}")
+                log.info("card suppressed by snooze: service=%s rule=%s", service_id, rule_id)
+            else:
+                shown.append(card)
+        return shown, suppressed
+
+    def _snoozed_rules(self, service_id: str, patient_id: str, rule_ids: set[str]) -> set[str]:
+        since = self._clock() - self._snooze_period
+        query = (
+            select(IssuedCard.rule_id).distinct()
+            .join(CardFeedback, CardFeedback.card_uuid == IssuedCard.card_uuid)
+            .where(
+                IssuedCard.patient_key == patient_key(patient_id, self._secret),
+                IssuedCard.service_id == service_id,
+                IssuedCard.rule_id.in_(rule_ids),
+                CardFeedback.outcome == "overridden",
+                CardFeedback.reason_system == self._snooze_system,
+                CardFeedback.reason_code.in_(self._snooze_codes),
+                # Both clocks: a client clock running ahead cannot stretch the snooze.
+                CardFeedback.outcome_at >= since,
+                CardFeedback.received_at >= since,
+            )
+        )
+        with self.engine.connect() as connection:
+            return set(connection.scalars(query))
+
+    def store_feedback(self, service_id: str, items: Sequence[Feedback]) -> None:
+        """Store feedback; a repeat of the same card, outcome and time is stored once."""
+        uuids = {item.card_uuid for item in items}
+        with self.engine.connect() as connection:
+            known = set(connection.scalars(
+                select(IssuedCard.card_uuid).where(IssuedCard.card_uuid.in_(uuids))
+            ))
+        received_at = self._clock()
+        rows = [_feedback_row(service_id, item, item.card_uuid not in known, received_at)
+                for item in items]
+        unknown = sum(row["unknown_card"] for row in rows)
+        if unknown:
+            log.warning("feedback for %d card(s) this service has no record of", unknown)
+        with self.engine.begin() as connection:
+            insert_ignoring_duplicates(connection, CardFeedback.__table__, rows)
+
+    def flush(self) -> None:
+        """Wait until queued card history is written (tests, shutdown)."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+        self.engine.dispose()
+
+
+def _feedback_row(
+    service_id: str, item: Feedback, unknown_card: bool, received_at: datetime
+) -> dict[str, Any]:
+    reason = item.override_reason
+    return {
+        "service_id": service_id,
+        "card_uuid": item.card_uuid,
+        "outcome": item.outcome,
+        "outcome_at": item.outcome_at,
+        "accepted_suggestions": list(item.accepted_suggestions or ()) or None,
+        "reason_system": reason.system if reason else None,
+        "reason_code": reason.code if reason else None,
+        "reason_display": reason.display if reason else None,
+        "user_comment": reason.user_comment if reason else None,
+        "unknown_card": unknown_card,
+        "received_at": received_at,
+    }

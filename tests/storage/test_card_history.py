@@ -1,0 +1,139 @@
+"""record_cards: every card kept with a patient key, off the request path, never failing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from cds_service.privacy import patient_key
+from cds_service.storage import Storage, init_app
+from cds_service.storage.counters import CARDS_LOST, CARDS_RECORDED, Counters
+from cds_service.storage.models import IssuedCard
+from cds_service.storage.recorder import CardHistoryWriter
+
+from .conftest import SERVICE_ID, UNREACHABLE_DATABASE_URL, make_card, make_config
+
+PATIENT = "Patient/sle-azathioprine-42"
+
+
+def history(storage: Storage) -> list[IssuedCard]:
+    with storage.engine.connect() as connection:
+        return list(connection.execute(select(IssuedCard).order_by(IssuedCard.rule_id)))
+
+
+def test_every_card_is_recorded_with_its_rule_and_a_patient_key(storage: Storage,
+                                                                config: dict[str, Any]) -> None:
+    cards = [make_card("NEUTROPENIA_SEVERE", "critical"), make_card("CBC_STALE", "info")]
+    storage.record_cards(SERVICE_ID, "patient-view", "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+                         PATIENT, cards, "2025.1")
+    storage.flush()
+    rows = history(storage)
+    assert [(r.rule_id, r.indicator, r.card_uuid) for r in rows] == [
+        ("CBC_STALE", "info", cards[1]["uuid"]),
+        ("NEUTROPENIA_SEVERE", "critical", cards[0]["uuid"]),
+    ]
+    row = rows[0]
+    assert (row.service_id, row.hook, row.hook_instance, row.knowledge_version) == (
+        SERVICE_ID, "patient-view", "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "2025.1")
+    assert row.patient_key == patient_key(PATIENT, config["PATIENT_KEY_SECRET"])
+    assert row.issued_at == storage.now()
+    assert storage.counters.snapshot()[CARDS_RECORDED] == 2
+
+
+def test_patient_id_is_nowhere_in_the_database(tmp_path: Path) -> None:
+    app = Flask(__name__)
+    database = tmp_path / "cds.sqlite3"
+    storage = init_app(app, make_config(f"sqlite:///{database}"), {SERVICE_ID})
+    storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT, [make_card("X")], "v")
+    storage.flush()
+    storage.close()
+    assert storage.counters.snapshot()[CARDS_RECORDED] == 1
+    files = [database, *tmp_path.glob("cds.sqlite3-*")]  # WAL files too
+    assert not any(PATIENT.encode() in path.read_bytes() for path in files)
+
+
+def test_cards_without_uuid_or_rule_are_skipped(storage: Storage) -> None:
+    no_uuid = make_card("A")
+    del no_uuid["uuid"]
+    no_topic = make_card("B")
+    del no_topic["source"]["topic"]
+    storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT,
+                         [no_uuid, no_topic, make_card("C")], "v")
+    storage.flush()
+    assert [r.rule_id for r in history(storage)] == ["C"]
+
+
+def test_recording_the_same_card_twice_keeps_one_row(storage: Storage) -> None:
+    card = make_card("A")
+    for _ in range(2):
+        storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT, [card], "v")
+    storage.flush()
+    assert len(history(storage)) == 1
+
+
+def test_database_down_does_not_raise_and_counts_the_loss(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask(__name__)
+    storage = init_app(app, make_config(UNREACHABLE_DATABASE_URL), {SERVICE_ID})
+    try:
+        with caplog.at_level(logging.INFO):
+            storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT,
+                                 [make_card("A"), make_card("B")], "v")
+            storage.flush()
+        assert storage.counters.snapshot()[CARDS_LOST] == 2
+        assert "2 card records lost" in caplog.text
+        assert PATIENT not in caplog.text
+    finally:
+        storage.close()
+
+
+class BlockedEngine:
+    """An engine whose writes wait until the test lets them go, then fail."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def begin(self) -> Any:
+        self.entered.set()
+        self.release.wait()
+        raise ConnectionError("database gone")
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking() -> None:
+    engine = BlockedEngine()
+    counters = Counters()
+    writer = CardHistoryWriter(engine, counters, max_queued=2)  # type: ignore[arg-type]
+    writer.submit([{"card_uuid": "first"}])
+    engine.entered.wait()  # the writer holds "first" and is stuck in the database
+    writer.submit([{"card_uuid": str(i)} for i in range(5)])  # 2 fit, 3 do not
+    assert counters.snapshot()[CARDS_LOST] == 3
+    engine.release.set()
+    writer.flush()
+    writer.close()
+    assert counters.snapshot()[CARDS_LOST] == 6  # and the 3 written ones failed
+
+
+def test_close_writes_what_is_queued(tmp_path: Path) -> None:
+    app = Flask(__name__)
+    url = f"sqlite:///{tmp_path}/cds.sqlite3"
+    storage = init_app(app, make_config(url), {SERVICE_ID})
+    storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT,
+                         [make_card(f"R{i}") for i in range(50)], "v")
+    storage.close()
+    assert storage.counters.snapshot()[CARDS_RECORDED] == 50
+
+
+def test_patient_key_is_stable_secret_dependent_and_hides_the_id() -> None:
+    key = patient_key(PATIENT, "secret-a")
+    assert key == patient_key(PATIENT, "secret-a")
+    assert key != patient_key(PATIENT, "secret-b")
+    assert key != patient_key("Patient/other", "secret-a")
+    assert len(key) == 64 and "sle" not in key

@@ -1,0 +1,156 @@
+"""POST /cds-services/<id>/feedback through Flask, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from cds_service.storage import Storage, init_app
+from cds_service.storage.models import CardFeedback
+
+from .conftest import SERVICE_ID, UNREACHABLE_DATABASE_URL, feedback_item, make_card, make_config
+from .test_feedback_validation import SPEC_EXAMPLES
+
+URL = f"/cds-services/{SERVICE_ID}/feedback"
+
+
+def stored(storage: Storage) -> list[CardFeedback]:
+    with storage.engine.connect() as connection:
+        return list(connection.execute(select(CardFeedback).order_by(CardFeedback.id)))
+
+
+def issue(storage: Storage, *cards: dict[str, Any], patient: str = "Patient/123") -> None:
+    storage.record_cards(SERVICE_ID, "patient-view", "hook-1", patient, list(cards), "2025.1")
+    storage.flush()
+
+
+@pytest.mark.parametrize("name", [
+    "feedback-accepted.json",
+    "feedback-overridden-with-reason.json",
+    "feedback-overridden-without-reason.json",
+])
+def test_spec_example_bodies_are_stored(app: Flask, storage: Storage, name: str) -> None:
+    response = app.test_client().post(URL, data=(SPEC_EXAMPLES / name).read_text(),
+                                      content_type="application/json")
+    assert response.status_code == 200
+    assert response.get_json() == {}
+    [row] = stored(storage)
+    assert row.card_uuid == json.loads((SPEC_EXAMPLES / name).read_text())["feedback"][0]["card"]
+
+
+def test_round_trip_keeps_every_field(app: Flask, storage: Storage) -> None:
+    card = make_card("NEUTROPENIA_MODERATE")
+    issue(storage, card)
+    item = feedback_item(card["uuid"], code="already-addressed")
+    item["overrideReason"]["userComment"] = "Repeat CBC booked"
+    response = app.test_client().post(URL, json={"feedback": [item]})
+    assert response.status_code == 200
+    [row] = stored(storage)
+    assert (row.service_id, row.outcome, row.reason_code, row.reason_display, row.user_comment,
+            row.unknown_card) == (SERVICE_ID, "overridden", "already-addressed",
+                                  "Already addressed", "Repeat CBC booked", False)
+    assert row.outcome_at.isoformat() == "2025-03-03T09:00:00+00:00"
+
+
+def test_accepted_suggestions_are_stored(app: Flask, storage: Storage) -> None:
+    item = feedback_item("c-1", outcome="accepted")
+    assert app.test_client().post(URL, json={"feedback": [item]}).status_code == 200
+    assert stored(storage)[0].accepted_suggestions == [item["acceptedSuggestions"][0]["id"]]
+
+
+def test_feedback_for_a_card_never_issued_is_kept_and_flagged(app: Flask,
+                                                              storage: Storage) -> None:
+    response = app.test_client().post(URL, json={"feedback": [feedback_item("never-issued")]})
+    assert response.status_code == 200
+    [row] = stored(storage)
+    assert row.unknown_card is True
+
+
+def test_duplicate_feedback_is_stored_once(app: Flask, storage: Storage) -> None:
+    client = app.test_client()
+    item = feedback_item("card-1")
+    for _ in range(3):
+        assert client.post(URL, json={"feedback": [item, item]}).status_code == 200
+    later = feedback_item("card-1", timestamp="2025-03-03T10:00:00Z")
+    assert client.post(URL, json={"feedback": [later]}).status_code == 200
+    assert len(stored(storage)) == 2
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("not json", "the body must be JSON"),
+    (json.dumps({"feedback": []}), "'feedback' must be a non-empty array"),
+    (json.dumps({"feedback": [{"card": "x", "outcome": "accepted",
+                               "outcomeTimestamp": "2025-03-03T09:00:00Z"}]}),
+     "acceptedSuggestions is required"),
+    (json.dumps({"feedback": [{"card": "x", "outcome": "overridden"}]}), "outcomeTimestamp"),
+])
+def test_bad_bodies_get_400_with_the_reason(app: Flask, storage: Storage, data: str,
+                                            message: str) -> None:
+    response = app.test_client().post(URL, data=data, content_type="application/json")
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert stored(storage) == []
+
+
+def test_one_bad_item_stores_nothing(app: Flask, storage: Storage) -> None:
+    body = {"feedback": [feedback_item("ok"), {**feedback_item("bad"), "outcome": "meh"}]}
+    assert app.test_client().post(URL, json=body).status_code == 400
+    assert stored(storage) == []
+
+
+def test_unknown_service_gets_404(app: Flask, storage: Storage) -> None:
+    response = app.test_client().post("/cds-services/no-such-service/feedback",
+                                      json={"feedback": [feedback_item("x")]})
+    assert response.status_code == 404
+    assert "no-such-service" in response.get_json()["error"]
+
+
+def test_service_ids_may_be_a_callable(tmp_path: Any) -> None:
+    ids: set[str] = set()
+    app = Flask(__name__)
+    storage = init_app(app, make_config(f"sqlite:///{tmp_path}/c.sqlite3"), lambda: ids)
+    try:
+        client = app.test_client()
+        body = {"feedback": [feedback_item("x")]}
+        assert client.post(URL, json=body).status_code == 404
+        ids.add(SERVICE_ID)  # services loaded later are seen at once
+        assert client.post(URL, json=body).status_code == 200
+    finally:
+        storage.close()
+
+
+def test_concurrent_posts_lose_nothing(app: Flask, storage: Storage) -> None:
+    start = threading.Barrier(20)
+    statuses: list[int] = []
+
+    def post(index: int) -> None:
+        client = app.test_client()
+        start.wait()
+        body = {"feedback": [feedback_item(f"card-{index}", code="counts-reviewed"),
+                             feedback_item("shared-card")]}  # the same item from every thread
+        statuses.append(client.post(URL, json=body).status_code)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 20
+    assert sorted(row.card_uuid for row in stored(storage)) == sorted(
+        [f"card-{i}" for i in range(20)] + ["shared-card"])
+
+
+def test_database_down_gives_503_not_500() -> None:
+    app = Flask(__name__)
+    storage = init_app(app, make_config(UNREACHABLE_DATABASE_URL), {SERVICE_ID})
+    try:
+        response = app.test_client().post(URL, json={"feedback": [feedback_item("x")]})
+        assert response.status_code == 503
+        assert "retry" in response.get_json()["error"]
+    finally:
+        storage.close()

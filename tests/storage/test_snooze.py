@@ -1,0 +1,153 @@
+"""filter_snoozed: an "already addressed" override quiets the same rule for the same patient
+for SNOOZE_DAYS; critical cards always show; a database outage shows everything."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.storage import Storage, init_app
+from cds_service.storage.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES
+
+from .conftest import (
+    SERVICE_ID,
+    UNREACHABLE_DATABASE_URL,
+    Clock,
+    feedback_item,
+    make_card,
+    make_config,
+)
+
+URL = f"/cds-services/{SERVICE_ID}/feedback"
+PATIENT = "Patient/sle-mmf-7"
+
+
+def show_and_override(app: Flask, rule_id: str, code: str | None, clock: Clock,
+                      patient: str = PATIENT, indicator: str = "warning",
+                      service_id: str = SERVICE_ID) -> None:
+    storage: Storage = app.extensions["cds_storage"]
+    card = make_card(rule_id, indicator)
+    storage.record_cards(service_id, "patient-view", "h", patient, [card], "v")
+    storage.flush()
+    item = feedback_item(card["uuid"], code=code,
+                         timestamp=clock.now.isoformat().replace("+00:00", "Z"))
+    response = app.test_client().post(URL, json={"feedback": [item]})
+    assert response.status_code == 200
+
+
+def rules(cards: list[dict[str, Any]]) -> list[str]:
+    return [card["source"]["topic"]["code"] for card in cards]
+
+
+def test_already_addressed_snoozes_the_rule_for_that_patient(
+    app: Flask, storage: Storage, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
+    clock.advance(days=1)
+    cards = [make_card("LEUKOPENIA_MONITOR"), make_card("CBC_STALE", "info")]
+    with caplog.at_level(logging.INFO):
+        shown, suppressed = storage.filter_snoozed(cards, SERVICE_ID, PATIENT)
+    assert rules(shown) == ["CBC_STALE"]
+    assert rules(suppressed) == ["LEUKOPENIA_MONITOR"]
+    counts = storage.counters.snapshot()
+    assert counts[CARDS_SUPPRESSED] == 1
+    assert counts[f"{CARDS_SUPPRESSED}.LEUKOPENIA_MONITOR"] == 1
+    assert "rule=LEUKOPENIA_MONITOR" in caplog.text
+    assert PATIENT not in caplog.text
+
+
+def test_snooze_expires_after_snooze_days(app: Flask, storage: Storage, clock: Clock) -> None:
+    show_and_override(app, "LEUKOPENIA_MONITOR", "counts-reviewed", clock)
+    clock.advance(days=7)
+    _, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)
+    assert rules(suppressed) == ["LEUKOPENIA_MONITOR"]
+    clock.advance(seconds=1)
+    shown, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID,
+                                               PATIENT)
+    assert (rules(shown), suppressed) == (["LEUKOPENIA_MONITOR"], [])
+
+
+def test_critical_cards_are_never_snoozed(app: Flask, storage: Storage, clock: Clock) -> None:
+    show_and_override(app, "FEBRILE_NEUTROPENIA", "already-addressed", clock,
+                      indicator="critical")
+    shown, suppressed = storage.filter_snoozed(
+        [make_card("FEBRILE_NEUTROPENIA", "critical")], SERVICE_ID, PATIENT)
+    assert (rules(shown), suppressed) == (["FEBRILE_NEUTROPENIA"], [])
+
+
+@pytest.mark.parametrize("code", [None, "benefit-outweighs-risk"])
+def test_other_overrides_do_not_snooze(app: Flask, storage: Storage, clock: Clock,
+                                       code: str | None) -> None:
+    show_and_override(app, "LEUKOPENIA_MONITOR", code, clock)
+    _, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)
+    assert suppressed == []
+
+
+def test_snooze_is_per_patient_service_and_rule(app: Flask, storage: Storage,
+                                                clock: Clock) -> None:
+    show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
+    card = make_card("LEUKOPENIA_MONITOR")
+    assert storage.filter_snoozed([card], SERVICE_ID, "Patient/other")[1] == []
+    assert storage.filter_snoozed([card], "leukopenia-order-sign", PATIENT)[1] == []
+    assert storage.filter_snoozed([make_card("CBC_STALE")], SERVICE_ID, PATIENT)[1] == []
+
+
+def test_accepted_feedback_does_not_snooze(app: Flask, storage: Storage, clock: Clock) -> None:
+    card = make_card("LEUKOPENIA_MONITOR")
+    storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT, [card], "v")
+    storage.flush()
+    item = feedback_item(card["uuid"], outcome="accepted", code="already-addressed")
+    assert app.test_client().post(URL, json={"feedback": [item]}).status_code == 200
+    assert storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)[1] == []
+
+
+def test_snooze_codes_and_days_are_settings(database_url: str, clock: Clock) -> None:
+    app = Flask(__name__)
+    storage = init_app(app, make_config(database_url, SNOOZE_REASON_CODES=["duffy-null"],
+                                        SNOOZE_DAYS=30), {SERVICE_ID}, clock=clock)
+    try:
+        show_and_override(app, "NEUTROPENIA_MODERATE", "duffy-null", clock)
+        show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
+        clock.advance(days=20)
+        cards = [make_card("NEUTROPENIA_MODERATE"), make_card("LEUKOPENIA_MONITOR")]
+        _, suppressed = storage.filter_snoozed(cards, SERVICE_ID, PATIENT)
+        assert rules(suppressed) == ["NEUTROPENIA_MODERATE"]
+    finally:
+        storage.close()
+
+
+def test_a_client_clock_in_the_future_cannot_stretch_the_snooze(
+    app: Flask, storage: Storage, clock: Clock
+) -> None:
+    real_now = clock.now
+    clock.advance(days=30)  # the EHR's clock runs a month ahead
+    card = make_card("LEUKOPENIA_MONITOR")
+    storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT, [card], "v")
+    storage.flush()
+    item = feedback_item(card["uuid"], code="already-addressed",
+                         timestamp=clock.now.isoformat().replace("+00:00", "Z"))
+    clock.now = real_now
+    assert app.test_client().post(URL, json={"feedback": [item]}).status_code == 200
+    clock.advance(days=8)
+    assert storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)[1] == []
+
+
+def test_database_down_shows_every_card() -> None:
+    app = Flask(__name__)
+    storage = init_app(app, make_config(UNREACHABLE_DATABASE_URL), {SERVICE_ID})
+    try:
+        cards = [make_card("LEUKOPENIA_MONITOR")]
+        shown, suppressed = storage.filter_snoozed(cards, SERVICE_ID, PATIENT)
+        assert (shown, suppressed) == (cards, [])
+        assert storage.counters.snapshot()[SNOOZE_CHECK_FAILURES] == 1
+    finally:
+        storage.close()
+
+
+def test_a_malformed_card_is_shown_not_raised(storage: Storage) -> None:
+    cards = [{"uuid": "u", "indicator": "warning", "source": "not an object"}]
+    assert storage.filter_snoozed(cards, SERVICE_ID, PATIENT) == (cards, [])
+    assert storage.counters.snapshot()[SNOOZE_CHECK_FAILURES] == 1
