@@ -13,6 +13,7 @@ from cds_service.config import ConfigError
 from cds_service.storage import migrate
 from cds_service.storage.database import create_database_engine
 from cds_service.storage.models import Base
+from tests.settings import production
 
 from .conftest import make_config
 
@@ -47,8 +48,7 @@ def test_sqlite_folder_is_created(tmp_path: Path) -> None:
     ({"SNOOZE_REASON_SYSTEM": ""}, "CDS_SNOOZE_REASON_SYSTEM"),
     ({"ADMIN_USER": ""}, "CDS_ADMIN_USER"),
     ({"ADMIN_PASSWORD": 1234}, "CDS_ADMIN_PASSWORD"),
-    ({"ENV": "production", "PATIENT_KEY_SECRET": "s", "CORS_ORIGINS": ["https://ehr"],
-      "ADMIN_PASSWORD": "short"}, "CDS_ADMIN_PASSWORD"),
+    (production(ADMIN_PASSWORD="short"), "CDS_ADMIN_PASSWORD"),
 ])
 def test_bad_storage_settings_are_refused(overrides: dict[str, object], setting: str) -> None:
     with pytest.raises(ConfigError, match=setting):
