@@ -48,20 +48,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings)
     app.json.sort_keys = False
-    app.extensions["cds_knowledge"] = load_knowledge(settings["THRESHOLDS"],
-                                                     settings["CLINICAL_SETTINGS"])
+    app.extensions["cds_knowledge"] = load_knowledge(
+        settings["THRESHOLDS"], settings["CLINICAL_SETTINGS"]
+    )
     app.extensions["cds_services"] = load_services(settings["HOOKS_DIR"])
     origins = settings["CORS_ORIGINS"]
-    CORS(app, resources={r"/cds-services*": {"origins": origins}},
-         allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"],
-         max_age=600)
+    CORS(
+        app,
+        resources={r"/cds-services*": {"origins": origins}},
+        allow_headers=["Authorization", "Content-Type"],
+        methods=["GET", "POST", "OPTIONS"],
+        max_age=600,
+    )
     if not is_development(settings):
         log.info("production settings")
-    from cds_service import security
+    from cds_service import security, storage
     from cds_service.api import blueprint
 
     security.init_app(app, settings)
     app.register_blueprint(blueprint)
+    storage.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
     _json_errors(app)
     app.after_request(_security_headers)
     return app

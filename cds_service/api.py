@@ -57,21 +57,42 @@ def call_service(service_id: str) -> Response:
     try:
         hook_request = parse_request(_read_json(), service.hook)
     except BadRequest as exc:
-        log.info("rejected request", extra={"service": service_id, "status": exc.status,
-                                             "reason": str(exc)})
+        log.info(
+            "rejected request",
+            extra={"service": service_id, "status": exc.status, "reason": str(exc)},
+        )
         return error(exc.status, str(exc))
+    knowledge = current_app.extensions["cds_knowledge"]
     try:
-        result = evaluate(service, hook_request, current_app.extensions["cds_knowledge"],
-                          current_app.config, datetime.now(UTC))
+        result = evaluate(service, hook_request, knowledge, current_app.config, datetime.now(UTC))
     except PreconditionFailed as exc:
-        log.info("precondition failed", extra={"service": service_id,
-                                               "hook_instance": hook_request.correlation_id,
-                                               "reason": str(exc)})
+        log.info(
+            "precondition failed",
+            extra={
+                "service": service_id,
+                "hook_instance": hook_request.correlation_id,
+                "reason": str(exc),
+            },
+        )
         return error(412, f"required FHIR data is unavailable: {exc}")
-    log.info("answered", extra={
-        "service": service_id,
-        "hook_instance": hook_request.correlation_id,
-        "cards": [f"{f.rule}:{f.indicator}" for f in result.findings],
-        "ms": round((time.perf_counter() - started) * 1000, 1),
-    })
-    return jsonify({"cards": result.cards})
+    storage = current_app.extensions["cds_storage"]
+    cards, suppressed = storage.filter_snoozed(result.cards, service.id, hook_request.patient_id)
+    storage.record_cards(
+        service.id,
+        service.hook,
+        hook_request.hook_instance,
+        hook_request.patient_id,
+        cards,
+        knowledge.version,
+    )
+    log.info(
+        "answered",
+        extra={
+            "service": service_id,
+            "hook_instance": hook_request.correlation_id,
+            "cards": [card["source"]["topic"]["code"] for card in cards],
+            "suppressed": len(suppressed),
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    return jsonify({"cards": cards})

@@ -52,15 +52,19 @@ _ORDERABLES = {
 _REFERRAL = {"system": SNOMED, "code": "3457005", "display": "Patient referral"}
 
 
-def _service_request(order: SuggestedOrder, patient_id: str, knowledge: Knowledge,
-                     reason: str) -> dict[str, Any]:
+def _service_request(
+    order: SuggestedOrder, patient_id: str, knowledge: Knowledge, reason: str
+) -> dict[str, Any]:
     if order.kind == "hematology_referral":
         code = {"coding": [_REFERRAL], "text": "Referral to hematology"}
     else:
         key, system = _ORDERABLES[order.kind]
         orderable = knowledge.orderables[key]
-        code = {"coding": [{"system": system, "code": orderable["code"],
-                            "display": orderable["display"]}]}
+        code = {
+            "coding": [
+                {"system": system, "code": orderable["code"], "display": orderable["display"]}
+            ]
+        }
     return {
         "resourceType": "ServiceRequest",
         "status": "draft",
@@ -79,11 +83,15 @@ def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) ->
     return suggestion
 
 
-def _order_suggestion(order: SuggestedOrder, finding: Finding, patient_id: str,
-                      knowledge: Knowledge) -> dict[str, Any]:
+def _order_suggestion(
+    order: SuggestedOrder, finding: Finding, patient_id: str, knowledge: Knowledge
+) -> dict[str, Any]:
     resource = _service_request(order, patient_id, knowledge, RULE_NAMES[finding.rule])
-    return _suggestion(order.label, [{"type": "create", "description": order.label,
-                                      "resource": resource}], order.recommended)
+    return _suggestion(
+        order.label,
+        [{"type": "create", "description": order.label, "resource": resource}],
+        order.recommended,
+    )
 
 
 def _draft_suggestion(change: DraftOrderChange) -> dict[str, Any]:
@@ -103,8 +111,12 @@ def _detail(finding: Finding, knowledge: Knowledge) -> str:
     if finding.evidence_level:
         lines += ["", f"_{finding.evidence_level}_"]
     sources = "; ".join(knowledge.source(key).label for key in finding.sources)
-    lines += ["", f"Sources: {sources}.", "",
-              f"Rule {finding.rule}, knowledge version {knowledge.version}."]
+    lines += [
+        "",
+        f"Sources: {sources}.",
+        "",
+        f"Rule {finding.rule}, knowledge version {knowledge.version}.",
+    ]
     return "\n".join(lines)
 
 
@@ -122,8 +134,11 @@ def render_card(finding: Finding, patient_id: str, knowledge: Knowledge) -> dict
         "source": {
             "label": primary.label,
             "url": primary.url,
-            "topic": {"system": RULE_SYSTEM, "code": finding.rule,
-                      "display": RULE_NAMES[finding.rule]},
+            "topic": {
+                "system": RULE_SYSTEM,
+                "code": finding.rule,
+                "display": RULE_NAMES[finding.rule],
+            },
         },
     }
     suggestions = [_draft_suggestion(c) for c in finding.draft_changes]

@@ -21,10 +21,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _request_from_bundle(bundle: dict[str, Any], hook: str, templates: dict[str, str]) -> dict[str, Any]:
+def _request_from_bundle(
+    bundle: dict[str, Any], hook: str, templates: dict[str, str]
+) -> dict[str, Any]:
     """A CDS Hooks request whose prefetch holds one patient's Bundle, split per template by
     resource type (every Observation key gets the Observations; the rules pick by code)."""
-    resources = [e["resource"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)]
+    resources = [
+        e["resource"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)
+    ]
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if len(patients) != 1:
         raise SystemExit("the Bundle must hold exactly one Patient")
@@ -36,8 +40,11 @@ def _request_from_bundle(bundle: dict[str, Any], hook: str, templates: dict[str,
             prefetch[key] = patient
             continue
         matches = [r for r in resources if r.get("resourceType") == resource_type]
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset",
-                         "entry": [{"resource": r} for r in matches]}
+        prefetch[key] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": r} for r in matches],
+        }
     return {
         "hook": hook,
         "hookInstance": str(uuid.uuid4()),
@@ -59,17 +66,27 @@ def _print_cards(cards: list[dict[str, Any]]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from cds_service import create_app
+    from cds_service.config import load_config
     from cds_service.engine import evaluate
     from cds_service.fhir_data import PreconditionFailed
+    from cds_service.knowledge import load_knowledge
     from cds_service.protocol import BadRequest, parse_request
+    from cds_service.services import load_services
 
-    app = create_app()
-    services = app.extensions["cds_services"]
+    # No app and no database: evaluating a file touches nothing but the file.
+    config = load_config()
+    knowledge = load_knowledge(config["THRESHOLDS"], config["CLINICAL_SETTINGS"])
+    services = load_services(config["HOOKS_DIR"])
     document = json.loads(Path(args.file).read_text())
     hook = document.get("hook") or args.hook
-    service = next((s for s in services.values() if s.hook == hook and (
-        not args.service or s.id == args.service)), None)
+    service = next(
+        (
+            s
+            for s in services.values()
+            if s.hook == hook and (not args.service or s.id == args.service)
+        ),
+        None,
+    )
     if service is None:
         print(f"no service answers the {hook} hook", file=sys.stderr)
         return 2
@@ -78,7 +95,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else datetime.now(UTC)
     try:
         request = parse_request(document, service.hook)
-        result = evaluate(service, request, app.extensions["cds_knowledge"], app.config, now)
+        result = evaluate(service, request, knowledge, config, now)
     except BadRequest as exc:
         print(f"invalid request: {exc}", file=sys.stderr)
         return 2
@@ -98,6 +115,17 @@ def _fixture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feedback_report(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from cds_service.config import load_config
+    from cds_service.storage.report import report_main
+
+    since = date.fromisoformat(args.since) if args.since else None
+    print(report_main(load_config()["DATABASE_URL"], args.format, since), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,12 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--hook", default="patient-view", help="hook for a Bundle")
     evaluate.add_argument("--service", help="service id when several answer the hook")
     evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response")
-    evaluate.add_argument("--now", help="evaluate as of this ISO time (fixtures: "
-                          f"{FIXTURE_ANCHOR.isoformat().replace('+00:00', 'Z')})")
+    evaluate.add_argument(
+        "--now",
+        help="evaluate as of this ISO time (fixtures: "
+        f"{FIXTURE_ANCHOR.isoformat().replace('+00:00', 'Z')})",
+    )
     evaluate.set_defaults(run=_evaluate)
     fixture = commands.add_parser("fixture", help="print a fixture request moved to today")
     fixture.add_argument("file")
     fixture.set_defaults(run=_fixture)
+    report = commands.add_parser("feedback-report", help="card outcomes per rule and week")
+    report.add_argument("--format", choices=["text", "json", "csv"], default="text")
+    report.add_argument("--since", help="first day (YYYY-MM-DD)")
+    report.set_defaults(run=_feedback_report)
     args = parser.parse_args(argv)
     return args.run(args)
 

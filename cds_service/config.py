@@ -121,7 +121,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     config = dict(DEFAULTS)
     for name, raw in os.environ.items():
         if name.startswith(ENV_PREFIX):
-            config[name[len(ENV_PREFIX):]] = _parse_env_value(raw)
+            config[name[len(ENV_PREFIX) :]] = _parse_env_value(raw)
     config.update(overrides or {})
     validate_config(config)
     return config
@@ -248,18 +248,26 @@ def _validate_auth_config(config: Mapping[str, Any]) -> None:
     for issuer, settings in issuers.items():
         _validate_issuer(issuer, settings, production)
     algorithms = config["JWT_ALGORITHMS"]
-    if not (isinstance(algorithms, list) and algorithms
-            and set(algorithms) <= ASYMMETRIC_JWT_ALGORITHMS):
+    if not (
+        isinstance(algorithms, list) and algorithms and set(algorithms) <= ASYMMETRIC_JWT_ALGORITHMS
+    ):
         raise ConfigError(
             f"CDS_JWT_ALGORITHMS must be a non-empty list of {sorted(ASYMMETRIC_JWT_ALGORITHMS)}"
         )
     for key in ("JWT_LEEWAY_SECONDS", "JWKS_REFRESH_MIN_INTERVAL_SECONDS"):
         if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 0:
             raise ConfigError(f"CDS_{key} must be a whole number of seconds >= 0")
-    for key in ("JWT_MAX_LIFETIME_SECONDS", "JWKS_CACHE_SECONDS", "JWKS_FETCH_TIMEOUT_SECONDS",
-                "JWKS_MAX_BYTES"):
-        if not isinstance(config[key], int | float) or isinstance(config[key], bool) \
-                or config[key] <= 0:
+    for key in (
+        "JWT_MAX_LIFETIME_SECONDS",
+        "JWKS_CACHE_SECONDS",
+        "JWKS_FETCH_TIMEOUT_SECONDS",
+        "JWKS_MAX_BYTES",
+    ):
+        if (
+            not isinstance(config[key], int | float)
+            or isinstance(config[key], bool)
+            or config[key] <= 0
+        ):
             raise ConfigError(f"CDS_{key} must be a positive number")
     if config["REDIS_URL"] != "" and not (
         isinstance(config["REDIS_URL"], str)
@@ -270,8 +278,9 @@ def _validate_auth_config(config: Mapping[str, Any]) -> None:
     # the Host header would let a token signed for another service be replayed here.
     base_url = config["PUBLIC_BASE_URL"]
     if (base_url or production) and not _is_url(base_url, https_only=production):
-        raise ConfigError("CDS_PUBLIC_BASE_URL must be the base URL clients call "
-                          "(https, required in production)")
+        raise ConfigError(
+            "CDS_PUBLIC_BASE_URL must be the base URL clients call (https, required in production)"
+        )
     if production:
         if config["AUTH_REQUIRED"] is False:
             raise ConfigError("CDS_AUTH_REQUIRED cannot be false in production")

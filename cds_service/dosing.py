@@ -12,9 +12,27 @@ from typing import Any
 
 from cds_service.knowledge import Product
 
-_PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
+_PERIOD_DAYS = {
+    "s": 1 / 86400,
+    "min": 1 / 1440,
+    "h": 1 / 24,
+    "d": 1.0,
+    "wk": 7.0,
+    "mo": 30.0,
+    "a": 365.0,
+}
 _MG_PER_UNIT = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}
-_TABLET_UNITS = {"{tbl}", "tbl", "tab", "tabs", "tablet", "tablets", "{tablet}", "{capsule}", "capsule"}
+_TABLET_UNITS = {
+    "{tbl}",
+    "tbl",
+    "tab",
+    "tabs",
+    "tablet",
+    "tablets",
+    "{tablet}",
+    "{capsule}",
+    "capsule",
+}
 
 
 @dataclass(frozen=True)
@@ -61,9 +79,11 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         dose_text = f"{value:g} x {product.strength_mg:g} mg {product.form or 'tablet'}"
     else:
         return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
-    repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(
-        dosage.get("timing"), Mapping
-    ) else {}
+    repeat = (
+        ((dosage.get("timing") or {}).get("repeat") or {})
+        if isinstance(dosage.get("timing"), Mapping)
+        else {}
+    )
     period_unit = repeat.get("periodUnit")
     if period_unit not in _PERIOD_DAYS:
         return DailyDose(None, f"{dose_text} with no usable frequency")

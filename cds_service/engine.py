@@ -47,16 +47,25 @@ def evaluate(
     config: Mapping[str, Any],
     now: datetime,
 ) -> Evaluation:
-    data = gather(service.prefetch, request.context, request.prefetch, request.fhir_server,
-                  request.access_token, config)
+    data = gather(
+        service.prefetch,
+        request.context,
+        request.prefetch,
+        request.fhir_server,
+        request.access_token,
+        config,
+    )
     resources = data.all_resources()
     mine = [r for r in resources if not _other_patient(r, request.patient_id)]
     unavailable = dict(data.unavailable)
-    unavailable.update({key: f"may be incomplete: {reason}" for key, reason in data.incomplete.items()})
+    unavailable.update(
+        {key: f"may be incomplete: {reason}" for key, reason in data.incomplete.items()}
+    )
     if len(mine) != len(resources):
         # Another patient's data must never inform this patient's cards.
         unavailable["other-patient"] = (
-            f"{len(resources) - len(mine)} resources for a different patient were ignored")
+            f"{len(resources) - len(mine)} resources for a different patient were ignored"
+        )
     record = build_record(mine, request.patient_id, now, knowledge, unavailable)
     findings = evaluate_rules(record, knowledge, service.hook, service.rules)
     cards = [render_card(f, request.patient_id, knowledge) for f in findings]

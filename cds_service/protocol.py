@@ -16,10 +16,13 @@ from urllib.parse import urlsplit
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # FHIR ids are [A-Za-z0-9-.]{1,64}; some EHRs (Epic) send longer opaque ids, so allow 256.
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,256}$")
-_USER_REFERENCE = re.compile(r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,256}$")
+_USER_REFERENCE = re.compile(
+    r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,256}$"
+)
 _ORDER_REFERENCE = re.compile(
     r"^(MedicationRequest|ServiceRequest|NutritionOrder|DeviceRequest|VisionPrescription"
-    r"|MedicationOrder|ProcedureRequest)/[A-Za-z0-9\-.]{1,256}$")
+    r"|MedicationOrder|ProcedureRequest)/[A-Za-z0-9\-.]{1,256}$"
+)
 MAX_JSON_DEPTH = 64
 
 

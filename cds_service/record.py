@@ -184,9 +184,7 @@ class PatientRecord:
     def series(self, analyte: str, include_preliminary: bool = False) -> list[Count]:
         """Qualifying results of one analyte, newest first."""
         return [
-            c
-            for c in self.counts.get(analyte, [])
-            if include_preliminary or not c.is_preliminary
+            c for c in self.counts.get(analyte, []) if include_preliminary or not c.is_preliminary
         ]
 
     def latest(
@@ -206,7 +204,8 @@ class PatientRecord:
     def immunosuppressants(self) -> list[DrugExposure]:
         """Current or recent tier A and tier B drugs (the population and refractory rule)."""
         return [
-            e for e in self.exposures.values()
+            e
+            for e in self.exposures.values()
             if e.current_or_recent and e.ingredient.is_immunosuppressant
         ]
 
@@ -268,7 +267,9 @@ class _Percent:
     what: str
 
 
-def same_draw(a_time: datetime, a_specimen: str | None, b_time: datetime, b_specimen: str | None) -> bool:
+def same_draw(
+    a_time: datetime, a_specimen: str | None, b_time: datetime, b_specimen: str | None
+) -> bool:
     """Same specimen, or (without specimens to compare) drawn within one hour (spec §1.4)."""
     if a_specimen and b_specimen:
         return a_specimen == b_specimen
@@ -292,7 +293,9 @@ class _RecordBuilder:
 
     # -- observations ---------------------------------------------------------------------
 
-    def unusable(self, what: str, received: str, time: datetime | None, reason: str, ref: str) -> None:
+    def unusable(
+        self, what: str, received: str, time: datetime | None, reason: str, ref: str
+    ) -> None:
         self.record.unusable.append(UnusableResult(what, received, time, reason, ref))
 
     def observation(self, obs: Raw) -> None:
@@ -309,7 +312,9 @@ class _RecordBuilder:
         ref = _reference(obs)
         time = _observation_time(obs)
         problem = _validated(obs)
-        quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), Mapping) else None
+        quantity = (
+            obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), Mapping) else None
+        )
         received = _received(quantity) if quantity else str(obs.get("valueString") or "")
         if analyte in ("tpmt", "tpmt_nudt15"):
             if not problem:
@@ -336,12 +341,23 @@ class _RecordBuilder:
                 self.unusable(what, received, time, "a percentage with a non-% unit", ref)
                 return
             of = "anc" if analyte == "neutrophil_percent" else "alc"
-            self.percents.append(_Percent(of, float(value), time, status, _specimen(obs), ref, what))
+            self.percents.append(
+                _Percent(of, float(value), time, status, _specimen(obs), ref, what)
+            )
         else:
             self.count(obs, analyte, loinc, quantity, received, time, what, ref)
 
-    def count(self, obs: Raw, analyte: str, loinc: str, quantity: Raw, received: str,
-              time: datetime, what: str, ref: str) -> None:
+    def count(
+        self,
+        obs: Raw,
+        analyte: str,
+        loinc: str,
+        quantity: Raw,
+        received: str,
+        time: datetime,
+        what: str,
+        ref: str,
+    ) -> None:
         factor = units.count_factor(quantity, self.count_aliases)
         if factor is None:
             unit = units.received_unit(quantity) or "none"
@@ -350,9 +366,16 @@ class _RecordBuilder:
         low, high = self._reference_range(obs, factor)
         method = self.k.loinc_method.get(loinc, "automated")
         count = Count(
-            analyte=analyte, value=float(quantity["value"]) * factor, received=received,
-            time=time, status=str(obs["status"]), method=method, reference=ref,
-            specimen=_specimen(obs), low=low, high=high,
+            analyte=analyte,
+            value=float(quantity["value"]) * factor,
+            received=received,
+            time=time,
+            status=str(obs["status"]),
+            method=method,
+            reference=ref,
+            specimen=_specimen(obs),
+            low=low,
+            high=high,
         )
         if analyte == "neutrophils_segmented":
             self.segmented.append(count)
@@ -377,13 +400,17 @@ class _RecordBuilder:
             bounds.append(float(bound["value"]) * factor if factor is not None else None)
         return bounds[0], bounds[1]
 
-    def temperature(self, obs: Raw, quantity: Raw, received: str, time: datetime, what: str, ref: str) -> None:
+    def temperature(
+        self, obs: Raw, quantity: Raw, received: str, time: datetime, what: str, ref: str
+    ) -> None:
         celsius = units.to_celsius(quantity, self.k.units["temperature_aliases"])
         if celsius is None:
             unit = units.received_unit(quantity) or "none"
             self.unusable(what, received, time, f"unknown temperature unit ({unit})", ref)
             return
-        site = terminology.concept_text(obs.get("bodySite")) or terminology.concept_text(obs.get("code"))
+        site = terminology.concept_text(obs.get("bodySite")) or terminology.concept_text(
+            obs.get("code")
+        )
         self.record.temperatures.append(Temperature(celsius, received, time, site))
 
     def weight(self, quantity: Raw, received: str, time: datetime, what: str, ref: str) -> None:
@@ -394,7 +421,10 @@ class _RecordBuilder:
             self.record.weight = Weight(kg, received, time)
 
     def pharmacogenomic(self, obs: Raw, what: str, received: str, time: datetime | None) -> None:
-        texts = [terminology.concept_text(obs.get("valueCodeableConcept")), str(obs.get("valueString") or "")]
+        texts = [
+            terminology.concept_text(obs.get("valueCodeableConcept")),
+            str(obs.get("valueString") or ""),
+        ]
         texts += [terminology.concept_text(i) for i in obs.get("interpretation") or []]
         joined = " ".join(texts).lower()
         phenotype = next((p for p in ("poor", "intermediate", "normal") if p in joined), None)
@@ -426,7 +456,9 @@ class _RecordBuilder:
             if resource.get("status") not in COUNTED_OBSERVATION_STATUSES:
                 return False
             value = resource.get("valueString") or ""
-            codes = [c.get("code") for c in terminology.codings(resource.get("valueCodeableConcept"))]
+            codes = [
+                c.get("code") for c in terminology.codings(resource.get("valueCodeableConcept"))
+            ]
             return entry["value"] in ([value] + codes)
         return False
 
@@ -436,39 +468,65 @@ class _RecordBuilder:
         for pct in self.percents:
             wbc = self._wbc_of_draw(pct.time, pct.specimen)
             if wbc is None:
-                self.unusable(pct.what, f"{pct.percent:g} %", pct.time,
-                              "a percentage with no WBC from the same specimen: not compared "
-                              "with count thresholds", pct.reference)
+                self.unusable(
+                    pct.what,
+                    f"{pct.percent:g} %",
+                    pct.time,
+                    "a percentage with no WBC from the same specimen: not compared "
+                    "with count thresholds",
+                    pct.reference,
+                )
                 continue
             status = PRELIMINARY if PRELIMINARY in (pct.status, wbc.status) else pct.status
-            self.candidates[pct.of].append(Count(
-                analyte=pct.of, value=wbc.value * pct.percent / 100.0,
-                received=f"{pct.percent:g} % x WBC {wbc.value:.2f}", time=pct.time,
-                status=status, method="computed", reference=pct.reference,
-                specimen=pct.specimen or wbc.specimen, low=None, high=None,
-                note="computed from the differential %",
-            ))
+            self.candidates[pct.of].append(
+                Count(
+                    analyte=pct.of,
+                    value=wbc.value * pct.percent / 100.0,
+                    received=f"{pct.percent:g} % x WBC {wbc.value:.2f}",
+                    time=pct.time,
+                    status=status,
+                    method="computed",
+                    reference=pct.reference,
+                    specimen=pct.specimen or wbc.specimen,
+                    low=None,
+                    high=None,
+                    note="computed from the differential %",
+                )
+            )
         for analyte, candidates in self.candidates.items():
             chosen = self._one_per_draw(candidates)
             self.record.counts[analyte] = sorted(chosen, key=lambda c: c.time, reverse=True)
         self._flag_contradictions()
 
     def _wbc_of_draw(self, time: datetime, specimen: str | None) -> Count | None:
-        matches = [w for w in self.candidates["wbc"] if same_draw(time, specimen, w.time, w.specimen)]
+        matches = [
+            w for w in self.candidates["wbc"] if same_draw(time, specimen, w.time, w.specimen)
+        ]
         matches.sort(key=lambda w: (w.is_preliminary, abs((w.time - time).total_seconds())))
         return matches[0] if matches else None
 
     def _segmented_plus_bands(self) -> list[Count]:
         totals = []
         for seg in self.segmented:
-            band = next((b for b in self.bands if same_draw(seg.time, seg.specimen, b.time, b.specimen)), None)
-            totals.append(Count(
-                analyte="anc", value=seg.value + (band.value if band else 0.0),
-                received=seg.received + (f" + bands {band.received}" if band else ""),
-                time=seg.time, status=seg.status, method="segmented + bands",
-                reference=seg.reference, specimen=seg.specimen, low=seg.low, high=seg.high,
-                note="" if band else "bands not reported",
-            ))
+            band = next(
+                (b for b in self.bands if same_draw(seg.time, seg.specimen, b.time, b.specimen)),
+                None,
+            )
+            totals.append(
+                Count(
+                    analyte="anc",
+                    value=seg.value + (band.value if band else 0.0),
+                    received=seg.received + (f" + bands {band.received}" if band else ""),
+                    time=seg.time,
+                    status=seg.status,
+                    method="segmented + bands",
+                    reference=seg.reference,
+                    specimen=seg.specimen,
+                    low=seg.low,
+                    high=seg.high,
+                    note="" if band else "bands not reported",
+                )
+            )
         return totals
 
     @staticmethod
@@ -493,9 +551,13 @@ class _RecordBuilder:
             for count in self.record.counts[analyte]:
                 wbc = self._wbc_of_draw(count.time, count.specimen)
                 if wbc is not None and count.value > wbc.value * 1.05 + 0.05:
-                    self.unusable(self.k.analyte_display[analyte], count.received, count.time,
-                                  f"contradicts the WBC of the same draw ({wbc.value:.2f} x10^9/L)",
-                                  count.reference)
+                    self.unusable(
+                        self.k.analyte_display[analyte],
+                        count.received,
+                        count.time,
+                        f"contradicts the WBC of the same draw ({wbc.value:.2f} x10^9/L)",
+                        count.reference,
+                    )
                     continue
                 kept.append(count)
             self.record.counts[analyte] = kept
@@ -515,10 +577,15 @@ class _RecordBuilder:
                 continue
             display = terminology.concept_text(condition.get("code"))
             if group == "fever":
-                onset = as_datetime(condition.get("onsetDateTime")) or (
-                    as_datetime((condition.get("onsetPeriod") or {}).get("start"))
-                    if isinstance(condition.get("onsetPeriod"), Mapping) else None
-                ) or as_datetime(condition.get("recordedDate"))
+                onset = (
+                    as_datetime(condition.get("onsetDateTime"))
+                    or (
+                        as_datetime((condition.get("onsetPeriod") or {}).get("start"))
+                        if isinstance(condition.get("onsetPeriod"), Mapping)
+                        else None
+                    )
+                    or as_datetime(condition.get("recordedDate"))
+                )
                 if onset is not None:
                     self.record.fever_conditions.append((display, onset))
                 continue
@@ -555,11 +622,17 @@ class _RecordBuilder:
         medication: Raw | None = None
         if target.startswith("#"):
             medication = next(
-                (c for c in resource.get("contained") or []
-                 if isinstance(c, Mapping) and c.get("id") == target[1:]), None)
+                (
+                    c
+                    for c in resource.get("contained") or []
+                    if isinstance(c, Mapping) and c.get("id") == target[1:]
+                ),
+                None,
+            )
         elif target:
             medication = self.by_reference.get(target) or self.by_reference.get(
-                "/".join(target.rstrip("/").split("/")[-2:]))
+                "/".join(target.rstrip("/").split("/")[-2:])
+            )
         display = str(reference.get("display") or "")
         if medication and isinstance(medication.get("code"), Mapping):
             concept = dict(medication["code"])
@@ -580,14 +653,26 @@ class _RecordBuilder:
             return []
         start, end = _medication_period(resource)
         product = terminology.product_of(concept, self.k)
-        dose = daily_dose(resource.get("dosageInstruction") or (
-            [resource["dosage"]] if isinstance(resource.get("dosage"), Mapping) else resource.get("dosage")
-        ), product)
+        dose = daily_dose(
+            resource.get("dosageInstruction")
+            or (
+                [resource["dosage"]]
+                if isinstance(resource.get("dosage"), Mapping)
+                else resource.get("dosage")
+            ),
+            product,
+        )
         return [
             MedicationRecord(
-                ingredient=ingredient, exposure=exposure, display=display or ingredient.display,
-                reference=_reference(resource), matched_by=matched_by, start=start, end=end,
-                dose=dose, raw=resource,
+                ingredient=ingredient,
+                exposure=exposure,
+                display=display or ingredient.display,
+                reference=_reference(resource),
+                matched_by=matched_by,
+                start=start,
+                end=end,
+                dose=dose,
+                raw=resource,
             )
             for ingredient in ingredients
         ]
@@ -607,9 +692,12 @@ class _RecordBuilder:
         past_ends = [m.end or m.start for m in meds if m.exposure == "past" and (m.end or m.start)]
         last_dose = max(administered) if administered else (max(past_ends) if past_ends else None)
         recent_days = ingredient.recent_days or (
-            self.k.threshold("recent_tier_a_stop_days") if ingredient.is_tier_a else None)
+            self.k.threshold("recent_tier_a_stop_days") if ingredient.is_tier_a else None
+        )
         recent = (
-            not current and last_dose is not None and recent_days is not None
+            not current
+            and last_dose is not None
+            and recent_days is not None
             and last_dose >= now - timedelta(days=recent_days)
         )
         starts = [m.start for m in current if m.start]
@@ -617,8 +705,13 @@ class _RecordBuilder:
         new_window = timedelta(days=self.k.threshold("new_drug_days"))
         started_recently = bool(current) and start is not None and start >= now - new_window
         return DrugExposure(
-            ingredient=ingredient, current=bool(current), recent=recent, start=start,
-            last_dose=last_dose, records=tuple(meds), started_recently=started_recently,
+            ingredient=ingredient,
+            current=bool(current),
+            recent=recent,
+            start=start,
+            last_dose=last_dose,
+            records=tuple(meds),
+            started_recently=started_recently,
             dose_increased_recently=_dose_increased(meds, now - new_window),
         )
 
@@ -673,23 +766,42 @@ def _medication_period(resource: Raw) -> tuple[datetime | None, datetime | None]
     if kind == "MedicationAdministration":
         period = resource.get("effectivePeriod")
         when = as_datetime(resource.get("effectiveDateTime")) or (
-            as_datetime(period.get("end") or period.get("start")) if isinstance(period, Mapping) else None)
+            as_datetime(period.get("end") or period.get("start"))
+            if isinstance(period, Mapping)
+            else None
+        )
         return when, when
     if kind == "MedicationStatement":
-        period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), Mapping) else {}
-        start = as_datetime(period.get("start")) or as_datetime(resource.get("effectiveDateTime")) \
+        period = (
+            resource.get("effectivePeriod")
+            if isinstance(resource.get("effectivePeriod"), Mapping)
+            else {}
+        )
+        start = (
+            as_datetime(period.get("start"))
+            or as_datetime(resource.get("effectiveDateTime"))
             or as_datetime(resource.get("dateAsserted"))
+        )
         return start, as_datetime(period.get("end"))
     authored = as_datetime(resource.get("authoredOn"))
     bounds_end = None
     for dosage in resource.get("dosageInstruction") or []:
-        repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(dosage, Mapping) else {}
+        repeat = (
+            ((dosage.get("timing") or {}).get("repeat") or {})
+            if isinstance(dosage, Mapping)
+            else {}
+        )
         bounds = repeat.get("boundsPeriod") if isinstance(repeat, Mapping) else None
         if isinstance(bounds, Mapping) and bounds.get("end"):
             bounds_end = as_datetime(bounds["end"])
-    validity = resource.get("dispenseRequest", {}).get("validityPeriod") if isinstance(
-        resource.get("dispenseRequest"), Mapping) else None
-    start = authored or (as_datetime(validity.get("start")) if isinstance(validity, Mapping) else None)
+    validity = (
+        resource.get("dispenseRequest", {}).get("validityPeriod")
+        if isinstance(resource.get("dispenseRequest"), Mapping)
+        else None
+    )
+    start = authored or (
+        as_datetime(validity.get("start")) if isinstance(validity, Mapping) else None
+    )
     return start, bounds_end or authored
 
 
@@ -697,8 +809,11 @@ def _dose_increased(meds: list[MedicationRecord], since: datetime) -> bool:
     """A current order authored since `since` with a higher daily dose than the order before it."""
     dated = sorted((m for m in meds if m.start and m.dose.mg_per_day), key=lambda m: m.start)
     for earlier, later in zip(dated, dated[1:], strict=False):
-        if (later.exposure == "current" and later.start >= since
-                and later.dose.mg_per_day > earlier.dose.mg_per_day * 1.001):
+        if (
+            later.exposure == "current"
+            and later.start >= since
+            and later.dose.mg_per_day > earlier.dose.mg_per_day * 1.001
+        ):
             return True
     return False
 

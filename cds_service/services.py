@@ -63,8 +63,10 @@ def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinit
     for key, template in prefetch.items():
         for token in _TOKEN.findall(template):
             if not _ALLOWED_TOKEN.match(token.strip()):
-                raise ConfigError(f"{origin}: prefetch {key} uses {{{{{token}}}}}, which is not "
-                                  "a CDS Hooks 2.0 prefetch token")
+                raise ConfigError(
+                    f"{origin}: prefetch {key} uses {{{{{token}}}}}, which is not "
+                    "a CDS Hooks 2.0 prefetch token"
+                )
     return ServiceDefinition(
         id=str(data["id"]),
         hook=str(data["hook"]),
@@ -75,7 +77,9 @@ def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinit
     )
 
 
-def load_services(hooks_dir: str = "", extra_rules: set[str] | None = None) -> dict[str, ServiceDefinition]:
+def load_services(
+    hooks_dir: str = "", extra_rules: set[str] | None = None
+) -> dict[str, ServiceDefinition]:
     """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder."""
     if hooks_dir:
         files = sorted(Path(hooks_dir).glob("*.yaml"))
@@ -84,8 +88,11 @@ def load_services(hooks_dir: str = "", extra_rules: set[str] | None = None) -> d
         texts = [(str(f), f.read_text()) for f in files]
     else:
         package = resources.files("cds_service.hooks")
-        texts = [(p.name, p.read_text()) for p in sorted(package.iterdir(), key=lambda p: p.name)
-                 if p.name.endswith(".yaml")]
+        texts = [
+            (p.name, p.read_text())
+            for p in sorted(package.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")
+        ]
     known_rules = set(RULES) | (extra_rules or set())
     services: dict[str, ServiceDefinition] = {}
     for origin, text in texts:

@@ -88,9 +88,7 @@ def _ucum_convert(value: float, code: str, target: str) -> float | None:
         return None
 
 
-def _convert(
-    quantity: Mapping[str, Any], aliases: Mapping[str, str], target: str
-) -> float | None:
+def _convert(quantity: Mapping[str, Any], aliases: Mapping[str, str], target: str) -> float | None:
     value = quantity.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

@@ -171,7 +171,9 @@ def _apply_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -
         if name not in settings:
             raise ConfigError(f"CDS_CLINICAL_SETTINGS: unknown setting {name!r}")
         if not isinstance(value, type(settings[name])):
-            raise ConfigError(f"CDS_CLINICAL_SETTINGS: {name} must be {type(settings[name]).__name__}")
+            raise ConfigError(
+                f"CDS_CLINICAL_SETTINGS: {name} must be {type(settings[name]).__name__}"
+            )
         settings[name] = value
     return settings
 

@@ -34,7 +34,9 @@ class NeutrophilState:
         return self.anc_unknown and self.wbc is not None and self.wbc.value < 1.0
 
 
-def neutrophil_state(record: PatientRecord, k: Knowledge, include_preliminary: bool) -> NeutrophilState:
+def neutrophil_state(
+    record: PatientRecord, k: Knowledge, include_preliminary: bool
+) -> NeutrophilState:
     days = k.threshold("current_days")
     wbc = record.latest("wbc", include_preliminary, days)
     anc = record.latest("anc", include_preliminary, days)
@@ -74,7 +76,7 @@ def fever(record: PatientRecord, k: Knowledge) -> Fever | None:
     for i, first in enumerate(window):
         if first.celsius < sustained:
             continue
-        for later in window[i + 1:]:
+        for later in window[i + 1 :]:
             if later.celsius < sustained:
                 break
             if later.time - first.time >= minimum:
@@ -98,15 +100,14 @@ def six_month_median(record: PatientRecord, latest: Count, k: Knowledge) -> floa
     """Median of the patient's earlier values in the 6 months before `latest`."""
     since = latest.time - timedelta(days=k.threshold("baseline_median_days"))
     earlier = [
-        c.value for c in record.series(latest.analyte)
-        if since <= c.time < latest.time - SAME_DRAW
+        c.value for c in record.series(latest.analyte) if since <= c.time < latest.time - SAME_DRAW
     ]
     return median(earlier) if earlier else None
 
 
 def trend(record: PatientRecord, analyte: str, limit: int = 4) -> str:
     """Earlier values, newest first, for the evidence text."""
-    values = record.series(analyte)[1:limit + 1]
+    values = record.series(analyte)[1 : limit + 1]
     return ", ".join(f"{fmt(c.value)} on {day(c.time)}" for c in values)
 
 
@@ -126,15 +127,22 @@ def dose_review_reasons(
     neutrophil_reasons: list[str] = []
     if state.wbc and state.wbc.value < k.threshold("dose_review_wbc"):
         neutrophil_reasons.append(
-            f"WBC {fmt(state.wbc.value)} < {k.threshold('dose_review_wbc'):g} x10^9/L")
+            f"WBC {fmt(state.wbc.value)} < {k.threshold('dose_review_wbc'):g} x10^9/L"
+        )
     if state.anc and state.anc.value < anc_limit:
-        neutrophil_reasons.append(f"ANC {fmt(state.anc.value)} < {anc_limit:g} x10^9/L"
-                                  + (" (mycophenolate label)" if mycophenolate else ""))
+        neutrophil_reasons.append(
+            f"ANC {fmt(state.anc.value)} < {anc_limit:g} x10^9/L"
+            + (" (mycophenolate label)" if mycophenolate else "")
+        )
     for count in (state.wbc, state.anc):
         drop = _significant_drop(record, count, k)
         if drop:
             neutrophil_reasons.append(drop)
-    if neutrophil_reasons and record.duffy_null and _duffy_null_explains(record, state, k, mycophenolate):
+    if (
+        neutrophil_reasons
+        and record.duffy_null
+        and _duffy_null_explains(record, state, k, mycophenolate)
+    ):
         neutrophil_reasons = []
     reasons = neutrophil_reasons
     if alc and alc.value < k.threshold("dose_review_alc"):
@@ -149,18 +157,28 @@ def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) 
     baseline = six_month_median(record, count, k)
     if baseline is None or baseline <= 0:
         return None
-    lower_limit = count.low if count.low is not None else (
-        k.threshold("leukopenia_wbc") if count.analyte == "wbc" else k.threshold("mild_neutropenia_anc"))
+    lower_limit = (
+        count.low
+        if count.low is not None
+        else (
+            k.threshold("leukopenia_wbc")
+            if count.analyte == "wbc"
+            else k.threshold("mild_neutropenia_anc")
+        )
+    )
     fallen = (baseline - count.value) / baseline
     if fallen >= k.threshold("dose_review_drop_fraction") and count.value < lower_limit:
         name = count.analyte.upper()
-        return (f"{name} fell {fallen:.0%} from its 6-month median {fmt(baseline)} to "
-                f"{fmt(count.value)}, below the lower limit {fmt(lower_limit)} x10^9/L")
+        return (
+            f"{name} fell {fallen:.0%} from its 6-month median {fmt(baseline)} to "
+            f"{fmt(count.value)}, below the lower limit {fmt(lower_limit)} x10^9/L"
+        )
     return None
 
 
-def _duffy_null_explains(record: PatientRecord, state: NeutrophilState, k: Knowledge,
-                         mycophenolate: bool) -> bool:
+def _duffy_null_explains(
+    record: PatientRecord, state: NeutrophilState, k: Knowledge, mycophenolate: bool
+) -> bool:
     """Duffy-null associated neutrophil count (clinical spec §2.4): a low-normal ANC is
     expected, so the neutrophil criteria are suppressed only while ANC and WBC stay above the
     Duffy-null limits and the ANC has not fallen."""
@@ -173,16 +191,19 @@ def _duffy_null_explains(record: PatientRecord, state: NeutrophilState, k: Knowl
     if baseline is None:
         return True
     fall = baseline - state.anc.value
-    return not (fall >= k.threshold("duffy_null_drop_absolute")
-                or (baseline > 0 and fall / baseline >= k.threshold("duffy_null_drop_fraction")))
+    return not (
+        fall >= k.threshold("duffy_null_drop_absolute")
+        or (baseline > 0 and fall / baseline >= k.threshold("duffy_null_drop_fraction"))
+    )
 
 
 def tier_a_current(record: PatientRecord) -> list[DrugExposure]:
     return record.current_drugs("tier_a")
 
 
-def dangerous_combinations(record: PatientRecord, k: Knowledge,
-                           extra_current: list[Ingredient] | None = None) -> list[tuple[str, str, str]]:
+def dangerous_combinations(
+    record: PatientRecord, k: Knowledge, extra_current: list[Ingredient] | None = None
+) -> list[tuple[str, str, str]]:
     """(drug, partner, advice) for each dangerous combination among current drugs."""
     current = {e.ingredient.id for e in record.exposures.values() if e.current}
     current |= {i.id for i in extra_current or []}

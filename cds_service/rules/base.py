@@ -58,5 +58,7 @@ class RuleContext:
     def threshold(self, name: str) -> float:
         return self.knowledge.threshold(name)
 
-    def has_fired(self, *rules: str, indicators: tuple[str, ...] = ("info", "warning", "critical")) -> bool:
+    def has_fired(
+        self, *rules: str, indicators: tuple[str, ...] = ("info", "warning", "critical")
+    ) -> bool:
         return any(f.rule in rules and f.indicator in indicators for f in self.fired)

@@ -20,14 +20,19 @@ from cds_service.rules.assessments import (
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 
 CYTOPENIA_RULES = (
-    "FEBRILE_NEUTROPENIA", "NEUTROPENIA_SEVERE", "NEUTROPENIA_MODERATE",
-    "DRUG_CYTOPENIA_DOSE_REVIEW", "LYMPHOPENIA_PROFOUND", "REFRACTORY_LEUKOPENIA_REFERRAL",
+    "FEBRILE_NEUTROPENIA",
+    "NEUTROPENIA_SEVERE",
+    "NEUTROPENIA_MODERATE",
+    "DRUG_CYTOPENIA_DOSE_REVIEW",
+    "LYMPHOPENIA_PROFOUND",
+    "REFRACTORY_LEUKOPENIA_REFERRAL",
     "LEUKOPENIA_MONITOR",
 )
 
 
-def mg_per_kg_line(record: PatientRecord, exposure: DrugExposure, limit: float | None,
-                   weight_stale_days: float) -> str | None:
+def mg_per_kg_line(
+    record: PatientRecord, exposure: DrugExposure, limit: float | None, weight_stale_days: float
+) -> str | None:
     """Dose per kilogram (clinical spec §2.5), or why it cannot be computed."""
     dose = exposure.latest_dose
     name = exposure.ingredient.display
@@ -36,8 +41,10 @@ def mg_per_kg_line(record: PatientRecord, exposure: DrugExposure, limit: float |
     if record.weight is None:
         return f"{name} {dose.mg_per_day:g} mg/day; no body weight on file, so mg/kg not computed."
     per_kg = dose.mg_per_day / record.weight.kg
-    line = (f"{name} {dose.mg_per_day:g} mg/day ({dose.description}) = {per_kg:.2f} mg/kg/day "
-            f"at {record.weight.kg:.1f} kg ({day(record.weight.time)})")
+    line = (
+        f"{name} {dose.mg_per_day:g} mg/day ({dose.description}) = {per_kg:.2f} mg/kg/day "
+        f"at {record.weight.kg:.1f} kg ({day(record.weight.time)})"
+    )
     if days_between(record.weight.time, record.now) > weight_stale_days:
         line += "; the weight is more than 6 months old"
     if limit is not None and per_kg > limit:
@@ -49,11 +56,17 @@ def _dose_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
     lines = []
     for exposure in drugs:
         if exposure.ingredient.id == "azathioprine":
-            line = mg_per_kg_line(ctx.record, exposure, ctx.threshold("azathioprine_max_mg_per_kg_day"),
-                                  ctx.threshold("weight_stale_days"))
+            line = mg_per_kg_line(
+                ctx.record,
+                exposure,
+                ctx.threshold("azathioprine_max_mg_per_kg_day"),
+                ctx.threshold("weight_stale_days"),
+            )
         elif exposure.latest_dose and exposure.latest_dose.mg_per_day is not None:
-            line = f"{exposure.ingredient.display} {exposure.latest_dose.mg_per_day:g} mg/day " \
-                   f"({exposure.latest_dose.description})."
+            line = (
+                f"{exposure.ingredient.display} {exposure.latest_dose.mg_per_day:g} mg/day "
+                f"({exposure.latest_dose.description})."
+            )
         else:
             line = None
         if line:
@@ -69,8 +82,9 @@ def _stable_for(ctx: RuleContext, days: float) -> bool:
     latest = wbcs[0]
     span = [c for c in wbcs if c.time >= latest.time - timedelta(days=days * 2)]
     oldest = span[-1]
-    return (days_between(oldest.time, latest.time) >= days
-            and all(c.value >= ctx.threshold("dose_review_wbc") for c in span))
+    return days_between(oldest.time, latest.time) >= days and all(
+        c.value >= ctx.threshold("dose_review_wbc") for c in span
+    )
 
 
 def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
@@ -105,8 +119,10 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     if state.anc:
         evidence.append(f"ANC {state.anc.describe()}")
     if ctx.record.duffy_null:
-        evidence.append("The patient is documented as Duffy-null (Duffy-null associated "
-                        "neutrophil count: reference ANC 1.21-5.39, WBC 3.00-9.66 x10^9/L).")
+        evidence.append(
+            "The patient is documented as Duffy-null (Duffy-null associated "
+            "neutrophil count: reference ANC 1.21-5.39, WBC 3.00-9.66 x10^9/L)."
+        )
     evidence += _dose_lines(ctx, drugs)
     advice = [e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice]
     common = [
@@ -115,7 +131,9 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     ]
     if reasons or combinations:
         evidence += [f"Dose-review criterion met: {r}" for r in reasons]
-        evidence += [f"Dangerous combination: {drug} with {partner}" for drug, partner, _ in combinations]
+        evidence += [
+            f"Dangerous combination: {drug} with {partner}" for drug, partner, _ in combinations
+        ]
         first_drug = drugs[0].ingredient.display
         why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
         return Finding(
@@ -123,28 +141,42 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
             indicator="warning",
             summary=_short(f"Review {first_drug} dose: {why}."),
             evidence=evidence,
-            recommendations=advice + [advice_text for _, _, advice_text in combinations] + common
+            recommendations=advice
+            + [advice_text for _, _, advice_text in combinations]
+            + common
             + ["Repeat CBC with differential to confirm and follow the trend."],
             sources=_drug_sources(ingredients) + ["bsr_dmard_2017", "eular_sle_2023"],
             orders=_orders_for(ctx, ingredients),
-            override_reasons=["already-addressed", "counts-reviewed", "benefit-outweighs-risk",
-                              "duffy-null"],
+            override_reasons=[
+                "already-addressed",
+                "counts-reviewed",
+                "benefit-outweighs-risk",
+                "duffy-null",
+            ],
         )
     if state.wbc is None or not is_low_wbc(state.wbc, k):
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):
         return None
     stable = _stable_for(ctx, ctx.threshold("stable_days"))
-    evidence.append("Stable for at least 3 months." if stable else
-                    "Not yet known to be stable for 3 months: repeat the CBC in 2-4 weeks.")
+    evidence.append(
+        "Stable for at least 3 months."
+        if stable
+        else "Not yet known to be stable for 3 months: repeat the CBC in 2-4 weeks."
+    )
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
         indicator="info",
-        summary=_short(f"Mild leukopenia on {drugs[0].ingredient.display} (WBC "
-                       f"{fmt(state.wbc.value)} x10^9/L): keep monitoring."),
+        summary=_short(
+            f"Mild leukopenia on {drugs[0].ingredient.display} (WBC "
+            f"{fmt(state.wbc.value)} x10^9/L): keep monitoring."
+        ),
         evidence=evidence,
-        recommendations=["Continue monitoring at the label's interval; review the dose if the "
-                         "WBC falls below 3.5 x10^9/L or the ANC below 1.5 x10^9/L.", *common],
+        recommendations=[
+            "Continue monitoring at the label's interval; review the dose if the "
+            "WBC falls below 3.5 x10^9/L or the ANC below 1.5 x10^9/L.",
+            *common,
+        ],
         sources=_drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
     )
@@ -177,16 +209,20 @@ def thiopurine_pgx(ctx: RuleContext) -> Finding | None:
         e for e in ctx.record.exposures.values() if e.current and e.ingredient.thiopurine
     ]
     relevant = [
-        e for e in thiopurines
+        e
+        for e in thiopurines
         if e.started_recently or e.dose_increased_recently or ctx.has_fired(*CYTOPENIA_RULES)
     ]
     if not relevant:
         return None
-    return thiopurine_pgx_finding(ctx, [e.ingredient for e in relevant],
-                                  ", ".join(e.describe() for e in relevant))
+    return thiopurine_pgx_finding(
+        ctx, [e.ingredient for e in relevant], ", ".join(e.describe() for e in relevant)
+    )
 
 
-def thiopurine_pgx_finding(ctx: RuleContext, ingredients: list[Ingredient], described: str) -> Finding | None:
+def thiopurine_pgx_finding(
+    ctx: RuleContext, ingredients: list[Ingredient], described: str
+) -> Finding | None:
     """The THIOPURINE_PGX card for these thiopurines, shared with the order hooks."""
     results = ctx.record.pharmacogenomics
     evidence = [f"Thiopurine: {described}"]
@@ -203,19 +239,28 @@ def thiopurine_pgx_finding(ctx: RuleContext, ingredients: list[Ingredient], desc
     if reduced:
         evidence += [f"{r.gene}: {r.received} ({r.phenotype})" for r in reduced]
         return Finding(
-            rule="THIOPURINE_PGX", indicator="warning",
-            summary=_short(f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC."),
-            evidence=evidence, recommendations=recommendations,
+            rule="THIOPURINE_PGX",
+            indicator="warning",
+            summary=_short(
+                f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC."
+            ),
+            evidence=evidence,
+            recommendations=recommendations,
             sources=["cpic_thiopurines", *_drug_sources(ingredients)],
             override_reasons=["already-addressed", "benefit-outweighs-risk"],
         )
     if bare and len(bare) == len(results):
-        evidence += [f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare]
+        evidence += [
+            f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare
+        ]
         return Finding(
-            rule="THIOPURINE_PGX", indicator="info",
-            summary=_short(f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}."),
-            evidence=evidence, recommendations=["Ask the lab for the metabolizer phenotype.",
-                                                *recommendations],
+            rule="THIOPURINE_PGX",
+            indicator="info",
+            summary=_short(
+                f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}."
+            ),
+            evidence=evidence,
+            recommendations=["Ask the lab for the metabolizer phenotype.", *recommendations],
             sources=["cpic_thiopurines", *_drug_sources(ingredients)],
             override_reasons=["already-addressed"],
         )
@@ -223,11 +268,18 @@ def thiopurine_pgx_finding(ctx: RuleContext, ingredients: list[Ingredient], desc
         return None
     evidence.append("No TPMT or NUDT15 result on file.")
     return Finding(
-        rule="THIOPURINE_PGX", indicator="info",
-        summary=_short(f"No TPMT/NUDT15 result on file for {name}: test before or early in therapy."),
-        evidence=evidence, recommendations=["Test TPMT and NUDT15 status.", *recommendations],
+        rule="THIOPURINE_PGX",
+        indicator="info",
+        summary=_short(
+            f"No TPMT/NUDT15 result on file for {name}: test before or early in therapy."
+        ),
+        evidence=evidence,
+        recommendations=["Test TPMT and NUDT15 status.", *recommendations],
         sources=["cpic_thiopurines", *_drug_sources(ingredients)],
-        orders=[SuggestedOrder("tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing",
-                               recommended=True)],
+        orders=[
+            SuggestedOrder(
+                "tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing", recommended=True
+            )
+        ],
         override_reasons=["already-addressed", "benefit-outweighs-risk"],
     )

@@ -32,7 +32,10 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     if wbc is None:
         return None
     others = [r for r in CYTOPENIA_RULES if r != "LEUKOPENIA_MONITOR"]
-    severe_low, severe_high = ctx.threshold("grade4_leukopenia_wbc"), ctx.threshold("severe_leukopenia_wbc")
+    severe_low, severe_high = (
+        ctx.threshold("grade4_leukopenia_wbc"),
+        ctx.threshold("severe_leukopenia_wbc"),
+    )
     if severe_low <= wbc.value < severe_high and state.anc_unknown:
         if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL):
             return None
@@ -40,14 +43,19 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             rule="LEUKOPENIA_MONITOR",
             indicator="warning",
             summary=f"Severe leukopenia (WBC {fmt(wbc.value)} x10^9/L), ANC unknown: CBC with "
-                    "manual differential today.",
-            evidence=_wbc_evidence(ctx, wbc) + ["No differential from this draw: the ANC may "
-                                                "be below 0.5 x10^9/L."],
-            recommendations=["CBC with manual differential and a blood smear today.",
-                             "Ask about fever now."],
+            "manual differential today.",
+            evidence=_wbc_evidence(ctx, wbc)
+            + ["No differential from this draw: the ANC may be below 0.5 x10^9/L."],
+            recommendations=[
+                "CBC with manual differential and a blood smear today.",
+                "Ask about fever now.",
+            ],
             sources=["ctcae_v5", "eular_sle_2023"],
-            orders=[SuggestedOrder("cbc", "stat", "Order CBC with differential and smear (stat)",
-                                   recommended=True)],
+            orders=[
+                SuggestedOrder(
+                    "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
+                )
+            ],
         )
     lupus = ctx.record.lupus
     if lupus is None or tier_a_current(ctx.record):
@@ -56,7 +64,9 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc"):
         return None
-    if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL) or ctx.has_fired("DRUG_CYTOPENIA_DOSE_REVIEW"):
+    if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL) or ctx.has_fired(
+        "DRUG_CYTOPENIA_DOSE_REVIEW"
+    ):
         return None
     evidence = _wbc_evidence(ctx, wbc)
     if state.anc and not state.anc_unknown:
@@ -73,14 +83,18 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         "(EULAR 2023).",
     ]
     if lupus.kind == "drug-induced":
-        recommendations.append("Drug-induced lupus usually remits once the culprit drug is stopped.")
+        recommendations.append(
+            "Drug-induced lupus usually remits once the culprit drug is stopped."
+        )
     if lupus.kind == "unspecified":
-        evidence.append("The lupus type is not specified in the record (coded as lupus erythematosus).")
+        evidence.append(
+            "The lupus type is not specified in the record (coded as lupus erythematosus)."
+        )
     return Finding(
         rule="LEUKOPENIA_MONITOR",
         indicator="info",
-        summary=f"Leukopenia (WBC {fmt(wbc.value)} x10^9/L) in {_lupus_short(lupus.kind, lupus.suspected)}: "
-                "repeat CBC with differential.",
+        summary=f"Leukopenia (WBC {fmt(wbc.value)} x10^9/L) in "
+        f"{_lupus_short(lupus.kind, lupus.suspected)}: repeat CBC with differential.",
         evidence=evidence,
         recommendations=recommendations,
         sources=["eular_sle_2023"],
@@ -131,8 +145,9 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
         return None
     latest, first = run
     state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
-    critical = (state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")) \
-        or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
+    critical = (
+        state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")
+    ) or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
     rituximab = record.exposure("rituximab")
     recent_rituximab = rituximab is not None and rituximab.current_or_recent
     recommendations = [
@@ -142,19 +157,22 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
         "examination, anti-neutrophil antibodies).",
     ]
     if recent_rituximab:
-        recommendations.append("3. Rituximab in the last 12 months: consider rituximab-associated "
-                               "late-onset neutropenia.")
+        recommendations.append(
+            "3. Rituximab in the last 12 months: consider rituximab-associated "
+            "late-onset neutropenia."
+        )
     else:
         recommendations.append(
             "3. Only when drug toxicity is excluded: a single case report describes recovery "
             "with rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025; case-report evidence, "
-            "not a recommendation).")
+            "not a recommendation)."
+        )
     recommendations.append("Urgent joint hematology and rheumatology review throughout.")
     return Finding(
         rule="REFRACTORY_LEUKOPENIA_REFERRAL",
         indicator="critical" if critical else "warning",
         summary="Persistent severe leukopenia on >= 2 immunosuppressants: joint hematology and "
-                "rheumatology review.",
+        "rheumatology review.",
         evidence=[
             f"Low since {day(first.time)}: {first.analyte.upper()} {first.describe()}",
             f"Latest: {latest.analyte.upper()} {latest.describe()}",
@@ -163,9 +181,12 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
         ],
         recommendations=recommendations,
         sources=["eular_sle_2023", "hanai_2025"],
-        orders=[SuggestedOrder("hematology_referral", "urgent", "Refer to hematology (urgent)",
-                               recommended=True),
-                SuggestedOrder("cbc", "urgent", "Order CBC with differential and smear")],
+        orders=[
+            SuggestedOrder(
+                "hematology_referral", "urgent", "Refer to hematology (urgent)", recommended=True
+            ),
+            SuggestedOrder("cbc", "urgent", "Order CBC with differential and smear"),
+        ],
         evidence_level="The rituximab option is reported in a single case report.",
     )
 
@@ -175,7 +196,8 @@ def _persistent_low_run(ctx: RuleContext, since) -> tuple[Count, Count] | None:
     ends are >= 7 days apart and whose latest draw is still low."""
     draws = sorted(
         (c for analyte in ("wbc", "anc") for c in ctx.record.series(analyte) if c.time >= since),
-        key=lambda c: c.time, reverse=True,
+        key=lambda c: c.time,
+        reverse=True,
     )
     if not draws or not _is_severe(draws[0], ctx):
         return None
@@ -186,8 +208,11 @@ def _persistent_low_run(ctx: RuleContext, since) -> tuple[Count, Count] | None:
             # A normal value of the same analyte ends the run (the other analyte of the same
             # draw may still be low).
             if count.analyte == "wbc" or not any(
-                    c.analyte == "wbc" and _is_severe(c, ctx) and abs(c.time - count.time) <= timedelta(hours=1)
-                    for c in draws):
+                c.analyte == "wbc"
+                and _is_severe(c, ctx)
+                and abs(c.time - count.time) <= timedelta(hours=1)
+                for c in draws
+            ):
                 break
             continue
         earliest = count
@@ -212,11 +237,15 @@ def steroid_leukocytosis_note(ctx: RuleContext) -> Finding | None:
         rule="STEROID_LEUKOCYTOSIS_NOTE",
         indicator="info",
         summary=f"WBC {fmt(wbc.value)} x10^9/L on glucocorticoids: steroid leukocytosis can mask "
-                "infection.",
-        evidence=[f"WBC {wbc.describe()}; upper limit {fmt(upper)} x10^9/L",
-                  "Glucocorticoids: " + ", ".join(e.describe() for e in steroids)],
-        recommendations=["Glucocorticoids raise the neutrophil count; interpret a high WBC "
-                         "with the clinical picture and look for infection if unwell."],
+        "infection.",
+        evidence=[
+            f"WBC {wbc.describe()}; upper limit {fmt(upper)} x10^9/L",
+            "Glucocorticoids: " + ", ".join(e.describe() for e in steroids),
+        ],
+        recommendations=[
+            "Glucocorticoids raise the neutrophil count; interpret a high WBC "
+            "with the clinical picture and look for infection if unwell."
+        ],
         sources=["eular_sle_2023"],
         override_reasons=["already-addressed"],
     )

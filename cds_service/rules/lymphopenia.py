@@ -9,9 +9,11 @@ from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 def _pjp_text(ctx: RuleContext) -> str:
     methotrexate = ctx.record.exposure("methotrexate")
     if methotrexate and methotrexate.current:
-        return ("Pneumocystis (PJP) prophylaxis case by case: the patient takes methotrexate, "
-                "and co-trimoxazole (TMP-SMX) adds marrow toxicity to it, so agree the agent "
-                "with the prescriber.")
+        return (
+            "Pneumocystis (PJP) prophylaxis case by case: the patient takes methotrexate, "
+            "and co-trimoxazole (TMP-SMX) adds marrow toxicity to it, so agree the agent "
+            "with the prescriber."
+        )
     return "Pneumocystis (PJP) prophylaxis case by case (co-trimoxazole is the usual agent)."
 
 
@@ -46,7 +48,7 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
         rule="LYMPHOPENIA_PROFOUND",
         indicator="warning" if sle else "info",
         summary=f"Profound lymphopenia (ALC {fmt(alc.value)} x10^9/L): screen for infection, "
-                "review immunosuppression.",
+        "review immunosuppression.",
         evidence=evidence,
         recommendations=[
             "Screen for infection; lymphopenia < 1.0 x10^9/L is an independent risk factor for "
@@ -67,15 +69,21 @@ def lymphopenia_info(ctx: RuleContext) -> Finding | None:
     alc = ctx.record.latest("alc", max_age_days=ctx.threshold("current_days"))
     if alc is None:
         return None
-    if not ctx.threshold("profound_lymphopenia_alc") <= alc.value < ctx.threshold("lymphopenia_alc"):
+    if (
+        not ctx.threshold("profound_lymphopenia_alc")
+        <= alc.value
+        < ctx.threshold("lymphopenia_alc")
+    ):
         return None
     return Finding(
         rule="LYMPHOPENIA_INFO",
         indicator="info",
         summary=f"Lymphopenia (ALC {fmt(alc.value)} x10^9/L), common in SLE: watch for infection.",
         evidence=[f"ALC {alc.describe()}", f"Diagnosis: {ctx.record.lupus.describe()}"],
-        recommendations=["Usually needs no treatment; it is a risk factor for severe bacterial "
-                         "infection, so keep infections in mind."],
+        recommendations=[
+            "Usually needs no treatment; it is a risk factor for severe bacterial "
+            "infection, so keep infections in mind."
+        ],
         sources=["eular_sle_2023"],
         override_reasons=["already-addressed", "counts-reviewed"],
     )

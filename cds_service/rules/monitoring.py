@@ -44,17 +44,21 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     for analyte in ("wbc", "anc", "alc"):
         latest = record.latest(analyte)
         if latest and days_between(latest.time, record.now) > current_days and _low(latest, ctx):
-            reasons.append(f"last {analyte.upper()} was low ({fmt(latest.value)} x10^9/L, "
-                           f"{day(latest.time)}) and has not been repeated")
+            reasons.append(
+                f"last {analyte.upper()} was low ({fmt(latest.value)} x10^9/L, "
+                f"{day(latest.time)}) and has not been repeated"
+            )
     if not reasons:
         return None
     evidence += reasons
     if latest_wbc:
         evidence.append(f"Latest WBC {latest_wbc.describe()}")
     low_not_repeated = any("not been repeated" in r for r in reasons)
-    summary = ("Last count was low and has not been repeated: order CBC with differential."
-               if low_not_repeated else
-               "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential.")
+    summary = (
+        "Last count was low and has not been repeated: order CBC with differential."
+        if low_not_repeated
+        else "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
+    )
     return Finding(
         rule="CBC_STALE",
         indicator="warning",
@@ -82,18 +86,24 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     record = ctx.record
     since = record.now - timedelta(days=ctx.threshold("data_quality_lookback_days"))
     unusable = [u for u in record.unusable if u.time is None or u.time >= since]
-    unknown_status = [m for m in record.medications
-                      if m.exposure == "unknown" and m.ingredient.is_tier_a]
+    unknown_status = [
+        m for m in record.medications if m.exposure == "unknown" and m.ingredient.is_tier_a
+    ]
     if not (unusable or unknown_status or record.unavailable):
         return None
     evidence = [f"Could not use {u.describe()} ({u.reference})" for u in unusable]
-    evidence += [f"{m.display}: medication status 'unknown' ({m.reference})" for m in unknown_status]
-    evidence += [f"Data not available from the EHR: {key} ({reason})"
-                 for key, reason in sorted(record.unavailable.items())]
+    evidence += [
+        f"{m.display}: medication status 'unknown' ({m.reference})" for m in unknown_status
+    ]
+    evidence += [
+        f"Data not available from the EHR: {key} ({reason})"
+        for key, reason in sorted(record.unavailable.items())
+    ]
     tier_a = tier_a_current(record)
     no_usable_wbc = bool(tier_a) and (
         (latest := record.latest("wbc")) is None
-        or days_between(latest.time, record.now) > ctx.threshold("stale_cbc_days"))
+        or days_between(latest.time, record.now) > ctx.threshold("stale_cbc_days")
+    )
     warning = bool(record.unavailable) or (no_usable_wbc and bool(unusable))
     if record.unavailable:
         summary = "Some patient data could not be retrieved: cards may be incomplete."

@@ -36,26 +36,30 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     the neutropenia is not explained by lupus or another drug (clinical spec §1.6)."""
     lines = []
     held = tier_a_current(ctx.record) + [
-        e for e in ctx.record.immunosuppressants() if e.recent and e.ingredient.is_tier_a]
+        e for e in ctx.record.immunosuppressants() if e.recent and e.ingredient.is_tier_a
+    ]
     if held:
         names = ", ".join(e.describe() for e in held)
         lines.append(f"Hold marrow-toxic drugs pending review: {names}.")
     recent_other = [e for e in ctx.record.immunosuppressants() if not e.ingredient.is_tier_a]
     if recent_other:
-        lines.append("Also consider: " + ", ".join(e.describe() for e in recent_other)
-                     + " (cytopenias reported; rituximab can cause late-onset neutropenia).")
-    if ctx.record.exposure("hydroxychloroquine") and ctx.record.exposure("hydroxychloroquine").current:
-        lines.append("If the neutropenia is not explained by lupus or another drug, include "
-                     "hydroxychloroquine in the drug review (label: hematologic toxicity).")
+        late_onset = any(e.ingredient.id == "rituximab" for e in recent_other)
+        lines.append(
+            "Also consider: "
+            + ", ".join(e.describe() for e in recent_other)
+            + " (cytopenias reported"
+            + ("; rituximab can cause late-onset neutropenia" if late_onset else "")
+            + ")."
+        )
+    if (
+        ctx.record.exposure("hydroxychloroquine")
+        and ctx.record.exposure("hydroxychloroquine").current
+    ):
+        lines.append(
+            "If the neutropenia is not explained by lupus or another drug, include "
+            "hydroxychloroquine in the drug review (label: hematologic toxicity)."
+        )
     return lines
-
-
-def _anc_value_or_bound(state: NeutrophilState) -> str:
-    if state.anc and not state.anc_unknown:
-        return f"ANC {fmt(state.anc.value)}"
-    if state.wbc:
-        return f"WBC {fmt(state.wbc.value)}, ANC unknown"
-    return "ANC unknown"
 
 
 def _preliminary_note(state: NeutrophilState) -> list[str]:
@@ -77,16 +81,23 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         return None
     state = critical_state(ctx.record, k)
     anc_low = state.anc is not None and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
-    wbc_low = (state.anc_unknown and state.wbc is not None
-               and state.wbc.value < ctx.threshold("anc_unknown_febrile_wbc"))
+    wbc_low = (
+        state.anc_unknown
+        and state.wbc is not None
+        and state.wbc.value < ctx.threshold("anc_unknown_febrile_wbc")
+    )
     if not (anc_low or wbc_low):
         return None
     evidence = [f"Fever: {found.description}"] + _neutrophil_evidence(ctx, state)
     if anc_low:
-        summary = f"Febrile neutropenia: fever with ANC {fmt(state.anc.value)} x10^9/L. Evaluate now."
+        summary = (
+            f"Febrile neutropenia: fever with ANC {fmt(state.anc.value)} x10^9/L. Evaluate now."
+        )
     else:
-        summary = "Possible febrile neutropenia: fever with WBC " \
-                  f"{fmt(state.wbc.value)} x10^9/L; ANC not yet available."
+        summary = (
+            "Possible febrile neutropenia: fever with WBC "
+            f"{fmt(state.wbc.value)} x10^9/L; ANC not yet available."
+        )
     if state.anc and days_between(state.anc.time, ctx.record.now) > 1:
         age = int(days_between(state.anc.time, ctx.record.now))
         evidence.append(f"Last ANC {age} days ago: repeat CBC stat.")
@@ -124,15 +135,26 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         return None
     if fever(ctx.record, k):
         return None
-    basis = f"ANC {fmt(state.anc.value)}" if anc_severe else _anc_value_or_bound(state)
+    if anc_severe:
+        summary = (
+            f"Severe neutropenia (ANC {fmt(state.anc.value)} x10^9/L): same-day review; "
+            "ask about fever now."
+        )
+    else:
+        summary = (
+            f"WBC {fmt(state.wbc.value)} x10^9/L without a differential: ANC < 1.0, treat "
+            "as severe neutropenia; ask about fever now."
+        )
     return Finding(
         rule="NEUTROPENIA_SEVERE",
         indicator="critical",
-        summary=f"Severe neutropenia ({basis} x10^9/L): same-day review; ask about fever now.",
-        evidence=_neutrophil_evidence(ctx, state) + [
+        summary=summary,
+        evidence=_neutrophil_evidence(ctx, state)
+        + [
             f"Threshold: ANC < {ctx.threshold('severe_neutropenia_anc'):g} x10^9/L "
             "(CTCAE v5 grade 4); a WBC < 1.0 means the ANC is < 1.0 even without a differential."
-        ] + _preliminary_note(state),
+        ]
+        + _preliminary_note(state),
         recommendations=[
             "Same-day clinician review; ask about fever now and give fever instructions.",
             *_drugs_to_hold(ctx),
@@ -141,8 +163,9 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         ],
         sources=["ctcae_v5", "idsa_fn_2010", "eular_sle_2023"],
         orders=[
-            SuggestedOrder("cbc", "stat", "Order CBC with differential and smear (stat)",
-                           recommended=True),
+            SuggestedOrder(
+                "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
+            ),
             SuggestedOrder("hematology_referral", "urgent", "Refer to hematology (urgent)"),
         ],
         override_reasons=["already-addressed", "counts-reviewed", "data-incorrect"],
@@ -162,9 +185,9 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
         summary=f"Moderate neutropenia (ANC {fmt(state.anc.value)} x10^9/L): repeat CBC with "
-                "differential within 48-72 h.",
-        evidence=_neutrophil_evidence(ctx, state) + [
-            f"Threshold: ANC {low:g} to < {high:g} x10^9/L (CTCAE v5 grade 3)."],
+        "differential within 48-72 h.",
+        evidence=_neutrophil_evidence(ctx, state)
+        + [f"Threshold: ANC {low:g} to < {high:g} x10^9/L (CTCAE v5 grade 3)."],
         recommendations=[
             "Repeat CBC with differential within 48-72 hours.",
             "Review drugs that can lower neutrophils "
@@ -172,7 +195,10 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
             "Tell the patient to report fever (>= 38.0 °C) at once.",
         ],
         sources=["ctcae_v5", "eular_sle_2023"],
-        orders=[SuggestedOrder("cbc", "urgent", "Order CBC with differential (within 48-72 h)",
-                               recommended=True)],
+        orders=[
+            SuggestedOrder(
+                "cbc", "urgent", "Order CBC with differential (within 48-72 h)", recommended=True
+            )
+        ],
         override_reasons=["already-addressed", "counts-reviewed", "duffy-null"],
     )

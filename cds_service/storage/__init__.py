@@ -37,8 +37,10 @@ def init_app(
         migrate(url, timeout)
     except Exception as error:
         # Cards matter more than their history: start anyway, losses are counted.
-        log.error("database migration failed (%s); card history and feedback unavailable",
-                  type(error).__name__)
+        log.error(
+            "database migration failed (%s); card history and feedback unavailable",
+            type(error).__name__,
+        )
     storage = Storage(create_database_engine(url, timeout), config, clock)
     app.extensions[EXTENSION_KEY] = storage
     known_ids = service_ids if callable(service_ids) else (lambda: service_ids)

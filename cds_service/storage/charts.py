@@ -58,11 +58,17 @@ def rate_charts(stats: list[RuleWeekStats]) -> list[RateChart]:
             )
             for s in rows
         )
-        charts.append(RateChart(
-            rule_id=rule_id, points=points, first_week=weeks[0], last_week=weeks[-1],
-            shown=sum(s.shown for s in rows), accepted=sum(s.accepted for s in rows),
-            overridden=sum(s.overridden for s in rows),
-        ))
+        charts.append(
+            RateChart(
+                rule_id=rule_id,
+                points=points,
+                first_week=weeks[0],
+                last_week=weeks[-1],
+                shown=sum(s.shown for s in rows),
+                accepted=sum(s.accepted for s in rows),
+                overridden=sum(s.overridden for s in rows),
+            )
+        )
     return charts
 
 
@@ -72,5 +78,7 @@ def reason_bars(stats: list[RuleWeekStats], max_width: float = 300) -> list[Bar]
         for reason in s.override_reasons:
             counts[reason.display] += reason.count
     top = max(counts.values(), default=1)
-    return [Bar(label=label, count=count, width=max_width * count / top)
-            for label, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    return [
+        Bar(label=label, count=count, width=max_width * count / top)
+        for label, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]

@@ -25,12 +25,16 @@ def dashboard_blueprint(config: Mapping[str, Any]) -> Blueprint:
         if not password:
             abort(404)
         auth = request.authorization
-        if (auth is not None and auth.type == "basic"
-                and hmac.compare_digest((auth.username or "").encode(), user.encode())
-                and hmac.compare_digest((auth.password or "").encode(), password.encode())):
+        if (
+            auth is not None
+            and auth.type == "basic"
+            and hmac.compare_digest((auth.username or "").encode(), user.encode())
+            and hmac.compare_digest((auth.password or "").encode(), password.encode())
+        ):
             return None
         return Response(
-            "Authentication required", 401,
+            "Authentication required",
+            401,
             {"WWW-Authenticate": 'Basic realm="leukopenia-cds admin", charset="UTF-8"'},
         )
 
@@ -38,8 +42,14 @@ def dashboard_blueprint(config: Mapping[str, Any]) -> Blueprint:
     def dashboard() -> str:
         since, stats = _stats_since()
         return render_template(
-            "dashboard.html", since=since, stats=stats, charts=rate_charts(stats),
-            reasons=reason_bars(stats), width=WIDTH, height=HEIGHT, margin=MARGIN,
+            "dashboard.html",
+            since=since,
+            stats=stats,
+            charts=rate_charts(stats),
+            reasons=reason_bars(stats),
+            width=WIDTH,
+            height=HEIGHT,
+            margin=MARGIN,
         )
 
     @blueprint.get("/api/stats")

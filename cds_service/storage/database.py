@@ -67,8 +67,9 @@ def migrate(database_url: str, timeout_seconds: float = 5) -> None:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Several workers starting at once must not run the same migration twice.
-                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"),
-                                   {"id": _MIGRATION_LOCK_ID})
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                )
             upgrade_connection(connection)
     finally:
         engine.dispose()

@@ -14,9 +14,7 @@ from typing import Any
 
 OUTCOMES = ("accepted", "overridden")
 # RFC 3339 §5.6 date-time: a full time with seconds and an explicit offset ("Z" or ±hh:mm).
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 class FeedbackError(ValueError):
@@ -73,7 +71,7 @@ def _parse_item(item: Any, where: str) -> Feedback:
 def _accepted_suggestions(value: Any, where: str) -> tuple[str, ...] | None:
     if value is None:
         return None
-    message = f"{where}.acceptedSuggestions must be a non-empty array of {{\"id\": string}}"
+    message = f'{where}.acceptedSuggestions must be a non-empty array of {{"id": string}}'
     if not isinstance(value, list) or not value:
         raise FeedbackError(message)
     ids = [entry.get("id") if isinstance(entry, Mapping) else None for entry in value]

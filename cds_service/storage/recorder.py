@@ -92,7 +92,10 @@ class CardHistoryWriter:
                 insert_ignoring_duplicates(connection, IssuedCard.__table__, rows)
         except Exception as error:  # any database failure loses the batch, never the thread
             self._counters.increment(CARDS_LOST, len(rows))
-            log.error("card history write failed (%s): %d card records lost",
-                      type(error).__name__, len(rows))
+            log.error(
+                "card history write failed (%s): %d card records lost",
+                type(error).__name__,
+                len(rows),
+            )
         else:
             self._counters.increment(CARDS_RECORDED, len(rows))

@@ -58,8 +58,12 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
     engine = source.engine if isinstance(source, Storage) else source
     cards = select(IssuedCard.card_uuid, IssuedCard.rule_id, IssuedCard.issued_at)
     feedback = (
-        select(CardFeedback.card_uuid, CardFeedback.outcome, CardFeedback.reason_code,
-               CardFeedback.reason_display)
+        select(
+            CardFeedback.card_uuid,
+            CardFeedback.outcome,
+            CardFeedback.reason_code,
+            CardFeedback.reason_display,
+        )
         .join(IssuedCard, IssuedCard.card_uuid == CardFeedback.card_uuid)
         .order_by(CardFeedback.outcome_at, CardFeedback.id)
     )
@@ -72,8 +76,11 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
         # Ordered oldest first, so the last one written per card is its latest outcome.
         latest = {row.card_uuid: row for row in connection.execute(feedback)}
 
-    displays = {row.reason_code: row.reason_display for row in latest.values()
-                if row.reason_code and row.reason_display}
+    displays = {
+        row.reason_code: row.reason_display
+        for row in latest.values()
+        if row.reason_code and row.reason_display
+    }
     shown: Counter[tuple[str, str]] = Counter()
     outcomes: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     reasons: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
@@ -88,13 +95,16 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
             reasons[key][outcome.reason_code or NO_REASON] += 1
     return [
         RuleWeekStats(
-            rule_id=rule_id, week=week, shown=shown[(rule_id, week)],
+            rule_id=rule_id,
+            week=week,
+            shown=shown[(rule_id, week)],
             accepted=outcomes[(rule_id, week)]["accepted"],
             overridden=outcomes[(rule_id, week)]["overridden"],
             override_reasons=tuple(
                 ReasonCount(code=code, display=displays.get(code, code), count=count)
-                for code, count in sorted(reasons[(rule_id, week)].items(),
-                                          key=lambda item: (-item[1], item[0]))
+                for code, count in sorted(
+                    reasons[(rule_id, week)].items(), key=lambda item: (-item[1], item[0])
+                )
             ),
         )
         for rule_id, week in sorted(shown)
@@ -114,8 +124,15 @@ def render_text(stats: list[RuleWeekStats]) -> str:
         return "No cards in the period.\n"
     header = ("rule", "week", "shown", "accepted", "overridden", "acceptance", "override reasons")
     rows = [header] + [
-        (s.rule_id, s.week, str(s.shown), str(s.accepted), str(s.overridden),
-         _percent(s.acceptance_rate), _reasons_text(s))
+        (
+            s.rule_id,
+            s.week,
+            str(s.shown),
+            str(s.accepted),
+            str(s.overridden),
+            _percent(s.acceptance_rate),
+            _reasons_text(s),
+        )
         for s in stats
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
@@ -133,8 +150,17 @@ def render_json(stats: list[RuleWeekStats]) -> str:
 def render_csv(stats: list[RuleWeekStats]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["rule_id", "week", "shown", "accepted", "overridden", "acceptance_rate",
-                     "override_reasons"])
+    writer.writerow(
+        [
+            "rule_id",
+            "week",
+            "shown",
+            "accepted",
+            "overridden",
+            "acceptance_rate",
+            "override_reasons",
+        ]
+    )
     for s in stats:
         rate = "" if s.acceptance_rate is None else f"{s.acceptance_rate:.4f}"
         reasons = "; ".join(f"{r.code}={r.count}" for r in s.override_reasons)
@@ -143,7 +169,9 @@ def render_csv(stats: list[RuleWeekStats]) -> str:
 
 
 RENDERERS: dict[str, Callable[[list[RuleWeekStats]], str]] = {
-    "text": render_text, "json": render_json, "csv": render_csv,
+    "text": render_text,
+    "json": render_json,
+    "csv": render_csv,
 }
 
 

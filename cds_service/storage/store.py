@@ -68,12 +68,19 @@ class Storage:
                     # Feedback and snoozes need both; our card builder always sets them.
                     log.warning("card without uuid or source.topic.code not recorded")
                     continue
-                rows.append({
-                    "card_uuid": card["uuid"], "service_id": service_id, "hook": hook,
-                    "hook_instance": hook_instance, "rule_id": rule_id,
-                    "knowledge_version": knowledge_version, "indicator": card.get("indicator"),
-                    "patient_key": key, "issued_at": issued_at,
-                })
+                rows.append(
+                    {
+                        "card_uuid": card["uuid"],
+                        "service_id": service_id,
+                        "hook": hook,
+                        "hook_instance": hook_instance,
+                        "rule_id": rule_id,
+                        "knowledge_version": knowledge_version,
+                        "indicator": card.get("indicator"),
+                        "patient_key": key,
+                        "issued_at": issued_at,
+                    }
+                )
             self._writer.submit(rows)
         except Exception:  # history is secondary: the hook response must still go out
             log.exception("card history could not be queued")
@@ -109,7 +116,8 @@ class Storage:
     def _snoozed_rules(self, service_id: str, patient_id: str, rule_ids: set[str]) -> set[str]:
         since = self._clock() - self._snooze_period
         query = (
-            select(IssuedCard.rule_id).distinct()
+            select(IssuedCard.rule_id)
+            .distinct()
             .join(CardFeedback, CardFeedback.card_uuid == IssuedCard.card_uuid)
             .where(
                 IssuedCard.patient_key == patient_key(patient_id, self._secret),
@@ -130,12 +138,16 @@ class Storage:
         """Store feedback; a repeat of the same card, outcome and time is stored once."""
         uuids = {item.card_uuid for item in items}
         with self.engine.connect() as connection:
-            known = set(connection.scalars(
-                select(IssuedCard.card_uuid).where(IssuedCard.card_uuid.in_(uuids))
-            ))
+            known = set(
+                connection.scalars(
+                    select(IssuedCard.card_uuid).where(IssuedCard.card_uuid.in_(uuids))
+                )
+            )
         received_at = self._clock()
-        rows = [_feedback_row(service_id, item, item.card_uuid not in known, received_at)
-                for item in items]
+        rows = [
+            _feedback_row(service_id, item, item.card_uuid not in known, received_at)
+            for item in items
+        ]
         unknown = sum(row["unknown_card"] for row in rows)
         if unknown:
             log.warning("feedback for %d card(s) this service has no record of", unknown)

@@ -26,8 +26,9 @@ UNREACHABLE_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
 def postgres_user() -> str | None:
     for user in ("postgres", "root"):
         try:
-            psycopg.connect(host="127.0.0.1", port=5432, dbname=PG_DATABASE, user=user,
-                            connect_timeout=2).close()
+            psycopg.connect(
+                host="127.0.0.1", port=5432, dbname=PG_DATABASE, user=user, connect_timeout=2
+            ).close()
             return user
         except psycopg.Error:
             continue
@@ -46,8 +47,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     dsn = {"host": "127.0.0.1", "port": 5432, "dbname": PG_DATABASE, "user": user}
     with psycopg.connect(**dsn, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{schema}"')
-    yield (f"postgresql+psycopg://{user}@127.0.0.1:5432/{PG_DATABASE}"
-           f"?options=-csearch_path%3D{schema}")
+    yield (
+        f"postgresql+psycopg://{user}@127.0.0.1:5432/{PG_DATABASE}?options=-csearch_path%3D{schema}"
+    )
     with psycopg.connect(**dsn, autocommit=True) as connection:
         connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
@@ -71,8 +73,9 @@ def clock() -> Clock:
 
 
 def make_config(database_url: str, **overrides: Any) -> dict[str, Any]:
-    return load_config({"ENV": "testing", "DATABASE_URL": database_url,
-                        "DATABASE_TIMEOUT_SECONDS": 2, **overrides})
+    return load_config(
+        {"ENV": "testing", "DATABASE_URL": database_url, "DATABASE_TIMEOUT_SECONDS": 2, **overrides}
+    )
 
 
 @pytest.fixture
@@ -103,23 +106,38 @@ def make_card(rule_id: str, indicator: str = "warning") -> dict[str, Any]:
         "source": {
             "label": "Leukopenia CDS",
             "url": "https://leukopenia-cds.example.org",
-            "topic": {"system": "https://leukopenia-cds.example.org/CodeSystem/rule",
-                      "code": rule_id, "display": rule_id},
+            "topic": {
+                "system": "https://leukopenia-cds.example.org/CodeSystem/rule",
+                "code": rule_id,
+                "display": rule_id,
+            },
         },
-        "overrideReasons": [{
-            "system": "https://leukopenia-cds.example.org/CodeSystem/override-reason",
-            "code": "already-addressed", "display": "Already addressed",
-        }],
+        "overrideReasons": [
+            {
+                "system": "https://leukopenia-cds.example.org/CodeSystem/override-reason",
+                "code": "already-addressed",
+                "display": "Already addressed",
+            }
+        ],
     }
 
 
-def feedback_item(card_uuid: str, outcome: str = "overridden", code: str | None = None,
-                  timestamp: str = "2025-03-03T09:00:00Z", **extra: Any) -> dict[str, Any]:
+def feedback_item(
+    card_uuid: str,
+    outcome: str = "overridden",
+    code: str | None = None,
+    timestamp: str = "2025-03-03T09:00:00Z",
+    **extra: Any,
+) -> dict[str, Any]:
     item: dict[str, Any] = {"card": card_uuid, "outcome": outcome, "outcomeTimestamp": timestamp}
     if outcome == "accepted":
         item["acceptedSuggestions"] = [{"id": str(uuid.uuid4())}]
     if code is not None:
-        item["overrideReason"] = {"reason": {
-            "system": "https://leukopenia-cds.example.org/CodeSystem/override-reason",
-            "code": code, "display": code.replace("-", " ").capitalize()}}
+        item["overrideReason"] = {
+            "reason": {
+                "system": "https://leukopenia-cds.example.org/CodeSystem/override-reason",
+                "code": code,
+                "display": code.replace("-", " ").capitalize(),
+            }
+        }
     return {**item, **extra}

@@ -27,11 +27,13 @@ def history(storage: Storage) -> list[IssuedCard]:
         return list(connection.execute(select(IssuedCard).order_by(IssuedCard.rule_id)))
 
 
-def test_every_card_is_recorded_with_its_rule_and_a_patient_key(storage: Storage,
-                                                                config: dict[str, Any]) -> None:
+def test_every_card_is_recorded_with_its_rule_and_a_patient_key(
+    storage: Storage, config: dict[str, Any]
+) -> None:
     cards = [make_card("NEUTROPENIA_SEVERE", "critical"), make_card("CBC_STALE", "info")]
-    storage.record_cards(SERVICE_ID, "patient-view", "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-                         PATIENT, cards, "2025.1")
+    storage.record_cards(
+        SERVICE_ID, "patient-view", "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", PATIENT, cards, "2025.1"
+    )
     storage.flush()
     rows = history(storage)
     assert [(r.rule_id, r.indicator, r.card_uuid) for r in rows] == [
@@ -40,7 +42,11 @@ def test_every_card_is_recorded_with_its_rule_and_a_patient_key(storage: Storage
     ]
     row = rows[0]
     assert (row.service_id, row.hook, row.hook_instance, row.knowledge_version) == (
-        SERVICE_ID, "patient-view", "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "2025.1")
+        SERVICE_ID,
+        "patient-view",
+        "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "2025.1",
+    )
     assert row.patient_key == patient_key(PATIENT, config["PATIENT_KEY_SECRET"])
     assert row.issued_at == storage.now()
     assert storage.counters.snapshot()[CARDS_RECORDED] == 2
@@ -63,8 +69,9 @@ def test_cards_without_uuid_or_rule_are_skipped(storage: Storage) -> None:
     del no_uuid["uuid"]
     no_topic = make_card("B")
     del no_topic["source"]["topic"]
-    storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT,
-                         [no_uuid, no_topic, make_card("C")], "v")
+    storage.record_cards(
+        SERVICE_ID, "patient-view", "h", PATIENT, [no_uuid, no_topic, make_card("C")], "v"
+    )
     storage.flush()
     assert [r.rule_id for r in history(storage)] == ["C"]
 
@@ -84,8 +91,9 @@ def test_database_down_does_not_raise_and_counts_the_loss(
     storage = init_app(app, make_config(UNREACHABLE_DATABASE_URL), {SERVICE_ID})
     try:
         with caplog.at_level(logging.INFO):
-            storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT,
-                                 [make_card("A"), make_card("B")], "v")
+            storage.record_cards(
+                SERVICE_ID, "patient-view", "h", PATIENT, [make_card("A"), make_card("B")], "v"
+            )
             storage.flush()
         assert storage.counters.snapshot()[CARDS_LOST] == 2
         assert "2 card records lost" in caplog.text
@@ -125,8 +133,9 @@ def test_close_writes_what_is_queued(tmp_path: Path) -> None:
     app = Flask(__name__)
     url = f"sqlite:///{tmp_path}/cds.sqlite3"
     storage = init_app(app, make_config(url), {SERVICE_ID})
-    storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT,
-                         [make_card(f"R{i}") for i in range(50)], "v")
+    storage.record_cards(
+        SERVICE_ID, "patient-view", "h", PATIENT, [make_card(f"R{i}") for i in range(50)], "v"
+    )
     storage.close()
     assert storage.counters.snapshot()[CARDS_RECORDED] == 50
 

@@ -38,8 +38,9 @@ def test_dashboard_is_off_without_an_admin_password(tmp_path: Any) -> None:
         storage.close()
 
 
-@pytest.mark.parametrize("headers", [{}, basic(USER, "wrong"), basic("root", PASSWORD),
-                                     {"Authorization": "Bearer abc"}])
+@pytest.mark.parametrize(
+    "headers", [{}, basic(USER, "wrong"), basic("root", PASSWORD), {"Authorization": "Bearer abc"}]
+)
 def test_dashboard_asks_for_the_admin_credential(app: Flask, headers: dict[str, str]) -> None:
     for path in ("/admin/", "/admin/api/stats"):
         response = app.test_client().get(path, headers=headers)
@@ -52,9 +53,11 @@ def test_stats_json_feeds_the_seeded_numbers(app: Flask, clock: Clock) -> None:
     client = app.test_client()
     body = client.get("/admin/api/stats?since=2025-03-01", headers=basic(USER, PASSWORD)).json
     assert body["since"] == "2025-03-01"
-    assert [(s["rule_id"], s["week"], s["shown"], s["acceptance_rate"]) for s in body["stats"]] \
-        == [("CBC_STALE", "2025-W11", 1, 0.0), ("LEUKOPENIA_MONITOR", "2025-W10", 5, 0.4),
-            ("LEUKOPENIA_MONITOR", "2025-W11", 2, 0.0)]
+    assert [(s["rule_id"], s["week"], s["shown"], s["acceptance_rate"]) for s in body["stats"]] == [
+        ("CBC_STALE", "2025-W11", 1, 0.0),
+        ("LEUKOPENIA_MONITOR", "2025-W10", 5, 0.4),
+        ("LEUKOPENIA_MONITOR", "2025-W11", 2, 0.0),
+    ]
     bad = client.get("/admin/api/stats?since=last-week", headers=basic(USER, PASSWORD))
     assert bad.status_code == 400
 
@@ -99,8 +102,14 @@ def browser() -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -111,14 +120,14 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the page, not the database
-def test_dashboard_page_in_a_real_browser(app: Flask, clock: Clock, live_server: str,
-                                          browser: Any) -> None:
+def test_dashboard_page_in_a_real_browser(
+    app: Flask, clock: Clock, live_server: str, browser: Any
+) -> None:
     from selenium.webdriver.common.by import By
 
     seed_history(app, clock)
     browser.execute_cdp_cmd("Network.enable", {})
-    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders",
-                            {"headers": basic(USER, PASSWORD)})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": basic(USER, PASSWORD)})
     browser.get(f"{live_server}/admin/?since=2025-03-01")
 
     assert browser.find_element(By.TAG_NAME, "h1").text == "Card feedback since 2025-03-01"
@@ -129,11 +138,16 @@ def test_dashboard_page_in_a_real_browser(app: Flask, clock: Clock, live_server:
     # Two weekly points; the W10 point sits at 40% of the plot height.
     dots = charts[1].find_elements(By.CSS_SELECTOR, "circle.dot")
     assert [d.find_element(By.TAG_NAME, "title").get_attribute("textContent") for d in dots] == [
-        "2025-W10: 40% of 5 shown", "2025-W11: 0% of 2 shown"]
+        "2025-W10: 40% of 5 shown",
+        "2025-W11: 0% of 2 shown",
+    ]
     assert dots[0].size["height"] > 0  # drawn, not just present
     bars = browser.find_elements(By.CSS_SELECTOR, "#reasons rect.bar")
     assert [b.find_element(By.TAG_NAME, "title").get_attribute("textContent") for b in bars] == [
-        "Counts reviewed: 2", "(no coded reason): 1", "Already addressed: 1"]
+        "Counts reviewed: 2",
+        "(no coded reason): 1",
+        "Already addressed: 1",
+    ]
     assert bars[0].size["width"] > bars[1].size["width"] > 0
     rows = browser.find_elements(By.CSS_SELECTOR, "#numbers tr")
     assert rows[2].text.split()[:6] == ["LEUKOPENIA_MONITOR", "2025-W10", "5", "2", "2", "40%"]

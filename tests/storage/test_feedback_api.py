@@ -29,14 +29,18 @@ def issue(storage: Storage, *cards: dict[str, Any], patient: str = "Patient/123"
     storage.flush()
 
 
-@pytest.mark.parametrize("name", [
-    "feedback-accepted.json",
-    "feedback-overridden-with-reason.json",
-    "feedback-overridden-without-reason.json",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "feedback-accepted.json",
+        "feedback-overridden-with-reason.json",
+        "feedback-overridden-without-reason.json",
+    ],
+)
 def test_spec_example_bodies_are_stored(app: Flask, storage: Storage, name: str) -> None:
-    response = app.test_client().post(URL, data=(SPEC_EXAMPLES / name).read_text(),
-                                      content_type="application/json")
+    response = app.test_client().post(
+        URL, data=(SPEC_EXAMPLES / name).read_text(), content_type="application/json"
+    )
     assert response.status_code == 200
     assert response.get_json() == {}
     [row] = stored(storage)
@@ -51,9 +55,21 @@ def test_round_trip_keeps_every_field(app: Flask, storage: Storage) -> None:
     response = app.test_client().post(URL, json={"feedback": [item]})
     assert response.status_code == 200
     [row] = stored(storage)
-    assert (row.service_id, row.outcome, row.reason_code, row.reason_display, row.user_comment,
-            row.unknown_card) == (SERVICE_ID, "overridden", "already-addressed",
-                                  "Already addressed", "Repeat CBC booked", False)
+    assert (
+        row.service_id,
+        row.outcome,
+        row.reason_code,
+        row.reason_display,
+        row.user_comment,
+        row.unknown_card,
+    ) == (
+        SERVICE_ID,
+        "overridden",
+        "already-addressed",
+        "Already addressed",
+        "Repeat CBC booked",
+        False,
+    )
     assert row.outcome_at.isoformat() == "2025-03-03T09:00:00+00:00"
 
 
@@ -63,8 +79,7 @@ def test_accepted_suggestions_are_stored(app: Flask, storage: Storage) -> None:
     assert stored(storage)[0].accepted_suggestions == [item["acceptedSuggestions"][0]["id"]]
 
 
-def test_feedback_for_a_card_never_issued_is_kept_and_flagged(app: Flask,
-                                                              storage: Storage) -> None:
+def test_feedback_for_a_card_never_issued_is_kept_and_flagged(app: Flask, storage: Storage) -> None:
     response = app.test_client().post(URL, json={"feedback": [feedback_item("never-issued")]})
     assert response.status_code == 200
     [row] = stored(storage)
@@ -81,16 +96,31 @@ def test_duplicate_feedback_is_stored_once(app: Flask, storage: Storage) -> None
     assert len(stored(storage)) == 2
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ("not json", "the body must be JSON"),
-    (json.dumps({"feedback": []}), "'feedback' must be a non-empty array"),
-    (json.dumps({"feedback": [{"card": "x", "outcome": "accepted",
-                               "outcomeTimestamp": "2025-03-03T09:00:00Z"}]}),
-     "acceptedSuggestions is required"),
-    (json.dumps({"feedback": [{"card": "x", "outcome": "overridden"}]}), "outcomeTimestamp"),
-])
-def test_bad_bodies_get_400_with_the_reason(app: Flask, storage: Storage, data: str,
-                                            message: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("not json", "the body must be JSON"),
+        (json.dumps({"feedback": []}), "'feedback' must be a non-empty array"),
+        (
+            json.dumps(
+                {
+                    "feedback": [
+                        {
+                            "card": "x",
+                            "outcome": "accepted",
+                            "outcomeTimestamp": "2025-03-03T09:00:00Z",
+                        }
+                    ]
+                }
+            ),
+            "acceptedSuggestions is required",
+        ),
+        (json.dumps({"feedback": [{"card": "x", "outcome": "overridden"}]}), "outcomeTimestamp"),
+    ],
+)
+def test_bad_bodies_get_400_with_the_reason(
+    app: Flask, storage: Storage, data: str, message: str
+) -> None:
     response = app.test_client().post(URL, data=data, content_type="application/json")
     assert response.status_code == 400
     assert message in response.get_json()["error"]
@@ -104,8 +134,9 @@ def test_one_bad_item_stores_nothing(app: Flask, storage: Storage) -> None:
 
 
 def test_unknown_service_gets_404(app: Flask, storage: Storage) -> None:
-    response = app.test_client().post("/cds-services/no-such-service/feedback",
-                                      json={"feedback": [feedback_item("x")]})
+    response = app.test_client().post(
+        "/cds-services/no-such-service/feedback", json={"feedback": [feedback_item("x")]}
+    )
     assert response.status_code == 404
     assert "no-such-service" in response.get_json()["error"]
 
@@ -131,8 +162,12 @@ def test_concurrent_posts_lose_nothing(app: Flask, storage: Storage) -> None:
     def post(index: int) -> None:
         client = app.test_client()
         start.wait()
-        body = {"feedback": [feedback_item(f"card-{index}", code="counts-reviewed"),
-                             feedback_item("shared-card")]}  # the same item from every thread
+        body = {
+            "feedback": [
+                feedback_item(f"card-{index}", code="counts-reviewed"),
+                feedback_item("shared-card"),
+            ]
+        }  # the same item from every thread
         statuses.append(client.post(URL, json=body).status_code)
 
     threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
@@ -142,7 +177,8 @@ def test_concurrent_posts_lose_nothing(app: Flask, storage: Storage) -> None:
         thread.join()
     assert statuses == [200] * 20
     assert sorted(row.card_uuid for row in stored(storage)) == sorted(
-        [f"card-{i}" for i in range(20)] + ["shared-card"])
+        [f"card-{i}" for i in range(20)] + ["shared-card"]
+    )
 
 
 def test_database_down_gives_503_not_500() -> None:

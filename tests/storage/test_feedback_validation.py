@@ -27,36 +27,41 @@ def without(key: str) -> dict[str, Any]:
     return payload
 
 
-@pytest.mark.parametrize(("payload", "message"), [
-    ([], "JSON object"),
-    ({}, "'feedback' must be a non-empty array"),
-    ({"feedback": []}, "'feedback' must be a non-empty array"),
-    ({"feedback": {"card": CARD}}, "'feedback' must be a non-empty array"),
-    ({"feedback": ["x"]}, "feedback[0] must be an object"),
-    (without("card"), "feedback[0].card"),
-    (body(card=""), "feedback[0].card"),
-    (body(card=7), "feedback[0].card"),
-    (without("outcome"), "feedback[0].outcome must be one of accepted, overridden"),
-    (body(outcome="ignored"), "feedback[0].outcome must be one of accepted, overridden"),
-    (body(outcome="accepted"), "acceptedSuggestions is required when outcome is accepted"),
-    (body(outcome="accepted", acceptedSuggestions=[]), "acceptedSuggestions must be"),
-    (body(outcome="accepted", acceptedSuggestions=[{}]), "acceptedSuggestions must be"),
-    (body(outcome="accepted", acceptedSuggestions=["e56e"]), "acceptedSuggestions must be"),
-    (body(overrideReason="already addressed"), "overrideReason must be an object"),
-    (body(overrideReason={}), "must have a reason, a userComment or both"),
-    (body(overrideReason={"userComment": 3}), "userComment must be a string"),
-    (body(overrideReason={"reason": "x"}), "reason must be a Coding"),
-    (body(overrideReason={"reason": {"code": "x"}}), "'system' and 'code' strings"),
-    (body(overrideReason={"reason": {"system": "s"}}), "'system' and 'code' strings"),
-    (body(overrideReason={"reason": {"system": "s", "code": "c", "display": 1}}),
-     "reason.display must be a string"),
-    (without("outcomeTimestamp"), "outcomeTimestamp must be an RFC 3339 date-time"),
-    (body(outcomeTimestamp="2021-12-11"), "outcomeTimestamp must be an RFC 3339 date-time"),
-    (body(outcomeTimestamp="2021-12-11T10:05:31"), "RFC 3339"),  # no offset: ambiguous
-    (body(outcomeTimestamp="11/12/2021 10:05"), "RFC 3339"),
-    (body(outcomeTimestamp=1639217131), "RFC 3339"),
-    (body(outcomeTimestamp="2021-13-11T10:05:31Z"), "not a real date-time"),
-])
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([], "JSON object"),
+        ({}, "'feedback' must be a non-empty array"),
+        ({"feedback": []}, "'feedback' must be a non-empty array"),
+        ({"feedback": {"card": CARD}}, "'feedback' must be a non-empty array"),
+        ({"feedback": ["x"]}, "feedback[0] must be an object"),
+        (without("card"), "feedback[0].card"),
+        (body(card=""), "feedback[0].card"),
+        (body(card=7), "feedback[0].card"),
+        (without("outcome"), "feedback[0].outcome must be one of accepted, overridden"),
+        (body(outcome="ignored"), "feedback[0].outcome must be one of accepted, overridden"),
+        (body(outcome="accepted"), "acceptedSuggestions is required when outcome is accepted"),
+        (body(outcome="accepted", acceptedSuggestions=[]), "acceptedSuggestions must be"),
+        (body(outcome="accepted", acceptedSuggestions=[{}]), "acceptedSuggestions must be"),
+        (body(outcome="accepted", acceptedSuggestions=["e56e"]), "acceptedSuggestions must be"),
+        (body(overrideReason="already addressed"), "overrideReason must be an object"),
+        (body(overrideReason={}), "must have a reason, a userComment or both"),
+        (body(overrideReason={"userComment": 3}), "userComment must be a string"),
+        (body(overrideReason={"reason": "x"}), "reason must be a Coding"),
+        (body(overrideReason={"reason": {"code": "x"}}), "'system' and 'code' strings"),
+        (body(overrideReason={"reason": {"system": "s"}}), "'system' and 'code' strings"),
+        (
+            body(overrideReason={"reason": {"system": "s", "code": "c", "display": 1}}),
+            "reason.display must be a string",
+        ),
+        (without("outcomeTimestamp"), "outcomeTimestamp must be an RFC 3339 date-time"),
+        (body(outcomeTimestamp="2021-12-11"), "outcomeTimestamp must be an RFC 3339 date-time"),
+        (body(outcomeTimestamp="2021-12-11T10:05:31"), "RFC 3339"),  # no offset: ambiguous
+        (body(outcomeTimestamp="11/12/2021 10:05"), "RFC 3339"),
+        (body(outcomeTimestamp=1639217131), "RFC 3339"),
+        (body(outcomeTimestamp="2021-13-11T10:05:31Z"), "not a real date-time"),
+    ],
+)
 def test_invalid_feedback_is_refused_with_the_rule_it_breaks(payload: Any, message: str) -> None:
     with pytest.raises(FeedbackError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_feedback(payload)
@@ -69,11 +74,14 @@ def test_error_names_the_item_that_is_wrong() -> None:
         parse_feedback(payload)
 
 
-@pytest.mark.parametrize("name", [
-    "feedback-accepted.json",
-    "feedback-overridden-with-reason.json",
-    "feedback-overridden-without-reason.json",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "feedback-accepted.json",
+        "feedback-overridden-with-reason.json",
+        "feedback-overridden-without-reason.json",
+    ],
+)
 def test_spec_examples_are_valid(name: str) -> None:
     items = parse_feedback(json.loads((SPEC_EXAMPLES / name).read_text()))
     assert len(items) == 1

@@ -37,19 +37,22 @@ def test_sqlite_folder_is_created(tmp_path: Path) -> None:
     assert database.exists()
 
 
-@pytest.mark.parametrize(("overrides", "setting"), [
-    ({"DATABASE_URL": "mysql://x"}, "CDS_DATABASE_URL"),
-    ({"DATABASE_URL": "sqlite:///:memory:"}, "CDS_DATABASE_URL"),
-    ({"DATABASE_TIMEOUT_SECONDS": 0}, "CDS_DATABASE_TIMEOUT_SECONDS"),
-    ({"SNOOZE_DAYS": -1}, "CDS_SNOOZE_DAYS"),
-    ({"SNOOZE_DAYS": True}, "CDS_SNOOZE_DAYS"),
-    ({"CARD_HISTORY_QUEUE_SIZE": "many"}, "CDS_CARD_HISTORY_QUEUE_SIZE"),
-    ({"SNOOZE_REASON_CODES": "already-addressed"}, "CDS_SNOOZE_REASON_CODES"),
-    ({"SNOOZE_REASON_SYSTEM": ""}, "CDS_SNOOZE_REASON_SYSTEM"),
-    ({"ADMIN_USER": ""}, "CDS_ADMIN_USER"),
-    ({"ADMIN_PASSWORD": 1234}, "CDS_ADMIN_PASSWORD"),
-    (production(ADMIN_PASSWORD="short"), "CDS_ADMIN_PASSWORD"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"DATABASE_URL": "mysql://x"}, "CDS_DATABASE_URL"),
+        ({"DATABASE_URL": "sqlite:///:memory:"}, "CDS_DATABASE_URL"),
+        ({"DATABASE_TIMEOUT_SECONDS": 0}, "CDS_DATABASE_TIMEOUT_SECONDS"),
+        ({"SNOOZE_DAYS": -1}, "CDS_SNOOZE_DAYS"),
+        ({"SNOOZE_DAYS": True}, "CDS_SNOOZE_DAYS"),
+        ({"CARD_HISTORY_QUEUE_SIZE": "many"}, "CDS_CARD_HISTORY_QUEUE_SIZE"),
+        ({"SNOOZE_REASON_CODES": "already-addressed"}, "CDS_SNOOZE_REASON_CODES"),
+        ({"SNOOZE_REASON_SYSTEM": ""}, "CDS_SNOOZE_REASON_SYSTEM"),
+        ({"ADMIN_USER": ""}, "CDS_ADMIN_USER"),
+        ({"ADMIN_PASSWORD": 1234}, "CDS_ADMIN_PASSWORD"),
+        (production(ADMIN_PASSWORD="short"), "CDS_ADMIN_PASSWORD"),
+    ],
+)
 def test_bad_storage_settings_are_refused(overrides: dict[str, object], setting: str) -> None:
     with pytest.raises(ConfigError, match=setting):
         make_config("sqlite:///x.sqlite3", **overrides)

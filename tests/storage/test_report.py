@@ -59,31 +59,47 @@ def seed_history(app: Flask, clock: Clock) -> None:
     storage.flush()
     reviewed = feedback_item(week11[0], code="counts-reviewed", timestamp="2025-03-10T10:00:00Z")
     del reviewed["overrideReason"]["reason"]["display"]  # display is optional in feedback
-    feedback(reviewed, feedback_item(week11[1], code="counts-reviewed",
-                                     timestamp="2025-03-10T10:00:00Z"))
+    feedback(
+        reviewed, feedback_item(week11[1], code="counts-reviewed", timestamp="2025-03-10T10:00:00Z")
+    )
 
 
 EXPECTED = [
-    RuleWeekStats("CBC_STALE", "2025-W11", shown=1, accepted=0, overridden=0,
-                  override_reasons=()),
-    RuleWeekStats("LEUKOPENIA_MONITOR", "2025-W10", shown=5, accepted=2, overridden=2,
-                  override_reasons=(ReasonCount(NO_REASON, NO_REASON, 1),
-                                    ReasonCount("already-addressed", "Already addressed", 1))),
-    RuleWeekStats("LEUKOPENIA_MONITOR", "2025-W11", shown=2, accepted=0, overridden=2,
-                  override_reasons=(ReasonCount("counts-reviewed", "Counts reviewed", 2),)),
+    RuleWeekStats("CBC_STALE", "2025-W11", shown=1, accepted=0, overridden=0, override_reasons=()),
+    RuleWeekStats(
+        "LEUKOPENIA_MONITOR",
+        "2025-W10",
+        shown=5,
+        accepted=2,
+        overridden=2,
+        override_reasons=(
+            ReasonCount(NO_REASON, NO_REASON, 1),
+            ReasonCount("already-addressed", "Already addressed", 1),
+        ),
+    ),
+    RuleWeekStats(
+        "LEUKOPENIA_MONITOR",
+        "2025-W11",
+        shown=2,
+        accepted=0,
+        overridden=2,
+        override_reasons=(ReasonCount("counts-reviewed", "Counts reviewed", 2),),
+    ),
 ]
 
 
-def test_report_counts_each_card_once_with_its_latest_outcome(app: Flask, storage: Storage,
-                                                              clock: Clock) -> None:
+def test_report_counts_each_card_once_with_its_latest_outcome(
+    app: Flask, storage: Storage, clock: Clock
+) -> None:
     seed_history(app, clock)
     stats = feedback_report(storage)
     assert stats == EXPECTED
     assert [s.acceptance_rate for s in stats] == [0.0, 0.4, 0.0]
 
 
-def test_since_limits_the_report_to_cards_shown_from_that_day(app: Flask, storage: Storage,
-                                                             clock: Clock) -> None:
+def test_since_limits_the_report_to_cards_shown_from_that_day(
+    app: Flask, storage: Storage, clock: Clock
+) -> None:
     seed_history(app, clock)
     assert feedback_report(storage, since=date(2025, 3, 10)) == [EXPECTED[0], EXPECTED[2]]
     assert feedback_report(storage, since=date(2025, 3, 17)) == []
@@ -93,24 +109,42 @@ def test_renderings(app: Flask, storage: Storage, clock: Clock) -> None:
     seed_history(app, clock)
     stats = feedback_report(storage)
     text = render_text(stats).splitlines()
-    assert text[0].split() == ["rule", "week", "shown", "accepted", "overridden", "acceptance",
-                               "override", "reasons"]
+    assert text[0].split() == [
+        "rule",
+        "week",
+        "shown",
+        "accepted",
+        "overridden",
+        "acceptance",
+        "override",
+        "reasons",
+    ]
     assert text[2].split()[:6] == ["LEUKOPENIA_MONITOR", "2025-W10", "5", "2", "2", "40%"]
     assert "Already addressed: 1" in text[2]
     rows = list(csv.DictReader(io.StringIO(render_csv(stats))))
-    assert rows[1] == {"rule_id": "LEUKOPENIA_MONITOR", "week": "2025-W10", "shown": "5",
-                       "accepted": "2", "overridden": "2", "acceptance_rate": "0.4000",
-                       "override_reasons": f"{NO_REASON}=1; already-addressed=1"}
+    assert rows[1] == {
+        "rule_id": "LEUKOPENIA_MONITOR",
+        "week": "2025-W10",
+        "shown": "5",
+        "accepted": "2",
+        "overridden": "2",
+        "acceptance_rate": "0.4000",
+        "override_reasons": f"{NO_REASON}=1; already-addressed=1",
+    }
 
 
-def test_report_main_reads_the_database_named_by_url(app: Flask, storage: Storage, clock: Clock,
-                                                     database_url: str) -> None:
+def test_report_main_reads_the_database_named_by_url(
+    app: Flask, storage: Storage, clock: Clock, database_url: str
+) -> None:
     seed_history(app, clock)
     data = json.loads(report_main(database_url, "json", date(2025, 3, 10)))
     assert [(d["rule_id"], d["week"], d["overridden"], d["acceptance_rate"]) for d in data] == [
-        ("CBC_STALE", "2025-W11", 0, 0.0), ("LEUKOPENIA_MONITOR", "2025-W11", 2, 0.0)]
+        ("CBC_STALE", "2025-W11", 0, 0.0),
+        ("LEUKOPENIA_MONITOR", "2025-W11", 2, 0.0),
+    ]
     assert data[1]["override_reasons"] == [
-        {"code": "counts-reviewed", "display": "Counts reviewed", "count": 2}]
+        {"code": "counts-reviewed", "display": "Counts reviewed", "count": 2}
+    ]
 
 
 def test_report_of_an_empty_database(tmp_path: Any) -> None:

@@ -25,15 +25,22 @@ URL = f"/cds-services/{SERVICE_ID}/feedback"
 PATIENT = "Patient/sle-mmf-7"
 
 
-def show_and_override(app: Flask, rule_id: str, code: str | None, clock: Clock,
-                      patient: str = PATIENT, indicator: str = "warning",
-                      service_id: str = SERVICE_ID) -> None:
+def show_and_override(
+    app: Flask,
+    rule_id: str,
+    code: str | None,
+    clock: Clock,
+    patient: str = PATIENT,
+    indicator: str = "warning",
+    service_id: str = SERVICE_ID,
+) -> None:
     storage: Storage = app.extensions["cds_storage"]
     card = make_card(rule_id, indicator)
     storage.record_cards(service_id, "patient-view", "h", patient, [card], "v")
     storage.flush()
-    item = feedback_item(card["uuid"], code=code,
-                         timestamp=clock.now.isoformat().replace("+00:00", "Z"))
+    item = feedback_item(
+        card["uuid"], code=code, timestamp=clock.now.isoformat().replace("+00:00", "Z")
+    )
     response = app.test_client().post(URL, json={"feedback": [item]})
     assert response.status_code == 200
 
@@ -65,29 +72,30 @@ def test_snooze_expires_after_snooze_days(app: Flask, storage: Storage, clock: C
     _, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)
     assert rules(suppressed) == ["LEUKOPENIA_MONITOR"]
     clock.advance(seconds=1)
-    shown, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID,
-                                               PATIENT)
+    shown, suppressed = storage.filter_snoozed(
+        [make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT
+    )
     assert (rules(shown), suppressed) == (["LEUKOPENIA_MONITOR"], [])
 
 
 def test_critical_cards_are_never_snoozed(app: Flask, storage: Storage, clock: Clock) -> None:
-    show_and_override(app, "FEBRILE_NEUTROPENIA", "already-addressed", clock,
-                      indicator="critical")
+    show_and_override(app, "FEBRILE_NEUTROPENIA", "already-addressed", clock, indicator="critical")
     shown, suppressed = storage.filter_snoozed(
-        [make_card("FEBRILE_NEUTROPENIA", "critical")], SERVICE_ID, PATIENT)
+        [make_card("FEBRILE_NEUTROPENIA", "critical")], SERVICE_ID, PATIENT
+    )
     assert (rules(shown), suppressed) == (["FEBRILE_NEUTROPENIA"], [])
 
 
 @pytest.mark.parametrize("code", [None, "benefit-outweighs-risk"])
-def test_other_overrides_do_not_snooze(app: Flask, storage: Storage, clock: Clock,
-                                       code: str | None) -> None:
+def test_other_overrides_do_not_snooze(
+    app: Flask, storage: Storage, clock: Clock, code: str | None
+) -> None:
     show_and_override(app, "LEUKOPENIA_MONITOR", code, clock)
     _, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)
     assert suppressed == []
 
 
-def test_snooze_is_per_patient_service_and_rule(app: Flask, storage: Storage,
-                                                clock: Clock) -> None:
+def test_snooze_is_per_patient_service_and_rule(app: Flask, storage: Storage, clock: Clock) -> None:
     show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
     card = make_card("LEUKOPENIA_MONITOR")
     assert storage.filter_snoozed([card], SERVICE_ID, "Patient/other")[1] == []
@@ -106,8 +114,12 @@ def test_accepted_feedback_does_not_snooze(app: Flask, storage: Storage, clock: 
 
 def test_snooze_codes_and_days_are_settings(database_url: str, clock: Clock) -> None:
     app = Flask(__name__)
-    storage = init_app(app, make_config(database_url, SNOOZE_REASON_CODES=["duffy-null"],
-                                        SNOOZE_DAYS=30), {SERVICE_ID}, clock=clock)
+    storage = init_app(
+        app,
+        make_config(database_url, SNOOZE_REASON_CODES=["duffy-null"], SNOOZE_DAYS=30),
+        {SERVICE_ID},
+        clock=clock,
+    )
     try:
         show_and_override(app, "NEUTROPENIA_MODERATE", "duffy-null", clock)
         show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
@@ -127,8 +139,11 @@ def test_a_client_clock_in_the_future_cannot_stretch_the_snooze(
     card = make_card("LEUKOPENIA_MONITOR")
     storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT, [card], "v")
     storage.flush()
-    item = feedback_item(card["uuid"], code="already-addressed",
-                         timestamp=clock.now.isoformat().replace("+00:00", "Z"))
+    item = feedback_item(
+        card["uuid"],
+        code="already-addressed",
+        timestamp=clock.now.isoformat().replace("+00:00", "Z"),
+    )
     clock.now = real_now
     assert app.test_client().post(URL, json={"feedback": [item]}).status_code == 200
     clock.advance(days=8)

@@ -36,8 +36,10 @@ def upgrade() -> None:
     op.create_table(
         "cds_card_feedback",
         sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            primary_key=True, autoincrement=True,
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
         ),
         sa.Column("service_id", sa.String(200), nullable=False),
         sa.Column("card_uuid", sa.String(64), nullable=False),
@@ -50,9 +52,7 @@ def upgrade() -> None:
         sa.Column("user_comment", sa.Text(), nullable=True),
         sa.Column("unknown_card", sa.Boolean(), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
-        sa.UniqueConstraint(
-            "card_uuid", "outcome", "outcome_at", name="uq_cds_card_feedback_once"
-        ),
+        sa.UniqueConstraint("card_uuid", "outcome", "outcome_at", name="uq_cds_card_feedback_once"),
     )
     op.create_index("ix_cds_card_feedback_card_uuid", "cds_card_feedback", ["card_uuid"])
 
