@@ -34,6 +34,8 @@ def _read_json() -> Any:
         raise BadRequest("Content-Type must be application/json", status=415)
     try:
         body = json.loads(request.get_data(cache=False) or b"")
+    except RecursionError as exc:
+        raise BadRequest("the request body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the request body is not valid JSON") from exc
     if not json_depth_ok(body):
