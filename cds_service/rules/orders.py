@@ -369,7 +369,10 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     names = ", ".join(dict.fromkeys(d.ingredient.display for d in drugs))
     evidence = [d.describe() for d in drugs]
     latest_wbc = record.latest("wbc")
-    evidence.append(f"Last WBC {latest_wbc.describe()}" if latest_wbc else "No WBC result on file.")
+    if latest_wbc is None:
+        evidence.append("No WBC result on file.")
+    elif latest_wbc not in lows:
+        evidence.append(f"Last WBC {latest_wbc.describe()}")
     evidence += [
         f"Last {c.analyte.upper()} was low ({fmt(c.value)} x10^9/L on {c.time:%Y-%m-%d}) "
         "and has not been repeated"
