@@ -58,9 +58,7 @@ def test_allopurinol_scenario_offers_a_third_of_the_azathioprine_dose(client) ->
     entry = next(e for e in order_scenarios() if "allopurinol" in e["name"])
     _, body = call(client, load_request(entry))
     card = cards_by_rule(body["cards"])["ORDER_MYELOTOXIC_LOW_COUNTS"]
-    updates = [
-        (s, a) for s in card["suggestions"] for a in s["actions"] if a["type"] == "update"
-    ]
+    updates = [(s, a) for s in card["suggestions"] for a in s["actions"] if a["type"] == "update"]
     assert len(updates) == 1
     suggestion, action = updates[0]
     dose = action["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
