@@ -42,6 +42,7 @@ OVERRIDE_REASONS = {
     "benefit-outweighs-risk": "Benefit outweighs risk",
     "duffy-null": "Patient is Duffy-null (known low neutrophil count)",
     "data-incorrect": "The data shown are incorrect",
+    "hematology-advised": "Advised by hematology",
 }
 
 _ORDERABLES = {
@@ -94,13 +95,23 @@ def _order_suggestion(
     )
 
 
-def _draft_suggestion(change: DraftOrderChange) -> dict[str, Any]:
+def _draft_suggestion(
+    change: DraftOrderChange, finding: Finding, patient_id: str, knowledge: Knowledge
+) -> dict[str, Any]:
     action: dict[str, Any] = {"type": change.kind, "description": change.label}
     if change.kind == "delete":
         action["resourceId"] = change.resource_id
     else:
         action["resource"] = change.resource
-    return _suggestion(change.label, [action], change.recommended)
+    creates = [
+        {
+            "type": "create",
+            "description": order.label,
+            "resource": _service_request(order, patient_id, knowledge, RULE_NAMES[finding.rule]),
+        }
+        for order in change.with_orders
+    ]
+    return _suggestion(change.label, [action, *creates], change.recommended)
 
 
 def _detail(finding: Finding, knowledge: Knowledge) -> str:
@@ -141,7 +152,9 @@ def render_card(finding: Finding, patient_id: str, knowledge: Knowledge) -> dict
             },
         },
     }
-    suggestions = [_draft_suggestion(c) for c in finding.draft_changes]
+    suggestions = [
+        _draft_suggestion(c, finding, patient_id, knowledge) for c in finding.draft_changes
+    ]
     suggestions += [_order_suggestion(o, finding, patient_id, knowledge) for o in finding.orders]
     if suggestions:
         card["suggestions"] = suggestions

@@ -6,6 +6,8 @@ shipped product table; anything that cannot be computed is said, never guessed.
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,3 +95,68 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         return DailyDose(None, f"{dose_text} with no usable frequency")
     per_day = dose_mg * frequency / (period * _PERIOD_DAYS[period_unit])
     return DailyDose(per_day, f"{dose_text} x {frequency:g} per {period:g} {period_unit}")
+
+
+@dataclass(frozen=True)
+class ReducedOrder:
+    """A copy of a draft medication order with every dose scaled down (an `update` action
+    carries the whole resource)."""
+
+    resource: dict[str, Any]
+    fraction: float  # the reduction actually applied (after rounding to a practical dose)
+    description: str  # e.g. "1 tablet (was 2 tablet)"
+
+
+def _practical(value: float, unit: str) -> float:
+    """Round down to a dose that can be given: half tablets, whole milligrams."""
+    step = 0.5 if unit in _TABLET_UNITS else 1.0
+    return math.floor(value / step + 1e-9) * step
+
+
+def _dose_quantities(dosage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dose quantities of one Dosage, in the R4 shape or the known erroneous ones."""
+    dose_and_rate = dosage.get("doseAndRate")
+    if isinstance(dose_and_rate, dict):  # a known error in published R4 examples
+        dose_and_rate = [dose_and_rate]
+    found = []
+    for entry in dose_and_rate if isinstance(dose_and_rate, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("doseQuantity"), dict):
+            found.append(entry["doseQuantity"])
+        dose_range = entry.get("doseRange")
+        if isinstance(dose_range, dict):
+            found += [dose_range[k] for k in ("low", "high") if isinstance(dose_range.get(k), dict)]
+    if isinstance(dosage.get("doseQuantity"), dict):  # STU3 shape sent as R4
+        found.append(dosage["doseQuantity"])
+    return [q for q in found if isinstance(q.get("value"), int | float)]
+
+
+def reduced_order(resource: Mapping[str, Any], fraction: float) -> ReducedOrder | None:
+    """The order with each dose cut to at most `fraction` of itself, or None when no dose can
+    be read or the rounded dose would be zero (then only the text can advise a reduction)."""
+    order = copy.deepcopy(dict(resource))
+    dosages = order.get("dosageInstruction")
+    quantities = [
+        (dosage, q)
+        for dosage in (dosages if isinstance(dosages, list) else [])
+        if isinstance(dosage, dict)
+        for q in _dose_quantities(dosage)
+    ]
+    if not quantities:
+        return None
+    first_old = first_new = None
+    changed: list[tuple[dict[str, Any], str]] = []
+    for dosage, quantity in quantities:
+        old = float(quantity["value"])
+        new = _practical(old * fraction, _unit(quantity))
+        if new <= 0:
+            return None
+        quantity["value"] = int(new) if new.is_integer() else new
+        unit = str(quantity.get("unit") or quantity.get("code") or "")
+        if first_old is None:
+            first_old, first_new = old, new
+        changed.append((dosage, f"{new:g} {unit} per dose (reduced from {old:g} {unit})"))
+    for dosage, text in changed:
+        dosage["text"] = f"{text}; timing as ordered"
+    return ReducedOrder(order, first_new / first_old, changed[0][1])

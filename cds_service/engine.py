@@ -9,15 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.cards import render_card
+from cds_service.fhir_bundles import flatten
 from cds_service.fhir_data import gather
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import HookRequest
-from cds_service.record import PatientRecord, build_record
+from cds_service.record import PatientRecord, build_record, names_other_patient
 from cds_service.rules import evaluate_rules
 from cds_service.rules.base import Finding
 from cds_service.services import ServiceDefinition
 
-_SUBJECT_FIELDS = ("subject", "patient")
+ORDER_HOOKS = ("order-select", "order-sign")
 
 
 @dataclass
@@ -27,19 +28,6 @@ class Evaluation:
     cards: list[dict[str, Any]]
 
 
-def _other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
-    """True when a resource names a different patient than the one in context."""
-    if resource.get("resourceType") == "Patient":
-        return bool(resource.get("id")) and resource.get("id") != patient_id
-    for field in _SUBJECT_FIELDS:
-        reference = resource.get(field)
-        if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
-            parts = reference["reference"].rstrip("/").split("/")
-            if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
-                return True
-    return False
-
-
 def evaluate(
     service: ServiceDefinition,
     request: HookRequest,
@@ -47,6 +35,10 @@ def evaluate(
     config: Mapping[str, Any],
     now: datetime,
 ) -> Evaluation:
+    draft_bundle = request.context.get("draftOrders") if service.hook in ORDER_HOOKS else None
+    # order-select evaluates only the selected drafts; order-sign every draft (spec §3).
+    selections = request.context.get("selections") if service.hook == "order-select" else None
+    drafts = flatten(draft_bundle)
     data = gather(
         service.prefetch,
         request.context,
@@ -54,9 +46,10 @@ def evaluate(
         request.fhir_server,
         request.access_token,
         config,
+        context_resources=drafts,
     )
     resources = data.all_resources()
-    mine = [r for r in resources if not _other_patient(r, request.patient_id)]
+    mine = [r for r in resources if not names_other_patient(r, request.patient_id)]
     unavailable = dict(data.unavailable)
     unavailable.update(
         {key: f"may be incomplete: {reason}" for key, reason in data.incomplete.items()}
@@ -66,7 +59,16 @@ def evaluate(
         unavailable["other-patient"] = (
             f"{len(resources) - len(mine)} resources for a different patient were ignored"
         )
-    record = build_record(mine, request.patient_id, now, knowledge, unavailable)
+    draft_medications = [r for r in drafts if r.get("resourceType") == "Medication"]
+    record = build_record(
+        mine + draft_medications,
+        request.patient_id,
+        now,
+        knowledge,
+        unavailable,
+        draft_orders=draft_bundle,
+        selections=list(selections) if isinstance(selections, list) else None,
+    )
     findings = evaluate_rules(record, knowledge, service.hook, service.rules)
     cards = [render_card(f, request.patient_id, knowledge) for f in findings]
     return Evaluation(record, findings, cards)

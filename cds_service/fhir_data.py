@@ -124,15 +124,25 @@ def _resolve_medications(
     server: FhirServer | None,
     deadline: float,
     config: Mapping[str, Any],
+    context_resources: list[FhirResource],
 ) -> None:
-    """Adds the Medications referred to but not yet gathered under MEDICATIONS_KEY."""
-    resources = gathered.all_resources() + included
+    """Adds the Medications referred to but not yet gathered under MEDICATIONS_KEY.
+
+    A draft order's Medication that cannot be fetched for want of FHIR access is not reported
+    here: its reference's display still names the drug, and the record says when it does not."""
+    gathered_resources = gathered.all_resources() + included
+    resources = gathered_resources + context_resources
     known = {r.get("id") for r in resources if r.get("resourceType") == "Medication"}
+    drafts_only = medication_references(context_resources) - medication_references(
+        gathered_resources
+    )
     urls: set[str] = set()
     problems: list[str] = []
     for reference in medication_references(resources):
         match = MEDICATION_REFERENCE.fullmatch(reference)
         if match and match["id"] in known:
+            continue
+        if reference in drafts_only and (server is None or match is None):
             continue
         if match is None:
             problems.append("a reference that cannot be resolved")
@@ -168,10 +178,12 @@ def gather(
     fhir_server: str | None,
     access_token: str | None,
     config: Mapping[str, Any],
+    context_resources: Iterable[FhirResource] = (),
 ) -> GatheredData:
     """Resources per prefetch key, from the prefetch and from `fhir_server`; keys that could
     not be obtained are in `unavailable`. Raises PreconditionFailed (and nothing else) when a
-    key is absent and the request gives no way to fetch it, or when no data arrived at all."""
+    key is absent and the request gives no way to fetch it, or when no data arrived at all.
+    `context_resources` (the order hooks' draft orders) have their Medications resolved too."""
     deadline = monotonic() + config["FHIR_DEADLINE_SECONDS"]
     prefetch = prefetch or {}
     try:
@@ -240,6 +252,7 @@ def gather(
         server,
         deadline,
         config,
+        list(context_resources),
     )
     _log_summary(len(tasks), gathered)
     return gathered

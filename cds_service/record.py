@@ -151,6 +151,19 @@ class DrugExposure:
 
 
 @dataclass(frozen=True)
+class DraftOrder:
+    """One order of `context.draftOrders` (order-select, order-sign). A draft is the order being
+    written, never current exposure (clinical spec §2.1); only its medication orders are read."""
+
+    resource_type: str
+    resource_id: str | None  # "MedicationRequest/123"; None when the draft has no id
+    evaluated: bool  # order-select: named in `selections`; order-sign: every draft
+    medications: tuple[MedicationRecord, ...]  # one per known ingredient; () if none
+    display: str
+    raw: Raw = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LupusDiagnosis:
     kind: str  # sle | drug-induced | unspecified
     suspected: bool
@@ -180,6 +193,8 @@ class PatientRecord:
     pharmacogenomics: list[PharmacogenomicResult] = field(default_factory=list)
     duffy_null: bool = False
     unavailable: dict[str, str] = field(default_factory=dict)
+    draft_orders: list[DraftOrder] = field(default_factory=list)
+    draft_notes: list[str] = field(default_factory=list)  # what could not be read, and why
 
     def series(self, analyte: str, include_preliminary: bool = False) -> list[Count]:
         """Qualifying results of one analyte, newest first."""
@@ -214,9 +229,32 @@ class PatientRecord:
         """Clinical spec §2.2: counted SLE, or a current or recent tier A/B drug."""
         return self.lupus is not None or bool(self.immunosuppressants())
 
+    def evaluated_drafts(self) -> list[DraftOrder]:
+        return [d for d in self.draft_orders if d.evaluated]
+
+    @property
+    def in_scope_for_orders(self) -> bool:
+        """An evaluated draft for a tier A/B drug brings the patient in scope for the order
+        rules (the patient-state rules keep §2.2 scope: a draft is not exposure)."""
+        drugs = [m.ingredient for d in self.evaluated_drafts() for m in d.medications]
+        return self.in_scope or any(i.is_immunosuppressant for i in drugs)
+
 
 # ---------------------------------------------------------------------------------------------
 # Building
+
+
+def names_other_patient(resource: Raw, patient_id: str) -> bool:
+    """True when a resource names a different patient than the one in context."""
+    if resource.get("resourceType") == "Patient":
+        return bool(resource.get("id")) and resource.get("id") != patient_id
+    for key in ("subject", "patient"):
+        reference = resource.get(key)
+        if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
+            parts = reference["reference"].rstrip("/").split("/")
+            if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+                return True
+    return False
 
 
 def _validated(resource: Raw) -> str | None:
@@ -656,6 +694,7 @@ class _RecordBuilder:
         return ({"text": display} if display else None), display
 
     def medication(self, resource: Raw, draft_allowed: bool = False) -> list[MedicationRecord]:
+        """The drugs of one medication resource; `draft_allowed` = it comes from draftOrders."""
         kind = resource.get("resourceType")
         status = str(resource.get("status") or "")
         exposure = _exposure_of(kind, status, draft_allowed)
@@ -746,6 +785,70 @@ class _RecordBuilder:
             dose_increased_recently=_dose_increased(meds, now - new_window),
         )
 
+    # -- draft orders (order hooks) --------------------------------------------------------
+
+    def draft_orders(self, bundle: Any, selections: list[str] | None) -> None:
+        """Read `context.draftOrders` leniently: every entry is looked at, medication orders
+        are matched like any other medication, and what cannot be read becomes a note for
+        DATA_QUALITY instead of an error. `selections` None = every draft is evaluated."""
+        entries = bundle.get("entry") if isinstance(bundle, Mapping) else None
+        known: set[str] = set()
+        for position, entry in enumerate(entries if isinstance(entries, list) else [], 1):
+            resource = entry.get("resource") if isinstance(entry, Mapping) else None
+            kind = resource.get("resourceType") if isinstance(resource, Mapping) else None
+            if not isinstance(kind, str):
+                self.record.draft_notes.append(
+                    f"draftOrders entry {position} holds no FHIR resource: not evaluated"
+                )
+                continue
+            if kind == "Medication":
+                continue  # referred to by a draft; resolved through medicationReference
+            if names_other_patient(resource, self.record.patient_id):
+                self.record.draft_notes.append(f"a draft {kind} names a different patient: ignored")
+                continue
+            resource_id = (
+                f"{kind}/{resource['id']}"
+                if isinstance(resource.get("id"), str) and resource["id"]
+                else None
+            )
+            if resource_id:
+                known.add(resource_id)
+            evaluated = selections is None or resource_id in selections
+            medications: tuple[MedicationRecord, ...] = ()
+            display = kind
+            if kind == "MedicationRequest":
+                concept, display = self.medication_concept(resource)
+                medications = tuple(self.medication(resource, draft_allowed=True))
+                where = resource_id or f"draftOrders entry {position}"
+                if concept is None:
+                    self.record.draft_notes.append(
+                        f"{where}: the medication could not be identified (no code, no text, "
+                        "and its Medication was not available)"
+                    )
+                self._note_unreadable_dose(where, medications)
+            self.record.draft_orders.append(
+                DraftOrder(kind, resource_id, evaluated, medications, display or kind, resource)
+            )
+        for selection in selections or []:
+            if selection not in known:
+                self.record.draft_notes.append(
+                    f"selection {selection[:80]} is not among the draft orders: not evaluated"
+                )
+
+    def _note_unreadable_dose(self, where: str, medications: tuple[MedicationRecord, ...]) -> None:
+        """A marrow-toxic draft whose dose is stated but cannot be read (a dose left out is
+        normal at order-select and is said on the card itself)."""
+        for med in medications[:1]:
+            dose = med.dose
+            if (
+                med.ingredient.is_tier_a
+                and dose.mg_per_day is None
+                and dose.description not in ("no dosage instructions", "dose not stated")
+            ):
+                self.record.draft_notes.append(
+                    f"{where} ({med.display}): dose could not be read: {dose.description}"
+                )
+
     # -- everything -----------------------------------------------------------------------
 
     def build(self) -> PatientRecord:
@@ -782,7 +885,13 @@ def _condition_counts(condition: Raw) -> bool | None:
     return None  # differential, refuted, entered-in-error
 
 
+_NOT_ORDERED = {"cancelled", "entered-in-error", "completed", "stopped"}
+
+
 def _exposure_of(kind: Any, status: str, draft_allowed: bool) -> str | None:
+    if draft_allowed:
+        # An order being written (order-sign 1.1.0 also re-signs active orders).
+        return None if status in _NOT_ORDERED else "draft"
     if kind == "MedicationAdministration":
         return "administered" if status == "completed" else None
     if status == "unknown":
@@ -790,7 +899,7 @@ def _exposure_of(kind: Any, status: str, draft_allowed: bool) -> str | None:
     if status in ("stopped", "completed"):
         return "past"
     if status == "draft":
-        return "draft" if draft_allowed else None
+        return None  # a draft outside draftOrders is nobody's exposure
     current = {"active", "on-hold"} | ({"intended"} if kind == "MedicationStatement" else set())
     return "current" if status in current else None
 
@@ -859,7 +968,14 @@ def build_record(
     now: datetime,
     knowledge: Knowledge,
     unavailable: Mapping[str, str] | None = None,
+    draft_orders: Any = None,
+    selections: list[str] | None = None,
 ) -> PatientRecord:
-    record = _RecordBuilder(knowledge, now, patient_id, resources).build()
+    """`draft_orders` is the order hooks' `context.draftOrders` Bundle (its Medication entries
+    must be among `resources` to resolve references); `selections` None = all evaluated."""
+    builder = _RecordBuilder(knowledge, now, patient_id, resources)
+    record = builder.build()
+    if draft_orders is not None:
+        builder.draft_orders(draft_orders, selections)
     record.unavailable = dict(unavailable or {})
     return record

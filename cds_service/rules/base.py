@@ -30,6 +30,9 @@ class DraftOrderChange:
     label: str
     resource: dict | None = None  # the whole updated resource for `update`
     recommended: bool = False
+    # Orders created in the same suggestion (its actions are one transaction), e.g. cancel the
+    # draft and order a CBC: the CDS Hooks "propose alternate request" pattern.
+    with_orders: tuple[SuggestedOrder, ...] = ()
 
 
 @dataclass

@@ -19,6 +19,9 @@ from cds_service.rules.assessments import (
 )
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 
+# Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
+REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
+
 CYTOPENIA_RULES = (
     "FEBRILE_NEUTROPENIA",
     "NEUTROPENIA_SEVERE",
@@ -220,7 +223,7 @@ def thiopurine_pgx_finding(
     """The THIOPURINE_PGX card for these thiopurines, shared with the order hooks."""
     results = ctx.record.pharmacogenomics
     evidence = [f"Thiopurine: {described}"]
-    reduced = [r for r in results if r.phenotype in ("intermediate", "poor", "low activity")]
+    reduced = [r for r in results if r.phenotype in REDUCED_PHENOTYPES]
     bare = [r for r in results if r.phenotype is None]
     recommendations = [
         "CPIC: intermediate metabolizer, start at 30-80% of the normal dose; TPMT and NUDT15 "

@@ -19,7 +19,8 @@ def stale_window_days(ctx: RuleContext, exposure: DrugExposure) -> float:
     return float(per_drug.get("established", ctx.threshold("stale_cbc_days")))
 
 
-def _low(count: Count, ctx: RuleContext) -> bool:
+def is_low_count(count: Count, ctx: RuleContext) -> bool:
+    """Low for monitoring: WBC < 4.0 (or the LLN), ANC < 1.5, ALC < 0.5."""
     if count.analyte == "wbc":
         return is_low_wbc(count, ctx.knowledge)
     if count.analyte == "anc":
@@ -43,7 +44,11 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     current_days = ctx.threshold("current_days")
     for analyte in ("wbc", "anc", "alc"):
         latest = record.latest(analyte)
-        if latest and days_between(latest.time, record.now) > current_days and _low(latest, ctx):
+        if (
+            latest
+            and days_between(latest.time, record.now) > current_days
+            and is_low_count(latest, ctx)
+        ):
             reasons.append(
                 f"last {analyte.upper()} was low ({fmt(latest.value)} x10^9/L, "
                 f"{day(latest.time)}) and has not been repeated"
@@ -76,9 +81,9 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
 
 def data_quality(ctx: RuleContext) -> Finding | None:
     """Counts that could not be interpreted (unknown unit, % without a same-specimen WBC,
-    contradictory values), a tier A drug with status unknown, or data the EHR could not
-    provide. Info; warning when on a tier A drug with no interpretable WBC in the stale
-    window, or when data is missing.
+    contradictory values), a tier A drug with status unknown, data the EHR could not
+    provide, or (order hooks) a draft order that could not be read. Info; warning when on a
+    tier A drug with no interpretable WBC in the stale window, or when data is missing.
 
     Choice where the spec is silent: only results of the last 90 days are listed (older
     ones cannot change a current decision); each is named with its value and reason.
@@ -89,7 +94,7 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     unknown_status = [
         m for m in record.medications if m.exposure == "unknown" and m.ingredient.is_tier_a
     ]
-    if not (unusable or unknown_status or record.unavailable):
+    if not (unusable or unknown_status or record.unavailable or record.draft_notes):
         return None
     evidence = [f"Could not use {u.describe()} ({u.reference})" for u in unusable]
     evidence += [
@@ -99,6 +104,7 @@ def data_quality(ctx: RuleContext) -> Finding | None:
         f"Data not available from the EHR: {key} ({reason})"
         for key, reason in sorted(record.unavailable.items())
     ]
+    evidence += [f"Draft order not fully read: {note}" for note in record.draft_notes]
     tier_a = tier_a_current(record)
     no_usable_wbc = bool(tier_a) and (
         (latest := record.latest("wbc")) is None
@@ -109,6 +115,8 @@ def data_quality(ctx: RuleContext) -> Finding | None:
         summary = "Some patient data could not be retrieved: cards may be incomplete."
     elif unusable:
         summary = f"{unusable[0].what} result could not be interpreted: {unusable[0].reason[:60]}."
+    elif record.draft_notes:
+        summary = f"A draft order could not be fully read: {record.draft_notes[0][:80]}."
     else:
         summary = "A marrow-toxic drug has medication status 'unknown': confirm it."
     return Finding(

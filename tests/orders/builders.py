@@ -1,0 +1,126 @@
+"""Small FHIR builders for the order-rule unit tests (raw JSON, as the EHR sends it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cds_service.knowledge import load_knowledge
+from cds_service.record import PatientRecord, build_record
+from cds_service.rules import evaluate_rules
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+PATIENT = "p1"
+KNOWLEDGE = load_knowledge()
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ORDER_RULES = (
+    "FEBRILE_NEUTROPENIA",
+    "NEUTROPENIA_SEVERE",
+    "ORDER_MYELOTOXIC_LOW_COUNTS",
+    "ORDER_NO_RECENT_CBC",
+    "GCSF_CAUTION",
+    "THIOPURINE_PGX",
+    "DATA_QUALITY",
+)
+LOINC_CODES = {"wbc": "6690-2", "anc": "751-8", "alc": "731-0", "temp": "8310-5"}
+
+
+def when(days: float = 0, hours: float = 0) -> str:
+    return (NOW - timedelta(days=days, hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def count(analyte: str, value: float, days: float, status: str = "final", **extra) -> dict:
+    unit = "Cel" if analyte == "temp" else "10*3/uL"
+    return {
+        "resourceType": "Observation",
+        "id": f"{analyte}-{value}-{days}",
+        "status": status,
+        "code": {"coding": [{"system": "http://loinc.org", "code": LOINC_CODES[analyte]}]},
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "effectiveDateTime": when(days),
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+        **extra,
+    }
+
+
+def sle() -> dict:
+    return {
+        "resourceType": "Condition",
+        "id": "sle",
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "55464009"}]},
+        "subject": {"reference": f"Patient/{PATIENT}"},
+    }
+
+
+def dosage(value: float, unit: str = "mg", frequency: int = 1, period_unit: str = "d") -> dict:
+    return {
+        "text": "as ordered",
+        "timing": {"repeat": {"frequency": frequency, "period": 1, "periodUnit": period_unit}},
+        "doseAndRate": [{"doseQuantity": {"value": value, "unit": unit, "code": unit}}],
+    }
+
+
+def med_request(
+    rid: str,
+    text: str,
+    status: str = "draft",
+    code: str | None = None,
+    dose: dict | None = None,
+    days: float = 0,
+    **extra: Any,
+) -> dict:
+    concept: dict[str, Any] = {"text": text}
+    if code:
+        concept["coding"] = [{"system": RXNORM, "code": code}]
+    resource = {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": concept,
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "authoredOn": when(days),
+        **extra,
+    }
+    if dose:
+        resource["dosageInstruction"] = [dose]
+    return resource
+
+
+def bundle(*resources: dict) -> dict:
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in resources],
+    }
+
+
+def record(
+    resources: list[dict], drafts: list[dict], selections: list[str] | None = None
+) -> PatientRecord:
+    medications = [r for r in drafts if r.get("resourceType") == "Medication"]
+    return build_record(
+        resources + medications,
+        PATIENT,
+        NOW,
+        KNOWLEDGE,
+        draft_orders=bundle(*drafts),
+        selections=selections,
+    )
+
+
+def cards(
+    resources: list[dict],
+    drafts: list[dict],
+    hook: str = "order-sign",
+    selections: list[str] | None = None,
+) -> dict[str, Any]:
+    """{rule id: finding} from the order services' rules."""
+    findings = evaluate_rules(record(resources, drafts, selections), KNOWLEDGE, hook, ORDER_RULES)
+    return {f.rule: f for f in findings}
