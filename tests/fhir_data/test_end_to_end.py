@@ -3,7 +3,6 @@ patient on an immunosuppressant (methotrexate) with two WBC results."""
 
 import logging
 from pathlib import Path
-from time import monotonic
 
 import pytest
 
@@ -24,6 +23,7 @@ def asa():
 
 
 def test_everything_fetched_from_a_real_fhir_server(templates, config, asa, caplog):
+    config["FHIR_DEADLINE_SECONDS"] = 5.0  # not a deadline test: a loaded CI machine is slow
     caplog.set_level(logging.DEBUG)
     with FhirStub(asa, token=TOKEN) as stub:
         gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
@@ -44,6 +44,7 @@ def test_everything_fetched_from_a_real_fhir_server(templates, config, asa, capl
 
 
 def test_pages_of_a_real_server_are_followed_up_to_the_cap(config, asa):
+    config["FHIR_DEADLINE_SECONDS"] = 5.0
     templates = {"vitals": "Observation?patient={{context.patientId}}&_count=2"}
     config["FHIR_MAX_PAGES"] = 3
     with FhirStub(asa, token=TOKEN) as stub:
@@ -54,24 +55,24 @@ def test_pages_of_a_real_server_are_followed_up_to_the_cap(config, asa):
 
 
 def test_hanging_server_is_abandoned_at_the_deadline(templates, config, asa):
+    # The per-call timeout outlasts the 2 s hang, so only the 0.4 s deadline can stop waiting:
+    # had it not, the answers would have arrived and nothing would be unavailable.
+    config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
     prefetch = {"patient": resource("Patient", ASA_ID)}
     with FhirStub(asa, token=TOKEN, delay_seconds=2.0) as stub:
-        started = monotonic()
         gathered = gather(templates, CONTEXT, prefetch, stub.base_url, TOKEN, config)
-        elapsed = monotonic() - started
-    # Returned with the keys marked unavailable instead of waiting out the 2 s hang.
-    assert elapsed < 1.5
     assert gathered.resources == {"patient": [resource("Patient", ASA_ID)]}
     assert set(gathered.unavailable) == set(templates) - {"patient"}
     assert all("did not answer in time" in r for r in gathered.unavailable.values())
 
 
 def test_hanging_server_with_nothing_prefetched_is_a_failed_precondition(templates, config, asa):
-    with FhirStub(asa, token=TOKEN, delay_seconds=2.0) as stub:
-        started = monotonic()
-        with pytest.raises(PreconditionFailed, match="did not answer in time"):
-            gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
-        assert monotonic() - started < 1.5
+    config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
+    with (
+        FhirStub(asa, token=TOKEN, delay_seconds=2.0) as stub,
+        pytest.raises(PreconditionFailed, match="did not answer in time"),
+    ):
+        gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
 
 
 def test_wrong_token_is_refused_by_the_server(templates, config, asa):
