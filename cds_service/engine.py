@@ -66,7 +66,9 @@ def evaluate(
         unavailable["other-patient"] = (
             f"{len(resources) - len(mine)} resources for a different patient were ignored"
         )
-    record = build_record(mine, request.patient_id, now, knowledge, unavailable)
+    record = build_record(
+        mine, request.patient_id, now, knowledge, unavailable, only_what_rules_read=True
+    )
     findings = evaluate_rules(record, knowledge, service.hook, service.rules)
     cards = [render_card(f, request.patient_id, knowledge) for f in findings]
     return Evaluation(record, findings, cards)

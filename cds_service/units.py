@@ -77,14 +77,25 @@ def is_percent(quantity: Mapping[str, Any], percent_units: list[str]) -> bool:
     return any(unit in percent_units for unit in _candidates(quantity))
 
 
+@lru_cache(maxsize=256)
+def _ucum_unit(code: str) -> Any:
+    """The parsed UCUM unit, or None; parsing is the slow part (~1 ms), so it is cached."""
+    try:
+        return _registry().from_ucum(code).units
+    except Exception:  # noqa: BLE001 - any parse failure means "not a UCUM unit"
+        return None
+
+
 def _ucum_convert(value: float, code: str, target: str) -> float | None:
     """Convert with the UCUM library, offset scales (Cel, [degF]) included."""
-    registry = _registry()
+    if code == target:
+        return value
+    source_unit, target_unit = _ucum_unit(code), _ucum_unit(target)
+    if source_unit is None or target_unit is None:
+        return None
     try:
-        source_unit = registry.from_ucum(code).units
-        target_unit = registry.from_ucum(target).units
-        return float(registry.Quantity(value, source_unit).to(target_unit).magnitude)
-    except Exception:  # noqa: BLE001 - any parse or dimensionality failure means "not this unit"
+        return float(_registry().Quantity(value, source_unit).to(target_unit).magnitude)
+    except Exception:  # noqa: BLE001 - a dimensionality failure means "not this unit"
         return None
 
 
