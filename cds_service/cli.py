@@ -15,7 +15,9 @@ from cds_service.timeshift import FIXTURE_ANCHOR, replay_now
 
 def _serve(args: argparse.Namespace) -> int:
     from cds_service import create_app
+    from cds_service.logs import configure_logging
 
+    configure_logging()
     app = create_app()
     app.run(host=args.host, port=args.port, threaded=True)
     return 0

@@ -128,7 +128,7 @@ def parse_request(body: Any, service_hook: str) -> HookRequest:
         raise BadRequest("the request body must be a JSON object")
     hook = _string(body, "hook")
     if hook != service_hook:
-        raise BadRequest(f"this service answers the {service_hook} hook, not {hook[:40]!r}")
+        raise BadRequest(f"this service answers the {service_hook} hook only")
     hook_instance = _string(body, "hookInstance")
     if len(hook_instance) > 128:
         raise BadRequest("hookInstance is too long (a UUID is expected)")

@@ -300,28 +300,34 @@ class _RecordBuilder:
 
     def observation(self, obs: Raw) -> None:
         matched = terminology.analyte_of(obs.get("code"), self.k)
-        if self._is_duffy_null(obs):
+        duffy_code = self._has_duffy_code(obs)
+        if matched is None and not duffy_code:
+            return  # not a result the rules use: never parsed
+        problem = _validated(obs)
+        ref = _reference(obs)
+        if problem:
+            what = self.k.analyte_display[matched[0]] if matched else "Duffy phenotype"
+            self.unusable(what, "", None, problem, ref)
+            return
+        if duffy_code and self._is_duffy_null(obs):
             self.record.duffy_null = True
         if matched is None:
             return
         analyte, loinc = matched
-        status = obs.get("status")
-        if status not in COUNTED_OBSERVATION_STATUSES and status != PRELIMINARY:
+        status = str(obs.get("status"))
+        if status not in COUNTED_OBSERVATION_STATUSES | {PRELIMINARY}:
             return  # registered, cancelled, entered-in-error, unknown: not results
         what = self.k.analyte_display[analyte]
-        ref = _reference(obs)
         time = _observation_time(obs)
-        problem = _validated(obs)
         quantity = (
             obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), Mapping) else None
         )
         received = _received(quantity) if quantity else str(obs.get("valueString") or "")
         if analyte in ("tpmt", "tpmt_nudt15"):
-            if not problem:
-                self.pharmacogenomic(obs, what, received, time)
+            self.pharmacogenomic(obs, what, received, time)
             return
-        if problem or time is None:
-            self.unusable(what, received, time, problem or "no date", ref)
+        if time is None:
+            self.unusable(what, received, time, "no date", ref)
             return
         if quantity is None:
             if obs.get("dataAbsentReason") is None:
@@ -447,18 +453,24 @@ class _RecordBuilder:
         shown = received or terminology.concept_text(obs.get("valueCodeableConcept"))
         self.record.pharmacogenomics.append(PharmacogenomicResult(gene, phenotype, shown, time))
 
+    def _has_duffy_code(self, resource: Raw) -> bool:
+        return any(
+            terminology.has_code(resource.get("code"), entry["system"], [entry["code"]])
+            for entry in self.k.settings["duffy_null_codes"]
+        )
+
     def _is_duffy_null(self, resource: Raw) -> bool:
+        """A counted Condition, or a final Observation valued duffy-null (spec §2.4)."""
         for entry in self.k.settings["duffy_null_codes"]:
             if not terminology.has_code(resource.get("code"), entry["system"], [entry["code"]]):
                 continue
             if resource.get("resourceType") == "Condition":
-                return True
+                return _condition_counts(resource) is not None
             if resource.get("status") not in COUNTED_OBSERVATION_STATUSES:
                 return False
             value = resource.get("valueString") or ""
-            codes = [
-                c.get("code") for c in terminology.codings(resource.get("valueCodeableConcept"))
-            ]
+            concept = resource.get("valueCodeableConcept")
+            codes = [c.get("code") for c in terminology.codings(concept)]
             return entry["value"] in ([value] + codes)
         return False
 
@@ -567,13 +579,15 @@ class _RecordBuilder:
     def conditions(self, conditions: Iterable[Raw]) -> None:
         found: dict[str, list[tuple[bool, str]]] = {}
         for condition in conditions:
-            if self._is_duffy_null(condition) and _condition_counts(condition) is not None:
-                self.record.duffy_null = True
             group = terminology.condition_group(condition.get("code"), self.k)
-            if group is None:
+            if group is None and not self._has_duffy_code(condition):
                 continue
+            if _validated(condition):
+                continue  # not valid FHIR: a diagnosis is never inferred from it
+            if self._is_duffy_null(condition):
+                self.record.duffy_null = True
             suspected = _condition_counts(condition)
-            if suspected is None or _validated(condition):
+            if group is None or suspected is None:
                 continue
             display = terminology.concept_text(condition.get("code"))
             if group == "fever":
@@ -624,7 +638,7 @@ class _RecordBuilder:
             medication = next(
                 (
                     c
-                    for c in resource.get("contained") or []
+                    for c in _list(resource.get("contained"))
                     if isinstance(c, Mapping) and c.get("id") == target[1:]
                 ),
                 None,
@@ -676,6 +690,23 @@ class _RecordBuilder:
             )
             for ingredient in ingredients
         ]
+
+    def medication_resource(self, resource: Raw) -> None:
+        """Validate, then read; an invalid record of a drug the rules track is reported."""
+        problem = _validated(resource)
+        if problem is None:
+            self.record.medications.extend(self.medication(resource))
+            return
+        concept, display = self.medication_concept(resource)
+        ingredients, _ = terminology.match_medication(concept, self.k)
+        if any(i.is_immunosuppressant for i in ingredients):
+            self.unusable(
+                f"{resource.get('resourceType')} for {ingredients[0].display}",
+                "",
+                None,
+                problem,
+                _reference(resource),
+            )
 
     def summarise_exposures(self) -> None:
         by_ingredient: dict[str, list[MedicationRecord]] = {}
@@ -730,12 +761,16 @@ class _RecordBuilder:
             elif kind == "Condition":
                 conditions.append(resource)
             elif kind in ("MedicationStatement", "MedicationRequest", "MedicationAdministration"):
-                self.record.medications.extend(self.medication(resource))
+                self.medication_resource(resource)
         self.conditions(conditions)
         self.finish_counts()
         self.record.temperatures.sort(key=lambda t: t.time, reverse=True)
         self.summarise_exposures()
         return self.record
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _condition_counts(condition: Raw) -> bool | None:

@@ -20,7 +20,8 @@ CodeableConcept = Mapping[str, Any]
 def codings(concept: CodeableConcept | None) -> list[Mapping[str, Any]]:
     if not isinstance(concept, Mapping):
         return []
-    return [c for c in concept.get("coding") or [] if isinstance(c, Mapping)]
+    coding = concept.get("coding")
+    return [c for c in coding if isinstance(c, Mapping)] if isinstance(coding, list) else []
 
 
 def concept_text(concept: CodeableConcept | None) -> str:

@@ -139,7 +139,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         return Finding(
             rule="DRUG_CYTOPENIA_DOSE_REVIEW",
             indicator="warning",
-            summary=_short(f"Review {first_drug} dose: {why}."),
+            summary=f"Review {first_drug} dose: {why}.",
             evidence=evidence,
             recommendations=advice
             + [advice_text for _, _, advice_text in combinations]
@@ -167,10 +167,8 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
         indicator="info",
-        summary=_short(
-            f"Mild leukopenia on {drugs[0].ingredient.display} (WBC "
-            f"{fmt(state.wbc.value)} x10^9/L): keep monitoring."
-        ),
+        summary=f"Mild leukopenia on {drugs[0].ingredient.display} (WBC "
+        f"{fmt(state.wbc.value)} x10^9/L): keep monitoring.",
         evidence=evidence,
         recommendations=[
             "Continue monitoring at the label's interval; review the dose if the "
@@ -180,10 +178,6 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         sources=_drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
     )
-
-
-def _short(summary: str) -> str:
-    return summary if len(summary) < 140 else summary[:136].rstrip() + "..."
 
 
 def _drug_sources(ingredients: list[Ingredient]) -> list[str]:
@@ -241,9 +235,7 @@ def thiopurine_pgx_finding(
         return Finding(
             rule="THIOPURINE_PGX",
             indicator="warning",
-            summary=_short(
-                f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC."
-            ),
+            summary=f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC.",
             evidence=evidence,
             recommendations=recommendations,
             sources=["cpic_thiopurines", *_drug_sources(ingredients)],
@@ -256,9 +248,7 @@ def thiopurine_pgx_finding(
         return Finding(
             rule="THIOPURINE_PGX",
             indicator="info",
-            summary=_short(
-                f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}."
-            ),
+            summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}.",
             evidence=evidence,
             recommendations=["Ask the lab for the metabolizer phenotype.", *recommendations],
             sources=["cpic_thiopurines", *_drug_sources(ingredients)],
@@ -270,9 +260,7 @@ def thiopurine_pgx_finding(
     return Finding(
         rule="THIOPURINE_PGX",
         indicator="info",
-        summary=_short(
-            f"No TPMT/NUDT15 result on file for {name}: test before or early in therapy."
-        ),
+        summary=f"No TPMT/NUDT15 result on file for {name}: test before or early in therapy.",
         evidence=evidence,
         recommendations=["Test TPMT and NUDT15 status.", *recommendations],
         sources=["cpic_thiopurines", *_drug_sources(ingredients)],

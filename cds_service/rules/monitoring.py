@@ -114,7 +114,7 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="DATA_QUALITY",
         indicator="warning" if warning else "info",
-        summary=summary if len(summary) < 140 else summary[:136] + "...",
+        summary=summary,
         evidence=evidence,
         recommendations=[
             "No clinical card was made from these results: an uninterpretable or missing value "

@@ -222,23 +222,14 @@ def test_unreachable_fhir_server_with_partial_data_gives_an_honest_card(client, 
     assert body["context"]["patientId"] not in caplog.text
 
 
-def test_official_spec_request_is_answered(client):
+def test_official_spec_request_is_answered(client, app):
     body = json.loads((SHARED / "spec-2.0" / "request-patient-view.json").read_text())
     body["hook"] = "patient-view"
     body.pop("fhirAuthorization")  # its http server is not reachable here: give the data
-    body["prefetch"] = {
-        k: None
-        for k in (
-            "conditions",
-            "medicationStatements",
-            "medicationRequests",
-            "medicationAdministrations",
-            "counts",
-            "temperatures",
-            "weights",
-            "phenotypes",
-        )
-    } | {"patient": body["prefetch"]["patientToGreet"]}
+    templates = app.extensions["cds_services"]["leukopenia-patient-view"].prefetch
+    body["prefetch"] = {key: None for key in templates} | {
+        "patient": body["prefetch"]["patientToGreet"]
+    }
     response = client.post(SERVICE, json=body)
     assert response.status_code == 200
     check_response(response.get_json())

@@ -1,0 +1,144 @@
+"""End to end: `cds-service serve` as a real process, called over HTTP; and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from cds_service.timeshift import FIXTURE_ANCHOR
+
+from .conformance import check_response
+from .fixture_files import FIXTURES, SCENARIOS, request_of
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("serve")
+    env = {**os.environ, "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{base}/cds-services", timeout=1)
+                break
+            except requests.ConnectionError:
+                if process.poll() is not None:
+                    pytest.fail(process.stderr.read().decode())
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_served_discovery_and_a_critical_fixture(server):
+    services = requests.get(f"{server}/cds-services", timeout=5).json()["services"]
+    assert "leukopenia-patient-view" in [s["id"] for s in services]
+    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
+    response = requests.post(
+        f"{server}/cds-services/leukopenia-patient-view", json=request_of(scenario), timeout=10
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    check_response(body)
+    assert ("FEBRILE_NEUTROPENIA", "critical") in {
+        (c["source"]["topic"]["code"], c["indicator"]) for c in body["cards"]
+    }
+
+
+def test_served_bad_input_is_4xx_not_5xx(server):
+    url = f"{server}/cds-services/leukopenia-patient-view"
+    assert (
+        requests.post(
+            url, data="{", headers={"Content-Type": "application/json"}, timeout=5
+        ).status_code
+        == 400
+    )
+    assert (
+        requests.post(url, data="x", headers={"Content-Type": "text/plain"}, timeout=5).status_code
+        == 415
+    )
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cds_service.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_evaluates_a_fixture_as_of_its_anchor(tmp_path):
+    fixture = FIXTURES / "patient-view" / "sle-wbc-50-per-ul-seed004.json"
+    result = _cli("evaluate", str(fixture), "--now", "2026-01-15T12:00:00Z", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    check_response(body)
+    assert [c["source"]["topic"]["code"] for c in body["cards"]] == ["NEUTROPENIA_SEVERE"]
+    assert not (tmp_path / "instance").exists()  # evaluating touches no database
+    text = _cli("evaluate", str(fixture), "--now", "2026-01-15T12:00:00Z", cwd=tmp_path)
+    assert "[CRITICAL] NEUTROPENIA_SEVERE" in text.stdout and "received 50 /uL" in text.stdout
+
+
+def test_cli_evaluates_a_patient_bundle(tmp_path):
+    request = request_of(next(s for s in SCENARIOS if s["name"] == "sle-profound-lymphopenia"))
+    resources = []
+    for value in request["prefetch"].values():
+        if value and value["resourceType"] == "Bundle":
+            resources += [e["resource"] for e in value.get("entry", [])]
+        elif value:
+            resources.append(value)
+    bundle = tmp_path / "patient.json"
+    bundle.write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": r} for r in resources],
+            }
+        )
+    )
+    result = _cli("evaluate", str(bundle), "--hook", "patient-view", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    codes = [c["source"]["topic"]["code"] for c in json.loads(result.stdout)["cards"]]
+    assert codes == ["LYMPHOPENIA_PROFOUND"]
+
+
+def test_cli_fixture_replays_dates_to_today(tmp_path):
+    fixture = FIXTURES / "patient-view" / "sle-normal-counts.json"
+    result = _cli("fixture", str(fixture), cwd=tmp_path)
+    original = json.loads(fixture.read_text())
+    moved = json.loads(result.stdout)
+    assert moved["hookInstance"] == original["hookInstance"]
+    before = original["prefetch"]["counts"]["entry"][0]["resource"]["effectiveDateTime"]
+    after = moved["prefetch"]["counts"]["entry"][0]["resource"]["effectiveDateTime"]
+    shift = datetime.fromisoformat(after) - datetime.fromisoformat(before)
+    expected = datetime.now(UTC) - FIXTURE_ANCHOR
+    assert abs(shift - expected) < timedelta(minutes=5)

@@ -1,0 +1,96 @@
+"""Hostile and broken input never produces a 5xx, and logs never carry tokens, patient ids or
+bodies (issue 5 hardening)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cds_service.logs import JsonFormatter
+
+from .fixture_files import SCENARIOS, request_of
+
+SERVICE = "/cds-services/leukopenia-patient-view"
+ENDPOINTS = [SERVICE, f"{SERVICE}/feedback", "/cds-services/unknown", "/cds-services"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+BASE = request_of(next(s for s in SCENARIOS if s["name"] == "sle-refractory-seed004-critical"))
+
+
+@FUZZ
+@given(body=json_values, endpoint=st.sampled_from(ENDPOINTS))
+def test_random_json_never_gives_5xx(client, body, endpoint):
+    response = client.post(endpoint, data=json.dumps(body), content_type="application/json")
+    assert response.status_code < 500
+
+
+def _paths(value, prefix=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield prefix + (key,)
+            yield from _paths(item, prefix + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield prefix + (index,)
+            yield from _paths(item, prefix + (index,))
+
+
+PATHS = list(_paths(BASE))
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), replacement=json_values)
+def test_mutated_real_requests_never_give_5xx(client, path, replacement):
+    body = copy.deepcopy(BASE)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = replacement
+    response = client.post(SERVICE, json=body)
+    assert response.status_code < 500, path
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200))
+def test_random_bytes_never_give_5xx(client, raw):
+    response = client.post(SERVICE, data=raw, content_type="application/json")
+    assert response.status_code in (400, 415)
+
+
+def test_logs_carry_no_token_patient_id_or_body(client, caplog):
+    body = copy.deepcopy(BASE)
+    body["context"]["patientId"] = "patient-7f3c9a"
+    for value in body["prefetch"].values():
+        for entry in (value or {}).get("entry", []):
+            entry["resource"].get("subject", {})["reference"] = "Patient/patient-7f3c9a"
+    body["prefetch"]["patient"]["id"] = "patient-7f3c9a"
+    body["fhirServer"] = "https://ehr.example.org/fhir"
+    body["fhirAuthorization"] = {
+        "access_token": "tok-SECRET-123",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "user/*.read",
+        "subject": "cds",
+    }
+    caplog.set_level(logging.DEBUG)
+    assert client.post(SERVICE, json=body).status_code == 200
+    client.post(SERVICE, json={**body, "hook": "patient-7f3c9a"})
+    client.post(SERVICE, json=body, headers={"Authorization": "Bearer tok-SECRET-123"})
+    formatter = JsonFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    text = "\n".join(lines)
+    assert "answered" in text
+    for secret in ("tok-SECRET-123", "patient-7f3c9a", "Systemic lupus"):
+        assert secret not in text
