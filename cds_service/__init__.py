@@ -62,12 +62,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if not is_development(settings):
         log.info("production settings")
-    from cds_service import security, storage
+    from cds_service import metrics, security, storage
     from cds_service.api import blueprint
 
     security.init_app(app, settings)
     app.register_blueprint(blueprint)
     storage.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
+    metrics.init_app(app)
     _json_errors(app)
     app.after_request(_security_headers)
     return app

@@ -6,14 +6,15 @@ decisions are made in the engine; data gathering in fhir_data.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from cds_service import metrics
 from cds_service.engine import evaluate
 from cds_service.fhir_data import PreconditionFailed
 from cds_service.protocol import BadRequest, json_depth_ok, parse_request
@@ -33,10 +34,11 @@ def _read_json() -> Any:
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
         raise BadRequest("Content-Type must be application/json", status=415)
     try:
-        body = json.loads(request.get_data(cache=False) or b"")
-    except RecursionError as exc:
-        raise BadRequest("the request body is nested too deeply") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
+        # orjson: the body is the largest thing a call parses (~0.3 MB for 300 resources).
+        body = orjson.loads(request.get_data(cache=False) or b"")
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):  # orjson stops at 1024 levels
+            raise BadRequest("the request body is nested too deeply") from exc
         raise BadRequest("the request body is not valid JSON") from exc
     if not json_depth_ok(body):
         raise BadRequest("the request body is nested too deeply")
@@ -79,6 +81,8 @@ def call_service(service_id: str) -> Response:
         return error(412, f"required FHIR data is unavailable: {exc}")
     storage = current_app.extensions["cds_storage"]
     cards, suppressed = storage.filter_snoozed(result.cards, service.id, hook_request.patient_id)
+    metrics.observe_cards(cards)
+    metrics.observe_prefetch(service.id, result.sources)
     storage.record_cards(
         service.id,
         service.hook,

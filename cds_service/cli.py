@@ -14,6 +14,10 @@ from cds_service.timeshift import FIXTURE_ANCHOR, replay_now
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.production:
+        from cds_service.serving import serve_production
+
+        return serve_production(args.host, args.port)
     from cds_service import create_app
     from cds_service.logs import configure_logging
 
@@ -131,9 +135,12 @@ def _feedback_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the CDS service (development server)")
+    serve = commands.add_parser("serve", help="run the CDS service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--production", action="store_true", help="run gunicorn (cds_service/gunicorn_conf.py)"
+    )
     serve.set_defaults(run=_serve)
     evaluate = commands.add_parser("evaluate", help="print the cards for a request or Bundle")
     evaluate.add_argument("file", help="a CDS Hooks request JSON, or a FHIR Bundle of one patient")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ class Evaluation:
     record: PatientRecord
     findings: list[Finding]
     cards: list[dict[str, Any]]
+    # Per prefetch key: (what the prefetch held, the result), for the metrics.
+    sources: dict[str, tuple[str, str]] = dataclass_field(default_factory=dict)
 
 
 def evaluate(
@@ -68,7 +71,8 @@ def evaluate(
         unavailable,
         draft_orders=draft_bundle,
         selections=list(selections) if isinstance(selections, list) else None,
+        only_what_rules_read=True,
     )
     findings = evaluate_rules(record, knowledge, service.hook, service.rules)
     cards = [render_card(f, request.patient_id, knowledge) for f in findings]
-    return Evaluation(record, findings, cards)
+    return Evaluation(record, findings, cards, data.sources)

@@ -129,6 +129,20 @@ def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> 
 
 
 def get_json(server: FhirServer, url: str, deadline: float, config: Mapping[str, Any]) -> Any:
+    """GET a FHIR JSON document from fhirServer, timed for the metrics."""
+    from cds_service.metrics import observe_fhir_fetch
+
+    started = monotonic()
+    try:
+        value = _get_json(server, url, deadline, config)
+    except FhirUnavailable:
+        observe_fhir_fetch(monotonic() - started, ok=False)
+        raise
+    observe_fhir_fetch(monotonic() - started, ok=True)
+    return value
+
+
+def _get_json(server: FhirServer, url: str, deadline: float, config: Mapping[str, Any]) -> Any:
     """The JSON body of a GET on fhirServer, finished by `deadline` (a `monotonic()` time)."""
     if not server.owns(url):
         raise FhirUnavailable("a link points outside fhirServer; not followed")

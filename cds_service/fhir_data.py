@@ -52,6 +52,9 @@ class GatheredData:
     # Per key whose data arrived but may be partial (page cap, a later page failed or pointed
     # outside fhirServer, Medications not obtained): a short reason without PHI or tokens.
     incomplete: dict[str, str] = field(default_factory=dict)
+    # Per prefetch key, for the metrics: (what the prefetch held: present, null, absent or
+    # unusable; the result: used, fetched or unavailable).
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def all_resources(self) -> list[FhirResource]:
         return [resource for key in self.resources for resource in self.resources[key]]
@@ -198,6 +201,7 @@ def gather(
     settled: dict[str, _KeyData] = {}
     first_pages: dict[str, Page] = {}
     tasks: dict[str, Callable[[], _KeyData]] = {}
+    unusable: set[str] = set()
     for key, template in templates.items():
         query = plan_query(template, context)
         if key in prefetch:
@@ -219,6 +223,7 @@ def gather(
                     )
                 continue
             problem = f"the prefetch held {page.problem}"
+            unusable.add(key)
         else:
             problem = "not in the prefetch"
         if server is None:
@@ -244,6 +249,7 @@ def gather(
             settled[key] = _KeyData(unavailable=str(outcome))
 
     gathered = _assemble(templates, settled)
+    gathered.sources = _sources(templates, prefetch, unusable, tasks, gathered)
     if templates and len(gathered.unavailable) == len(templates):
         raise PreconditionFailed(f"no FHIR data obtained: {_reasons(gathered.unavailable)}")
     _resolve_medications(
@@ -269,6 +275,31 @@ def _assemble(templates: Iterable[str], settled: Mapping[str, _KeyData]) -> Gath
         if data.incomplete:
             gathered.incomplete[key] = data.incomplete
     return gathered
+
+
+def _sources(
+    templates: Iterable[str],
+    prefetch: Mapping[str, Any],
+    unusable: set[str],
+    fetched: Mapping[str, Any],
+    gathered: GatheredData,
+) -> dict[str, tuple[str, str]]:
+    sources = {}
+    for key in templates:
+        if key not in prefetch:
+            held = "absent"
+        elif prefetch[key] is None:
+            held = "null"
+        else:
+            held = "unusable" if key in unusable else "present"
+        if key in gathered.unavailable:
+            result = "unavailable"
+        elif key in fetched and held != "present":
+            result = "fetched"
+        else:
+            result = "used"
+        sources[key] = (held, result)
+    return sources
 
 
 def _log_summary(fetched_keys: int, gathered: GatheredData) -> None:

@@ -8,9 +8,10 @@ a UCUM library. Anything else is "unknown unit" and the caller reports it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from ucumvert import PintUcumRegistry
@@ -24,10 +25,28 @@ class Converted:
     unit_received: str
 
 
-@cache
+# pint and the UCUM parser are not thread-safe (two threads building the registry at once
+# raise RedefinitionError under gunicorn's threads): every use goes through this lock. After
+# warm_up() the hot path hits the caches and holds it only for a conversion.
+_PINT_LOCK = threading.RLock()
+
+
+_REGISTRY: list[PintUcumRegistry] = []
+
+
 def _registry() -> PintUcumRegistry:
     # Building the registry parses the UCUM grammar (~0.7 s): once per process.
-    return PintUcumRegistry()
+    with _PINT_LOCK:
+        if not _REGISTRY:
+            _REGISTRY.append(PintUcumRegistry())
+        return _REGISTRY[0]
+
+
+def warm_up() -> None:
+    """Build the registry and parse the usual units before the first request needs them."""
+    for code in ("Cel", "[degF]", "kg", "[lb_av]", COUNT_TARGET, "10*3/uL", "/uL"):
+        _ucum_unit(code)
+    _ucum_factor("10*3/uL", COUNT_TARGET)
 
 
 @lru_cache(maxsize=256)
@@ -35,8 +54,9 @@ def _ucum_factor(code: str, target: str) -> float | None:
     """Multiplicative factor from a UCUM code to `target`, or None if it is not convertible."""
     registry = _registry()
     try:
-        quantity = 1 * registry.from_ucum(code)
-        return float(quantity.to(registry.from_ucum(target)).magnitude)
+        with _PINT_LOCK:
+            quantity = 1 * registry.from_ucum(code)
+            return float(quantity.to(registry.from_ucum(target)).magnitude)
     except Exception:  # noqa: BLE001 - any parse or dimensionality failure means "not this unit"
         return None
 
@@ -77,14 +97,29 @@ def is_percent(quantity: Mapping[str, Any], percent_units: list[str]) -> bool:
     return any(unit in percent_units for unit in _candidates(quantity))
 
 
+@lru_cache(maxsize=256)
+def _ucum_unit(code: str) -> Any:
+    """The parsed UCUM unit, or None; parsing is the slow part (~1 ms), so it is cached."""
+    try:
+        registry = _registry()
+        with _PINT_LOCK:
+            return registry.from_ucum(code).units
+    except Exception:  # noqa: BLE001 - any parse failure means "not a UCUM unit"
+        return None
+
+
 def _ucum_convert(value: float, code: str, target: str) -> float | None:
     """Convert with the UCUM library, offset scales (Cel, [degF]) included."""
-    registry = _registry()
+    if code == target:
+        return value
+    source_unit, target_unit = _ucum_unit(code), _ucum_unit(target)
+    if source_unit is None or target_unit is None:
+        return None
     try:
-        source_unit = registry.from_ucum(code).units
-        target_unit = registry.from_ucum(target).units
-        return float(registry.Quantity(value, source_unit).to(target_unit).magnitude)
-    except Exception:  # noqa: BLE001 - any parse or dimensionality failure means "not this unit"
+        registry = _registry()
+        with _PINT_LOCK:
+            return float(registry.Quantity(value, source_unit).to(target_unit).magnitude)
+    except Exception:  # noqa: BLE001 - a dimensionality failure means "not this unit"
         return None
 
 

@@ -1,0 +1,298 @@
+"""Benchmarks: `python -m benchmarks.run [--quick]`.
+
+1. In-process: `evaluate` (with request parsing and response JSON) on synthetic patients of
+   three sizes; p50/p95/p99, the JSON floor (json.loads + json.dumps of the same request) and
+   the ratio.
+2. HTTP: a real `cds-service serve --production` on 127.0.0.1 (free port, SQLite in a temp
+   dir, development profile: no JWT), loaded by N concurrent keep-alive clients for S seconds
+   with the typical request; throughput, p50/p95/p99, errors and worker RSS.
+Writes benchmarks/results/latest.md and latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.synthetic import SIZES, patient_view_request, resource_count
+
+RESULTS = Path(__file__).parent / "results"
+SERVICE_PATH = "/cds-services/leukopenia-patient-view"
+TARGETS = {
+    "typical_p95_ms": 25.0,
+    "typical_ratio": 5.0,
+    "heavy_p95_ms": 150.0,
+    "http_rps": 100.0,
+    "http_p99_ms": 200.0,
+    "rss_mb": 150.0,
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(samples, 50) * 1000, 2),
+        "p95_ms": round(percentile(samples, 95) * 1000, 2),
+        "p99_ms": round(percentile(samples, 99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(samples) * 1000, 2),
+        "n": len(samples),
+    }
+
+
+def in_process(size: str, iterations: int) -> dict[str, Any]:
+    """One call as the API does it, minus HTTP: parse, evaluate, serialise the cards."""
+    from cds_service.config import load_config
+    from cds_service.engine import evaluate
+    from cds_service.knowledge import load_knowledge
+    from cds_service.protocol import parse_request
+    from cds_service.services import load_services
+
+    config = load_config({"ENV": "development"})
+    knowledge = load_knowledge(config["THRESHOLDS"], config["CLINICAL_SETTINGS"])
+    service = load_services(config["HOOKS_DIR"])["leukopenia-patient-view"]
+    body = json.dumps(patient_view_request(size)).encode()
+
+    def call() -> bytes:
+        request = parse_request(orjson.loads(body), service.hook)
+        result = evaluate(service, request, knowledge, config, datetime.now(UTC))
+        return json.dumps({"cards": result.cards}).encode()
+
+    def floor() -> bytes:
+        return json.dumps(json.loads(body)).encode()
+
+    results = {}
+    for name, function in (("evaluate", call), ("json_floor", floor)):
+        for _ in range(3):
+            function()  # warm caches (UCUM, value sets), as a running server has them
+        samples = []
+        for _ in range(iterations):
+            started = time.perf_counter()
+            function()
+            samples.append(time.perf_counter() - started)
+        results[name] = _summary(samples)
+    results["resources"] = resource_count(json.loads(body))
+    results["request_bytes"] = len(body)
+    results["ratio_p95"] = round(results["evaluate"]["p95_ms"] / results["json_floor"]["p95_ms"], 2)
+    return results
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not become ready")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _client(port: int, body: bytes, stop_at: float, out: list[float], errors: list[str]) -> None:
+    headers = {"Content-Type": "application/json"}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    while time.monotonic() < stop_at:
+        started = time.perf_counter()
+        try:
+            connection.request("POST", SERVICE_PATH, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(f"HTTP {response.status}")
+        except (OSError, http.client.HTTPException) as error:
+            errors.append(type(error).__name__)
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            continue
+        out.append(time.perf_counter() - started)
+    connection.close()
+
+
+def over_http(clients: int, seconds: float) -> dict[str, Any]:
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="cds-bench-")
+    env = {
+        **os.environ,
+        "CDS_ENV": "development",
+        "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3",
+        "PROMETHEUS_MULTIPROC_DIR": f"{workdir}/metrics",
+        "GUNICORN_ACCESSLOG": "",  # access lines cost time at this rate; off for the run
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(f"{workdir}/server.log", "wb"),  # noqa: SIM115 - closed with the process
+    )
+    try:
+        _wait_ready(port, 60)
+        body = json.dumps(patient_view_request("typical")).encode()
+        warm: list[float] = []
+        _client(port, body, time.monotonic() + 2, warm, [])
+        latencies: list[list[float]] = [[] for _ in range(clients)]
+        errors: list[str] = []
+        stop_at = time.monotonic() + seconds
+        threads = [
+            threading.Thread(target=_client, args=(port, body, stop_at, latencies[i], errors))
+            for i in range(clients)
+        ]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        rss: list[float] = []
+        while time.monotonic() < stop_at:
+            rss += [_rss_mb(pid) for pid in _children(server.pid)]
+            time.sleep(1)
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        samples = [value for per_client in latencies for value in per_client]
+        workers = _children(server.pid)
+        return {
+            "clients": clients,
+            "seconds": round(elapsed, 1),
+            "requests": len(samples),
+            "errors": len(errors),
+            "error_kinds": sorted(set(errors)),
+            "rps": round(len(samples) / elapsed, 1),
+            **_summary(samples),
+            "workers": len(workers),
+            "max_worker_rss_mb": round(max(rss, default=0.0), 1),
+        }
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _verdict(value: float, target: float, higher_is_better: bool = False) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "MISSED"
+
+
+def report(results: dict[str, Any]) -> str:
+    typical, heavy = results["in_process"]["typical"], results["in_process"]["heavy"]
+    http = results.get("http")
+    rows = [
+        ("typical in-process p95 (ms)", typical["evaluate"]["p95_ms"], "<= 25", 25.0, False),
+        ("typical p95 / JSON floor p95", typical["ratio_p95"], "<= 5x", 5.0, False),
+        ("heavy in-process p95 (ms)", heavy["evaluate"]["p95_ms"], "<= 150", 150.0, False),
+    ]
+    if http:
+        rows += [
+            ("HTTP throughput (req/s)", http["rps"], ">= 100", 100.0, True),
+            ("HTTP p99 (ms)", http["p99_ms"], "<= 200", 200.0, False),
+            ("HTTP errors", http["errors"], "0", 0, False),
+            ("max worker RSS (MB)", http["max_worker_rss_mb"], "<= 150", 150.0, False),
+        ]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {results['when']} on {results['machine']} ({results['cpus']} CPUs), "
+        f"Python {results['python']}. Command: `{results['command']}`.",
+        "",
+        "| Figure | Measured | Target | |",
+        "|---|---|---|---|",
+    ]
+    for name, value, shown, target, higher in rows:
+        lines.append(f"| {name} | {value} | {shown} | {_verdict(value, target, higher)} |")
+    lines += [
+        "",
+        "## In-process (parse + evaluate + response JSON)",
+        "",
+        "| Size | Resources | Request bytes | p50 ms | p95 ms | p99 ms | JSON floor p95 ms "
+        "| Ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size, data in results["in_process"].items():
+        e, f = data["evaluate"], data["json_floor"]
+        lines.append(
+            f"| {size} | {data['resources']} | {data['request_bytes']} | {e['p50_ms']} | "
+            f"{e['p95_ms']} | {e['p99_ms']} | {f['p95_ms']} | {data['ratio_p95']} |"
+        )
+    if http:
+        lines += [
+            "",
+            "## HTTP (`cds-service serve --production`, typical request)",
+            "",
+            f"{http['clients']} concurrent keep-alive clients for {http['seconds']} s against "
+            f"{http['workers']} gunicorn workers on 127.0.0.1: {http['requests']} requests, "
+            f"{http['rps']} req/s, p50 {http['p50_ms']} ms, p95 {http['p95_ms']} ms, "
+            f"p99 {http['p99_ms']} ms, {http['errors']} errors, max worker RSS "
+            f"{http['max_worker_rss_mb']} MB. The load generator runs on the same 2 cores.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations, 5 s of HTTP load")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--no-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    iterations = {"small": 200, "typical": 200, "heavy": 40}
+    if args.quick:
+        iterations = {"small": 20, "typical": 20, "heavy": 5}
+        args.seconds = min(args.seconds, 5.0)
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
+        "targets": TARGETS,
+        "in_process": {size: in_process(size, iterations[size]) for size in SIZES},
+    }
+    if not args.no_http:
+        results["http"] = over_http(args.clients, args.seconds)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = report(results)
+    (args.output / "latest.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

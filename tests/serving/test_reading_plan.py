@@ -1,0 +1,116 @@
+"""Reading only the Observations the rules can reach gives the same cards as reading all."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from benchmarks.synthetic import patient_view_request
+from cds_service.cards import render_card
+from cds_service.config import load_config
+from cds_service.knowledge import load_knowledge
+from cds_service.record import build_record
+from cds_service.rules import evaluate_rules
+from cds_service.services import load_services
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = load_config({"ENV": "testing"})
+    knowledge = load_knowledge(config["THRESHOLDS"], config["CLINICAL_SETTINGS"])
+    service = load_services(config["HOOKS_DIR"])["leukopenia-patient-view"]
+    return knowledge, service
+
+
+def _resources(request: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for value in request["prefetch"].values():
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            found += [entry["resource"] for entry in value["entry"]]
+        elif isinstance(value, dict):
+            found.append(value)
+    return found
+
+
+def _cards(resources, setup, lean: bool) -> list[dict[str, Any]]:
+    knowledge, service = setup
+    record = build_record(resources, "bench-typical", NOW, knowledge, only_what_rules_read=lean)
+    findings = evaluate_rules(record, knowledge, service.hook, service.rules)
+    cards = [render_card(f, "bench-typical", knowledge) for f in findings]
+    return _without_uuids(cards)
+
+
+def _without_uuids(value: Any) -> Any:
+    """Cards and suggestions get fresh uuids on every call."""
+    if isinstance(value, dict):
+        return {k: _without_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [_without_uuids(v) for v in value]
+    return value
+
+
+def _counts(resources):
+    return [r for r in resources if r["resourceType"] == "Observation" and "specimen" in r]
+
+
+def _set_value(resource, value):
+    resource["valueQuantity"]["value"] = value
+
+
+def _low_history(resources):
+    for resource in _counts(resources)[:40]:
+        _set_value(resource, 0.4)
+
+
+def _old_invalid(resources):
+    _counts(resources)[-1]["valueQuantity"] = {"value": "three"}
+
+
+def _sparse_recent(resources):
+    # Only the 3 newest draws are recent; the rest is two years old: the trend reaches back.
+    for resource in _counts(resources)[12:]:
+        when = datetime.fromisoformat(resource["effectiveDateTime"].replace("Z", "+00:00"))
+        resource["effectiveDateTime"] = (when - timedelta(days=730)).isoformat()
+
+
+def _shared_specimen(resources):
+    counts = _counts(resources)
+    counts[-1]["specimen"] = dict(counts[0]["specimen"])
+
+
+def _no_weights(resources):
+    resources[:] = [r for r in resources if r.get("code", {}).get("text") != "Body weight"]
+
+
+def _all_preliminary(resources):
+    for resource in _counts(resources)[:30]:
+        resource["status"] = "preliminary"
+
+
+@pytest.mark.parametrize("size", ["typical", "heavy"])
+@pytest.mark.parametrize(
+    "change",
+    [None, _low_history, _sparse_recent, _shared_specimen, _no_weights, _all_preliminary],
+)  # fmt: skip
+def test_same_cards_as_the_full_record(setup, size, change):
+    resources = _resources(patient_view_request(size, now=NOW))
+    if change:
+        change(resources)
+    full = _cards(copy.deepcopy(resources), setup, lean=False)
+    assert _cards(resources, setup, lean=True) == full
+
+
+def test_known_difference_an_old_invalid_observation_is_not_reported(setup):
+    """The one difference, left for review: since every used resource is validated (invalid
+    ones are listed on DATA_QUALITY whatever their date), a five-year-old invalid Observation
+    is reported by the full read but never parsed by the lean one."""
+    resources = _resources(patient_view_request("typical", now=NOW))
+    _old_invalid(resources)
+    full = _cards(copy.deepcopy(resources), setup, lean=False)
+    lean = _cards(resources, setup, lean=True)
+    assert [c for c in full if c["source"]["topic"]["code"] != "DATA_QUALITY"] == lean
