@@ -8,20 +8,14 @@ from typing import Any
 from cds_service.knowledge import load_knowledge
 from cds_service.record import PatientRecord, build_record
 from cds_service.rules import evaluate_rules
+from cds_service.services import load_services
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 PATIENT = "p1"
 KNOWLEDGE = load_knowledge()
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-ORDER_RULES = (
-    "FEBRILE_NEUTROPENIA",
-    "NEUTROPENIA_SEVERE",
-    "ORDER_MYELOTOXIC_LOW_COUNTS",
-    "ORDER_NO_RECENT_CBC",
-    "GCSF_CAUTION",
-    "THIOPURINE_PGX",
-    "DATA_QUALITY",
-)
+# The rules the order-sign service runs, as its definition in hooks/ declares them.
+ORDER_RULES = load_services()["leukopenia-order-sign"].rules
 LOINC_CODES = {"wbc": "6690-2", "anc": "751-8", "alc": "731-0", "temp": "8310-5"}
 
 
