@@ -5,6 +5,8 @@ package list `pip install .` builds the image from."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -274,3 +276,25 @@ def test_pip_install_packages_every_module() -> None:
         assert package in listed, f"{package} missing from [tool.setuptools] packages"
     for package, folder in project.get("package-dir", {}).items():
         assert package in listed and (ROOT / folder / "__init__.py").exists()
+
+
+def test_nginx_accepts_the_conf(tmp_path: Path) -> None:
+    """`nginx -t` on deploy/nginx.conf (the `cds` host replaced, it resolves only in compose)."""
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
+    if nginx is None:
+        pytest.skip("nginx is not installed")
+    site = (ROOT / "deploy" / "nginx.conf").read_text().replace("cds:8080", "127.0.0.1:8080")
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{\n include {tmp_path}/site.conf;\n}}\n"
+    )
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
