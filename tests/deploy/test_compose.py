@@ -298,3 +298,20 @@ def test_nginx_accepts_the_conf(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+@pytest.mark.parametrize(
+    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.dev.yml"]]
+)
+def test_docker_compose_accepts_the_files(files: list[str]) -> None:
+    """`docker-compose config` (Debian's, no engine needed) parses and validates the files."""
+    arguments = [part for name in files for part in ("-f", name)]
+    result = subprocess.run(
+        ["docker-compose", *arguments, "--env-file", ".env.example", "config", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
