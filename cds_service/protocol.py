@@ -55,15 +55,23 @@ class HookRequest:
 
 def json_depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """Iterative depth check, so a hostile body cannot exhaust the stack."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+    # Level by level, keeping only containers: scalars are most of a FHIR body and cannot
+    # nest, and this walk runs over every request (it was ~9% of server time under load).
+    # A non-empty container at the limit fails, as its children would be deeper.
+    if limit < 1:
+        return False
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 1
+    while level:
+        if depth >= limit:
+            return not any(level)
+        deeper = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, (dict, list)):
+                    deeper.append(child)
+        level = deeper
+        depth += 1
     return True
 
 
