@@ -111,6 +111,24 @@ def trend(record: PatientRecord, analyte: str, limit: int = 4) -> str:
     return ", ".join(f"{fmt(c.value)} on {day(c.time)}" for c in values)
 
 
+def count_evidence(record: PatientRecord, k: Knowledge, state: NeutrophilState) -> list[str]:
+    """Evidence lines for the current WBC (with trend and 6-month median) and ANC."""
+    lines = []
+    if state.wbc:
+        lines.append(f"WBC {state.wbc.describe()}")
+        earlier = trend(record, "wbc")
+        if earlier:
+            lines.append(f"Earlier WBC: {earlier}")
+        baseline = six_month_median(record, state.wbc, k)
+        if baseline is not None:
+            lines.append(f"6-month median WBC {fmt(baseline)} x10^9/L")
+    if state.anc:
+        lines.append(f"ANC {state.anc.describe()}")
+    elif state.wbc:
+        lines.append("No differential from the latest draw: ANC unknown")
+    return lines
+
+
 def is_mycophenolate(ingredient: Ingredient) -> bool:
     return ingredient.moiety == "mycophenolate"
 

@@ -8,14 +8,13 @@ from cds_service.fhir_dates import day, days_between
 from cds_service.knowledge import Ingredient
 from cds_service.record import DrugExposure, PatientRecord
 from cds_service.rules.assessments import (
+    count_evidence,
     dangerous_combinations,
     dose_review_reasons,
     fmt,
     is_low_wbc,
     neutrophil_state,
-    six_month_median,
     tier_a_current,
-    trend,
 )
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 
@@ -111,16 +110,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
     names = ", ".join(e.describe() for e in drugs)
     evidence = [f"Current marrow-toxic drugs: {names}"]
-    if state.wbc:
-        evidence.append(f"WBC {state.wbc.describe()}")
-        earlier = trend(ctx.record, "wbc")
-        if earlier:
-            evidence.append(f"Earlier WBC: {earlier}")
-        baseline = six_month_median(ctx.record, state.wbc, k)
-        if baseline is not None:
-            evidence.append(f"6-month median WBC {fmt(baseline)} x10^9/L")
-    if state.anc:
-        evidence.append(f"ANC {state.anc.describe()}")
+    evidence += count_evidence(ctx.record, k, state)
     if ctx.record.duffy_null:
         evidence.append(
             "The patient is documented as Duffy-null (Duffy-null associated "

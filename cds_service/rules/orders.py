@@ -16,12 +16,12 @@ from cds_service.knowledge import Ingredient
 from cds_service.record import DraftOrder, DrugExposure, MedicationRecord, PatientRecord
 from cds_service.rules.assessments import (
     NeutrophilState,
+    count_evidence,
     dangerous_combinations,
     dose_review_reasons,
     fmt,
     neutrophil_state,
     six_month_median,
-    trend,
 )
 from cds_service.rules.base import DraftOrderChange, Finding, RuleContext, SuggestedOrder
 from cds_service.rules.drugs import (
@@ -174,23 +174,6 @@ def _course(record: PatientRecord, drug: DraftDrug) -> str:
     return "dose increase" if ordered > current.mg_per_day * 1.001 else "same or lower dose"
 
 
-def _count_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
-    lines = []
-    if state.wbc:
-        lines.append(f"WBC {state.wbc.describe()}")
-        earlier = trend(ctx.record, "wbc")
-        if earlier:
-            lines.append(f"Earlier WBC: {earlier}")
-        baseline = six_month_median(ctx.record, state.wbc, ctx.knowledge)
-        if baseline is not None:
-            lines.append(f"6-month median WBC {fmt(baseline)} x10^9/L")
-    if state.anc:
-        lines.append(f"ANC {state.anc.describe()}")
-    elif state.wbc:
-        lines.append("No differential from the latest draw: ANC unknown")
-    return lines
-
-
 def _dose_lines(ctx: RuleContext, drugs: list[DraftDrug]) -> list[str]:
     lines = []
     for drug in drugs:
@@ -251,7 +234,7 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
         indicator = "warning"
     primary = candidates[0]
     evidence = [f"{d.describe()} ({courses[d.ingredient.id]})" for d in candidates]
-    evidence += _count_evidence(ctx, state)
+    evidence += count_evidence(ctx.record, ctx.knowledge, state)
     evidence += [f"Dose-review criterion met: {r}" for r in reasons]
     evidence += [f"Dangerous combination: {c.text}" for c in combinations]
     if record.duffy_null:
@@ -428,7 +411,9 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     primary = drugs[0]
     evidence = [d.describe() for d in drugs]
     evidence.append(f"Diagnosis: {record.lupus.describe()}")
-    evidence += _count_evidence(ctx, state) or ["No WBC or ANC in the last 30 days."]
+    evidence += count_evidence(ctx.record, ctx.knowledge, state) or [
+        "No WBC or ANC in the last 30 days."
+    ]
     evidence.append("No febrile neutropenia found (no fever with ANC < 1.0 in the last 24 h).")
     referral = SuggestedOrder(
         "hematology_referral", "urgent", "Refer to hematology before G-CSF", recommended=True
