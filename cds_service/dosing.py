@@ -81,11 +81,10 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         dose_text = f"{value:g} x {product.strength_mg:g} mg {product.form or 'tablet'}"
     else:
         return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
-    repeat = (
-        ((dosage.get("timing") or {}).get("repeat") or {})
-        if isinstance(dosage.get("timing"), Mapping)
-        else {}
-    )
+    timing = dosage.get("timing")
+    repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
+    if not isinstance(repeat, Mapping):  # draft orders are read without validation
+        repeat = {}
     period_unit = repeat.get("periodUnit")
     if period_unit not in _PERIOD_DAYS:
         return DailyDose(None, f"{dose_text} with no usable frequency")

@@ -124,3 +124,14 @@ def test_daily_dose_weekly_methotrexate_and_tablets(knowledge):
     ]  # R4 example error
     assert daily_dose(tablets, knowledge.products["197388"]).mg_per_day == 100
     assert daily_dose(tablets, None).mg_per_day is None
+
+
+def test_daily_dose_of_a_malformed_unvalidated_draft_is_unknown_not_an_error():
+    # Draft orders are read without FHIR validation: a wrong type must not crash the call.
+    dosage = [
+        {
+            "timing": {"repeat": "daily"},
+            "doseAndRate": [{"doseQuantity": {"value": 50, "code": "mg"}}],
+        }
+    ]
+    assert daily_dose(dosage, None).mg_per_day is None
