@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cds_service.fhir_bundles import flatten
 from cds_service.timeshift import FIXTURE_ANCHOR, replay_now
 
 
@@ -32,9 +33,7 @@ def _request_from_bundle(
 ) -> dict[str, Any]:
     """A CDS Hooks request whose prefetch holds one patient's Bundle, split per template by
     resource type (every Observation key gets the Observations; the rules pick by code)."""
-    resources = [
-        e["resource"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)
-    ]
+    resources = flatten(bundle)
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if len(patients) != 1:
         raise SystemExit("the Bundle must hold exactly one Patient")

@@ -145,3 +145,14 @@ def medication_request(
 
 AZATHIOPRINE, MYCOPHENOLATE, METHOTREXATE, TACROLIMUS = "1256", "68149", "6851", "42316"
 HYDROXYCHLOROQUINE, PREDNISONE = "5521", "8640"
+
+
+def fhir_authorization(token: str) -> dict[str, Any]:
+    """A CDS Hooks `fhirAuthorization` object carrying `token`."""
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "user/*.read",
+        "subject": "cds",
+    }

@@ -14,6 +14,7 @@ import responses
 
 from tests.fhir_stub import FhirStub
 
+from .builders import fhir_authorization
 from .conformance import check_response
 from .fixture_files import SCENARIOS, request_of
 
@@ -183,13 +184,7 @@ def test_same_cards_from_prefetch_partial_prefetch_and_fhir_server(client, app, 
     partial, served = _split_prefetch(body, keep)
     with FhirStub(served, token="secret-token") as stub:
         partial["fhirServer"] = stub.base_url
-        partial["fhirAuthorization"] = {
-            "access_token": "secret-token",
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "user/*.read",
-            "subject": "cds",
-        }
+        partial["fhirAuthorization"] = fhir_authorization("secret-token")
         response = client.post(SERVICE, json=partial)
         assert response.status_code == 200
         assert stub.calls
@@ -204,13 +199,7 @@ def test_unreachable_fhir_server_with_partial_data_gives_an_honest_card(client, 
     body = request_of(scenario("sle-severe-neutropenia-afebrile"))
     partial, _ = _split_prefetch(body, {"patient", "conditions", "counts"})
     partial["fhirServer"] = "https://ehr.example.org/fhir"
-    partial["fhirAuthorization"] = {
-        "access_token": "very-secret-token",
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "user/*.read",
-        "subject": "cds",
-    }
+    partial["fhirAuthorization"] = fhir_authorization("very-secret-token")
     responses.add(responses.GET, re.compile(r"https://ehr\.example\.org/fhir/.*"), status=503)
     caplog.set_level(logging.DEBUG)
     response = client.post(SERVICE, json=partial)

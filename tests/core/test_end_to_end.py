@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cds_service.fhir_bundles import flatten
 from cds_service.timeshift import FIXTURE_ANCHOR
 
 from .conformance import check_response
@@ -109,12 +110,7 @@ def test_cli_evaluates_a_fixture_as_of_its_anchor(tmp_path):
 
 def test_cli_evaluates_a_patient_bundle(tmp_path):
     request = request_of(next(s for s in SCENARIOS if s["name"] == "sle-profound-lymphopenia"))
-    resources = []
-    for value in request["prefetch"].values():
-        if value and value["resourceType"] == "Bundle":
-            resources += [e["resource"] for e in value.get("entry", [])]
-        elif value:
-            resources.append(value)
+    resources = [r for value in request["prefetch"].values() for r in flatten(value)]
     bundle = tmp_path / "patient.json"
     bundle.write_text(
         json.dumps(

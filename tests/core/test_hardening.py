@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cds_service.logs import JsonFormatter
 
+from .builders import fhir_authorization
 from .fixture_files import SCENARIOS, request_of
 
 SERVICE = "/cds-services/leukopenia-patient-view"
@@ -77,13 +78,7 @@ def test_logs_carry_no_token_patient_id_or_body(client, caplog):
             entry["resource"].get("subject", {})["reference"] = "Patient/patient-7f3c9a"
     body["prefetch"]["patient"]["id"] = "patient-7f3c9a"
     body["fhirServer"] = "https://ehr.example.org/fhir"
-    body["fhirAuthorization"] = {
-        "access_token": "tok-SECRET-123",
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "user/*.read",
-        "subject": "cds",
-    }
+    body["fhirAuthorization"] = fhir_authorization("tok-SECRET-123")
     caplog.set_level(logging.DEBUG)
     assert client.post(SERVICE, json=body).status_code == 200
     client.post(SERVICE, json={**body, "hook": "patient-7f3c9a"})
