@@ -43,11 +43,19 @@ class DailyDose:
     description: str  # how it was computed, or why it could not be
 
 
+def timing_repeat(dosage: Any) -> Mapping[str, Any]:
+    """`Dosage.timing.repeat`, or {}: draft orders are read without validation, so any level
+    may be missing or of the wrong type."""
+    timing = dosage.get("timing") if isinstance(dosage, Mapping) else None
+    repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
+    return repeat if isinstance(repeat, Mapping) else {}
+
+
 def _dose_quantity(dosage: Mapping[str, Any]) -> Mapping[str, Any] | None:
     dose_and_rate = dosage.get("doseAndRate")
     if isinstance(dose_and_rate, Mapping):  # a known error in published R4 examples
         dose_and_rate = [dose_and_rate]
-    for entry in dose_and_rate or []:
+    for entry in dose_and_rate if isinstance(dose_and_rate, list) else []:
         if not isinstance(entry, Mapping):
             continue
         if isinstance(entry.get("doseQuantity"), Mapping):
@@ -81,12 +89,9 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         dose_text = f"{value:g} x {product.strength_mg:g} mg {product.form or 'tablet'}"
     else:
         return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
-    timing = dosage.get("timing")
-    repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
-    if not isinstance(repeat, Mapping):  # draft orders are read without validation
-        repeat = {}
+    repeat = timing_repeat(dosage)
     period_unit = repeat.get("periodUnit")
-    if period_unit not in _PERIOD_DAYS:
+    if not isinstance(period_unit, str) or period_unit not in _PERIOD_DAYS:
         return DailyDose(None, f"{dose_text} with no usable frequency")
     frequency = repeat.get("frequency") or 1
     period = repeat.get("period") or 1

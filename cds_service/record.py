@@ -22,7 +22,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from cds_service import terminology, units
-from cds_service.dosing import DailyDose, daily_dose
+from cds_service.dosing import DailyDose, daily_dose, timing_repeat
 from cds_service.fhir_dates import as_datetime, day
 from cds_service.knowledge import Ingredient, Knowledge
 
@@ -933,13 +933,8 @@ def _medication_period(resource: Raw) -> tuple[datetime | None, datetime | None]
         return start, as_datetime(period.get("end"))
     authored = as_datetime(resource.get("authoredOn"))
     bounds_end = None
-    for dosage in resource.get("dosageInstruction") or []:
-        repeat = (
-            ((dosage.get("timing") or {}).get("repeat") or {})
-            if isinstance(dosage, Mapping)
-            else {}
-        )
-        bounds = repeat.get("boundsPeriod") if isinstance(repeat, Mapping) else None
+    for dosage in _list(resource.get("dosageInstruction")):
+        bounds = timing_repeat(dosage).get("boundsPeriod")
         if isinstance(bounds, Mapping) and bounds.get("end"):
             bounds_end = as_datetime(bounds["end"])
     validity = (

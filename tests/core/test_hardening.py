@@ -49,6 +49,12 @@ def _paths(value, prefix=()):
 
 
 PATHS = list(_paths(BASE))
+# An order-sign request: its draft orders are read leniently (never validated), so every
+# field of them must survive any value without a 5xx.
+ORDER = request_of(
+    next(s for s in SCENARIOS if s["name"] == "order-sign-azathioprine-with-allopurinol-wbc-3.3")
+)
+ORDER_PATHS = [("context", *p) for p in _paths(ORDER["context"])]
 
 
 @FUZZ
@@ -89,3 +95,15 @@ def test_logs_carry_no_token_patient_id_or_body(client, caplog):
     assert "answered" in text
     for secret in ("tok-SECRET-123", "patient-7f3c9a", "Systemic lupus"):
         assert secret not in text
+
+
+@FUZZ
+@given(path=st.sampled_from(ORDER_PATHS), replacement=json_values)
+def test_mutated_draft_orders_never_give_5xx(client, path, replacement):
+    body = copy.deepcopy(ORDER)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = replacement
+    response = client.post("/cds-services/leukopenia-order-sign", json=body)
+    assert response.status_code < 500, path
