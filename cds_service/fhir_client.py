@@ -7,7 +7,6 @@ patient data, because reasons end up in logs and in cards.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from cds_service import json_body
 from cds_service.config import is_development
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,9 @@ def _get_json(server: FhirServer, url: str, deadline: float, config: Mapping[str
     except requests.RequestException:
         raise FhirUnavailable("the FHIR server could not be reached") from None
     try:
-        return json.loads(body)
+        return json_body.loads(body)
+    except json_body.TooDeep:
+        raise FhirUnavailable("the FHIR server sent JSON nested too deeply") from None
     except ValueError:
         raise FhirUnavailable("the FHIR server sent malformed JSON") from None
 

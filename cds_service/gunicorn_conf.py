@@ -22,7 +22,7 @@ def _int(name: str, default: int) -> int:
 # overlap a FHIR fetch or database wait with another call.
 workers = _int("GUNICORN_WORKERS", min(multiprocessing.cpu_count() + 1, 8))
 threads = _int("GUNICORN_THREADS", 2)
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
 # Hook calls must answer in well under a second; a worker stuck for 30 s is restarted.
 timeout = _int("GUNICORN_TIMEOUT", 30)

@@ -23,7 +23,6 @@ _ORDER_REFERENCE = re.compile(
     r"^(MedicationRequest|ServiceRequest|NutritionOrder|DeviceRequest|VisionPrescription"
     r"|MedicationOrder|ProcedureRequest)/[A-Za-z0-9\-.]{1,256}$"
 )
-MAX_JSON_DEPTH = 64
 
 
 class BadRequest(Exception):
@@ -51,28 +50,6 @@ class HookRequest:
     def correlation_id(self) -> str:
         """hookInstance for logs, only when it is a UUID (never echo arbitrary client text)."""
         return self.hook_instance if _UUID.match(self.hook_instance) else "non-uuid"
-
-
-def json_depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Iterative depth check, so a hostile body cannot exhaust the stack."""
-    # Level by level, keeping only containers: scalars are most of a FHIR body and cannot
-    # nest, and this walk runs over every request (it was ~9% of server time under load).
-    # A non-empty container at the limit fails, as its children would be deeper.
-    if limit < 1:
-        return False
-    level = [value] if isinstance(value, (dict, list)) else []
-    depth = 1
-    while level:
-        if depth >= limit:
-            return not any(level)
-        deeper = []
-        for item in level:
-            for child in item.values() if isinstance(item, dict) else item:
-                if isinstance(child, (dict, list)):
-                    deeper.append(child)
-        level = deeper
-        depth += 1
-    return True
 
 
 def _string(body: Mapping[str, Any], key: str, where: str = "") -> str:

@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
-
 from cds_service import terminology, units
 from cds_service.dosing import DailyDose, daily_dose, timing_repeat
 from cds_service.fhir_dates import as_datetime, day
 from cds_service.knowledge import Ingredient, Knowledge
+from cds_service.validation import invalid_reason
 
 Raw = Mapping[str, Any]
 
@@ -257,17 +255,6 @@ def names_other_patient(resource: Raw, patient_id: str) -> bool:
     return False
 
 
-def _validated(resource: Raw) -> str | None:
-    """None when the resource is valid FHIR R4B, else a short reason."""
-    try:
-        get_fhir_model_class(str(resource.get("resourceType"))).model_validate(resource)
-    except (ValidationError, KeyError, ValueError, TypeError) as error:
-        first = error.errors()[0] if isinstance(error, ValidationError) else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"not valid FHIR R4 ({where or 'structure'})"
-    return None
-
-
 def _reference(resource: Raw) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
 
@@ -341,7 +328,7 @@ class _RecordBuilder:
         duffy_code = self._has_duffy_code(obs)
         if matched is None and not duffy_code:
             return  # not a result the rules use: never parsed
-        problem = _validated(obs)
+        problem = invalid_reason(obs)
         ref = _reference(obs)
         if problem:
             what = self.k.analyte_display[matched[0]] if matched else "Duffy phenotype"
@@ -620,7 +607,7 @@ class _RecordBuilder:
             group = terminology.condition_group(condition.get("code"), self.k)
             if group is None and not self._has_duffy_code(condition):
                 continue
-            if _validated(condition):
+            if invalid_reason(condition):
                 continue  # not valid FHIR: a diagnosis is never inferred from it
             if self._is_duffy_null(condition):
                 self.record.duffy_null = True
@@ -732,7 +719,7 @@ class _RecordBuilder:
 
     def medication_resource(self, resource: Raw) -> None:
         """Validate, then read; an invalid record of a drug the rules track is reported."""
-        problem = _validated(resource)
+        problem = invalid_reason(resource)
         if problem is None:
             self.record.medications.extend(self.medication(resource))
             return
