@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+from cds_service import validation
 from cds_service.config import is_development, load_config
 from cds_service.knowledge import load_knowledge
 from cds_service.services import load_services
@@ -52,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings["THRESHOLDS"], settings["CLINICAL_SETTINGS"]
     )
     app.extensions["cds_services"] = load_services(settings["HOOKS_DIR"])
+    validation.set_cache_size(settings["VALIDATION_CACHE_SIZE"])
     origins = settings["CORS_ORIGINS"]
     CORS(
         app,

@@ -94,6 +94,8 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_TIMEOUT_SECONDS": 5,
     # Card history rows waiting for the background writer; beyond this they are dropped.
     "CARD_HISTORY_QUEUE_SIZE": 10000,
+    # FHIR validation verdicts remembered per worker (~100 bytes each); 0 turns the cache off.
+    "VALIDATION_CACHE_SIZE": 50000,
     # An override with one of these reasons snoozes the same rule for the same patient.
     "SNOOZE_REASON_SYSTEM": "https://leukopenia-cds.example.org/CodeSystem/override-reason",
     "SNOOZE_REASON_CODES": ["already-addressed", "counts-reviewed"],
@@ -142,6 +144,9 @@ def validate_config(config: Mapping[str, Any]) -> None:
             raise ConfigError("CDS_PATIENT_KEY_SECRET must be set in production")
         if config["CORS_ORIGINS"] in ("*", ["*"]):
             raise ConfigError("CDS_CORS_ORIGINS must list the EHR origins in production")
+    cache_size = config["VALIDATION_CACHE_SIZE"]
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+        raise ConfigError("CDS_VALIDATION_CACHE_SIZE must be a whole number, 0 or more")
     _validate_fhir_settings(config)
     _validate_auth_config(config)
     _validate_storage_settings(config)

@@ -21,13 +21,24 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 # About 100 bytes an entry: 50,000 verdicts (some 150 patients' five-year histories) ~5 MB.
-CACHE_SIZE = 50_000
+# CDS_VALIDATION_CACHE_SIZE sets it per worker (create_app); 0 turns the cache off.
+_capacity = 50_000
 _verdicts: dict[bytes, str | None] = {}
 _eviction = threading.Lock()
 
 
+def set_cache_size(entries: int) -> None:
+    global _capacity
+    with _eviction:
+        _capacity = entries
+        while len(_verdicts) > entries:
+            del _verdicts[next(iter(_verdicts))]
+
+
 def invalid_reason(resource: Mapping[str, Any]) -> str | None:
     """None when the resource is valid FHIR R4B, else a short reason naming the element."""
+    if not _capacity:
+        return _validate(resource)
     try:
         key = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
     except (orjson.JSONEncodeError, TypeError):
@@ -38,7 +49,7 @@ def invalid_reason(resource: Mapping[str, Any]) -> str | None:
         pass
     verdict = _validate(resource)
     with _eviction:  # gthread workers: iterating while another thread inserts would raise
-        if len(_verdicts) >= CACHE_SIZE:
+        if len(_verdicts) >= _capacity:
             del _verdicts[next(iter(_verdicts))]  # the oldest: dicts keep insertion order
         _verdicts[key] = verdict
     return verdict

@@ -22,6 +22,7 @@ def test_generated_requests_are_valid_cds_hooks_requests():
 def test_tiny_in_process_benchmark_reports_every_figure():
     figures = {size: in_process(size, 2) for size in ("typical", "heavy")}
     assert figures["typical"]["evaluate"]["n"] == 2
+    assert figures["heavy"]["cold"]["n"] == 2
     text = report(
         {
             "when": "now",
@@ -33,3 +34,4 @@ def test_tiny_in_process_benchmark_reports_every_figure():
         }
     )
     assert "typical in-process p95" in text and "heavy in-process p95" in text
+    assert "typical in-process p95, cold" in text and "heavy in-process p95, cold" in text
