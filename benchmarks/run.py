@@ -6,7 +6,7 @@
    "Cold" repeats the typical and heavy calls with the FHIR validation cache emptied first:
    a patient the worker has not seen yet.
 2. HTTP: a real `cds-service serve --production` on 127.0.0.1 (free port, SQLite in a temp
-   dir, development profile: no JWT), loaded by N concurrent keep-alive clients for S seconds
+   dir, development profile: no JWT), loaded by N concurrent clients for S seconds
    with the typical request; throughput, p50/p95/p99, errors and worker RSS. Run twice: as
    deployed, and cold (CDS_VALIDATION_CACHE_SIZE=0: every call validates every resource).
 Writes benchmarks/results/latest.md and latest.json.
@@ -361,8 +361,9 @@ def report(results: dict[str, Any]) -> str:
             f"## HTTP (`cds-service serve --production`, typical request"
             f"{', validation cache off' if key == 'http_cold' else ''})",
             "",
-            f"{run['clients']} concurrent keep-alive clients for {run['seconds']} s against "
-            f"{run['workers']} gunicorn workers on 127.0.0.1: {run['requests']} requests, "
+            f"{run['clients']} concurrent clients for {run['seconds']} s against "
+            f"{run['workers']} gunicorn sync workers on 127.0.0.1 (each answer closes its "
+            f"connection, so every call connects anew): {run['requests']} requests, "
             f"{run['rps']} req/s, p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, "
             f"p99 {run['p99_ms']} ms, {run['errors']} errors, max worker RSS "
             f"{run['max_worker_rss_mb']} MB. Load generator: {run.get('generator', 'python')} "
