@@ -101,6 +101,7 @@ def _fetch_key(
     expected_type: str | None,
     deadline: float,
     config: Mapping[str, Any],
+    keep_first_page: Callable[[Page], None],
 ) -> _KeyData:
     try:
         value = get_json(server, server.url(relative_url), deadline, config)
@@ -109,6 +110,9 @@ def _fetch_key(
     first = read_page(value, expected_type)
     if first.problem:
         return _KeyData(unavailable=f"the FHIR server sent {first.problem}")
+    # If later pages miss the deadline, the task is abandoned: the first page (the newest
+    # results, queries sort by -date) is still used, with the key marked incomplete.
+    keep_first_page(first)
     return _follow_pages(first, server, expected_type, deadline, config)
 
 
@@ -234,7 +238,13 @@ def gather(
             )
         else:
             tasks[key] = partial(
-                _fetch_key, server, query.relative_url, query.resource_type, deadline, config
+                _fetch_key,
+                server,
+                query.relative_url,
+                query.resource_type,
+                deadline,
+                config,
+                partial(first_pages.__setitem__, key),
             )
 
     for key, outcome in run_concurrently(tasks, deadline, config).items():

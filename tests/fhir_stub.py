@@ -93,10 +93,12 @@ class FhirStub:
         token: str | None = None,
         delay_seconds: float = 0.0,
         port: int = 0,
+        later_pages_delay_seconds: float = 0.0,
     ) -> None:
         self.resources = list(resources)
         self.token = token
         self.delay_seconds = delay_seconds
+        self.later_pages_delay_seconds = later_pages_delay_seconds
         self.calls: list[RecordedCall] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
@@ -165,9 +167,10 @@ class FhirStub:
                         self.path, self.headers.get("Authorization"), self.headers.get("Accept")
                     )
                 )
-                time.sleep(stub.delay_seconds)
                 url = urlsplit(self.path)
                 query = {name: values[-1] for name, values in parse_qs(url.query).items()}
+                later_page = "_offset" in query
+                time.sleep(stub.later_pages_delay_seconds if later_page else stub.delay_seconds)
                 if stub.token and self.headers.get("Authorization") != f"Bearer {stub.token}":
                     status, body = _outcome(401, "unauthorized")
                 else:

@@ -66,6 +66,19 @@ def test_hanging_server_is_abandoned_at_the_deadline(templates, config, asa):
     assert all("did not answer in time" in r for r in gathered.unavailable.values())
 
 
+def test_first_page_is_kept_when_later_pages_miss_the_deadline(config, asa):
+    # The newest results (first page, -date) are used; the key is marked incomplete so the
+    # cards say data is missing. Before, the whole key was dropped as unavailable.
+    config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
+    templates = {"vitals": "Observation?patient={{context.patientId}}&_sort=-date&_count=2"}
+    with FhirStub(asa, token=TOKEN, later_pages_delay_seconds=2.0) as stub:
+        gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
+    assert len(gathered.resources["vitals"]) == 2
+    assert gathered.unavailable == {}
+    assert "later pages" in gathered.incomplete["vitals"]
+    assert "did not answer in time" in gathered.incomplete["vitals"]
+
+
 def test_hanging_server_with_nothing_prefetched_is_a_failed_precondition(templates, config, asa):
     config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
     with (
