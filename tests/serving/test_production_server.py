@@ -7,79 +7,26 @@ failing a call.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.core.conformance import check_response
 from tests.core.fixture_files import SCENARIOS, request_of
+from tests.production_server import production_server, wait_for_workers, worker_pids
 
 SERVICE = "/cds-services/leukopenia-patient-view"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _workers(pid: int) -> set[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return {int(p) for p in path.read_text().split()}
-
-
-def _wait_for_workers(pid: int, count: int, old: set[int] = frozenset()) -> set[int]:
-    for _ in range(300):
-        workers = _workers(pid)
-        if len(workers) == count and not workers & old:
-            return workers
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn did not reach {count} new workers: {workers}")
-
-
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen]]:
-    workdir = tmp_path_factory.mktemp("production")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "CDS_ENV": "development",  # no JWT issuer to configure; gunicorn settings are the same
-        "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3",
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
-        "GUNICORN_WORKERS": "2",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115 - closed with the process
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                if process.poll() is not None:
-                    pytest.fail((workdir / "server.log").read_text())
-            time.sleep(0.1)
-        _wait_for_workers(process.pid, 2)
-        yield base, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with production_server(tmp_path_factory.mktemp("production")) as server:
+        yield server
 
 
 def _hook_calls_counted(base: str) -> float:
@@ -115,12 +62,12 @@ def test_sighup_replaces_workers_without_failing_calls(production):
     base, process = production
     scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
     body = request_of(scenario)
-    old = _workers(process.pid)
+    old = worker_pids(process.pid)
     process.send_signal(signal.SIGHUP)
     statuses = [
         requests.post(f"{base}{SERVICE}", json=body, timeout=20).status_code for _ in range(5)
     ]
-    _wait_for_workers(process.pid, 2, old)
+    wait_for_workers(process.pid, 2, old)
     statuses += [
         requests.post(f"{base}{SERVICE}", json=body, timeout=20).status_code for _ in range(3)
     ]

@@ -1,0 +1,75 @@
+"""`cds-service serve --production` (gunicorn) as a real process, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_pids(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()}
+
+
+def wait_for_workers(pid: int, count: int, old: set[int] = frozenset()) -> set[int]:
+    """The master's workers once there are `count` of them and none is in `old`."""
+    workers: set[int] = set()
+    for _ in range(300):
+        workers = worker_pids(pid)
+        if len(workers) == count and not workers & old:
+            return workers
+        time.sleep(0.1)
+    pytest.fail(f"gunicorn did not reach {count} new workers: {workers}")
+
+
+@contextmanager
+def production_server(workdir: Path, workers: int = 2) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The server's base URL and master process; development profile (no JWT issuer to set
+    up), SQLite and metrics files in `workdir`. The gunicorn settings are production's."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CDS_ENV": "development",
+        "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3",
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        "GUNICORN_WORKERS": str(workers),
+    }
+    log = workdir / "server.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                if process.poll() is not None:
+                    pytest.fail(log.read_text())
+            time.sleep(0.1)
+        wait_for_workers(process.pid, workers)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
