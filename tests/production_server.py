@@ -1,4 +1,5 @@
-"""`cds-service serve --production` (gunicorn) as a real process, for end-to-end tests."""
+"""Real server processes for end-to-end tests: `cds-service serve --production` (gunicorn)
+and the helpers to wait for them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -38,6 +40,32 @@ def wait_for_workers(pid: int, count: int, old: set[int] = frozenset()) -> set[i
 
 
 @contextmanager
+def running(
+    command: list[str], ready_url: str, log: Path, **popen: Any
+) -> Iterator[subprocess.Popen]:
+    """`command` as a process whose stderr goes to `log`, once `ready_url` answers 200.
+
+    Fails the test with the log if the process exits first; terminates it afterwards."""
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, **popen)
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                if process.poll() is not None:
+                    pytest.fail(log.read_text())
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"{ready_url} did not answer")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
 def production_server(workdir: Path, workers: int = 2) -> Iterator[tuple[str, subprocess.Popen]]:
     """The server's base URL and master process; development profile (no JWT issuer to set
     up), SQLite and metrics files in `workdir`. The gunicorn settings are production's."""
@@ -49,27 +77,9 @@ def production_server(workdir: Path, workers: int = 2) -> Iterator[tuple[str, su
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         "GUNICORN_WORKERS": str(workers),
     }
-    log = workdir / "server.log"
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                if process.poll() is not None:
-                    pytest.fail(log.read_text())
-            time.sleep(0.1)
+    command = [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port"]
+    log = workdir / "server.log"
+    with running([*command, str(port)], f"{base}/readyz", log, cwd=workdir, env=env) as process:
         wait_for_workers(process.pid, workers)
         yield base, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,43 +15,21 @@ import requests
 
 from cds_service.fhir_bundles import flatten
 from cds_service.timeshift import FIXTURE_ANCHOR
+from tests.production_server import free_port, running
 
 from .conformance import check_response
 from .fixture_files import FIXTURES, SCENARIOS, request_of
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("serve")
     env = {**os.environ, "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                requests.get(f"{base}/cds-services", timeout=1)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None:
-                    pytest.fail(process.stderr.read().decode())
-                time.sleep(0.1)
+    command = [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port)]
+    with running(command, f"{base}/cds-services", workdir / "serve.log", cwd=workdir, env=env):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_served_discovery_and_a_critical_fixture(server):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import requests
 
 from tests.core.conformance import check_response
 from tests.core.fixture_files import SCENARIOS, request_of
-from tests.production_server import free_port, production_server
+from tests.production_server import free_port, production_server, running
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or next(
@@ -49,25 +47,10 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f"http {{\n access_log off;\n client_body_temp_path {temp}/body;\n"
             f" proxy_temp_path {temp}/proxy;\n include {workdir}/site.conf;\n}}\n"
         )
-        process = subprocess.Popen(
-            [NGINX, "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
         base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(100):
-                try:
-                    requests.get(f"{base}/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    if process.poll() is not None:
-                        pytest.fail(process.stderr.read().decode())
-                    time.sleep(0.1)
+        command = [NGINX, "-p", str(workdir), "-c", str(workdir / "nginx.conf")]
+        with running(command, f"{base}/healthz", workdir / "nginx.log"):
             yield base
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def test_hook_calls_pass_through_the_proxy(proxy):
