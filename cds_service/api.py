@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from cds_service import json_body, metrics
+from cds_service import json_body, metrics, validation
 from cds_service.engine import evaluate
 from cds_service.fhir_data import PreconditionFailed
 from cds_service.protocol import BadRequest, parse_request
@@ -78,6 +78,7 @@ def call_service(service_id: str) -> Response:
     cards, suppressed = storage.filter_snoozed(result.cards, service.id, hook_request.patient_id)
     metrics.observe_cards(cards)
     metrics.observe_prefetch(service.id, result.sources)
+    metrics.observe_validations(validation.take_counts())
     storage.record_cards(
         service.id,
         service.hook,

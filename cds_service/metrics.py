@@ -67,6 +67,12 @@ AUTH_FAILURES = Counter(
     "CDS client JWTs refused (auth_rejected) or not checkable (auth_error).",
     ["event"],
 )
+VALIDATIONS = Counter(
+    "cds_fhir_validations_total",
+    "FHIR resources validated, by verdict cache outcome (hit, miss, off): a low hit share "
+    "with many repeat patients means CDS_VALIDATION_CACHE_SIZE is too small.",
+    ["cache"],
+)
 FEEDBACK = Counter(
     "cds_feedback_total", "Feedback items stored, by outcome (accepted, overridden).", ["outcome"]
 )
@@ -84,6 +90,12 @@ def observe_cards(cards: Iterable[Mapping[str, Any]]) -> None:
 def observe_prefetch(service_id: str, sources: Mapping[str, tuple[str, str]]) -> None:
     for key, (prefetch, result) in sources.items():
         PREFETCH.labels(service_id, key, prefetch, result).inc()
+
+
+def observe_validations(counts: Mapping[str, int]) -> None:
+    for outcome, amount in counts.items():
+        if amount:
+            VALIDATIONS.labels(outcome).inc(amount)
 
 
 def observe_fhir_fetch(seconds: float, ok: bool) -> None:

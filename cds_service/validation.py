@@ -25,6 +25,10 @@ from pydantic import ValidationError
 _capacity = 50_000
 _verdicts: dict[bytes, str | None] = {}
 _eviction = threading.Lock()
+# Verdicts remembered (hit), computed and remembered (miss) or computed only (off), since the
+# last take_counts(): the API hands them to /metrics after each call.
+_counts = {"hit": 0, "miss": 0, "off": 0}
+_UNSEEN = object()
 
 
 def set_cache_size(entries: int) -> None:
@@ -35,24 +39,43 @@ def set_cache_size(entries: int) -> None:
             del _verdicts[next(iter(_verdicts))]
 
 
+def take_counts() -> dict[str, int]:
+    """Validations by cache outcome since the last call (and resets them)."""
+    with _eviction:
+        counts = dict(_counts)
+        _counts.update(hit=0, miss=0, off=0)
+    return counts
+
+
 def invalid_reason(resource: Mapping[str, Any]) -> str | None:
     """None when the resource is valid FHIR R4B, else a short reason naming the element."""
-    if not _capacity:
+    key = _digest(resource) if _capacity else None
+    if key is None:
+        _count("off")
         return _validate(resource)
-    try:
-        key = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
-    except (orjson.JSONEncodeError, TypeError):
-        return _validate(resource)  # not plain JSON data (only in-process callers): no caching
-    try:
-        return _verdicts[key]
-    except KeyError:
-        pass
+    verdict = _verdicts.get(key, _UNSEEN)
+    if verdict is not _UNSEEN:
+        _count("hit")
+        return verdict
     verdict = _validate(resource)
     with _eviction:  # gthread workers: iterating while another thread inserts would raise
         if len(_verdicts) >= _capacity:
             del _verdicts[next(iter(_verdicts))]  # the oldest: dicts keep insertion order
         _verdicts[key] = verdict
+        _counts["miss"] += 1
     return verdict
+
+
+def _digest(resource: Mapping[str, Any]) -> bytes | None:
+    try:
+        return hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
+    except (orjson.JSONEncodeError, TypeError):
+        return None  # not plain JSON data (only in-process callers): not cached
+
+
+def _count(outcome: str) -> None:
+    with _eviction:
+        _counts[outcome] += 1
 
 
 def clear_cache() -> None:

@@ -133,3 +133,22 @@ def card_time() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def test_validation_cache_outcomes_are_counted(app):
+    from cds_service import validation
+
+    validation.clear_cache()
+    client = app.test_client()
+    request = replay_now(json.loads((FIXTURES / "sle-moderate-neutropenia.json").read_text()))
+    name = "cds_fhir_validations_total"
+    before = client.get("/metrics").get_data(as_text=True)
+    assert client.post(SERVICE, json=request).status_code == 200
+    first = client.get("/metrics").get_data(as_text=True)
+    misses = _metric(first, name, cache="miss") - _metric(before, name, cache="miss")
+    assert misses > 0
+    assert _metric(first, name, cache="hit") == _metric(before, name, cache="hit")
+    assert client.post(SERVICE, json=request).status_code == 200  # the same chart, reopened
+    second = client.get("/metrics").get_data(as_text=True)
+    assert _metric(second, name, cache="hit") - _metric(first, name, cache="hit") == misses
+    assert _metric(second, name, cache="miss") == _metric(first, name, cache="miss")
