@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from cds_service.storage import Storage, init_app
+from cds_service.storage.database import create_database_engine
 from cds_service.storage.models import CardFeedback
 
 from .conftest import SERVICE_ID, UNREACHABLE_DATABASE_URL, feedback_item, make_card, make_config
@@ -190,3 +191,12 @@ def test_database_down_gives_503_not_500() -> None:
         assert "retry" in response.get_json()["error"]
     finally:
         storage.close()
+
+
+def test_sqlite_commits_are_durable(tmp_path):
+    """A feedback item answered with 200 must survive a power cut: WAL with synchronous=FULL."""
+    engine = create_database_engine(f"sqlite:///{tmp_path}/cds.sqlite3")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
