@@ -24,7 +24,7 @@ from pydantic import ValidationError
 # CDS_VALIDATION_CACHE_SIZE sets it per worker (create_app); 0 turns the cache off.
 _capacity = 50_000
 _verdicts: dict[bytes, str | None] = {}
-_eviction = threading.Lock()
+_lock = threading.Lock()
 # Verdicts remembered (hit), computed and remembered (miss) or computed only (off), since the
 # last take_counts(): the API hands them to /metrics after each call.
 _counts = {"hit": 0, "miss": 0, "off": 0}
@@ -33,15 +33,15 @@ _UNSEEN = object()
 
 def set_cache_size(entries: int) -> None:
     global _capacity
-    with _eviction:
+    with _lock:
         _capacity = entries
-        while len(_verdicts) > entries:
+        while _verdicts and len(_verdicts) > entries:
             del _verdicts[next(iter(_verdicts))]
 
 
 def take_counts() -> dict[str, int]:
     """Validations by cache outcome since the last call (and resets them)."""
-    with _eviction:
+    with _lock:
         counts = dict(_counts)
         _counts.update(hit=0, miss=0, off=0)
     return counts
@@ -58,8 +58,8 @@ def invalid_reason(resource: Mapping[str, Any]) -> str | None:
         _count("hit")
         return verdict
     verdict = _validate(resource)
-    with _eviction:  # gthread workers: iterating while another thread inserts would raise
-        if len(_verdicts) >= _capacity:
+    with _lock:  # gthread workers: iterating while another thread inserts would raise
+        while _verdicts and len(_verdicts) >= _capacity:
             del _verdicts[next(iter(_verdicts))]  # the oldest: dicts keep insertion order
         _verdicts[key] = verdict
         _counts["miss"] += 1
@@ -74,13 +74,13 @@ def _digest(resource: Mapping[str, Any]) -> bytes | None:
 
 
 def _count(outcome: str) -> None:
-    with _eviction:
+    with _lock:
         _counts[outcome] += 1
 
 
 def clear_cache() -> None:
     """Forget every verdict (benchmarks measure the cold path with it)."""
-    with _eviction:
+    with _lock:
         _verdicts.clear()
 
 
