@@ -105,7 +105,7 @@ def in_process(size: str, iterations: int) -> dict[str, Any]:
     return results
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -132,7 +132,8 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _children(pid: int) -> list[int]:
+def worker_pids(pid: int) -> list[int]:
+    """The child processes of `pid` (gunicorn's workers)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
@@ -215,7 +216,7 @@ def _wrk(port: int, body: bytes, clients: int, seconds: float, workdir: str) -> 
 def over_http(
     clients: int, seconds: float, generator: str = "auto", cache: bool = True
 ) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="cds-bench-")
     env = {
         **os.environ,
@@ -243,7 +244,7 @@ def over_http(
 
             def sample_rss() -> None:
                 while not sampling.wait(1):
-                    rss_samples.extend(_rss_mb(pid) for pid in _children(server.pid))
+                    rss_samples.extend(_rss_mb(pid) for pid in worker_pids(server.pid))
 
             sampler = threading.Thread(target=sample_rss, daemon=True)
             sampler.start()
@@ -259,7 +260,7 @@ def over_http(
                 "seconds": round(elapsed, 1),
                 **result,
                 "rps": round(result["requests"] / elapsed, 1),
-                "workers": len(_children(server.pid)),
+                "workers": len(worker_pids(server.pid)),
                 "max_worker_rss_mb": round(max(rss_samples, default=0.0), 1),
             }
         warm: list[float] = []
@@ -276,13 +277,13 @@ def over_http(
             thread.start()
         rss: list[float] = []
         while time.monotonic() < stop_at:
-            rss += [_rss_mb(pid) for pid in _children(server.pid)]
+            rss += [_rss_mb(pid) for pid in worker_pids(server.pid)]
             time.sleep(1)
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
         samples = [value for per_client in latencies for value in per_client]
-        workers = _children(server.pid)
+        workers = worker_pids(server.pid)
         return {
             "generator": "python",
             "clients": clients,

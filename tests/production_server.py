@@ -4,11 +4,10 @@ and the helpers to wait for them."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,14 @@ from typing import Any
 import pytest
 import requests
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from benchmarks.run import free_port, worker_pids
 
 
-def worker_pids(pid: int) -> set[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return {int(p) for p in path.read_text().split()}
-
-
-def wait_for_workers(pid: int, count: int, old: set[int] = frozenset()) -> set[int]:
+def wait_for_workers(pid: int, count: int, old: Set[int] = frozenset()) -> set[int]:
     """The master's workers once there are `count` of them and none is in `old`."""
     workers: set[int] = set()
     for _ in range(300):
-        workers = worker_pids(pid)
+        workers = set(worker_pids(pid))
         if len(workers) == count and not workers & old:
             return workers
         time.sleep(0.1)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from benchmarks.run import free_port
 from cds_service.fhir_bundles import flatten
 from cds_service.timeshift import FIXTURE_ANCHOR
-from tests.production_server import free_port, running
+from tests.production_server import running
 
 from .conformance import check_response
 from .fixture_files import FIXTURES, SCENARIOS, request_of

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from benchmarks.run import free_port
 from tests.core.conformance import check_response
 from tests.core.fixture_files import SCENARIOS, request_of
-from tests.production_server import free_port, production_server, running
+from tests.production_server import production_server, running
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or next(

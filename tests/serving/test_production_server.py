@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from benchmarks.run import worker_pids
 from tests.core.conformance import check_response
 from tests.core.fixture_files import SCENARIOS, request_of
-from tests.production_server import production_server, wait_for_workers, worker_pids
+from tests.production_server import production_server, wait_for_workers
 
 SERVICE = "/cds-services/leukopenia-patient-view"
 
@@ -62,7 +63,7 @@ def test_sighup_replaces_workers_without_failing_calls(production):
     base, process = production
     scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
     body = request_of(scenario)
-    old = worker_pids(process.pid)
+    old = set(worker_pids(process.pid))
     process.send_signal(signal.SIGHUP)
     statuses = [
         requests.post(f"{base}{SERVICE}", json=body, timeout=20).status_code for _ in range(5)
