@@ -220,14 +220,13 @@ def over_http(
     workdir = tempfile.mkdtemp(prefix="cds-bench-")
     env = {
         **os.environ,
-        "CDS_VALIDATION_CACHE_SIZE": os.environ.get("CDS_VALIDATION_CACHE_SIZE", "50000")
-        if cache
-        else "0",
         "CDS_ENV": "development",
         "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3",
         "PROMETHEUS_MULTIPROC_DIR": f"{workdir}/metrics",
         "GUNICORN_ACCESSLOG": "",  # access lines cost time at this rate; off for the run
     }
+    if not cache:
+        env["CDS_VALIDATION_CACHE_SIZE"] = "0"  # as deployed otherwise: the setting's default
     server = subprocess.Popen(
         [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port", str(port)],
         env=env,
