@@ -43,7 +43,8 @@ def running(
             try:
                 if requests.get(ready_url, timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Gunicorn accepts connections before its workers have loaded the app.
                 if process.poll() is not None:
                     pytest.fail(log.read_text())
             time.sleep(0.1)
