@@ -75,6 +75,14 @@ def _name_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w])", re.IGNORECASE)
 
 
+def local_form_word(text: str, words: tuple[str, ...]) -> str | None:
+    """The first local-form word (whole word, any case) in a route, dose form or product
+    text, e.g. "ophthalmic" in "cycloSPORINE 0.5 MG/ML Ophthalmic Emulsion"; "cutaneous"
+    never matches inside "Subcutaneous"."""
+    match = _name_pattern(words).search(text) if text and words else None
+    return match.group(0) if match else None
+
+
 def ingredients_in_text(text: str, knowledge: Knowledge) -> list[Ingredient]:
     return [
         ingredient
