@@ -441,7 +441,7 @@ class _RecordBuilder:
             self.pharmacogenomic(obs, what, received, time)
             return
         if time is None:
-            self.unusable(what, received, time, "no date", ref)
+            self.unusable(what, received, time, "no date", ref, analyte)
             return
         flagged = analyte in _FLAG_GROUPS and self._flagged_critical_low(obs)
         if flagged:
@@ -469,7 +469,7 @@ class _RecordBuilder:
             self.weight(quantity, received, time, what, ref)
         elif analyte in ("neutrophil_percent", "lymphocyte_percent"):
             if not units.is_percent(quantity, self.k.units["percent_units"]):
-                self.unusable(what, received, time, "a percentage with a non-% unit", ref)
+                self.unusable(what, received, time, "a percentage with a non-% unit", ref, analyte)
                 return
             of = "anc" if analyte == "neutrophil_percent" else "alc"
             self.percents.append(
@@ -565,7 +565,9 @@ class _RecordBuilder:
         celsius = units.to_celsius(quantity, self.k.units["temperature_aliases"])
         if celsius is None:
             unit = units.received_unit(quantity) or "none"
-            self.unusable(what, received, time, f"unknown temperature unit ({unit})", ref)
+            self.unusable(
+                what, received, time, f"unknown temperature unit ({unit})", ref, "temperature"
+            )
             return
         site = terminology.concept_text(obs.get("bodySite")) or terminology.concept_text(
             obs.get("code")
@@ -575,7 +577,7 @@ class _RecordBuilder:
     def weight(self, quantity: Raw, received: str, time: datetime, what: str, ref: str) -> None:
         kg = units.to_kilograms(quantity, self.k.units["weight_aliases"])
         if kg is None:
-            self.unusable(what, received, time, "unknown weight unit", ref)
+            self.unusable(what, received, time, "unknown weight unit", ref, "weight")
         elif self.record.weight is None or time > self.record.weight.time:
             self.record.weight = Weight(kg, received, time)
 
@@ -640,6 +642,7 @@ class _RecordBuilder:
                     "a percentage with no WBC from the same specimen: not compared "
                     "with count thresholds",
                     pct.reference,
+                    "neutrophil_percent" if pct.of == "anc" else "lymphocyte_percent",
                 )
                 continue
             status = PRELIMINARY if PRELIMINARY in (pct.status, wbc.status) else pct.status
@@ -722,6 +725,7 @@ class _RecordBuilder:
                         count.time,
                         f"contradicts the WBC of the same draw ({wbc.value:.2f} x10^9/L)",
                         count.reference,
+                        analyte,
                     )
                     continue
                 kept.append(count)
@@ -1213,7 +1217,7 @@ def build_record(
 
 TREND_RESULTS = 5  # the latest plus the 4 earlier values cards show
 _LINK = timedelta(days=2)  # more than any same-draw tolerance
-_COUNT_GROUPS = {
+COUNT_GROUPS = {
     "wbc": "wbc",
     "anc": "anc",
     "neutrophils_segmented": "anc",
@@ -1270,9 +1274,9 @@ def _plan_reading(resources: list[Raw], knowledge: Knowledge, now: datetime) -> 
         if matched is None or time is None:
             continue
         analyte = matched[0]
-        if analyte in _COUNT_GROUPS:
+        if analyte in COUNT_GROUPS:
             counts.append((time, resource))
-            by_group[_COUNT_GROUPS[analyte]].append(time)
+            by_group[COUNT_GROUPS[analyte]].append(time)
         elif analyte == "temperature":
             temperatures.append((time, resource))
         elif analyte == "weight":
