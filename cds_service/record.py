@@ -863,6 +863,8 @@ class _RecordBuilder:
         if not ingredients or self.local_form(resource, concept):
             return []  # a local form (eye drops, ointment ...) is no exposure (spec §2.1)
         start, end = _medication_period(resource)
+        if display in {str(c.get("code")) for c in terminology.codings(concept)}:
+            display = ""  # a bare code is no name for a clinician: the ingredient's name is
         product = terminology.product_of(concept, self.k)
         dose = daily_dose(
             resource.get("dosageInstruction")

@@ -138,13 +138,23 @@ def parse_count_unit(text: str) -> float | None:
     return float(f"{per_volume / volume / 1e9:.12g}")
 
 
+# The factors of the clinical spec's §2.3 table. A UCUM code that converts with any other
+# factor is not a blood count unit as labs send them: "109/L" is valid UCUM (109 per litre)
+# but is a lost superscript of 10^9/L, and reading it literally would make every count
+# critically low.
+_COUNT_FACTORS = (1.0, 0.001)
+
+
 def _count_factor_of(unit: str, aliases: Mapping[str, float]) -> float | None:
     if unit in aliases:
         return float(aliases[unit])
     parsed = parse_count_unit(unit)
     if parsed is not None:
         return parsed
-    return _ucum_factor(unit, COUNT_TARGET)
+    factor = _ucum_factor(unit, COUNT_TARGET)
+    if factor is None or not any(abs(factor - f) <= f * 1e-9 for f in _COUNT_FACTORS):
+        return None
+    return factor
 
 
 def count_factor(quantity: Mapping[str, Any], aliases: Mapping[str, float]) -> float | None:
