@@ -63,6 +63,11 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     return lines
 
 
+def _anc_value(state: NeutrophilState) -> str:
+    """The ANC as judged, with its comparator when the lab censored it ("<0.10")."""
+    return f"{state.anc.comparator}{fmt(state.anc.value)}" if state.anc else "unknown"
+
+
 def lab_flagged_anc(ctx: RuleContext) -> LabFlag | None:
     """The latest ANC the lab flags critically low (clinical spec §2.3): severe even when its
     value cannot be converted ("<0.1" with no unit), never only a data-quality note."""
@@ -111,9 +116,7 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         )
         evidence.append(f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})")
     elif anc_low:
-        summary = (
-            f"Febrile neutropenia: fever with ANC {fmt(state.anc.value)} x10^9/L. Evaluate now."
-        )
+        summary = f"Febrile neutropenia: fever with ANC {_anc_value(state)} x10^9/L. Evaluate now."
     else:
         summary = (
             "Possible febrile neutropenia: fever with WBC "
@@ -164,7 +167,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         )
     elif anc_severe:
         summary = (
-            f"Severe neutropenia (ANC {fmt(state.anc.value)} x10^9/L): same-day review; "
+            f"Severe neutropenia (ANC {_anc_value(state)} x10^9/L): same-day review; "
             "ask about fever now."
         )
     else:
@@ -212,7 +215,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
-        summary=f"Moderate neutropenia (ANC {fmt(state.anc.value)} x10^9/L): repeat CBC with "
+        summary=f"Moderate neutropenia (ANC {_anc_value(state)} x10^9/L): repeat CBC with "
         "differential within 48-72 h.",
         evidence=_neutrophil_evidence(ctx, state)
         + [f"Threshold: ANC {low:g} to < {high:g} x10^9/L (CTCAE v5 grade 3)."],
