@@ -509,3 +509,37 @@ def test_condition_builder_still_counts_for_scope(knowledge):
     ]
     record = build_record(resources, PATIENT, NOW, knowledge)
     assert [e.ingredient.id for e in record.immunosuppressants()] == ["tacrolimus"]
+
+
+@pytest.mark.parametrize(
+    ("display", "strength"),
+    [
+        ("Azathioprine 75 MG Oral Tablet", 75.0),
+        ("mycophenolic acid 360 MG Delayed Release Oral Tablet", 360.0),
+        ("24 HR tacrolimus 1 MG Extended Release Oral Capsule [Envarsus]", 1.0),
+        ("sulfamethoxazole 800 MG / trimethoprim 160 MG Oral Tablet", None),
+        ("methotrexate 25 MG/ML Injectable Solution", None),
+        ("azathioprine", None),
+    ],
+)
+def test_a_pill_is_one_tablet_of_the_coded_products_strength(display, strength, knowledge):
+    from cds_service import terminology
+    from cds_service.knowledge import RXNORM
+
+    concept = {"coding": [{"system": RXNORM, "code": "999999", "display": display}]}
+    product = terminology.product_of(concept, knowledge)
+    assert (product.strength_mg if product else None) == strength
+    dosage = [
+        {
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "pill", "code": "{pill}"}}],
+        }
+    ]
+    dose = daily_dose(dosage, product)
+    assert dose.mg_per_day == (2 * strength if strength else None)
+
+
+def test_free_text_strength_is_never_read(knowledge):
+    from cds_service import terminology
+
+    assert terminology.product_of({"text": "Azathioprine 75 MG Oral Tablet"}, knowledge) is None
