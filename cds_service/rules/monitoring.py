@@ -190,6 +190,21 @@ def _changes_what_is_known(result: UnusableResult, ctx: RuleContext) -> bool:
     return not (result.critical_low and on_a_card)
 
 
+# The prefetch keys of hooks/*.yaml in the clinician's words.
+_DATA_WORDS = {
+    "patient": "patient details",
+    "conditions": "diagnoses",
+    "medicationStatements": "medication list",
+    "medicationRequests": "medication orders",
+    "medicationAdministrations": "medication administrations",
+    "counts": "blood counts",
+    "temperatures": "temperatures",
+    "weights": "weights",
+    "phenotypes": "TPMT/NUDT15 and Duffy results",
+    "other-patient": "records of another patient",
+}
+
+
 def _fit(summary: str, shorter: str) -> str:
     """A summary within the limit, never cut mid-word: the shorter wording replaces it."""
     return summary if len(summary) <= SUMMARY_LIMIT else shorter
@@ -223,7 +238,7 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     evidence = [f"Could not use {u.describe()}" for u in unusable]
     evidence += [f"{m.display}: medication status 'unknown'" for m in unknown_status]
     evidence += [
-        f"Data not available from the EHR: {key} ({reason})"
+        f"Data not available from the EHR: {_DATA_WORDS.get(key, key)} ({reason})"
         for key, reason in sorted(record.unavailable.items())
     ]
     evidence += [f"Draft order not fully read: {note}" for note in record.draft_notes]

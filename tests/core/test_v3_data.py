@@ -543,3 +543,11 @@ def test_free_text_strength_is_never_read(knowledge):
     from cds_service import terminology
 
     assert terminology.product_of({"text": "Azathioprine 75 MG Oral Tablet"}, knowledge) is None
+
+
+def test_missing_data_is_named_in_words_not_prefetch_keys(knowledge):
+    record = build_record([sle()], PATIENT, NOW, knowledge, unavailable={"counts": "timed out"})
+    found = {f.rule: f for f in evaluate_rules(record, knowledge, "patient-view", RULES)}
+    card = found["DATA_QUALITY"]
+    assert card.indicator == "warning"
+    assert card.evidence == ["Data not available from the EHR: blood counts (timed out)"]
