@@ -551,3 +551,28 @@ def test_missing_data_is_named_in_words_not_prefetch_keys(knowledge):
     card = found["DATA_QUALITY"]
     assert card.indicator == "warning"
     assert card.evidence == ["Data not available from the EHR: blood counts (timed out)"]
+
+
+def test_a_lost_superscript_unit_is_never_read_literally(knowledge):
+    """'109/L' is valid UCUM (109 per litre): read literally, WBC 5.2 would be 5.7e-7 x10^9/L
+    and a critical card; it is an unknown unit instead."""
+    resources = [sle(), observation(WBC, 5.2, "109/L", days_ago=1)]
+    fired = cards(resources, knowledge)
+    assert "NEUTROPENIA_SEVERE" not in fired
+    assert fired["DATA_QUALITY"] == "info"
+
+
+@pytest.mark.parametrize(
+    ("interpretation", "flagged"),
+    [
+        ({"text": "Critically low"}, True),
+        ({"coding": [{"code": "LL"}]}, True),  # HL7 v2 table 0078 sends the same code
+        ({"coding": [{"system": INTERPRETATION, "code": "AA"}]}, False),  # direction unknown
+        ({"coding": [{"system": INTERPRETATION, "code": "L"}]}, False),  # low, not critical
+    ],
+)
+def test_which_interpretations_are_critically_low(interpretation, flagged, knowledge):
+    anc = _text_count(ANC, "<0.1")
+    anc["interpretation"] = [interpretation]
+    fired = cards([sle(), observation(WBC, 2.1), anc], knowledge)
+    assert ("NEUTROPENIA_SEVERE" in fired) is flagged
