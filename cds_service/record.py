@@ -9,6 +9,11 @@ Data rules (clinical spec §2.1, §2.3): Observation statuses final/amended/corr
 preliminary ones only for the critical rules and only until a final result of the same draw
 exists; ANC and ALC come from the best source of each draw (manual differential, segmented +
 band counts, automated count, then % x same-draw WBC); a % is never compared with a count.
+
+v3: a censored result (`comparator`, or text such as "<0.1 x10^9/L") is judged as its bound; a
+count the lab flags critically low is kept as a `LabFlag` even when its value cannot be
+converted; renewals of one drug form one exposure run (`current_run`); local forms (eye drops,
+ointments ...) are no exposure (`local_form`).
 """
 
 from __future__ import annotations
