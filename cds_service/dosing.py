@@ -24,16 +24,26 @@ _PERIOD_DAYS = {
     "a": 365.0,
 }
 _MG_PER_UNIT = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}
+# Countable dose units (clinical spec §3 DATA_QUALITY v3): one unit is one tablet or capsule of
+# the coded product's strength. The CDS Hooks sandbox sends `{pill}`.
 _TABLET_UNITS = {
     "{tbl}",
     "tbl",
     "tab",
     "tabs",
+    "{tab}",
     "tablet",
     "tablets",
     "{tablet}",
     "{capsule}",
     "capsule",
+    "capsules",
+    "cap",
+    "caps",
+    "{cap}",
+    "{pill}",
+    "pill",
+    "pills",
 }
 
 
@@ -41,6 +51,9 @@ _TABLET_UNITS = {
 class DailyDose:
     mg_per_day: float | None
     description: str  # how it was computed, or why it could not be
+    # A countable unit ({pill}, tablet ...) whose tablet strength is unknown: the dose is
+    # understood as written; only mg/kg cannot be computed (no DATA_QUALITY card for it).
+    strength_unknown: bool = False
 
 
 def timing_repeat(dosage: Any) -> Mapping[str, Any]:
@@ -87,6 +100,10 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
     elif unit in _TABLET_UNITS and product and product.strength_mg:
         dose_mg = float(value) * product.strength_mg
         dose_text = f"{value:g} x {product.strength_mg:g} mg {product.form or 'tablet'}"
+    elif unit in _TABLET_UNITS:
+        return DailyDose(
+            None, f"{value:g} tablet(s); tablet strength unknown: mg/kg not computed", True
+        )
     else:
         return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
     repeat = timing_repeat(dosage)

@@ -9,10 +9,16 @@ Data rules (clinical spec §2.1, §2.3): Observation statuses final/amended/corr
 preliminary ones only for the critical rules and only until a final result of the same draw
 exists; ANC and ALC come from the best source of each draw (manual differential, segmented +
 band counts, automated count, then % x same-draw WBC); a % is never compared with a count.
+
+v3: a censored result (`comparator`, or text such as "<0.1 x10^9/L") is judged as its bound; a
+count the lab flags critically low is kept as a `LabFlag` even when its value cannot be
+converted; renewals of one drug form one exposure run (`current_run`); local forms (eye drops,
+ointments ...) are no exposure (`local_form`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,13 +54,15 @@ class Count:
     low: float | None = None  # lab reference range, normalised
     high: float | None = None
     note: str = ""
+    comparator: str = ""  # "<" or "<=" for a censored result: `value` is the bound (§2.3)
+    critical_low: bool = False  # the lab flags it critically low (interpretation LL or <)
 
     @property
     def is_preliminary(self) -> bool:
         return self.status == PRELIMINARY
 
     def describe(self) -> str:
-        shown = f"{self.value:.2f} x10^9/L"
+        shown = f"{self.comparator}{self.value:.2f} x10^9/L"
         received = f" (received {self.received})" if self.received else ""
         note = f"; {self.note}" if self.note else ""
         status = ", preliminary: confirm with the lab" if self.is_preliminary else ""
@@ -70,11 +78,30 @@ class UnusableResult:
     time: datetime | None
     reason: str
     reference: str
+    analyte: str = ""  # wbc | anc | alc | ... when known
+    value: float | None = None  # the number as received (no unit applied), when there is one
+    comparator: str = ""
+    critical_low: bool = False
 
     def describe(self) -> str:
         when = f" on {day(self.time)}" if self.time else ""
         received = f" {self.received}" if self.received else ""
         return f"{self.what}{received}{when}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LabFlag:
+    """A count the lab flags critically low (clinical spec §2.3 "censored and flagged
+    results"), whether or not its value could be converted."""
+
+    analyte: str  # wbc | anc | alc
+    received: str  # the value as received, e.g. "<0.1"
+    time: datetime
+    status: str
+
+    @property
+    def is_preliminary(self) -> bool:
+        return self.status == PRELIMINARY
 
 
 @dataclass(frozen=True)
@@ -183,6 +210,7 @@ class PatientRecord:
     lupus: LupusDiagnosis | None = None
     counts: dict[str, list[Count]] = field(default_factory=dict)  # newest first
     unusable: list[UnusableResult] = field(default_factory=list)
+    lab_flags: list[LabFlag] = field(default_factory=list)  # critically low per the lab
     medications: list[MedicationRecord] = field(default_factory=list)
     exposures: dict[str, DrugExposure] = field(default_factory=dict)
     temperatures: list[Temperature] = field(default_factory=list)  # newest first
@@ -207,6 +235,27 @@ class PatientRecord:
             if max_age_days is None or count.time >= self.now - timedelta(days=max_age_days):
                 return count
         return None
+
+    def critical_low_flag(
+        self, analyte: str, include_preliminary: bool, max_age_days: float
+    ) -> LabFlag | None:
+        """The newest result of `analyte` the lab flags critically low, when no interpretable
+        result of a later draw has superseded it (the latest value decides, §1.3)."""
+        since = self.now - timedelta(days=max_age_days)
+        flags = [
+            f
+            for f in self.lab_flags
+            if f.analyte == analyte
+            and f.time >= since
+            and (include_preliminary or not f.is_preliminary)
+        ]
+        if not flags:
+            return None
+        flag = max(flags, key=lambda f: f.time)
+        latest = self.latest(analyte, include_preliminary)
+        if latest is not None and latest.time > flag.time + SAME_DRAW:
+            return None
+        return flag
 
     def exposure(self, ingredient_id: str) -> DrugExposure | None:
         return self.exposures.get(ingredient_id)
@@ -278,7 +327,39 @@ def _specimen(obs: Raw) -> str | None:
 
 def _received(quantity: Raw) -> str:
     value = quantity.get("value")
-    return f"{value} {units.received_unit(quantity)}".strip()
+    comparator = quantity.get("comparator") if isinstance(quantity.get("comparator"), str) else ""
+    return f"{comparator}{value} {units.received_unit(quantity)}".strip()
+
+
+# Counts whose critical-low flag the rules read, by the analyte they describe.
+_FLAG_GROUPS = {"wbc": "wbc", "anc": "anc", "neutrophils_segmented": "anc", "alc": "alc"}
+_TEXT_VALUE = re.compile(r"^\s*(<=|<|\u2264|>=|>|\u2265)?\s*(\d+(?:\.\d+)?|\.\d+)\s*(.*?)\s*$")
+_COMPARATORS = {"\u2264": "<=", "\u2265": ">="}
+
+
+def _quantity_of_text(text: str) -> Raw | None:
+    """A result sent as text, such as "<0.1 x10^9/L" or "1.8": its comparator, number and
+    unit text (read by name like any unit; none when absent). Decimal commas are not read
+    ("1,800" could be a thousands separator), nor text around the number."""
+    match = _TEXT_VALUE.match(text)
+    if match is None:
+        return None
+    comparator, number, unit = match.groups()
+    quantity: dict[str, Any] = {"value": float(number)}
+    if comparator:
+        quantity["comparator"] = _COMPARATORS.get(comparator, comparator)
+    if unit:
+        quantity["unit"] = unit
+    return quantity
+
+
+def _censored(quantity: Raw) -> str:
+    """The comparator of a censored result (clinical spec §2.3). `<` and `<=` make the value an
+    upper bound, judged as the bound. Choice where the spec is silent: `>` and `>=` (a lower
+    bound) are judged as the bound too, so a low bound still reads as low (missing precision
+    is not normal data) and the card shows the comparator."""
+    comparator = quantity.get("comparator")
+    return comparator if comparator in ("<", "<=", ">", ">=") else ""
 
 
 @dataclass(frozen=True)
@@ -319,9 +400,22 @@ class _RecordBuilder:
     # -- observations ---------------------------------------------------------------------
 
     def unusable(
-        self, what: str, received: str, time: datetime | None, reason: str, ref: str
+        self,
+        what: str,
+        received: str,
+        time: datetime | None,
+        reason: str,
+        ref: str,
+        analyte: str = "",
+        value: float | None = None,
+        comparator: str = "",
+        critical_low: bool = False,
     ) -> None:
-        self.record.unusable.append(UnusableResult(what, received, time, reason, ref))
+        self.record.unusable.append(
+            UnusableResult(
+                what, received, time, reason, ref, analyte, value, comparator, critical_low
+            )
+        )
 
     def observation(self, obs: Raw) -> None:
         matched = terminology.analyte_of(obs.get("code"), self.k)
@@ -352,15 +446,26 @@ class _RecordBuilder:
             self.pharmacogenomic(obs, what, received, time)
             return
         if time is None:
-            self.unusable(what, received, time, "no date", ref)
+            self.unusable(what, received, time, "no date", ref, analyte)
             return
+        flagged = analyte in _FLAG_GROUPS and self._flagged_critical_low(obs)
+        if flagged:
+            self.record.lab_flags.append(
+                LabFlag(_FLAG_GROUPS[analyte], received or "no value", time, status)
+            )
+        if quantity is None and isinstance(obs.get("valueString"), str):
+            quantity = _quantity_of_text(obs["valueString"])
         if quantity is None:
             if obs.get("dataAbsentReason") is None:
-                self.unusable(what, received, time, "no numeric value", ref)
+                self.unusable(
+                    what, received, time, "no numeric value", ref, analyte, critical_low=flagged
+                )
             return
         value = quantity.get("value")
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.unusable(what, received, time, "no numeric value", ref)
+            self.unusable(
+                what, received, time, "no numeric value", ref, analyte, critical_low=flagged
+            )
             return
         kind = {"temperature": "temperature", "weight": "weight"}.get(analyte)
         if kind == "temperature":
@@ -369,14 +474,27 @@ class _RecordBuilder:
             self.weight(quantity, received, time, what, ref)
         elif analyte in ("neutrophil_percent", "lymphocyte_percent"):
             if not units.is_percent(quantity, self.k.units["percent_units"]):
-                self.unusable(what, received, time, "a percentage with a non-% unit", ref)
+                self.unusable(what, received, time, "a percentage with a non-% unit", ref, analyte)
                 return
             of = "anc" if analyte == "neutrophil_percent" else "alc"
             self.percents.append(
                 _Percent(of, float(value), time, status, _specimen(obs), ref, what)
             )
         else:
-            self.count(obs, analyte, loinc, quantity, received, time, what, ref)
+            self.count(obs, analyte, loinc, quantity, received, time, what, ref, flagged)
+
+    def _flagged_critical_low(self, obs: Raw) -> bool:
+        """The lab's own critical-low flag: `interpretation` LL or `<` (v3-ObservationInterpretation
+        or HL7 v2 table 0078, same codes), or an interpretation text such as "critically low".
+        AA ("critical abnormal") is not read as low: it does not say which way."""
+        flags = self.k.units["critical_low_interpretation"]
+        for concept in _list(obs.get("interpretation")):
+            if any(str(c.get("code")) in flags["codes"] for c in terminology.codings(concept)):
+                return True
+            text = terminology.concept_text(concept).lower()
+            if any(phrase in text for phrase in flags["texts"]):
+                return True
+        return False
 
     def count(
         self,
@@ -388,11 +506,24 @@ class _RecordBuilder:
         time: datetime,
         what: str,
         ref: str,
+        flagged: bool = False,
     ) -> None:
         factor = units.count_factor(quantity, self.count_aliases)
+        comparator = _censored(quantity)
         if factor is None:
-            unit = units.received_unit(quantity) or "none"
-            self.unusable(what, received, time, f"unknown unit ({unit}): not converted", ref)
+            unit = units.received_unit(quantity)
+            reason = f"unknown unit ({unit}): not converted" if unit else "no unit: not converted"
+            self.unusable(
+                what,
+                received,
+                time,
+                reason,
+                ref,
+                analyte,
+                float(quantity["value"]),
+                comparator,
+                flagged,
+            )
             return
         low, high = self._reference_range(obs, factor)
         method = self.k.loinc_method.get(loinc, "automated")
@@ -407,6 +538,8 @@ class _RecordBuilder:
             specimen=_specimen(obs),
             low=low,
             high=high,
+            comparator=comparator,
+            critical_low=flagged,
         )
         if analyte == "neutrophils_segmented":
             self.segmented.append(count)
@@ -437,7 +570,9 @@ class _RecordBuilder:
         celsius = units.to_celsius(quantity, self.k.units["temperature_aliases"])
         if celsius is None:
             unit = units.received_unit(quantity) or "none"
-            self.unusable(what, received, time, f"unknown temperature unit ({unit})", ref)
+            self.unusable(
+                what, received, time, f"unknown temperature unit ({unit})", ref, "temperature"
+            )
             return
         site = terminology.concept_text(obs.get("bodySite")) or terminology.concept_text(
             obs.get("code")
@@ -447,7 +582,7 @@ class _RecordBuilder:
     def weight(self, quantity: Raw, received: str, time: datetime, what: str, ref: str) -> None:
         kg = units.to_kilograms(quantity, self.k.units["weight_aliases"])
         if kg is None:
-            self.unusable(what, received, time, "unknown weight unit", ref)
+            self.unusable(what, received, time, "unknown weight unit", ref, "weight")
         elif self.record.weight is None or time > self.record.weight.time:
             self.record.weight = Weight(kg, received, time)
 
@@ -512,6 +647,7 @@ class _RecordBuilder:
                     "a percentage with no WBC from the same specimen: not compared "
                     "with count thresholds",
                     pct.reference,
+                    "neutrophil_percent" if pct.of == "anc" else "lymphocyte_percent",
                 )
                 continue
             status = PRELIMINARY if PRELIMINARY in (pct.status, wbc.status) else pct.status
@@ -594,6 +730,7 @@ class _RecordBuilder:
                         count.time,
                         f"contradicts the WBC of the same draw ({wbc.value:.2f} x10^9/L)",
                         count.reference,
+                        analyte,
                     )
                     continue
                 kept.append(count)
@@ -657,21 +794,7 @@ class _RecordBuilder:
         reference = resource.get("medicationReference")
         if not isinstance(reference, Mapping):
             return None, ""
-        target = str(reference.get("reference") or "")
-        medication: Raw | None = None
-        if target.startswith("#"):
-            medication = next(
-                (
-                    c
-                    for c in _list(resource.get("contained"))
-                    if isinstance(c, Mapping) and c.get("id") == target[1:]
-                ),
-                None,
-            )
-        elif target:
-            medication = self.by_reference.get(target) or self.by_reference.get(
-                "/".join(target.rstrip("/").split("/")[-2:])
-            )
+        medication = self.referenced_medication(resource)
         display = str(reference.get("display") or "")
         if medication and isinstance(medication.get("code"), Mapping):
             concept = dict(medication["code"])
@@ -679,6 +802,59 @@ class _RecordBuilder:
                 concept["text"] = display
             return concept, terminology.concept_text(concept) or display
         return ({"text": display} if display else None), display
+
+    def referenced_medication(self, resource: Raw) -> Raw | None:
+        """The Medication a `medicationReference` points to: contained, then gathered."""
+        reference = resource.get("medicationReference")
+        target = str(reference.get("reference") or "") if isinstance(reference, Mapping) else ""
+        if target.startswith("#"):
+            return next(
+                (
+                    c
+                    for c in _list(resource.get("contained"))
+                    if isinstance(c, Mapping) and c.get("id") == target[1:]
+                ),
+                None,
+            )
+        if target:
+            return self.by_reference.get(target) or self.by_reference.get(
+                "/".join(target.rstrip("/").split("/")[-2:])
+            )
+        return None
+
+    def local_form(self, resource: Raw, concept: Raw | None) -> str | None:
+        """What makes this a local form (clinical spec §2.1 "route"), or None when systemic.
+
+        Only systemic forms count, for the population and every rule: oral, intravenous,
+        subcutaneous, intramuscular, or no route with no local dose form. A route coded or
+        named ophthalmic, topical, cutaneous, otic, nasal, inhaled or rectal, or a dose form or
+        product text such as "ophthalmic", "eye drops", "ointment" or "cream" makes it local.
+        Choices where the spec is silent: rectal routes count as local (no tier A or B drug is
+        given rectally for a systemic effect; tacrolimus and cyclosporine enemas treat
+        proctitis); intravitreal methotrexate is local; transdermal and intrathecal are not
+        on the list, so they stay systemic; any one local sign is enough."""
+        rules = self.k.local_forms
+        dosages = resource.get("dosageInstruction") or resource.get("dosage")
+        routes = [d.get("route") for d in _list(dosages) or [dosages] if isinstance(d, Mapping)]
+        for route in routes:
+            codes = {
+                str(c.get("code"))
+                for c in terminology.codings(route)
+                if c.get("system") == rules["route_system"]
+            }
+            if codes & rules["route_codes"]:
+                return f"route {terminology.concept_text(route)}"
+        medication = self.referenced_medication(resource) or {}
+        texts = [terminology.concept_text(route) for route in routes]
+        form = medication.get("form") if isinstance(medication, Mapping) else None
+        for source in (form, concept):
+            texts += [terminology.concept_text(source)]
+            texts += [str(c.get("display") or "") for c in terminology.codings(source)]
+        for text in texts:
+            found = terminology.local_form_word(text, tuple(rules["words"]))
+            if found:
+                return found
+        return None
 
     def medication(self, resource: Raw, draft_allowed: bool = False) -> list[MedicationRecord]:
         """The drugs of one medication resource; `draft_allowed` = it comes from draftOrders."""
@@ -689,9 +865,11 @@ class _RecordBuilder:
             return []
         concept, display = self.medication_concept(resource)
         ingredients, matched_by = terminology.match_medication(concept, self.k)
-        if not ingredients:
-            return []
+        if not ingredients or self.local_form(resource, concept):
+            return []  # a local form (eye drops, ointment ...) is no exposure (spec §2.1)
         start, end = _medication_period(resource)
+        if display in {str(c.get("code")) for c in terminology.codings(concept)}:
+            display = ""  # a bare code is no name for a clinician: the ingredient's name is
         product = terminology.product_of(concept, self.k)
         dose = daily_dose(
             resource.get("dosageInstruction")
@@ -727,7 +905,7 @@ class _RecordBuilder:
         ingredients, _ = terminology.match_medication(concept, self.k)
         if any(i.is_immunosuppressant for i in ingredients):
             self.unusable(
-                f"{resource.get('resourceType')} for {ingredients[0].display}",
+                f"{ingredients[0].display} medication record",
                 "",
                 None,
                 problem,
@@ -757,8 +935,8 @@ class _RecordBuilder:
             and recent_days is not None
             and last_dose >= now - timedelta(days=recent_days)
         )
-        starts = [m.start for m in current if m.start]
-        start = min(starts) if starts else None
+        run = current_run(meds, now, timedelta(days=self.k.threshold("exposure_run_gap_days")))
+        start = run[0].start if run else None
         new_window = timedelta(days=self.k.threshold("new_drug_days"))
         started_recently = bool(current) and start is not None and start >= now - new_window
         return DrugExposure(
@@ -769,7 +947,7 @@ class _RecordBuilder:
             last_dose=last_dose,
             records=tuple(meds),
             started_recently=started_recently,
-            dose_increased_recently=_dose_increased(meds, now - new_window),
+            dose_increased_recently=bool(current) and _dose_increased(run, now - new_window),
         )
 
     # -- draft orders (order hooks) --------------------------------------------------------
@@ -785,13 +963,15 @@ class _RecordBuilder:
             kind = resource.get("resourceType") if isinstance(resource, Mapping) else None
             if not isinstance(kind, str):
                 self.record.draft_notes.append(
-                    f"draftOrders entry {position} holds no FHIR resource: not evaluated"
+                    f"draft order {position} of the session could not be read: not evaluated"
                 )
                 continue
             if kind == "Medication":
                 continue  # referred to by a draft; resolved through medicationReference
             if names_other_patient(resource, self.record.patient_id):
-                self.record.draft_notes.append(f"a draft {kind} names a different patient: ignored")
+                self.record.draft_notes.append(
+                    "a draft order names a different patient: not evaluated"
+                )
                 continue
             resource_id = (
                 f"{kind}/{resource['id']}"
@@ -806,34 +986,36 @@ class _RecordBuilder:
             if kind == "MedicationRequest":
                 concept, display = self.medication_concept(resource)
                 medications = tuple(self.medication(resource, draft_allowed=True))
-                where = resource_id or f"draftOrders entry {position}"
-                if concept is None:
+                if concept is None and _names_a_medication(resource):
                     self.record.draft_notes.append(
-                        f"{where}: the medication could not be identified (no code, no text, "
-                        "and its Medication was not available)"
+                        "a draft medication order: the medication could not be identified "
+                        "(no code or name, and its Medication was not sent)"
                     )
-                self._note_unreadable_dose(where, medications)
+                self._note_unreadable_dose(medications)
             self.record.draft_orders.append(
                 DraftOrder(kind, resource_id, evaluated, medications, display or kind, resource)
             )
-        for selection in selections or []:
-            if selection not in known:
-                self.record.draft_notes.append(
-                    f"selection {selection[:80]} is not among the draft orders: not evaluated"
-                )
+        missing = [selection for selection in selections or [] if selection not in known]
+        if missing:
+            self.record.draft_notes.append(
+                f"{len(missing)} selected order(s) not among the draft orders: not evaluated"
+            )
 
-    def _note_unreadable_dose(self, where: str, medications: tuple[MedicationRecord, ...]) -> None:
+    def _note_unreadable_dose(self, medications: tuple[MedicationRecord, ...]) -> None:
         """A marrow-toxic draft whose dose is stated but cannot be read (a dose left out is
-        normal at order-select and is said on the card itself)."""
+        normal at order-select and is said on the card itself; a countable unit such as
+        `{pill}` without a known tablet strength is read as written, and the clinical card
+        says mg/kg was not computed)."""
         for med in medications[:1]:
             dose = med.dose
             if (
                 med.ingredient.is_tier_a
                 and dose.mg_per_day is None
+                and not dose.strength_unknown
                 and dose.description not in ("no dosage instructions", "dose not stated")
             ):
                 self.record.draft_notes.append(
-                    f"{where} ({med.display}): dose could not be read: {dose.description}"
+                    f"{med.display} draft: the dose could not be read ({dose.description})"
                 )
 
     # -- everything -----------------------------------------------------------------------
@@ -857,6 +1039,18 @@ class _RecordBuilder:
         self.record.temperatures.sort(key=lambda t: t.time, reverse=True)
         self.summarise_exposures()
         return self.record
+
+
+def _names_a_medication(resource: Raw) -> bool:
+    """Whether a draft names a drug at all: order-select fires while the clinician is still
+    choosing, and a draft with no medication yet is not a data problem (spec §3 DATA_QUALITY)."""
+    concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, Mapping) and (concept.get("text") or terminology.codings(concept)):
+        return True
+    reference = resource.get("medicationReference")
+    return isinstance(reference, Mapping) and bool(
+        reference.get("reference") or reference.get("display")
+    )
 
 
 def _list(value: Any) -> list[Any]:
@@ -935,15 +1129,47 @@ def _medication_period(resource: Raw) -> tuple[datetime | None, datetime | None]
     return start, bounds_end or authored
 
 
-def _dose_increased(meds: list[MedicationRecord], since: datetime) -> bool:
-    """A current order authored since `since` with a higher daily dose than the order before it."""
-    dated = sorted((m for m in meds if m.start and m.dose.mg_per_day), key=lambda m: m.start)
-    for earlier, later in zip(dated, dated[1:], strict=False):
-        if (
-            later.exposure == "current"
-            and later.start >= since
-            and later.dose.mg_per_day > earlier.dose.mg_per_day * 1.001
-        ):
+def current_run(
+    meds: list[MedicationRecord], now: datetime, gap: timedelta
+) -> list[MedicationRecord]:
+    """The continuous run of orders and statements holding the current exposure, oldest first
+    (clinical spec §2.1 "exposure start"); [] when no current record has a date.
+
+    Records of one ingredient (current and past) form one run when each starts no later than
+    `gap` (30 days) after the run so far ended: a past record ends at its effective or bounds
+    end, else its last-dose date (authoredOn); a current record has not ended. EHRs re-issue an
+    order at every renewal, so the exposure starts at the first record of the run.
+    Choices where the spec is silent: overlapping records extend the run to the latest end
+    among them (an order renewed before the previous one ran out is one run); administrations
+    are doses inside a run, not runs; records without a start date cannot be placed and are
+    left out."""
+    dated = sorted(
+        (m for m in meds if m.exposure in ("current", "past") and m.start is not None),
+        key=lambda m: m.start,
+    )
+    runs: list[list[MedicationRecord]] = []
+    run_end: datetime | None = None
+    for med in dated:
+        end = now if med.exposure == "current" else (med.end or med.start)
+        if runs and run_end is not None and med.start <= run_end + gap:
+            runs[-1].append(med)
+            run_end = max(run_end, end)
+        else:
+            runs.append([med])
+            run_end = end
+    holding = [run for run in runs if any(m.exposure == "current" for m in run)]
+    return holding[-1] if holding else []
+
+
+def _dose_increased(run: list[MedicationRecord], since: datetime) -> bool:
+    """A record of the run started since `since` whose daily dose exceeds the previous
+    record's (clinical spec §2.1): a renewal at the same or a lower dose is not an increase.
+    Choice where the spec is silent: a record whose daily dose cannot be read is skipped, so
+    the comparison is with the last record whose dose is known (an unknown dose is neither an
+    increase nor the baseline of one)."""
+    dosed = [m for m in run if m.start is not None and m.dose.mg_per_day]
+    for earlier, later in zip(dosed, dosed[1:], strict=False):
+        if later.start >= since and later.dose.mg_per_day > earlier.dose.mg_per_day * 1.001:
             return True
     return False
 
@@ -998,7 +1224,7 @@ def build_record(
 
 TREND_RESULTS = 5  # the latest plus the 4 earlier values cards show
 _LINK = timedelta(days=2)  # more than any same-draw tolerance
-_COUNT_GROUPS = {
+COUNT_GROUPS = {
     "wbc": "wbc",
     "anc": "anc",
     "neutrophils_segmented": "anc",
@@ -1055,9 +1281,9 @@ def _plan_reading(resources: list[Raw], knowledge: Knowledge, now: datetime) -> 
         if matched is None or time is None:
             continue
         analyte = matched[0]
-        if analyte in _COUNT_GROUPS:
+        if analyte in COUNT_GROUPS:
             counts.append((time, resource))
-            by_group[_COUNT_GROUPS[analyte]].append(time)
+            by_group[COUNT_GROUPS[analyte]].append(time)
         elif analyte == "temperature":
             temperatures.append((time, resource))
         elif analyte == "weight":

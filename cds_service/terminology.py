@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
-from cds_service.knowledge import ATC, ICD10CM, LOINC, RXNORM, Ingredient, Knowledge
+from cds_service.knowledge import ATC, ICD10CM, LOINC, RXNORM, Ingredient, Knowledge, Product
 
 CodeableConcept = Mapping[str, Any]
 
@@ -75,6 +75,14 @@ def _name_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w])", re.IGNORECASE)
 
 
+def local_form_word(text: str, words: tuple[str, ...]) -> str | None:
+    """The first local-form word (whole word, any case) in a route, dose form or product
+    text, e.g. "ophthalmic" in "cycloSPORINE 0.5 MG/ML Ophthalmic Emulsion"; "cutaneous"
+    never matches inside "Subcutaneous"."""
+    match = _name_pattern(words).search(text) if text and words else None
+    return match.group(0) if match else None
+
+
 def ingredients_in_text(text: str, knowledge: Knowledge) -> list[Ingredient]:
     return [
         ingredient
@@ -112,9 +120,36 @@ def match_medication(
     return by_text, "name"
 
 
-def product_of(concept: CodeableConcept | None, knowledge: Knowledge):
-    """The SCD/SBD table entry of a medication code (tablet strength for `{tbl}` doses)."""
+# An RxNorm clinical or branded drug name with one strength in mg of a solid oral form:
+# "azathioprine 50 MG Oral Tablet", "mycophenolic acid 360 MG Delayed Release Oral Tablet",
+# "24 HR tacrolimus 1 MG Extended Release Oral Capsule [Envarsus]".
+_SOLID_DOSE_NAME = re.compile(
+    r"^(?:\d+ HR )?[A-Za-z][A-Za-z ,-]*? (?P<mg>\d+(?:\.\d+)?) MG "
+    r"(?:[A-Za-z]+ )*?(?P<form>Tablet|Capsule)s?\b(?: \[[^\]]+\])?$"
+)
+
+
+def product_of(concept: CodeableConcept | None, knowledge: Knowledge) -> Product | None:
+    """The product of a medication code: the SCD/SBD table entry, else the strength read from
+    the name of an RxNorm-coded clinical drug (one unit of a countable dose such as `{pill}` is
+    one tablet of the coded product's strength, clinical spec §2.5 and §3 DATA_QUALITY).
+
+    Choice where the spec is silent: only an RxNorm coding's own display is read, and only in
+    RxNorm's normalised form with a single "<n> MG" and a tablet or capsule form; combination
+    products ("/"), liquids ("MG/ML") and free text are never read, so the strength stays
+    unknown and mg/kg is "not computed"."""
     for coding in codings(concept):
         if coding.get("system") == RXNORM and str(coding.get("code")) in knowledge.products:
             return knowledge.products[str(coding.get("code"))]
+    for coding in codings(concept):
+        display = str(coding.get("display") or "").strip()
+        match = _SOLID_DOSE_NAME.match(display) if coding.get("system") == RXNORM else None
+        if match and "/" not in display:
+            named = ingredients_in_text(display, knowledge)
+            return Product(
+                ingredient=named[0].id if len(named) == 1 else "",
+                display=display,
+                strength_mg=float(match.group("mg")),
+                form=match.group("form").lower(),
+            )
     return None

@@ -108,6 +108,7 @@ class Knowledge:
     also_consider: tuple[str, ...]
     sources: Mapping[str, Source]
     units: Mapping[str, Any]
+    local_forms: Mapping[str, Any] = field(default_factory=dict)  # never-counting routes, forms
     version: str = field(default_factory=version)
 
     def threshold(self, name: str) -> float:
@@ -229,4 +230,11 @@ def load_knowledge(
         also_consider=tuple(medications["also_consider"]),
         sources={k: Source(label=v["label"], url=v["url"]) for k, v in _raw("sources").items()},
         units=_raw("units"),
+        local_forms={
+            "route_system": medications["local_forms"]["route_system"],
+            "route_codes": frozenset(
+                str(r["code"]) for r in medications["local_forms"]["route_codes"]
+            ),
+            "words": tuple(medications["local_forms"]["words"]),
+        },
     )

@@ -21,12 +21,15 @@ class NeutrophilState:
     """The latest current WBC and ANC (clinical spec §2.4 "current" = at most 30 days old).
 
     `anc_unknown` is true when no ANC comes from the latest WBC's draw or later: the
-    differential is missing or older than the count that decides the current state.
+    differential is missing or older than the count that decides the current state. Such an
+    older ANC is kept only as `earlier_anc` (clinical spec §2.4 "ANC unknown", v3: an old
+    differential does not outlive a newer count), never as `anc`.
     """
 
     wbc: Count | None
     anc: Count | None
     anc_unknown: bool
+    earlier_anc: Count | None = None
 
     @property
     def anc_below_one_by_wbc(self) -> bool:
@@ -40,8 +43,15 @@ def neutrophil_state(
     days = k.threshold("current_days")
     wbc = record.latest("wbc", include_preliminary, days)
     anc = record.latest("anc", include_preliminary, days)
-    anc_unknown = anc is None or (wbc is not None and anc.time < wbc.time - SAME_DRAW)
-    return NeutrophilState(wbc, anc, anc_unknown)
+    superseded = (
+        anc is not None
+        and wbc is not None
+        and anc.time < wbc.time - SAME_DRAW
+        and not (anc.specimen and anc.specimen == wbc.specimen)
+    )
+    if superseded:
+        return NeutrophilState(wbc, None, True, anc)
+    return NeutrophilState(wbc, anc, anc is None)
 
 
 def critical_state(record: PatientRecord, k: Knowledge) -> NeutrophilState:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from cds_service.fhir_dates import day, days_between
-from cds_service.record import Count
+from cds_service.record import SAME_DRAW, Count, LabFlag
 from cds_service.rules.assessments import (
     fmt,
     is_low_wbc,
@@ -29,22 +29,36 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     k = ctx.knowledge
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
     wbc = state.wbc
-    if wbc is None:
+    flag = _lab_flagged_wbc_anc_unknown(ctx)
+    if wbc is None and flag is None:
         return None
     others = [r for r in CYTOPENIA_RULES if r != "LEUKOPENIA_MONITOR"]
     severe_low, severe_high = (
         ctx.threshold("grade4_leukopenia_wbc"),
         ctx.threshold("severe_leukopenia_wbc"),
     )
-    if severe_low <= wbc.value < severe_high and state.anc_unknown:
+    if flag is not None or (
+        wbc is not None and severe_low <= wbc.value < severe_high and state.anc_unknown
+    ):
         if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL):
             return None
+        if flag is not None:
+            summary = (
+                f"The lab flags the WBC critically low ({flag.received}), ANC unknown: CBC "
+                "with manual differential today."
+            )
+            evidence = [f"Lab critical-low flag on the WBC {flag.received} ({day(flag.time)})"]
+        else:
+            summary = (
+                f"Severe leukopenia (WBC {fmt(wbc.value)} x10^9/L), ANC unknown: CBC with "
+                "manual differential today."
+            )
+            evidence = _wbc_evidence(ctx, wbc)
         return Finding(
             rule="LEUKOPENIA_MONITOR",
             indicator="warning",
-            summary=f"Severe leukopenia (WBC {fmt(wbc.value)} x10^9/L), ANC unknown: CBC with "
-            "manual differential today.",
-            evidence=_wbc_evidence(ctx, wbc)
+            summary=summary,
+            evidence=evidence
             + ["No differential from this draw: the ANC may be below 0.5 x10^9/L."],
             recommendations=[
                 "CBC with manual differential and a blood smear today.",
@@ -58,7 +72,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             ],
         )
     lupus = ctx.record.lupus
-    if lupus is None or tier_a_current(ctx.record):
+    if wbc is None or lupus is None or tier_a_current(ctx.record):
         return None
     if not (severe_high <= wbc.value and is_low_wbc(wbc, k)):
         return None
@@ -100,6 +114,19 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         sources=["eular_sle_2023"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential", recommended=True)],
     )
+
+
+def _lab_flagged_wbc_anc_unknown(ctx: RuleContext) -> LabFlag | None:
+    """A WBC the lab flags critically low with no ANC from its draw or later (clinical spec
+    §2.3): LEUKOPENIA_MONITOR (b) even when the value cannot be converted."""
+    days = ctx.threshold("current_days")
+    flag = ctx.record.critical_low_flag("wbc", False, days)
+    if flag is None:
+        return None
+    anc = ctx.record.latest("anc", max_age_days=days)
+    if anc is not None and anc.time >= flag.time - SAME_DRAW:
+        return None
+    return flag
 
 
 def _lupus_short(kind: str, suspected: bool) -> str:

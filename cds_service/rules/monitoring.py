@@ -5,8 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from cds_service.fhir_dates import day, days_between
-from cds_service.record import Count, DrugExposure
-from cds_service.rules.assessments import fmt, is_low_wbc, tier_a_current
+from cds_service.record import COUNT_GROUPS, SAME_DRAW, Count, DrugExposure, UnusableResult
+from cds_service.rules.assessments import (
+    fever,
+    fmt,
+    is_low_wbc,
+    neutrophil_state,
+    tier_a_current,
+)
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 
 
@@ -28,10 +34,60 @@ def is_low_count(count: Count, ctx: RuleContext) -> bool:
     return count.value < ctx.threshold("profound_lymphopenia_alc")
 
 
+FEBRILE_LEAD = "Febrile now: same-day assessment and CBC with differential stat."
+_FEBRILE_WBC_HOURS = 72
+SUMMARY_LIMIT = 140
+
+
+def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
+    """Clinical spec §2.4 "fever with other cytopenia": a febrile patient on a tier A drug with
+    no WBC in the last 72 h. Choices where the spec is silent: a preliminary WBC counts as
+    drawn (the CBC is on its way); no reason when FEBRILE_NEUTROPENIA already fired, as it asks
+    for the same stat CBC and same-day evaluation (one card per problem)."""
+    record = ctx.record
+    if not tier_a_current(record) or ctx.has_fired("FEBRILE_NEUTROPENIA"):
+        return None
+    found = fever(record, ctx.knowledge)
+    if found is None:
+        return None
+    latest = record.latest("wbc", include_preliminary=True)
+    if latest is not None and latest.time >= record.now - timedelta(hours=_FEBRILE_WBC_HOURS):
+        return None
+    last = f"last WBC {day(latest.time)}" if latest else "no WBC on file"
+    return f"Fever: {found.description}; {last}, none in the last {_FEBRILE_WBC_HOURS} h"
+
+
+def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
+    """Clinical spec §2.4 "ANC unknown" (v3): an older ANC < 1.0 followed by a newer WBC >= 2.0
+    without a differential is not critical, but the low ANC must be repeated. Choice where
+    the spec is silent: only the ANC of the 30-day current window is looked at (an older low
+    count is the "low and not repeated" reason instead)."""
+    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    earlier, wbc = state.earlier_anc, state.wbc
+    if earlier is None or wbc is None:
+        return None
+    if earlier.value >= ctx.threshold("moderate_neutropenia_anc"):
+        return None
+    if wbc.value < ctx.threshold("severe_leukopenia_wbc"):
+        return None  # WBC < 2.0 with ANC unknown is LEUKOPENIA_MONITOR (b) or severe
+    drawn = (
+        "today's WBC"
+        if days_between(wbc.time, ctx.record.now) < 1
+        else f"the WBC of {day(wbc.time)}"
+    )
+    return (
+        f"Last ANC {earlier.comparator}{fmt(earlier.value)} on {day(earlier.time)} was low; "
+        f"{drawn} has no differential: repeat it."
+    )
+
+
 def cbc_stale(ctx: RuleContext) -> Finding | None:
     """A tier A drug without a qualifying WBC in its stale window (14 days after a start or
     dose increase, else 90; per-drug settings), or any in-scope patient whose latest WBC, ANC
-    or ALC is older than 30 days and was low: a low count never repeated is still news."""
+    or ALC is older than 30 days and was low: a low count never repeated is still news.
+    v3: a low ANC followed by a newer WBC without a differential (repeat it), and a febrile
+    patient on a tier A drug with no WBC in 72 h. Whenever the patient is febrile the card
+    leads with the fever words (clinical spec §2.4 "fever with other cytopenia")."""
     record = ctx.record
     latest_wbc = record.latest("wbc")
     evidence: list[str] = []
@@ -53,82 +109,192 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
                 f"last {analyte.upper()} was low ({fmt(latest.value)} x10^9/L, "
                 f"{day(latest.time)}) and has not been repeated"
             )
-    if not reasons:
+    low_anc = _low_anc_without_new_differential(ctx)
+    febrile = _febrile_without_recent_wbc(ctx)
+    if not reasons and low_anc is None and febrile is None:
         return None
+    if febrile:
+        evidence.append(febrile)
+    if low_anc:
+        evidence.append(low_anc)
     evidence += reasons
     if latest_wbc:
         evidence.append(f"Latest WBC {latest_wbc.describe()}")
     low_not_repeated = any("not been repeated" in r for r in reasons)
-    summary = (
-        "Last count was low and has not been repeated: order CBC with differential."
-        if low_not_repeated
-        else "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
-    )
+    is_febrile = febrile is not None or fever(record, ctx.knowledge) is not None
+    if is_febrile:
+        summary = FEBRILE_LEAD
+    elif low_anc:
+        summary = low_anc
+    elif low_not_repeated:
+        summary = "Last count was low and has not been repeated: order CBC with differential."
+    else:
+        summary = "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
+    priority = "stat" if is_febrile else "routine"
     return Finding(
         rule="CBC_STALE",
         indicator="warning",
         summary=summary,
         evidence=evidence,
         recommendations=[
-            "Order a CBC with differential.",
+            FEBRILE_LEAD if is_febrile else "Order a CBC with differential.",
             "Azathioprine label: weekly in month 1, twice monthly in months 2-3, then monthly; "
             "EULAR: CBC every 1-3 months in SLE.",
         ],
         sources=["eular_sle_2023", "bsr_dmard_2017", "label_azathioprine"],
-        orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential", recommended=True)],
+        orders=[
+            SuggestedOrder(
+                "cbc",
+                priority,
+                "Order CBC with differential" + (" (stat)" if is_febrile else ""),
+                recommended=True,
+            )
+        ],
     )
+
+
+# Severe in any count unit (clinical spec §2.3): the largest factor of the §2.3 table is 1
+# (10^9/L), so a number below these limits is severe whatever unit it was meant in.
+_SEVERE_LIMITS = {
+    "wbc": "severe_leukopenia_wbc",
+    "anc": "severe_neutropenia_anc",
+    "neutrophils_segmented": "severe_neutropenia_anc",
+    "alc": "profound_lymphopenia_alc",
+}
+_CYTOPENIA_CARDS = ("FEBRILE_NEUTROPENIA", "NEUTROPENIA_SEVERE", "LEUKOPENIA_MONITOR")
+
+
+def severe_in_any_unit(result: UnusableResult, ctx: RuleContext) -> bool:
+    """An uninterpretable count whose number would be severe in any count unit (WBC "1.8"
+    with no unit): never a quiet note. A lower bound (">1.8") is not."""
+    limit = _SEVERE_LIMITS.get(result.analyte)
+    return (
+        limit is not None
+        and result.value is not None
+        and result.comparator in ("", "<", "<=")
+        and result.value < ctx.threshold(limit)
+    )
+
+
+def _changes_what_is_known(result: UnusableResult, ctx: RuleContext) -> bool:
+    """Whether listing this result tells the clinician something (clinical spec §3
+    DATA_QUALITY v3). Choices where the spec is silent: a count already superseded by a newer
+    interpretable result of the same analyte cannot change the current state, and a count the
+    lab flags critically low is already on the warning or critical card it produced."""
+    group = COUNT_GROUPS.get(result.analyte)
+    if group and result.time is not None:
+        newer = ctx.record.latest(group)
+        if newer is not None and newer.time > result.time + SAME_DRAW:
+            return False
+    on_a_card = ctx.has_fired(*_CYTOPENIA_CARDS, indicators=("warning", "critical"))
+    return not (result.critical_low and on_a_card)
+
+
+# The prefetch keys of hooks/*.yaml in the clinician's words.
+_DATA_WORDS = {
+    "patient": "patient details",
+    "conditions": "diagnoses",
+    "medicationStatements": "medication list",
+    "medicationRequests": "medication orders",
+    "medicationAdministrations": "medication administrations",
+    "counts": "blood counts",
+    "temperatures": "temperatures",
+    "weights": "weights",
+    "phenotypes": "TPMT/NUDT15 and Duffy results",
+    "other-patient": "records of another patient",
+}
+
+
+def _fit(summary: str, shorter: str) -> str:
+    """A summary within the limit, never cut mid-word: the shorter wording replaces it."""
+    return summary if len(summary) <= SUMMARY_LIMIT else shorter
 
 
 def data_quality(ctx: RuleContext) -> Finding | None:
     """Counts that could not be interpreted (unknown unit, % without a same-specimen WBC,
     contradictory values), a tier A drug with status unknown, data the EHR could not
     provide, or (order hooks) a draft order that could not be read. Info; warning when on a
-    tier A drug with no interpretable WBC in the stale window, or when data is missing.
+    tier A drug with no interpretable WBC in its stale-CBC window, when data is missing, or
+    when an uninterpretable count would be severe in any count unit ("resolve with the lab
+    today"). v3: only what changes what the clinician knows; results and drugs are named in
+    the clinician's words (never an internal id); "no clinical card was made" only when none
+    was.
 
     Choice where the spec is silent: only results of the last 90 days are listed (older
     ones cannot change a current decision); each is named with its value and reason.
     """
     record = ctx.record
     since = record.now - timedelta(days=ctx.threshold("data_quality_lookback_days"))
-    unusable = [u for u in record.unusable if u.time is None or u.time >= since]
+    unusable = [
+        u
+        for u in record.unusable
+        if (u.time is None or u.time >= since) and _changes_what_is_known(u, ctx)
+    ]
     unknown_status = [
         m for m in record.medications if m.exposure == "unknown" and m.ingredient.is_tier_a
     ]
     if not (unusable or unknown_status or record.unavailable or record.draft_notes):
         return None
-    evidence = [f"Could not use {u.describe()} ({u.reference})" for u in unusable]
+    evidence = [f"Could not use {u.describe()}" for u in unusable]
+    evidence += [f"{m.display}: medication status 'unknown'" for m in unknown_status]
     evidence += [
-        f"{m.display}: medication status 'unknown' ({m.reference})" for m in unknown_status
-    ]
-    evidence += [
-        f"Data not available from the EHR: {key} ({reason})"
+        f"Data not available from the EHR: {_DATA_WORDS.get(key, key)} ({reason})"
         for key, reason in sorted(record.unavailable.items())
     ]
     evidence += [f"Draft order not fully read: {note}" for note in record.draft_notes]
-    tier_a = tier_a_current(record)
-    no_usable_wbc = bool(tier_a) and (
+    severe = [u for u in unusable if severe_in_any_unit(u, ctx)]
+    no_usable_wbc = any(
         (latest := record.latest("wbc")) is None
-        or days_between(latest.time, record.now) > ctx.threshold("stale_cbc_days")
+        or days_between(latest.time, record.now) > stale_window_days(ctx, exposure)
+        for exposure in tier_a_current(record)
     )
-    warning = bool(record.unavailable) or (no_usable_wbc and bool(unusable))
+    warning = bool(record.unavailable) or bool(severe) or (no_usable_wbc and bool(unusable))
     if record.unavailable:
         summary = "Some patient data could not be retrieved: cards may be incomplete."
+    elif severe:
+        first = severe[0]
+        summary = _fit(
+            f"{first.what} {first.received} could not be interpreted and may be severe: "
+            "resolve with the lab today.",
+            f"{first.what} could not be interpreted and may be severe: resolve with the lab today.",
+        )
     elif unusable:
-        summary = f"{unusable[0].what} result could not be interpreted: {unusable[0].reason[:60]}."
+        first = unusable[0]
+        reason = first.reason.split(":")[0]
+        summary = _fit(
+            f"{first.what} {first.received} could not be used ({reason}): check with the lab.",
+            f"{first.what} result could not be used: check with the lab.",
+        )
     elif record.draft_notes:
-        summary = f"A draft order could not be fully read: {record.draft_notes[0][:80]}."
+        summary = _fit(
+            f"A draft order could not be fully read: {record.draft_notes[0]}.",
+            "A draft order could not be fully read: see details.",
+        )
     else:
         summary = "A marrow-toxic drug has medication status 'unknown': confirm it."
+    others = [f for f in ctx.fired if f.rule != "DATA_QUALITY"]
+    recommendations = [
+        (
+            "The other cards did not use these results"
+            if others
+            else "No clinical card was made from these results"
+        )
+        + ": an uninterpretable or missing value is not a normal value."
+    ]
+    if severe:
+        recommendations.append(
+            "Resolve with the lab today: the number would be severe in any count unit."
+        )
+    if unusable:
+        recommendations.append("Ask the lab to correct the unit or repeat the test.")
+    if unknown_status:
+        recommendations.append("Confirm whether the drug is being taken.")
     return Finding(
         rule="DATA_QUALITY",
         indicator="warning" if warning else "info",
         summary=summary,
         evidence=evidence,
-        recommendations=[
-            "No clinical card was made from these results: an uninterpretable or missing value "
-            "is not a normal value.",
-            "Ask the lab to correct the unit or repeat the test; confirm medication status.",
-        ],
+        recommendations=recommendations,
         sources=["eular_sle_2023"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")] if warning else [],
         override_reasons=["already-addressed", "data-incorrect"],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cds_service.fhir_dates import days_between
+from cds_service.fhir_dates import day, days_between
+from cds_service.record import LabFlag
 from cds_service.rules.assessments import (
     NeutrophilState,
     critical_state,
@@ -62,6 +63,20 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     return lines
 
 
+def _anc_value(state: NeutrophilState) -> str:
+    """The ANC as judged, with its comparator when the lab censored it ("<0.10")."""
+    return f"{state.anc.comparator}{fmt(state.anc.value)}" if state.anc else "unknown"
+
+
+def lab_flagged_anc(ctx: RuleContext) -> LabFlag | None:
+    """The latest ANC the lab flags critically low (clinical spec §2.3): severe even when its
+    value cannot be converted ("<0.1" with no unit), never only a data-quality note."""
+    k = ctx.knowledge
+    return ctx.record.critical_low_flag(
+        "anc", bool(k.settings["preliminary_critical_results"]), k.threshold("current_days")
+    )
+
+
 def _preliminary_note(state: NeutrophilState) -> list[str]:
     used = [c for c in (state.anc, state.wbc) if c and c.is_preliminary]
     return ["Preliminary result: confirm with the lab."] if used else []
@@ -80,7 +95,10 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     if found is None:
         return None
     state = critical_state(ctx.record, k)
-    anc_low = state.anc is not None and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
+    flag = lab_flagged_anc(ctx)
+    anc_low = flag is not None or (
+        state.anc is not None and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
+    )
     wbc_low = (
         state.anc_unknown
         and state.wbc is not None
@@ -89,10 +107,16 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     if not (anc_low or wbc_low):
         return None
     evidence = [f"Fever: {found.description}"] + _neutrophil_evidence(ctx, state)
-    if anc_low:
+    if flag is not None and not (
+        state.anc and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
+    ):
         summary = (
-            f"Febrile neutropenia: fever with ANC {fmt(state.anc.value)} x10^9/L. Evaluate now."
+            f"Febrile neutropenia: fever and the lab flags the ANC critically low "
+            f"({flag.received}). Evaluate now."
         )
+        evidence.append(f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})")
+    elif anc_low:
+        summary = f"Febrile neutropenia: fever with ANC {_anc_value(state)} x10^9/L. Evaluate now."
     else:
         summary = (
             "Possible febrile neutropenia: fever with WBC "
@@ -131,13 +155,19 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     k = ctx.knowledge
     state = critical_state(ctx.record, k)
     anc_severe = state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")
-    if not (anc_severe or state.anc_below_one_by_wbc):
+    flag = lab_flagged_anc(ctx)
+    if not (anc_severe or state.anc_below_one_by_wbc or flag):
         return None
     if fever(ctx.record, k):
         return None
-    if anc_severe:
+    if flag is not None and not anc_severe:
         summary = (
-            f"Severe neutropenia (ANC {fmt(state.anc.value)} x10^9/L): same-day review; "
+            f"The lab flags the ANC critically low: {flag.received}; confirm with the lab now "
+            "and ask about fever."
+        )
+    elif anc_severe:
+        summary = (
+            f"Severe neutropenia (ANC {_anc_value(state)} x10^9/L): same-day review; "
             "ask about fever now."
         )
     else:
@@ -150,6 +180,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         indicator="critical",
         summary=summary,
         evidence=_neutrophil_evidence(ctx, state)
+        + ([f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})"] if flag else [])
         + [
             f"Threshold: ANC < {ctx.threshold('severe_neutropenia_anc'):g} x10^9/L "
             "(CTCAE v5 grade 4); a WBC < 1.0 means the ANC is < 1.0 even without a differential."
@@ -184,7 +215,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
-        summary=f"Moderate neutropenia (ANC {fmt(state.anc.value)} x10^9/L): repeat CBC with "
+        summary=f"Moderate neutropenia (ANC {_anc_value(state)} x10^9/L): repeat CBC with "
         "differential within 48-72 h.",
         evidence=_neutrophil_evidence(ctx, state)
         + [f"Threshold: ANC {low:g} to < {high:g} x10^9/L (CTCAE v5 grade 3)."],

@@ -97,11 +97,12 @@ def test_what_cannot_be_read_becomes_a_note() -> None:
         selections=["MedicationRequest/u", "MedicationRequest/d", "MedicationRequest/missing"],
     )
     notes = " | ".join(rec.draft_notes)
-    assert "MedicationRequest/u: the medication could not be identified" in notes
-    assert "dose could not be read: dose unit puffs" in notes
+    assert "a draft medication order: the medication could not be identified" in notes
+    assert "azathioprine draft: the dose could not be read (dose unit puffs" in notes
     assert "names a different patient" in notes
-    assert "selection MedicationRequest/missing is not among the draft orders" in notes
+    assert "1 selected order(s) not among the draft orders" in notes
     assert PATIENT not in notes
+    assert "MedicationRequest/" not in notes  # the clinician's words, never internal ids
 
 
 def test_entries_without_a_resource_are_noted_not_raised() -> None:
