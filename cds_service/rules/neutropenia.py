@@ -62,6 +62,12 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     return lines
 
 
+def _hcq_label(ctx: RuleContext) -> list[str]:
+    """The hydroxychloroquine label, cited when the card names it among the drugs to review."""
+    hcq = ctx.record.exposure("hydroxychloroquine")
+    return ["label_hydroxychloroquine"] if hcq and hcq.current else []
+
+
 def _preliminary_note(state: NeutrophilState) -> list[str]:
     used = [c for c in (state.anc, state.wbc) if c and c.is_preliminary]
     return ["Preliminary result: confirm with the lab."] if used else []
@@ -69,7 +75,9 @@ def _preliminary_note(state: NeutrophilState) -> list[str]:
 
 def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     """Fever with ANC < 1.0 (setting; IDSA 2010 uses 0.5), or with ANC unknown and WBC < 2.0
-    (setting). Sources: ASCO/IDSA 2018, IDSA 2010; G-CSF caution in SLE from seed000/seed002.
+    (setting). Sources: ASCO/IDSA 2018, IDSA 2010; G-CSF high-risk features from the ASCO
+    growth-factor guideline (2015); flares and vasculitis after G-CSF in SLE from case reports
+    (J Rheumatol 2006; Hellmich et al. 1999), which also give the lowest-effective-dose advice.
 
     Choice where the spec is silent: the ANC used is the latest within the 30-day current
     window; if it is older than the latest WBC, the ANC is treated as unknown and the WBC path
@@ -113,10 +121,16 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
             *_drugs_to_hold(ctx),
             "G-CSF is not routine even here: consider it with hematology only for high-risk "
             "features (ANC < 0.1, sepsis or hypotension, pneumonia, invasive fungal infection, "
-            "slow recovery expected). In SLE, flares and vasculitis after G-CSF are reported: "
+            "slow recovery expected). In SLE, flares and vasculitis after G-CSF are reported in "
+            "case reports: "
             "use the lowest effective dose.",
         ],
-        sources=["asco_idsa_fn_2018", "idsa_fn_2010", "eular_sle_2023"],
+        sources=[
+            "asco_idsa_fn_2018",
+            "idsa_fn_2010",
+            "asco_gcsf_2015",
+            *(["vasiliu_gcsf_sle_2006", "hellmich_gcsf_1999"] if ctx.record.lupus else []),
+        ],
         orders=[
             SuggestedOrder("cbc", "stat", "Order CBC with differential (stat)", recommended=True),
             SuggestedOrder("hematology_referral", "urgent", "Refer to hematology (urgent)"),
@@ -161,7 +175,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             "Urgent CBC with differential and a manual blood smear.",
             "Hematology input today.",
         ],
-        sources=["ctcae_v5", "idsa_fn_2010", "eular_sle_2023"],
+        sources=["ctcae_v5", "idsa_fn_2010", *_hcq_label(ctx)],
         orders=[
             SuggestedOrder(
                 "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
@@ -194,7 +208,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
             f"({', '.join(ctx.knowledge.also_consider)}, and the immunosuppressants).",
             "Tell the patient to report fever (>= 38.0 °C) at once.",
         ],
-        sources=["ctcae_v5", "eular_sle_2023"],
+        sources=["ctcae_v5"],
         orders=[
             SuggestedOrder(
                 "cbc", "urgent", "Order CBC with differential (within 48-72 h)", recommended=True

@@ -263,7 +263,7 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
         f"({reasons[0]}): keep monitoring.",
     }[indicator]
     changes, orders = _myelotoxic_suggestions(indicator, primary, courses, combinations, record)
-    sources = [c for c in (primary.ingredient.label,) if c] + ["bsr_dmard_2017", "eular_sle_2023"]
+    sources = [c for c in (primary.ingredient.label,) if c] + ["bsr_dmard_2017"]
     return Finding(
         rule="ORDER_MYELOTOXIC_LOW_COUNTS",
         indicator=indicator,
@@ -379,8 +379,7 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
             "interval (azathioprine: weekly in month 1, twice monthly in months 2-3, then "
             "monthly).",
         ],
-        sources=["eular_sle_2023", "bsr_dmard_2017"]
-        + [d.ingredient.label for d in drugs[:1] if d.ingredient.label],
+        sources=[d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
         orders=[
             _cbc("urgent" if lows else "routine", "Order CBC with differential", recommended=True)
         ],
@@ -395,8 +394,9 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
 def gcsf_caution(ctx: RuleContext) -> Finding | None:
     """An evaluated draft G-CSF order (ATC L03AA*, RxNorm, or a name stem, biosimilar suffixes
     included: clinical spec §4) in SLE without febrile neutropenia: warning. Not routine in
-    SLE (EULAR 2023: case reports only; flares and vasculitis reported); reserve for febrile
-    neutropenia with high-risk features after hematology review (seed002). FEBRILE_NEUTROPENIA
+    SLE (Carli et al. 2015: case reports and series only; flares and vasculitis reported, J
+    Rheumatol 2006); reserve for febrile neutropenia with high-risk features after hematology
+    review (ASCO growth-factor guideline 2015). FEBRILE_NEUTROPENIA
     suppresses it (precedence), and must run first.
 
     Choice where the spec is silent: SLE here is the §2.2 lupus diagnosis, suspected,
@@ -426,14 +426,20 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         "are reported. Review with hematology.",
         evidence=evidence,
         recommendations=[
-            "G-CSF is not routine in SLE: the evidence is limited to case reports (EULAR), and "
-            "flares and vasculitis after G-CSF are reported in SLE case series.",
+            "G-CSF is not routine in SLE: the evidence is limited to case reports and series, "
+            "and flares and vasculitis after G-CSF are reported in them.",
             "Reserve it for febrile neutropenia with high-risk features or a high infection "
             "risk, after hematology review.",
             "If used: the lowest dose that keeps the ANC above 1.0 x10^9/L, and short courses.",
             "The 5-10 mcg/kg/day quoted for G-CSF is oncology dosing, not an SLE recommendation.",
         ],
-        sources=["eular_sle_2023", "asco_idsa_fn_2018", "label_filgrastim"],
+        sources=[
+            "carli_sle_leukopenia_2015",
+            "vasiliu_gcsf_sle_2006",
+            "hellmich_gcsf_1999",
+            "asco_gcsf_2015",
+            "label_filgrastim",
+        ],
         orders=[referral],
         draft_changes=changes,
         override_reasons=["hematology-advised", "benefit-outweighs-risk", "already-addressed"],
