@@ -122,7 +122,7 @@ def _condition_sets(raw: Mapping[str, Any]) -> tuple[dict, dict]:
     codes: dict[str, frozenset[tuple[str, str]]] = {}
     prefixes: dict[str, tuple[str, ...]] = {}
     for group, entries in raw.items():
-        if group == "systems":
+        if group in ("systems", "code_sources"):  # metadata, not a value set
             continue
         codes[group] = frozenset(
             (systems[system_key], str(entry["code"]))
