@@ -35,7 +35,7 @@ CYTOPENIA_RULES = (
 def mg_per_kg_line(
     record: PatientRecord, exposure: DrugExposure, limit: float | None, weight_stale_days: float
 ) -> str | None:
-    """Dose per kilogram (clinical spec §2.5), or why it cannot be computed."""
+    """Dose per kilogram (clinical rules §2.5), or why it cannot be computed."""
     dose = exposure.latest_dose
     name = exposure.ingredient.display
     if dose is None or dose.mg_per_day is None:

@@ -33,7 +33,7 @@ def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
 
 def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     """Tier A drugs to hold pending review; hydroxychloroquine only as a drug to review when
-    the neutropenia is not explained by lupus or another drug (clinical spec §1.6)."""
+    the neutropenia is not explained by lupus or another drug (clinical rules §1.6)."""
     lines = []
     held = tier_a_current(ctx.record) + [
         e for e in ctx.record.immunosuppressants() if e.recent and e.ingredient.is_tier_a

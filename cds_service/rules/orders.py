@@ -1,7 +1,7 @@
 """Order-entry rules (order-select, order-sign): ORDER_MYELOTOXIC_LOW_COUNTS,
 ORDER_NO_RECENT_CBC, GCSF_CAUTION, and THIOPURINE_PGX for draft orders.
 
-They judge the drafts the hook evaluates (clinical spec §3 "Which draft orders the order rules
+They judge the drafts the hook evaluates (clinical rules §3 "Which draft orders the order rules
 evaluate": the selections at order-select, every draft at order-sign) against the patient's
 counts, and suggest actions on the order being written: delete it, update it to a reduced dose
 where a label or guideline names one, or create the CBC, TPMT/NUDT15 or referral order.
@@ -194,7 +194,7 @@ def _dose_lines(ctx: RuleContext, drugs: list[DraftDrug]) -> list[str]:
 def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     """An evaluated draft for a tier A drug, or for a drug making a dangerous combination with
     a current drug (or another draft), while the latest WBC/ANC/ALC (<= 30 days) meets the
-    dose-review warning threshold (clinical spec §2.4, via `dose_review_reasons`, which also
+    dose-review warning threshold (clinical rules §2.4, via `dose_review_reasons`, which also
     applies the Duffy-null rule). Critical if ANC < 0.5 or WBC < 1.0; info for a continuation
     at the same or lower dose with stable counts; else warning (new start, dose increase).
 
@@ -393,7 +393,7 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
 
 def gcsf_caution(ctx: RuleContext) -> Finding | None:
     """An evaluated draft G-CSF order (ATC L03AA*, RxNorm, or a name stem, biosimilar suffixes
-    included: clinical spec §4) in SLE without febrile neutropenia: warning. Not routine in
+    included: clinical rules §4) in SLE without febrile neutropenia: warning. Not routine in
     SLE (Carli et al. 2015: case reports and series only; flares and vasculitis reported, J
     Rheumatol 2006); reserve for febrile neutropenia with high-risk features after hematology
     review (ASCO growth-factor guideline 2015). FEBRILE_NEUTROPENIA
@@ -452,7 +452,7 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
 
 
 def order_thiopurine_pgx(ctx: RuleContext) -> Finding | None:
-    """THIOPURINE_PGX for evaluated azathioprine or mercaptopurine drafts (clinical spec §3:
+    """THIOPURINE_PGX for evaluated azathioprine or mercaptopurine drafts (clinical rules §3:
     "order hooks: an evaluated draft"), with the dose per kg (§2.5). On an intermediate or low
     activity result the draft can be updated to half the ordered dose (inside CPIC's 30-80%);
     on a poor metabolizer result, cancelling it is recommended (CPIC: a non-thiopurine).
