@@ -181,7 +181,7 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
             f"Diagnosis: {record.lupus.describe()}",
         ],
         recommendations=recommendations,
-        sources=["hanai_2025"],
+        sources=["hanai_2025", *(["wolach_rituximab_lon_2010"] if recent_rituximab else [])],
         orders=[
             SuggestedOrder(
                 "hematology_referral", "urgent", "Refer to hematology (urgent)", recommended=True

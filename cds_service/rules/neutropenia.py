@@ -68,6 +68,13 @@ def _hcq_label(ctx: RuleContext) -> list[str]:
     return ["label_hydroxychloroquine"] if hcq and hcq.current else []
 
 
+def _late_onset_sources(ctx: RuleContext) -> list[str]:
+    """Cited when the card names rituximab-associated late-onset neutropenia."""
+    recent = [e for e in ctx.record.immunosuppressants() if not e.ingredient.is_tier_a]
+    named = any(e.ingredient.id == "rituximab" for e in recent)
+    return ["wolach_rituximab_lon_2010"] if named else []
+
+
 def _preliminary_note(state: NeutrophilState) -> list[str]:
     used = [c for c in (state.anc, state.wbc) if c and c.is_preliminary]
     return ["Preliminary result: confirm with the lab."] if used else []
@@ -130,6 +137,7 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
             "idsa_fn_2010",
             "asco_gcsf_2015",
             *(["vasiliu_gcsf_sle_2006", "hellmich_gcsf_1999"] if ctx.record.lupus else []),
+            *_late_onset_sources(ctx),
         ],
         orders=[
             SuggestedOrder("cbc", "stat", "Order CBC with differential (stat)", recommended=True),
@@ -175,7 +183,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             "Urgent CBC with differential and a manual blood smear.",
             "Hematology input today.",
         ],
-        sources=["ctcae_v5", "idsa_fn_2010", *_hcq_label(ctx)],
+        sources=["ctcae_v5", "idsa_fn_2010", *_hcq_label(ctx), *_late_onset_sources(ctx)],
         orders=[
             SuggestedOrder(
                 "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True

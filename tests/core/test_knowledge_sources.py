@@ -16,9 +16,19 @@ import yaml
 
 from cds_service import terminology
 from cds_service.record import build_record
+from cds_service.rules import RULES, evaluate_rules
 from cds_service.rules.assessments import fever
 
-from .builders import NOW, PATIENT, WBC, condition, observation
+from .builders import (
+    ANC,
+    NOW,
+    PATIENT,
+    WBC,
+    condition,
+    medication_request,
+    observation,
+    temperature,
+)
 
 KNOWLEDGE = resources.files("cds_service.knowledge")
 RULES_DIR = Path(__file__).resolve().parents[2] / "cds_service" / "rules"
@@ -203,3 +213,33 @@ def test_a_bladder_temperature_counts_as_fever(knowledge):
     normal = observation("8334-5", 37.2, "Cel", hours_ago=1)
     record = build_record([condition("55464009"), normal], PATIENT, NOW, knowledge)
     assert fever(record, knowledge) is None
+
+
+# --- Conditional citations follow the text -------------------------------------------------------
+
+
+def _sources_of(rule: str, resources: list, knowledge) -> list[str]:
+    record = build_record(resources, PATIENT, NOW, knowledge)
+    [finding] = [
+        f for f in evaluate_rules(record, knowledge, "patient-view", RULES) if f.rule == rule
+    ]
+    return finding.sources
+
+
+def test_rituximab_late_onset_neutropenia_is_cited_only_when_named(knowledge):
+    severe = [condition("55464009"), observation(WBC, 2.0), observation(ANC, 0.3)]
+    rituximab = medication_request("121191", status="completed", days_ago=90)
+    assert "wolach_rituximab_lon_2010" in _sources_of(
+        "NEUTROPENIA_SEVERE", [*severe, rituximab], knowledge
+    )
+    assert "wolach_rituximab_lon_2010" not in _sources_of("NEUTROPENIA_SEVERE", severe, knowledge)
+
+
+def test_gcsf_flare_reports_are_cited_for_lupus_patients_only(knowledge):
+    febrile = [observation(WBC, 2.0), observation(ANC, 0.3), temperature(38.6, hours_ago=1)]
+    methotrexate = medication_request("6851", dose_mg=15)
+    in_sle = _sources_of("FEBRILE_NEUTROPENIA", [condition("55464009"), *febrile], knowledge)
+    assert {"asco_gcsf_2015", "vasiliu_gcsf_sle_2006"} <= set(in_sle)
+    assert "eular_sle_2023" not in in_sle
+    no_lupus = _sources_of("FEBRILE_NEUTROPENIA", [methotrexate, *febrile], knowledge)
+    assert "vasiliu_gcsf_sle_2006" not in no_lupus
