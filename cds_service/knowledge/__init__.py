@@ -2,7 +2,8 @@
 
 The YAML files beside this module are what a clinical reviewer reads and signs off; this module
 only loads them, applies a site's threshold overrides and answers look-ups. Every code carries
-its source and grade in the files.
+its source and grade in the files. "Clinical rules §N" in the files refers to
+docs/clinical-rules.md.
 """
 
 from __future__ import annotations
