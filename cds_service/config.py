@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     # Site overrides of the clinical thresholds in knowledge/thresholds.yaml (same keys).
     "THRESHOLDS": {},
-    # Site switches of the clinical spec §6 (see knowledge/thresholds.yaml "settings").
+    # Site switches of the clinical rules §6 (see knowledge/thresholds.yaml "settings").
     "CLINICAL_SETTINGS": {},
     # Directory of CDS service definitions; empty = the packaged hooks/.
     "HOOKS_DIR": "",

@@ -1,4 +1,4 @@
-"""Daily dose from a FHIR Dosage (clinical spec §2.5).
+"""Daily dose from a FHIR Dosage (clinical rules §2.5).
 
 Daily dose = dose x frequency / period. A tablet dose needs the tablet strength from the
 shipped product table; anything that cannot be computed is said, never guessed.

@@ -39,7 +39,7 @@ def evaluate(
     now: datetime,
 ) -> Evaluation:
     draft_bundle = request.context.get("draftOrders") if service.hook in ORDER_HOOKS else None
-    # order-select evaluates only the selected drafts; order-sign every draft (spec §3).
+    # order-select evaluates only the selected drafts; order-sign every draft (clinical rules §3).
     selections = request.context.get("selections") if service.hook == "order-select" else None
     drafts = flatten(draft_bundle)
     data = gather(

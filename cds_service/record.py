@@ -3,9 +3,9 @@
 Built once per call from the raw FHIR JSON the EHR sent (prefetch or fetched). Only resources
 the rules can use are looked at: Observations are picked by LOINC code before anything is
 parsed, and each picked resource is validated with the FHIR R4B models. What cannot be
-interpreted is kept as an `UnusableResult` so a card can say so (clinical spec §1.1, §1.2).
+interpreted is kept as an `UnusableResult` so a card can say so (clinical rules §1.1, §1.2).
 
-Data rules (clinical spec §2.1, §2.3): Observation statuses final/amended/corrected count,
+Data rules (clinical rules §2.1, §2.3): Observation statuses final/amended/corrected count,
 preliminary ones only for the critical rules and only until a final result of the same draw
 exists; ANC and ALC come from the best source of each draw (manual differential, segmented +
 band counts, automated count, then % x same-draw WBC); a % is never compared with a count.
@@ -35,7 +35,7 @@ Raw = Mapping[str, Any]
 COUNTED_OBSERVATION_STATUSES = {"final", "amended", "corrected"}
 PRELIMINARY = "preliminary"
 SAME_DRAW = timedelta(hours=1)
-# Source priority within one draw (lower wins): clinical spec §2.3.
+# Source priority within one draw (lower wins): clinical rules §2.3.
 _METHOD_PRIORITY = {"manual": 0, "segmented + bands": 1, "automated": 2, "computed": 3, "flow": 4}
 
 
@@ -144,7 +144,7 @@ class MedicationRecord:
 
 @dataclass(frozen=True)
 class DrugExposure:
-    """Everything known about one ingredient, summarised (clinical spec §2.1)."""
+    """Everything known about one ingredient, summarised (clinical rules §2.1)."""
 
     ingredient: Ingredient
     current: bool
@@ -178,7 +178,7 @@ class DrugExposure:
 @dataclass(frozen=True)
 class DraftOrder:
     """One order of `context.draftOrders` (order-select, order-sign). A draft is the order being
-    written, never current exposure (clinical spec §2.1); only its medication orders are read."""
+    written, never current exposure (clinical rules §2.1); only its medication orders are read."""
 
     resource_type: str
     resource_id: str | None  # "MedicationRequest/123"; None when the draft has no id
@@ -273,7 +273,7 @@ class PatientRecord:
 
     @property
     def in_scope(self) -> bool:
-        """Clinical spec §2.2: counted SLE, or a current or recent tier A/B drug."""
+        """Clinical rules §2.2: counted SLE, or a current or recent tier A/B drug."""
         return self.lupus is not None or bool(self.immunosuppressants())
 
     def evaluated_drafts(self) -> list[DraftOrder]:
@@ -376,7 +376,7 @@ class _Percent:
 def same_draw(
     a_time: datetime, a_specimen: str | None, b_time: datetime, b_specimen: str | None
 ) -> bool:
-    """Same specimen, or (without specimens to compare) drawn within one hour (spec §1.4)."""
+    """Same specimen, or (no specimens to compare) drawn within 1 h (clinical rules §1.4)."""
     if a_specimen and b_specimen:
         return a_specimen == b_specimen
     return abs(a_time - b_time) <= SAME_DRAW
@@ -620,7 +620,7 @@ class _RecordBuilder:
         )
 
     def _is_duffy_null(self, resource: Raw) -> bool:
-        """A counted Condition, or a final Observation valued duffy-null (spec §2.4)."""
+        """A counted Condition, or a final Observation valued duffy-null (clinical rules §2.4)."""
         for entry in self.k.settings["duffy_null_codes"]:
             if not terminology.has_code(resource.get("code"), entry["system"], [entry["code"]]):
                 continue
@@ -1058,7 +1058,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _condition_counts(condition: Raw) -> bool | None:
-    """None if the Condition does not count; else whether it is only suspected (spec §2.1)."""
+    """None if the Condition does not count, else whether only suspected (clinical rules §2.1)."""
     clinical = {c.get("code") for c in terminology.codings(condition.get("clinicalStatus"))}
     if clinical and not clinical & {"active", "recurrence", "relapse"}:
         return None

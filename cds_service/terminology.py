@@ -96,7 +96,7 @@ def match_medication(
 ) -> tuple[list[Ingredient], str]:
     """Ingredients named by a medication CodeableConcept, and how they were matched.
 
-    Order (clinical spec §4): RxNorm ingredient, RxNorm SCD/SBD table, ATC, then text.
+    Order (clinical rules §4): RxNorm ingredient, RxNorm SCD/SBD table, ATC, then text.
     """
     rx = [str(c.get("code")) for c in codings(concept) if c.get("system") == RXNORM]
     by_ingredient = [i for i in knowledge.ingredients.values() if i.rxnorm & set(rx)]

@@ -2,7 +2,8 @@
 
 The YAML files beside this module are what a clinical reviewer reads and signs off; this module
 only loads them, applies a site's threshold overrides and answers look-ups. Every code carries
-its source and grade in the files.
+its source and grade in the files. "Clinical rules §N" in the files refers to
+docs/clinical-rules.md.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _condition_sets(raw: Mapping[str, Any]) -> tuple[dict, dict]:
     codes: dict[str, frozenset[tuple[str, str]]] = {}
     prefixes: dict[str, tuple[str, ...]] = {}
     for group, entries in raw.items():
-        if group == "systems":
+        if group in ("systems", "code_sources"):  # metadata, not a value set
             continue
         codes[group] = frozenset(
             (systems[system_key], str(entry["code"]))

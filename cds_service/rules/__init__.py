@@ -1,5 +1,8 @@
-"""The rule catalogue (clinical spec §3): one pure function per rule id, run in order, with
-precedence applied as each rule can see the findings of the rules before it."""
+"""The rule catalogue (clinical rules §3): one pure function per rule id, run in order, with
+precedence applied as each rule can see the findings of the rules before it.
+
+"Clinical rules §N" in this package refers to docs/clinical-rules.md, the clinical contract as
+this service implements it."""
 
 from __future__ import annotations
 
@@ -52,8 +55,8 @@ RULES: dict[str, Rule] = {
 
 # Rules that speak even when the patient's scope cannot be judged (missing data).
 _ALWAYS = {"DATA_QUALITY"}
-# On order hooks a draft for a tier A/B drug brings the patient in scope for these (spec §3);
-# the patient-state rules keep the §2.2 scope, as a draft is not exposure.
+# On order hooks a draft for a tier A/B drug brings the patient in scope for these (clinical
+# rules §3); the patient-state rules keep the §2.2 scope, as a draft is not exposure.
 _ORDER_SCOPED = {
     "ORDER_MYELOTOXIC_LOW_COUNTS",
     "ORDER_NO_RECENT_CBC",

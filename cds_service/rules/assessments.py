@@ -18,7 +18,7 @@ def fmt(value: float) -> str:
 
 @dataclass(frozen=True)
 class NeutrophilState:
-    """The latest current WBC and ANC (clinical spec §2.4 "current" = at most 30 days old).
+    """The latest current WBC and ANC (clinical rules §2.4 "current" = at most 30 days old).
 
     `anc_unknown` is true when no ANC comes from the latest WBC's draw or later: the
     differential is missing or older than the count that decides the current state. Such an
@@ -55,7 +55,7 @@ def neutrophil_state(
 
 
 def critical_state(record: PatientRecord, k: Knowledge) -> NeutrophilState:
-    """Critical rules may use preliminary results (setting, clinical spec §2.1)."""
+    """Critical rules may use preliminary results (setting, clinical rules §2.1)."""
     return neutrophil_state(record, k, bool(k.settings["preliminary_critical_results"]))
 
 
@@ -146,7 +146,7 @@ def is_mycophenolate(ingredient: Ingredient) -> bool:
 def dose_review_reasons(
     record: PatientRecord, k: Knowledge, ingredients: list[Ingredient]
 ) -> list[str]:
-    """Why the counts meet the dose-review warning threshold on these drugs (clinical spec
+    """Why the counts meet the dose-review warning threshold on these drugs (clinical rules
     §2.4), already taking a documented Duffy-null phenotype into account; [] if they do not."""
     state = neutrophil_state(record, k, include_preliminary=False)
     alc = record.latest("alc", max_age_days=k.threshold("current_days"))
@@ -207,7 +207,7 @@ def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) 
 def _duffy_null_explains(
     record: PatientRecord, state: NeutrophilState, k: Knowledge, mycophenolate: bool
 ) -> bool:
-    """Duffy-null associated neutrophil count (clinical spec §2.4): a low-normal ANC is
+    """Duffy-null associated neutrophil count (clinical rules §2.4): a low-normal ANC is
     expected, so the neutrophil criteria are suppressed only while ANC and WBC stay above the
     Duffy-null limits and the ANC has not fallen."""
     if state.anc is None or state.anc_unknown or state.wbc is None:

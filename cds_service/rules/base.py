@@ -48,7 +48,7 @@ class Finding:
     override_reasons: list[str] = field(
         default_factory=lambda: ["already-addressed", "counts-reviewed", "benefit-outweighs-risk"]
     )
-    evidence_level: str = ""  # e.g. "reported in a case report" (clinical spec §1.5)
+    evidence_level: str = ""  # e.g. "reported in a case report" (clinical rules §1.5)
 
 
 @dataclass

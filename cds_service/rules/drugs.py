@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from cds_service.fhir_dates import day, days_between
-from cds_service.knowledge import Ingredient
+from cds_service.knowledge import Ingredient, Knowledge
 from cds_service.record import DrugExposure, PatientRecord
 from cds_service.rules.assessments import (
     count_evidence,
@@ -35,7 +35,7 @@ CYTOPENIA_RULES = (
 def mg_per_kg_line(
     record: PatientRecord, exposure: DrugExposure, limit: float | None, weight_stale_days: float
 ) -> str | None:
-    """Dose per kilogram (clinical spec §2.5), or why it cannot be computed."""
+    """Dose per kilogram (clinical rules §2.5), or why it cannot be computed."""
     dose = exposure.latest_dose
     name = exposure.ingredient.display
     if dose is None or dose.mg_per_day is None:
@@ -119,7 +119,8 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     evidence += _dose_lines(ctx, drugs)
     advice = [e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice]
     common = [
-        "Consider the drug before blaming lupus activity (EULAR 2023).",
+        # Expert summary, no citation: EULAR 2023 does not make this claim (issue 11 point 11).
+        "Consider the drug before blaming lupus activity.",
         "Keep hydroxychloroquine: it is not a cause to stop for lupus leukopenia.",
     ]
     if reasons or combinations:
@@ -138,7 +139,10 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
             + [advice_text for _, _, advice_text in combinations]
             + common
             + ["Repeat CBC with differential to confirm and follow the trend."],
-            sources=_drug_sources(ingredients) + ["bsr_dmard_2017", "eular_sle_2023"],
+            sources=_drug_sources(ingredients)
+            + ["bsr_dmard_2017"]
+            + _partner_sources(k, combinations)
+            + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else []),
             orders=_orders_for(ctx, ingredients),
             override_reasons=[
                 "already-addressed",
@@ -171,6 +175,13 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         sources=_drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
     )
+
+
+def _partner_sources(k: Knowledge, combinations: list[tuple[str, str, str]]) -> list[str]:
+    """The interacting drug's own label for each dangerous combination (allopurinol,
+    febuxostat, co-trimoxazole): the card cites the label that makes the claim."""
+    labels = (k.ingredients[partner].label for _, partner, _ in combinations)
+    return list(dict.fromkeys(label for label in labels if label))
 
 
 def _drug_sources(ingredients: list[Ingredient]) -> list[str]:

@@ -22,7 +22,8 @@ _WARNING_OR_CRITICAL = ("warning", "critical")
 
 def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     """(a) Lupus, WBC 2.0 to < 4.0 (or < LLN), ANC >= 1.0 or unknown, no current tier A drug
-    -> info: usually benign, mostly lymphopenia (seed001); work-up per seed001/002 and EULAR.
+    -> info: usually benign, mostly lymphopenia (seed001; Carli et al. 2015); the work-up is an
+    expert summary (seed001/002); hydroxychloroquine for every lupus patient (EULAR 2023).
     (b) Any in-scope patient, WBC 1.0 to < 2.0 with ANC unknown and no other warning or
     critical cytopenia card -> warning: the ANC may be < 0.5.
     Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a)."""
@@ -64,7 +65,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
                 "CBC with manual differential and a blood smear today.",
                 "Ask about fever now.",
             ],
-            sources=["ctcae_v5", "eular_sle_2023"],
+            sources=["ctcae_v5"],
             orders=[
                 SuggestedOrder(
                     "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
@@ -93,8 +94,8 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         "Manual blood smear if the leukopenia is new or unexplained.",
         "Rule out B12 or folate deficiency, viral infection and drugs.",
         "Check disease activity: C3, C4 and anti-dsDNA.",
-        "Keep hydroxychloroquine; no added immunosuppression for mild isolated leukopenia "
-        "(EULAR 2023).",
+        "Keep hydroxychloroquine (EULAR 2023: for every lupus patient); mild isolated "
+        "leukopenia usually needs no added immunosuppression.",
     ]
     if lupus.kind == "drug-induced":
         recommendations.append(
@@ -111,7 +112,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         f"{_lupus_short(lupus.kind, lupus.suspected)}: repeat CBC with differential.",
         evidence=evidence,
         recommendations=recommendations,
-        sources=["eular_sle_2023"],
+        sources=["carli_sle_leukopenia_2015", "eular_sle_2023"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential", recommended=True)],
     )
 
@@ -207,7 +208,7 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
             f"Diagnosis: {record.lupus.describe()}",
         ],
         recommendations=recommendations,
-        sources=["eular_sle_2023", "hanai_2025"],
+        sources=["hanai_2025", *(["wolach_rituximab_lon_2010"] if recent_rituximab else [])],
         orders=[
             SuggestedOrder(
                 "hematology_referral", "urgent", "Refer to hematology (urgent)", recommended=True
@@ -273,6 +274,6 @@ def steroid_leukocytosis_note(ctx: RuleContext) -> Finding | None:
             "Glucocorticoids raise the neutrophil count; interpret a high WBC "
             "with the clinical picture and look for infection if unwell."
         ],
-        sources=["eular_sle_2023"],
+        sources=["shoenfeld_steroid_leukocytosis_1981"],
         override_reasons=["already-addressed"],
     )

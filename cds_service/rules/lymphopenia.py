@@ -6,9 +6,13 @@ from cds_service.rules.assessments import fmt, trend
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 
 
-def _pjp_text(ctx: RuleContext) -> str:
+def _on_methotrexate(ctx: RuleContext) -> bool:
     methotrexate = ctx.record.exposure("methotrexate")
-    if methotrexate and methotrexate.current:
+    return bool(methotrexate and methotrexate.current)
+
+
+def _pjp_text(ctx: RuleContext) -> str:
+    if _on_methotrexate(ctx):
         return (
             "Pneumocystis (PJP) prophylaxis case by case: the patient takes methotrexate, "
             "and co-trimoxazole (TMP-SMX) adds marrow toxicity to it, so agree the agent "
@@ -56,7 +60,11 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
             "Review the glucocorticoid dose and the intensity of immunosuppression.",
             _pjp_text(ctx),
         ],
-        sources=["eular_sle_2023"],
+        sources=[
+            "martin_sle_lymphopenia_2017",
+            "merayo_chalico_lymphopenia_2013",
+            *(["label_methotrexate"] if _on_methotrexate(ctx) else []),
+        ],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
     )
 
@@ -84,6 +92,6 @@ def lymphopenia_info(ctx: RuleContext) -> Finding | None:
             "Usually needs no treatment; it is a risk factor for severe bacterial "
             "infection, so keep infections in mind."
         ],
-        sources=["eular_sle_2023"],
+        sources=["carli_sle_leukopenia_2015", "martin_sle_lymphopenia_2017"],
         override_reasons=["already-addressed", "counts-reviewed"],
     )

@@ -18,7 +18,7 @@ from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 
 def stale_window_days(ctx: RuleContext, exposure: DrugExposure) -> float:
     """Days a WBC stays fresh on this drug: per-drug setting, else 14 after a start or dose
-    increase in the last 90 days, else 90 (azathioprine label; EULAR 1-3 monthly)."""
+    increase in the last 90 days, else 90 (azathioprine label; BSR/BHPR 2017)."""
     per_drug = ctx.knowledge.stale_cbc_days_by_drug.get(exposure.ingredient.id, {})
     if exposure.started_recently or exposure.dose_increased_recently:
         return float(per_drug.get("new", ctx.threshold("stale_cbc_new_drug_days")))
@@ -138,10 +138,9 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
         evidence=evidence,
         recommendations=[
             FEBRILE_LEAD if is_febrile else "Order a CBC with differential.",
-            "Azathioprine label: weekly in month 1, twice monthly in months 2-3, then monthly; "
-            "EULAR: CBC every 1-3 months in SLE.",
+            "Azathioprine label: weekly in month 1, twice monthly in months 2-3, then monthly.",
         ],
-        sources=["eular_sle_2023", "bsr_dmard_2017", "label_azathioprine"],
+        sources=["label_azathioprine", "bsr_dmard_2017"],
         orders=[
             SuggestedOrder(
                 "cbc",
@@ -295,7 +294,7 @@ def data_quality(ctx: RuleContext) -> Finding | None:
         summary=summary,
         evidence=evidence,
         recommendations=recommendations,
-        sources=["eular_sle_2023"],
+        sources=["ucum"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")] if warning else [],
         override_reasons=["already-addressed", "data-incorrect"],
     )

@@ -34,7 +34,7 @@ def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
 
 def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     """Tier A drugs to hold pending review; hydroxychloroquine only as a drug to review when
-    the neutropenia is not explained by lupus or another drug (clinical spec §1.6)."""
+    the neutropenia is not explained by lupus or another drug (clinical rules §1.6)."""
     lines = []
     held = tier_a_current(ctx.record) + [
         e for e in ctx.record.immunosuppressants() if e.recent and e.ingredient.is_tier_a
@@ -69,12 +69,25 @@ def _anc_value(state: NeutrophilState) -> str:
 
 
 def lab_flagged_anc(ctx: RuleContext) -> LabFlag | None:
-    """The latest ANC the lab flags critically low (clinical spec §2.3): severe even when its
+    """The latest ANC the lab flags critically low (clinical rules §2.3): severe even when its
     value cannot be converted ("<0.1" with no unit), never only a data-quality note."""
     k = ctx.knowledge
     return ctx.record.critical_low_flag(
         "anc", bool(k.settings["preliminary_critical_results"]), k.threshold("current_days")
     )
+
+
+def _hcq_label(ctx: RuleContext) -> list[str]:
+    """The hydroxychloroquine label, cited when the card names it among the drugs to review."""
+    hcq = ctx.record.exposure("hydroxychloroquine")
+    return ["label_hydroxychloroquine"] if hcq and hcq.current else []
+
+
+def _late_onset_sources(ctx: RuleContext) -> list[str]:
+    """Cited when the card names rituximab-associated late-onset neutropenia."""
+    recent = [e for e in ctx.record.immunosuppressants() if not e.ingredient.is_tier_a]
+    named = any(e.ingredient.id == "rituximab" for e in recent)
+    return ["wolach_rituximab_lon_2010"] if named else []
 
 
 def _preliminary_note(state: NeutrophilState) -> list[str]:
@@ -84,7 +97,9 @@ def _preliminary_note(state: NeutrophilState) -> list[str]:
 
 def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     """Fever with ANC < 1.0 (setting; IDSA 2010 uses 0.5), or with ANC unknown and WBC < 2.0
-    (setting). Sources: ASCO/IDSA 2018, IDSA 2010; G-CSF caution in SLE from seed000/seed002.
+    (setting). Sources: ASCO/IDSA 2018, IDSA 2010; G-CSF high-risk features from the ASCO
+    growth-factor guideline (2015); flares and vasculitis after G-CSF in SLE from case reports
+    (J Rheumatol 2006; Hellmich et al. 1999), which also give the lowest-effective-dose advice.
 
     Choice where the spec is silent: the ANC used is the latest within the 30-day current
     window; if it is older than the latest WBC, the ANC is treated as unknown and the WBC path
@@ -137,10 +152,17 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
             *_drugs_to_hold(ctx),
             "G-CSF is not routine even here: consider it with hematology only for high-risk "
             "features (ANC < 0.1, sepsis or hypotension, pneumonia, invasive fungal infection, "
-            "slow recovery expected). In SLE, flares and vasculitis after G-CSF are reported: "
+            "slow recovery expected). In SLE, flares and vasculitis after G-CSF are reported in "
+            "case reports: "
             "use the lowest effective dose.",
         ],
-        sources=["asco_idsa_fn_2018", "idsa_fn_2010", "eular_sle_2023"],
+        sources=[
+            "asco_idsa_fn_2018",
+            "idsa_fn_2010",
+            "asco_gcsf_2015",
+            *(["vasiliu_gcsf_sle_2006", "hellmich_gcsf_1999"] if ctx.record.lupus else []),
+            *_late_onset_sources(ctx),
+        ],
         orders=[
             SuggestedOrder("cbc", "stat", "Order CBC with differential (stat)", recommended=True),
             SuggestedOrder("hematology_referral", "urgent", "Refer to hematology (urgent)"),
@@ -192,7 +214,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             "Urgent CBC with differential and a manual blood smear.",
             "Hematology input today.",
         ],
-        sources=["ctcae_v5", "idsa_fn_2010", "eular_sle_2023"],
+        sources=["ctcae_v5", "idsa_fn_2010", *_hcq_label(ctx), *_late_onset_sources(ctx)],
         orders=[
             SuggestedOrder(
                 "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
@@ -225,7 +247,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
             f"({', '.join(ctx.knowledge.also_consider)}, and the immunosuppressants).",
             "Tell the patient to report fever (>= 38.0 °C) at once.",
         ],
-        sources=["ctcae_v5", "eular_sle_2023"],
+        sources=["ctcae_v5"],
         orders=[
             SuggestedOrder(
                 "cbc", "urgent", "Order CBC with differential (within 48-72 h)", recommended=True

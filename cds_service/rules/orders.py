@@ -1,7 +1,7 @@
 """Order-entry rules (order-select, order-sign): ORDER_MYELOTOXIC_LOW_COUNTS,
 ORDER_NO_RECENT_CBC, GCSF_CAUTION, and THIOPURINE_PGX for draft orders.
 
-They judge the drafts the hook evaluates (clinical spec §3 "Which draft orders the order rules
+They judge the drafts the hook evaluates (clinical rules §3 "Which draft orders the order rules
 evaluate": the selections at order-select, every draft at order-sign) against the patient's
 counts, and suggest actions on the order being written: delete it, update it to a reduced dose
 where a label or guideline names one, or create the CBC, TPMT/NUDT15 or referral order.
@@ -194,7 +194,7 @@ def _dose_lines(ctx: RuleContext, drugs: list[DraftDrug]) -> list[str]:
 def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     """An evaluated draft for a tier A drug, or for a drug making a dangerous combination with
     a current drug (or another draft), while the latest WBC/ANC/ALC (<= 30 days) meets the
-    dose-review warning threshold (clinical spec §2.4, via `dose_review_reasons`, which also
+    dose-review warning threshold (clinical rules §2.4, via `dose_review_reasons`, which also
     applies the Duffy-null rule). Critical if ANC < 0.5 or WBC < 1.0; info for a continuation
     at the same or lower dose with stable counts; else warning (new start, dose increase).
 
@@ -263,7 +263,7 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
         f"({reasons[0]}): keep monitoring.",
     }[indicator]
     changes, orders = _myelotoxic_suggestions(indicator, primary, courses, combinations, record)
-    sources = [c for c in (primary.ingredient.label,) if c] + ["bsr_dmard_2017", "eular_sle_2023"]
+    sources = [c for c in (primary.ingredient.label,) if c] + ["bsr_dmard_2017"]
     return Finding(
         rule="ORDER_MYELOTOXIC_LOW_COUNTS",
         indicator=indicator,
@@ -379,8 +379,7 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
             "interval (azathioprine: weekly in month 1, twice monthly in months 2-3, then "
             "monthly).",
         ],
-        sources=["eular_sle_2023", "bsr_dmard_2017"]
-        + [d.ingredient.label for d in drugs[:1] if d.ingredient.label],
+        sources=[d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
         orders=[
             _cbc("urgent" if lows else "routine", "Order CBC with differential", recommended=True)
         ],
@@ -394,9 +393,10 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
 
 def gcsf_caution(ctx: RuleContext) -> Finding | None:
     """An evaluated draft G-CSF order (ATC L03AA*, RxNorm, or a name stem, biosimilar suffixes
-    included: clinical spec §4) in SLE without febrile neutropenia: warning. Not routine in
-    SLE (EULAR 2023: case reports only; flares and vasculitis reported); reserve for febrile
-    neutropenia with high-risk features after hematology review (seed002). FEBRILE_NEUTROPENIA
+    included: clinical rules §4) in SLE without febrile neutropenia: warning. Not routine in
+    SLE (Carli et al. 2015: case reports and series only; flares and vasculitis reported, J
+    Rheumatol 2006); reserve for febrile neutropenia with high-risk features after hematology
+    review (ASCO growth-factor guideline 2015). FEBRILE_NEUTROPENIA
     suppresses it (precedence), and must run first.
 
     Choice where the spec is silent: SLE here is the §2.2 lupus diagnosis, suspected,
@@ -426,14 +426,20 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         "are reported. Review with hematology.",
         evidence=evidence,
         recommendations=[
-            "G-CSF is not routine in SLE: the evidence is limited to case reports (EULAR), and "
-            "flares and vasculitis after G-CSF are reported in SLE case series.",
+            "G-CSF is not routine in SLE: the evidence is limited to case reports and series, "
+            "and flares and vasculitis after G-CSF are reported in them.",
             "Reserve it for febrile neutropenia with high-risk features or a high infection "
             "risk, after hematology review.",
             "If used: the lowest dose that keeps the ANC above 1.0 x10^9/L, and short courses.",
             "The 5-10 mcg/kg/day quoted for G-CSF is oncology dosing, not an SLE recommendation.",
         ],
-        sources=["eular_sle_2023", "asco_idsa_fn_2018", "label_filgrastim"],
+        sources=[
+            "carli_sle_leukopenia_2015",
+            "vasiliu_gcsf_sle_2006",
+            "hellmich_gcsf_1999",
+            "asco_gcsf_2015",
+            "label_filgrastim",
+        ],
         orders=[referral],
         draft_changes=changes,
         override_reasons=["hematology-advised", "benefit-outweighs-risk", "already-addressed"],
@@ -446,7 +452,7 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
 
 
 def order_thiopurine_pgx(ctx: RuleContext) -> Finding | None:
-    """THIOPURINE_PGX for evaluated azathioprine or mercaptopurine drafts (clinical spec §3:
+    """THIOPURINE_PGX for evaluated azathioprine or mercaptopurine drafts (clinical rules §3:
     "order hooks: an evaluated draft"), with the dose per kg (§2.5). On an intermediate or low
     activity result the draft can be updated to half the ordered dose (inside CPIC's 30-80%);
     on a poor metabolizer result, cancelling it is recommended (CPIC: a non-thiopurine).
