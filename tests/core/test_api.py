@@ -18,7 +18,7 @@ from .builders import fhir_authorization
 from .conformance import check_response
 from .fixture_files import SCENARIOS, request_of
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "cds-hooks"
+SPEC_DATA = Path(__file__).resolve().parents[1] / "data" / "cds-hooks"
 SERVICE = "/cds-services/leukopenia-patient-view"
 TOKEN_PATTERN = re.compile(
     r"^\{\{(context\.(userId|patientId|encounterId)|userPractitionerId"
@@ -132,7 +132,7 @@ def test_cors_preflight_needs_no_token_and_every_response_allows_the_origin(clie
 def test_missing_prefetch_without_fhir_server_is_412(client):
     body = json.loads(
         (
-            SHARED / "derived" / "request-patient-view-no-prefetch-no-fhirServer-expect-412.json"
+            SPEC_DATA / "derived" / "request-patient-view-no-prefetch-no-fhirServer-expect-412.json"
         ).read_text()
     )
     assert client.post(SERVICE, json=body).status_code == 412
@@ -213,7 +213,7 @@ def test_unreachable_fhir_server_with_partial_data_gives_an_honest_card(client, 
 
 
 def test_official_spec_request_is_answered(client, app):
-    body = json.loads((SHARED / "spec-2.0" / "request-patient-view.json").read_text())
+    body = json.loads((SPEC_DATA / "spec-2.0" / "request-patient-view.json").read_text())
     body["hook"] = "patient-view"
     body.pop("fhirAuthorization")  # its http server is not reachable here: give the data
     templates = app.extensions["cds_services"]["leukopenia-patient-view"].prefetch

@@ -11,8 +11,8 @@ from tests.fhir_stub import FhirStub, load_bundle
 
 from .conftest import TOKEN, resource
 
-# ../shared beside the repository (as on the project machines and in CI).
-SYNTHEA = Path(__file__).resolve().parents[3] / "shared" / "fhir-data" / "synthea-r4"
+# A verbatim Synthea bundle kept in the repository (tests/data/README.md).
+SYNTHEA = Path(__file__).resolve().parents[1] / "data" / "synthea-r4"
 ASA_ID = "c79b748f-a792-4aea-bca5-c7c9c5b188cd"
 CONTEXT = {"userId": "Practitioner/dr-1", "patientId": ASA_ID}
 

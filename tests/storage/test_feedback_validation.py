@@ -11,8 +11,8 @@ import pytest
 
 from cds_service.storage.feedback import FeedbackError, parse_feedback
 
-# shared/ sits beside the repository, in development and in CI.
-SPEC_EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cds-hooks" / "spec-2.0"
+# The specification's own feedback examples, kept in the repository (tests/data/README.md).
+SPEC_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "cds-hooks" / "spec-2.0"
 CARD = "4e0a3a1e-3283-4575-ab82-028d55fe2719"
 
 
