@@ -470,14 +470,19 @@ def order_thiopurine_pgx(ctx: RuleContext) -> Finding | None:
     if finding.indicator == "warning" and primary.draft.resource_id:
         poor = "poor" in phenotypes
         changes = [_cancel(primary, None, recommended=poor)]
+        # Only TPMT known: the NUDT15 test travels with the reduced dose (the card offers one
+        # choice on the draft, so a separate order would exclude the reduction).
+        nudt15 = next((o for o in finding.orders if o.kind == "tpmt_nudt15"), None)
         if not poor:
             reduce = _reduce(
                 primary,
                 INTERMEDIATE_FRACTION,
                 "CPIC: 30-80% for an intermediate result",
-                None,
+                nudt15,
                 True,
             )
+            if reduce and nudt15:
+                finding.orders = [o for o in finding.orders if o is not nudt15]
             if reduce:
                 changes.append(reduce)
         finding.draft_changes = changes
