@@ -118,6 +118,11 @@ class Baseline:
 
     value: float
     name: str  # "6-month median" | "earlier value"
+    date: str  # the earlier value's date; "" for a median
+
+    def describe(self) -> str:
+        when = f" on {self.date}" if self.date else ""
+        return f"{self.name} {fmt(self.value)}{when}"
 
 
 def baseline(record: PatientRecord, latest: Count, k: Knowledge) -> Baseline | None:
@@ -129,9 +134,9 @@ def baseline(record: PatientRecord, latest: Count, k: Knowledge) -> Baseline | N
         c for c in record.series(latest.analyte) if since <= c.time < latest.time - SAME_DRAW
     ]
     if len(earlier) >= MIN_MEDIAN_VALUES:
-        return Baseline(median(c.value for c in earlier), "6-month median")
+        return Baseline(median(c.value for c in earlier), "6-month median", "")
     if earlier:
-        return Baseline(earlier[0].value, f"earlier value ({day(earlier[0].time)})")
+        return Baseline(earlier[0].value, "earlier value", day(earlier[0].time))
     return None
 
 
@@ -224,8 +229,8 @@ def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) 
     if fallen >= k.threshold("dose_review_drop_fraction") and count.value < lower_limit:
         name = count.analyte.upper()
         return (
-            f"{name} {fmt(count.value)} fell {fallen:.0%} from the {found.name} "
-            f"{fmt(found.value)}, below the lower limit {fmt(lower_limit)} x10^9/L"
+            f"{name} {fmt(count.value)} fell {fallen:.0%} from the {found.describe()}, below "
+            f"the lower limit {fmt(lower_limit)} x10^9/L"
         )
     return None
 
