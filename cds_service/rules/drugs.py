@@ -58,7 +58,8 @@ def mg_per_kg_line(
     if dose.weekly or methotrexate:
         return line + "."
     if record.weight is None:
-        return line + "; no body weight on file, so the dose per kg is not computed."
+        # Said only where a per-kg limit exists (azathioprine): elsewhere it is noise.
+        return line + ("; no body weight on file, so mg/kg/day not computed." if limit else ".")
     per_kg = dose.mg_per_day / record.weight.kg
     shown = f"{sig3(per_kg * 1000)} mcg/kg/day" if dose.microgram else f"{sig3(per_kg)} mg/kg/day"
     line += f" = {shown} at {sig3(record.weight.kg)} kg ({day(record.weight.time)})"

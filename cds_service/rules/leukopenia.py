@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.fhir_dates import day, days_between
+from cds_service.fhir_dates import days_between
 from cds_service.record import Count
 from cds_service.rules.assessments import (
     fmt,
@@ -15,7 +15,7 @@ from cds_service.rules.assessments import (
     trend,
 )
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
-from cds_service.rules.drugs import CYTOPENIA_RULES
+from cds_service.rules.drugs import CYTOPENIA_RULES, drug_lines
 
 _WARNING_OR_CRITICAL = ("warning", "critical")
 
@@ -25,7 +25,8 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     -> info: usually benign, mostly lymphopenia (seed001); work-up per seed001/002 and EULAR.
     (b) Any in-scope patient, WBC 1.0 to < 2.0 with ANC unknown and no other warning or
     critical cytopenia card -> warning: the ANC may be < 0.5.
-    Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a)."""
+    Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a).
+    "Keep hydroxychloroquine" is said only to a patient taking it (v3 wording)."""
     k = ctx.knowledge
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
     wbc = state.wbc
@@ -40,6 +41,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL):
             return None
         return Finding(
+            decisive=f"WBC {fmt(wbc.value)} x10^9/L, ANC unknown",
             rule="LEUKOPENIA_MONITOR",
             indicator="warning",
             summary=f"Severe leukopenia (WBC {fmt(wbc.value)} x10^9/L), ANC unknown: CBC with "
@@ -73,14 +75,15 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         evidence.append(f"ANC {state.anc.describe()}")
     else:
         evidence.append("ANC unknown: no differential from this draw.")
+    hcq = ctx.record.exposure("hydroxychloroquine")
+    on_hcq = hcq is not None and hcq.current
     recommendations = [
         "Usually benign in lupus and mostly lymphopenia: repeat the CBC with differential and "
-        "compare with earlier counts.",
-        "Manual blood smear if the leukopenia is new or unexplained.",
+        "compare with earlier counts; manual smear if new or unexplained.",
         "Rule out B12 or folate deficiency, viral infection and drugs.",
         "Check disease activity: C3, C4 and anti-dsDNA.",
-        "Keep hydroxychloroquine; no added immunosuppression for mild isolated leukopenia "
-        "(EULAR 2023).",
+        ("Keep hydroxychloroquine; no" if on_hcq else "No")
+        + " added immunosuppression for mild isolated leukopenia (EULAR 2023).",
     ]
     if lupus.kind == "drug-induced":
         recommendations.append(
@@ -91,6 +94,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             "The lupus type is not specified in the record (coded as lupus erythematosus)."
         )
     return Finding(
+        decisive=f"WBC {fmt(wbc.value)} x10^9/L",
         rule="LEUKOPENIA_MONITOR",
         indicator="info",
         summary=f"Leukopenia (WBC {fmt(wbc.value)} x10^9/L) in "
@@ -127,10 +131,13 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     """SLE on >= 2 active moieties among tier A/B drugs (current or recent) with WBC < 2.0 or
     ANC < 0.5 on >= 2 results >= 7 days apart within 60 days, the latest still low: persistent
     severe leukopenia on >= 2 immunosuppressants. Drug toxicity first; rituximab as a treatment
-    only as reported in a case report (Hanai et al. 2025).
+    only as reported in a case report (Hanai et al. 2025). It absorbs NEUTROPENIA_MODERATE and
+    DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence), so it runs before them, carries the drug lines
+    (dose as prescribed, mg/kg/day, interacting drug) and names the patient's own drugs.
 
-    Choice where the spec is silent: "persistent" follows §2.4, so a recovered value between
-    the two low results breaks the run.
+    Choices where the spec is silent: "persistent" follows §2.4, so a recovered value between
+    the two low results breaks the run. A recent cyclophosphamide pulse is named by its nadir,
+    not listed among the drugs to hold (v3 wording).
     """
     record = ctx.record
     if record.lupus is None:
@@ -150,10 +157,10 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     ) or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
     rituximab = record.exposure("rituximab")
     recent_rituximab = rituximab is not None and rituximab.current_or_recent
+    names = ", ".join(e.ingredient.display for e in drugs if e.ingredient.id != "cyclophosphamide")
     recommendations = [
-        "1. Drug toxicity first: review these marrow-toxic drugs and hold or reduce them with "
-        "the rheumatologist: " + ", ".join(e.describe() for e in drugs) + ".",
-        "2. Exclude infection, B12/folate deficiency and marrow disease (blood smear, marrow "
+        f"1. Drug toxicity first: hold or reduce {names} with the rheumatologist.",
+        "2. Exclude infection, B12/folate deficiency and marrow disease (smear, marrow "
         "examination, anti-neutrophil antibodies).",
     ]
     if recent_rituximab:
@@ -163,20 +170,25 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
         )
     else:
         recommendations.append(
-            "3. Only when drug toxicity is excluded: a single case report describes recovery "
-            "with rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025; case-report evidence, "
-            "not a recommendation)."
+            "3. Only when drug toxicity is excluded: one case report describes recovery with "
+            "rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025)."
         )
     recommendations.append("Urgent joint hematology and rheumatology review throughout.")
+    decisive = f"{latest.analyte.upper()} {fmt(latest.value)} x10^9/L"
     return Finding(
         rule="REFRACTORY_LEUKOPENIA_REFERRAL",
         indicator="critical" if critical else "warning",
-        summary="Persistent severe leukopenia on >= 2 immunosuppressants: joint hematology and "
-        "rheumatology review.",
+        summary=f"Persistent severe leukopenia on >= 2 immunosuppressants ({decisive}): joint "
+        "hematology-rheumatology review.",
         evidence=[
-            f"Low since {day(first.time)}: {first.analyte.upper()} {first.describe()}",
+            f"First low: {first.analyte.upper()} {first.describe()}",
             f"Latest: {latest.analyte.upper()} {latest.describe()}",
-            f"Immunosuppressants: {', '.join(e.describe() for e in drugs)}",
+            *(
+                [f"ANC {state.anc.describe()}"]
+                if state.anc is not None and latest.analyte != "anc" and not state.anc_unknown
+                else []
+            ),
+            *drug_lines(ctx, drugs),
             f"Diagnosis: {record.lupus.describe()}",
         ],
         recommendations=recommendations,
@@ -188,6 +200,7 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
             SuggestedOrder("cbc", "urgent", "Order CBC with differential and smear"),
         ],
         evidence_level="The rituximab option is reported in a single case report.",
+        decisive=decisive,
     )
 
 

@@ -89,7 +89,11 @@ def _absorbed_drug_lines(ctx: RuleContext) -> list[str]:
     """The dose-review card's drug content, carried by the critical card that absorbs it
     (clinical spec §3 precedence v3): each drug, its dose as prescribed, mg/kg/day, and an
     interacting drug."""
-    drugs = [e for e in ctx.record.immunosuppressants() if e.ingredient.is_tier_a]
+    drugs = [
+        e
+        for e in ctx.record.immunosuppressants()
+        if e.ingredient.is_tier_a and (e.current or e.ingredient.id != "cyclophosphamide")
+    ]  # a past cyclophosphamide pulse has its own nadir line
     return drug_lines(ctx, drugs)
 
 
@@ -158,7 +162,7 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
             f"Cyclophosphamide dose on {day(pulse)}; no WBC drawn since (a pre-pulse count does "
             "not describe the nadir)."
         )
-    if state.anc and days_between(state.anc.time, ctx.record.now) > 1:
+    if state.anc and days_between(state.anc.time, ctx.record.now) > 1 and not pulse:
         age = int(days_between(state.anc.time, ctx.record.now))
         evidence.append(f"Last ANC {age} days ago: repeat CBC stat.")
     evidence += _absorbed_drug_lines(ctx)

@@ -114,6 +114,11 @@ def _reduce(
 # ORDER_MYELOTOXIC_LOW_COUNTS
 
 
+def upper_first(text: str) -> str:
+    """Capitalise a sentence's first letter only ("TMP-SMX" keeps its capitals)."""
+    return text[:1].upper() + text[1:]
+
+
 # How the interacting drugs are named on cards.
 _SHOWN = {"trimethoprim": "trimethoprim (TMP-SMX)"}
 
@@ -150,8 +155,8 @@ class _Combination:
                 "urate-lowering drug other than allopurinol or febuxostat"
             )
             if self.drafted_is_partner:
-                return f"{partner.capitalize()} with current {drug}: {how}."
-            return f"{drug.capitalize()} with {partner}: {how}."
+                return f"{upper_first(partner)} with current {drug}: {how}."
+            return f"{upper_first(drug)} with {partner}: {how}."
         if self.drafted_is_partner:
             return (
                 f"Choose another antibiotic or PJP prophylaxis agent: {partner} adds antifolate "
@@ -166,16 +171,16 @@ class _Combination:
         drug, partner = self.drug, _shown(self.partner)
         if self.thiopurine_allopurinol and self.drafted_is_partner:
             return (
-                f"{partner.capitalize()} with current {drug}: reduce {drug} to 1/3-1/4 (label) "
+                f"{upper_first(partner)} with current {drug}: reduce {drug} to 1/3-1/4 (label) "
                 "or use another urate-lowering drug."
             )
         if self.thiopurine_allopurinol:
             return (
-                f"{drug.capitalize()} with {partner}: reduce {drug} to 1/3-1/4 of the dose (label)."
+                f"{upper_first(drug)} with {partner}: reduce {drug} to 1/3-1/4 of the dose (label)."
             )
         if self.drafted_is_partner:
             return (
-                f"{partner.capitalize()} with current methotrexate: choose another antibiotic "
+                f"{upper_first(partner)} with current methotrexate: choose another antibiotic "
                 "or PJP agent."
             )
         return f"Methotrexate with current {partner}: change the antibiotic or PJP agent first."
@@ -362,12 +367,12 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
             summary = combinations[0].summary()
         elif indicator == "info":
             summary = (
-                f"{name.capitalize()} continued with stable low counts ({reasons[0]}): "
+                f"{upper_first(name)} continued with stable low counts ({reasons[0]}): "
                 "keep monitoring."
             )
         else:
             summary = (
-                f"{name.capitalize()} ordered with {reasons[0]}: confirm the counts before signing."
+                f"{upper_first(name)} ordered with {reasons[0]}: confirm the counts before signing."
             )
     changes, orders = _myelotoxic_suggestions(indicator, primary, courses, combinations, record)
     sources = [c.source for c in combinations] + [
@@ -538,7 +543,12 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         return None
     state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
     primary = drugs[0]
-    evidence = [d.describe() for d in drugs]
+    # The G-CSF dose as prescribed, in mcg, with mcg/kg/day when a weight is on file (§2.5).
+    evidence = [
+        f"{d.medication.display}: draft order, "
+        + mg_per_kg_line(record, d.as_exposure(), None, ctx.threshold("weight_stale_days"))
+        for d in drugs
+    ]
     evidence.append(f"Diagnosis: {record.lupus.describe()}")
     evidence += count_evidence(ctx.record, ctx.knowledge, state) or [
         "No WBC or ANC in the last 30 days."
@@ -551,8 +561,8 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="GCSF_CAUTION",
         indicator="warning",
-        summary=f"{primary.ingredient.display} in SLE: not routine; flares and vasculitis "
-        "are reported. Review with hematology.",
+        summary=f"{upper_first(primary.ingredient.display)} in SLE: not routine; flares and "
+        "vasculitis are reported. Review with hematology.",
         evidence=evidence,
         recommendations=[
             "G-CSF is not routine in SLE: the evidence is limited to case reports (EULAR), and "
