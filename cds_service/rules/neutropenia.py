@@ -205,7 +205,11 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     without fever (fever makes it FEBRILE_NEUTROPENIA). It absorbs DRUG_CYTOPENIA_DOSE_REVIEW
     (v3 precedence) and carries its drug lines. With ANC unknown the card quotes the bound the
     WBC gives ("ANC <= WBC = 0.05"), never "ANC < 1.0" (v3 wording); below 0.1 it names
-    profound agranulocytosis."""
+    profound agranulocytosis.
+
+    Choice where the spec is silent: beside a firing REFRACTORY_LEUKOPENIA_REFERRAL this card
+    stays (the contract's precedence does not merge them): it is the acute problem (same-day
+    review, fever check), the referral card the refractory course (work-up, joint review)."""
     k = ctx.knowledge
     state = critical_state(ctx.record, k)
     anc_severe = state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")

@@ -561,8 +561,8 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="GCSF_CAUTION",
         indicator="warning",
-        summary=f"{upper_first(primary.ingredient.display)} in SLE: not routine; flares and "
-        "vasculitis are reported. Review with hematology.",
+        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(state)}: not "
+        "routine; flares and vasculitis are reported. Review with hematology.",
         evidence=evidence,
         recommendations=[
             "G-CSF is not routine in SLE: the evidence is limited to case reports (EULAR), and "
@@ -578,6 +578,13 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         override_reasons=["hematology-advised", "benefit-outweighs-risk", "already-addressed"],
         evidence_level="Evidence for G-CSF in SLE: case reports and case series.",
     )
+
+
+def _count_quote(state: NeutrophilState) -> str:
+    """ " (ANC 0.80)" or " (WBC 2.40)": the count the G-CSF would be given for."""
+    if state.anc is not None and not state.anc_unknown:
+        return f" (ANC {fmt(state.anc.value)})"
+    return f" (WBC {fmt(state.wbc.value)})" if state.wbc is not None else ""
 
 
 # ---------------------------------------------------------------------------------------------
