@@ -92,8 +92,15 @@ FEBRILE_NOW = "Febrile now: same-day assessment and CBC with differential stat"
 
 def _febrile_now(finding: Finding, fever_text: str) -> None:
     """Lead the card with the fever (it changes what the count means) and make it at least a
-    warning. A card that already leads with it (e.g. a febrile CBC_STALE) is left alone."""
-    if finding.summary.startswith("Febrile now"):
+    warning. Left alone: a card that already leads with it (e.g. a febrile CBC_STALE), a
+    critical card (fever with ANC < 1.0 or WBC < 2.0 already gives FEBRILE_NEUTROPENIA, and the
+    critical card's own summary, e.g. "cancel or defer", must stay), and a card that is not
+    about the counts (a dangerous combination with normal counts)."""
+    if (
+        finding.summary.startswith("Febrile now")
+        or finding.indicator == "critical"
+        or not finding.about_counts
+    ):
         return
     decisive = f" ({finding.decisive})" if finding.decisive else ""
     finding.summary = f"{FEBRILE_NOW}{decisive}."

@@ -52,6 +52,9 @@ class Finding:
     # The value that decided the card, e.g. "ANC 1.20 x10^9/L": quoted when fever rewrites the
     # summary (clinical spec §2.4 "fever with other cytopenia").
     decisive: str = ""
+    # False for a card that is not about the counts (a dangerous combination with normal
+    # counts): fever does not rewrite it.
+    about_counts: bool = True
 
 
 @dataclass

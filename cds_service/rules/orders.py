@@ -394,7 +394,8 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
             "duffy-null",
             "already-addressed",
         ],
-        decisive=reasons[0] if reasons else (combinations[0].text if combinations else ""),
+        decisive=reasons[0] if reasons else combinations[0].text,
+        about_counts=bool(reasons),
     )
 
 

@@ -267,6 +267,19 @@ def test_fever_makes_an_info_card_a_warning() -> None:
     assert "FEBRILE_NEUTROPENIA" not in patient_view([*resources, fever()])  # WBC >= 2.0
 
 
+def test_fever_leaves_critical_and_combination_order_cards_their_own_summary() -> None:
+    febrile = [sle(), fever(), count("wbc", 1.8, 0.1), count("anc", 0.4, 0.1)]
+    critical = cards(febrile, [_mycophenolate_draft()])["ORDER_MYELOTOXIC_LOW_COUNTS"]
+    assert critical.summary.startswith("ANC 0.40: do not start")
+    bactrim = med_request("tmp", "Bactrim DS", dose=dosage(960, frequency=2))
+    normal = [sle(), fever(), methotrexate(), count("wbc", 6.3, 0.1), count("anc", 3.9, 0.1)]
+    combination = cards(normal, [bactrim])["ORDER_MYELOTOXIC_LOW_COUNTS"]
+    assert "another antibiotic or PJP" in combination.summary
+    low = [sle(), fever(), count("wbc", 3.2, 0.1), count("anc", 2.0, 0.1)]
+    warning = cards(low, [med_request("aza", AZA, dose=dosage(100))])
+    assert warning["ORDER_MYELOTOXIC_LOW_COUNTS"].summary.startswith("Febrile now")
+
+
 # --- 10. Wording fits the patient ------------------------------------------------------------
 
 
