@@ -187,16 +187,17 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     first_drug = drugs[0].ingredient.display
     if reasons or combinations:
         evidence += [f"Dose-review criterion met: {r}." for r in reasons]
+        lymphopenia = [
+            f"ALC < {ctx.threshold('dose_review_alc'):g} x10^9/L: withhold {first_drug} "
+            "and discuss with the specialist team (BSR/BHPR 2017); screen for infection."
+        ]
         if _lymphopenia_only(reasons) and not combinations:
-            advice = [
-                f"ALC < {ctx.threshold('dose_review_alc'):g} x10^9/L: withhold {first_drug} "
-                "and discuss with the specialist team (BSR/BHPR 2017).",
-                "Screen for infection.",
-            ]
+            advice = lymphopenia
         else:
             advice = [
                 e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice
             ]
+            advice += lymphopenia if any(r.startswith("ALC") for r in reasons) else []
         advice += [advice_text for _, _, advice_text in combinations]
         advice += lupus_drug_advice(ctx.record)
         advice.append("Repeat CBC with differential to confirm and follow the trend.")

@@ -72,7 +72,8 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
         review = [n if n != "rituximab" else "rituximab (late-onset neutropenia)" for n in review]
     hcq = record.exposure("hydroxychloroquine")
     if hcq is not None and hcq.current:
-        review.append("hydroxychloroquine if lupus or another drug does not explain it (label)")
+        cause = "lupus or another drug does" if record.lupus else "another drug does"
+        review.append(f"hydroxychloroquine if {cause} not explain it (label)")
     parts = []
     if held:
         parts.append(f"Hold {', '.join(held)} pending review")
@@ -183,8 +184,12 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
             "neutropenia pathway (ASCO/IDSA 2018).",
             *_drugs_to_hold(ctx),
             "G-CSF is not routine: consider it with hematology only for high-risk features "
-            "(ANC < 0.1, sepsis, pneumonia, invasive fungal infection, slow recovery). In SLE, "
-            "flares and vasculitis after G-CSF are reported: lowest effective dose.",
+            "(ANC < 0.1, sepsis, pneumonia, invasive fungal infection, slow recovery)."
+            + (
+                " In SLE, flares and vasculitis after G-CSF are reported: lowest effective dose."
+                if ctx.record.lupus
+                else ""
+            ),
         ],
         sources=["asco_idsa_fn_2018", "idsa_fn_2010", "eular_sle_2023"] + _pulse_source(pulse),
         orders=[
