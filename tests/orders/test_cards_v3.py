@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.dosing import daily_dose, sig3
+from cds_service.dosing import daily_dose, frequency_text, sig3
+from cds_service.record import format_count, received_as_shown
 from cds_service.rules import MAX_CARDS, _most_important, evaluate_rules
 from cds_service.rules.base import Finding
 from cds_service.services import load_services
@@ -98,6 +99,43 @@ def cyclophosphamide_pulse(days: float) -> list[dict]:
 )
 def test_at_most_three_significant_digits(value: float, shown: str) -> None:
     assert sig3(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("frequency", "period", "unit", "shown"),
+    [
+        (1, 1, "wk", "once weekly"),
+        (2, 1, "d", "twice daily"),
+        (3, 1, "d", "three times daily"),
+        (1, 8, "h", "every 8 hours"),
+        (1, 2, "wk", "every 2 weeks"),
+        (3, 2, "d", "three times every 2 days"),
+    ],
+)
+def test_frequency_reads_as_a_prescriber_writes_it(
+    frequency: float, period: float, unit: str, shown: str
+) -> None:
+    assert frequency_text(frequency, period, unit) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(0.05, "0.05"), (2.8, "2.80"), (14.2, "14.2"), (123.4, "123")]
+)
+def test_counts_have_at_most_three_significant_digits(value: float, shown: str) -> None:
+    assert format_count(value) == shown
+
+
+def test_the_value_as_received_is_repeated_only_when_the_unit_changed_it() -> None:
+    assert received_as_shown("2.8 10*3/uL", 2.8)
+    assert not received_as_shown("2800 /uL", 2.8)
+    assert not received_as_shown("<0.1 x10^9/L", 0.1)  # a censored value is shown as received
+
+
+def test_every_two_weeks_is_not_shown_per_day() -> None:
+    dose = daily_dose(
+        [{**dosage(6), "timing": {"repeat": {"period": 14, "periodUnit": "d"}}}], None
+    )
+    assert dose.description == "6 mg every 14 days" and dose.weekly
 
 
 def test_a_weekly_dose_reads_as_prescribed() -> None:
