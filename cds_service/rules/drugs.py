@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from cds_service.dosing import DailyDose, sig3
 from cds_service.fhir_dates import day, days_between
-from cds_service.knowledge import Ingredient
+from cds_service.knowledge import Combination, Ingredient
 from cds_service.record import DrugExposure, PatientRecord
 from cds_service.rules.assessments import (
     count_evidence,
@@ -250,7 +250,8 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     )
 
 
-def _combined(combination, found: list[tuple[str, str, str]]) -> bool:
+def _combined(combination: Combination, found: list[tuple[str, str, str]]) -> bool:
+    """True when `combination` is among the (drug, partner, advice) found: its label is cited."""
     return any(
         drug in combination.drugs and partner in combination.partners for drug, partner, _ in found
     )

@@ -250,7 +250,7 @@ def steroid_leukocytosis_note(ctx: RuleContext) -> Finding | None:
         rule="STEROID_LEUKOCYTOSIS_NOTE",
         indicator="info",
         summary=f"WBC {fmt(wbc.value)} x10^9/L on glucocorticoids: steroid leukocytosis can mask "
-        "infection.",
+        "infection; look for it if unwell.",
         evidence=[
             f"WBC {wbc.describe()}; upper limit {fmt(upper)} x10^9/L",
             "Glucocorticoids: " + ", ".join(e.describe() for e in steroids),
