@@ -2,8 +2,12 @@
 
 One card builder: a uuid, a summary under 140 characters, markdown detail with the evidence
 and the recommendation, the indicator, a source citing the primary reference with the rule id
-as `topic`, suggestions as real FHIR actions, override reasons and links to every source.
+as `topic`, suggestions as real FHIR actions, override reasons and links to the other sources.
 Nothing here emits null or empty values (CDS Hooks §use-of-json).
+
+Cards are read in seconds (issue 11): each reference is shown once (the primary in `source`,
+the others as `links`, never again in the text), and the rule id and knowledge version stay
+machine-readable (`source.topic`, the card `extension`) instead of being printed in the detail.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from cds_service.rules.base import DraftOrderChange, Finding, SuggestedOrder
 
 RULE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/rule"
 OVERRIDE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/override-reason"
+# Card extension key carrying the knowledge version (machine-readable, not shown to clinicians).
+KNOWLEDGE_VERSION_EXTENSION = "leukopenia-cds-knowledge-version"
 MAX_SUMMARY = 139
 
 RULE_NAMES = {
@@ -114,25 +120,22 @@ def _draft_suggestion(
     return _suggestion(change.label, [action, *creates], change.recommended)
 
 
-def _detail(finding: Finding, knowledge: Knowledge) -> str:
+def _detail(finding: Finding) -> str:
     lines = ["**Evidence**", ""]
     lines += [f"- {line}" for line in finding.evidence]
     lines += ["", "**Recommendation**", ""]
     lines += [f"- {line}" for line in finding.recommendations]
     if finding.evidence_level:
         lines += ["", f"_{finding.evidence_level}_"]
-    sources = "; ".join(knowledge.source(key).label for key in finding.sources)
-    lines += [
-        "",
-        f"Sources: {sources}.",
-        "",
-        f"Rule {finding.rule}, knowledge version {knowledge.version}.",
-    ]
     return "\n".join(lines)
 
 
 def _summary(text: str) -> str:
-    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 3].rstrip() + "..."
+    """Rules word their summaries to fit; this is only a safety net, and it never cuts a word."""
+    if len(text) <= MAX_SUMMARY:
+        return text
+    cut = text[: MAX_SUMMARY - 3].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "..."
 
 
 def render_card(finding: Finding, patient_id: str, knowledge: Knowledge) -> dict[str, Any]:
@@ -140,7 +143,7 @@ def render_card(finding: Finding, patient_id: str, knowledge: Knowledge) -> dict
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": _summary(finding.summary),
-        "detail": _detail(finding, knowledge),
+        "detail": _detail(finding),
         "indicator": finding.indicator,
         "source": {
             "label": primary.label,
@@ -166,8 +169,15 @@ def render_card(finding: Finding, patient_id: str, knowledge: Knowledge) -> dict
             {"system": OVERRIDE_SYSTEM, "code": code, "display": OVERRIDE_REASONS[code]}
             for code in finding.override_reasons
         ]
-    card["links"] = [
-        {"label": knowledge.source(key).label, "url": knowledge.source(key).url, "type": "absolute"}
-        for key in finding.sources
-    ]
+    others = list(dict.fromkeys(key for key in finding.sources[1:] if key != finding.sources[0]))
+    if others:
+        card["links"] = [
+            {
+                "label": knowledge.source(key).label,
+                "url": knowledge.source(key).url,
+                "type": "absolute",
+            }
+            for key in others
+        ]
+    card["extension"] = {KNOWLEDGE_VERSION_EXTENSION: knowledge.version}
     return card

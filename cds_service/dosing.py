@@ -47,13 +47,61 @@ _TABLET_UNITS = {
 }
 
 
+def sig3(value: float) -> str:
+    """At most 3 significant digits, without an exponent: 2.14286 -> "2.14", 2000 -> "2000"
+    (clinical spec §2.5 display)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    rounded = round(value, 2 - math.floor(math.log10(abs(value))))
+    text = f"{rounded:.6f}".rstrip("0").rstrip(".")
+    return text
+
+
+_TIMES = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
+_PER = {"d": "daily", "wk": "weekly", "mo": "monthly", "a": "yearly"}
+_UNIT_WORD = {
+    "s": "second",
+    "min": "minute",
+    "h": "hour",
+    "d": "day",
+    "wk": "week",
+    "mo": "month",
+    "a": "year",
+}
+
+
+def frequency_text(frequency: float, period: float, period_unit: str) -> str:
+    """ "once weekly", "twice daily", "every 8 hours", "every 2 weeks", "3 times every 2 days"."""
+    times = (
+        _TIMES.get(int(frequency), f"{sig3(frequency)} times")
+        if frequency == int(frequency)
+        else f"{sig3(frequency)} times"
+    )
+    if period == 1 and period_unit in _PER:
+        return f"{times} {_PER[period_unit]}"
+    unit = _UNIT_WORD[period_unit]
+    every = f"every {unit}" if period == 1 else f"every {sig3(period)} {unit}s"
+    return every if frequency == 1 else f"{times} {every}"
+
+
 @dataclass(frozen=True)
 class DailyDose:
+    """The dose of one order. `mg_per_day` is internal (it feeds mg/kg/day and dose
+    comparisons); cards show `prescribed`, the dose as written ("15 mg once weekly"), and never
+    mg/day for a weekly drug: daily-versus-weekly confusion is the classic fatal methotrexate
+    error (clinical spec §2.5 display)."""
+
     mg_per_day: float | None
-    description: str  # how it was computed, or why it could not be
+    description: str  # the dose as prescribed, or why it could not be computed
+    weekly: bool = False  # given weekly or less often (periodUnit wk, or a period >= 7 days)
+    microgram: bool = False  # prescribed in micrograms (G-CSF): shown in mcg
     # A countable unit ({pill}, tablet ...) whose tablet strength is unknown: the dose is
     # understood as written; only mg/kg cannot be computed (no DATA_QUALITY card for it).
     strength_unknown: bool = False
+
+    @property
+    def prescribed(self) -> str:
+        return self.description
 
 
 def timing_repeat(dosage: Any) -> Mapping[str, Any]:
@@ -96,14 +144,18 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
     unit = _unit(quantity)
     if unit in _MG_PER_UNIT:
         dose_mg = float(value) * _MG_PER_UNIT[unit]
-        dose_text = f"{value:g} {quantity.get('unit') or unit}"
+        shown_unit = "mcg" if unit in ("ug", "mcg") else unit
+        dose_text = f"{sig3(float(value))} {shown_unit}"
     elif unit in _TABLET_UNITS and product and product.strength_mg:
         dose_mg = float(value) * product.strength_mg
-        dose_text = f"{value:g} x {product.strength_mg:g} mg {product.form or 'tablet'}"
-    elif unit in _TABLET_UNITS:
-        return DailyDose(
-            None, f"{value:g} tablet(s); tablet strength unknown: mg/kg not computed", True
+        form = product.form or "tablet"
+        dose_text = (
+            f"{sig3(dose_mg)} mg ({sig3(float(value))} x {sig3(product.strength_mg)} mg "
+            f"{form}{'s' if value != 1 else ''})"
         )
+    elif unit in _TABLET_UNITS:
+        dose_mg = None
+        dose_text = f"{sig3(float(value))} tablet{'s' if value != 1 else ''}"
     else:
         return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
     repeat = timing_repeat(dosage)
@@ -114,8 +166,21 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
     period = repeat.get("period") or 1
     if not isinstance(frequency, int | float) or not isinstance(period, int | float) or period <= 0:
         return DailyDose(None, f"{dose_text} with no usable frequency")
-    per_day = dose_mg * frequency / (period * _PERIOD_DAYS[period_unit])
-    return DailyDose(per_day, f"{dose_text} x {frequency:g} per {period:g} {period_unit}")
+    period_days = period * _PERIOD_DAYS[period_unit]
+    prescribed = f"{dose_text} {frequency_text(float(frequency), float(period), period_unit)}"
+    if dose_mg is None:
+        return DailyDose(
+            None,
+            f"{prescribed} (tablet strength unknown: mg/kg not computed)",
+            weekly=period_unit == "wk" or period_days >= 7,
+            strength_unknown=True,
+        )
+    return DailyDose(
+        dose_mg * frequency / period_days,
+        prescribed,
+        weekly=period_unit == "wk" or period_days >= 7,
+        microgram=unit in ("ug", "mcg"),
+    )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ ointments ...) are no exposure (`local_form`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,23 @@ PRELIMINARY = "preliminary"
 SAME_DRAW = timedelta(hours=1)
 # Source priority within one draw (lower wins): clinical rules §2.3.
 _METHOD_PRIORITY = {"manual": 0, "segmented + bands": 1, "automated": 2, "computed": 3, "flow": 4}
+
+
+def format_count(value: float) -> str:
+    """A count in 10^9/L with at most 3 significant digits (two decimals below 10: "0.05",
+    "2.80"; one from 10: "14.2"; none from 100)."""
+    decimals = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    return f"{value:.{decimals}f}"
+
+
+def received_as_shown(received: str, value: float) -> bool:
+    """True when the value as received is the normalised value (its unit is only another
+    spelling of the normalised unit, e.g. "2.8 10*3/uL"): cards then show it once (issue 11)."""
+    number = received.split(" ", 1)[0]
+    try:
+        return math.isclose(float(number), value, rel_tol=1e-9, abs_tol=1e-12)
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -62,8 +80,12 @@ class Count:
         return self.status == PRELIMINARY
 
     def describe(self) -> str:
-        shown = f"{self.comparator}{self.value:.2f} x10^9/L"
-        received = f" (received {self.received})" if self.received else ""
+        shown = f"{self.comparator}{format_count(self.value)} x10^9/L"
+        received = (
+            f" (received {self.received})"
+            if self.received and not received_as_shown(self.received, self.value)
+            else ""
+        )
         note = f"; {self.note}" if self.note else ""
         status = ", preliminary: confirm with the lab" if self.is_preliminary else ""
         return f"{shown}{received} on {day(self.time)}{status}{note}"

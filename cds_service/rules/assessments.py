@@ -9,11 +9,20 @@ from statistics import median
 
 from cds_service.fhir_dates import day
 from cds_service.knowledge import Ingredient, Knowledge
-from cds_service.record import SAME_DRAW, Count, DrugExposure, PatientRecord, Temperature
+from cds_service.record import (
+    SAME_DRAW,
+    Count,
+    DrugExposure,
+    PatientRecord,
+    Temperature,
+    format_count,
+    received_as_shown,
+)
 
 
 def fmt(value: float) -> str:
-    return f"{value:.2f}"
+    """A count for card text: at most 3 significant digits (clinical spec §2.5 display)."""
+    return format_count(value)
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,11 @@ class Fever:
 
 
 def _reading(t: Temperature) -> str:
-    site = f", {t.site}" if t.site else ""
-    return f"{t.celsius:.1f} °C (received {t.received}{site}) at {t.time:%Y-%m-%d %H:%M} UTC"
+    """A temperature in °C; the value as received only when it was not already in Celsius."""
+    notes = [] if received_as_shown(t.received, t.celsius) else [f"received {t.received}"]
+    notes += [t.site] if t.site else []
+    shown = f" ({', '.join(notes)})" if notes else ""
+    return f"{t.celsius:.1f} °C{shown} at {t.time:%Y-%m-%d %H:%M} UTC"
 
 
 def fever(record: PatientRecord, k: Knowledge) -> Fever | None:
@@ -106,13 +118,42 @@ def is_low_wbc(count: Count, k: Knowledge) -> bool:
     return count.value < max(k.threshold("leukopenia_wbc"), count.low or 0.0)
 
 
-def six_month_median(record: PatientRecord, latest: Count, k: Knowledge) -> float | None:
-    """Median of the patient's earlier values in the 6 months before `latest`."""
+MIN_MEDIAN_VALUES = 3  # clinical spec §3 wording v3: a "6-month median" needs >= 3 values
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the latest value is compared with: the median of the earlier values of the last 6
+    months when there are at least 3, else the latest earlier value of those 6 months."""
+
+    value: float
+    name: str  # "6-month median" | "earlier value"
+    date: str  # the earlier value's date; "" for a median
+
+    def describe(self) -> str:
+        when = f" on {self.date}" if self.date else ""
+        return f"{self.name} {fmt(self.value)}{when}"
+
+
+def baseline(record: PatientRecord, latest: Count, k: Knowledge) -> Baseline | None:
+    """Choice where the spec is silent: the 3 values are earlier values (the latest is what is
+    compared); with 1 or 2 earlier values the comparison uses the newest of them, worded
+    "earlier value", so a fall is still seen without calling one value a median."""
     since = latest.time - timedelta(days=k.threshold("baseline_median_days"))
     earlier = [
-        c.value for c in record.series(latest.analyte) if since <= c.time < latest.time - SAME_DRAW
+        c for c in record.series(latest.analyte) if since <= c.time < latest.time - SAME_DRAW
     ]
-    return median(earlier) if earlier else None
+    if len(earlier) >= MIN_MEDIAN_VALUES:
+        return Baseline(median(c.value for c in earlier), "6-month median", "")
+    if earlier:
+        return Baseline(earlier[0].value, "earlier value", day(earlier[0].time))
+    return None
+
+
+def six_month_median(record: PatientRecord, latest: Count, k: Knowledge) -> float | None:
+    """The baseline value (median of >= 3 earlier values, else the latest earlier value)."""
+    found = baseline(record, latest, k)
+    return found.value if found else None
 
 
 def trend(record: PatientRecord, analyte: str, limit: int = 4) -> str:
@@ -129,9 +170,9 @@ def count_evidence(record: PatientRecord, k: Knowledge, state: NeutrophilState) 
         earlier = trend(record, "wbc")
         if earlier:
             lines.append(f"Earlier WBC: {earlier}")
-        baseline = six_month_median(record, state.wbc, k)
-        if baseline is not None:
-            lines.append(f"6-month median WBC {fmt(baseline)} x10^9/L")
+        found = baseline(record, state.wbc, k)
+        if found is not None and found.name == "6-month median":
+            lines.append(f"6-month median WBC {fmt(found.value)} x10^9/L")
     if state.anc:
         lines.append(f"ANC {state.anc.describe()}")
     elif state.wbc:
@@ -182,8 +223,8 @@ def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) 
     """Fallen >= 30% from the 6-month median to below the lab's lower limit."""
     if count is None:
         return None
-    baseline = six_month_median(record, count, k)
-    if baseline is None or baseline <= 0:
+    found = baseline(record, count, k)
+    if found is None or found.value <= 0:
         return None
     lower_limit = (
         count.low
@@ -194,12 +235,12 @@ def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) 
             else k.threshold("mild_neutropenia_anc")
         )
     )
-    fallen = (baseline - count.value) / baseline
+    fallen = (found.value - count.value) / found.value
     if fallen >= k.threshold("dose_review_drop_fraction") and count.value < lower_limit:
         name = count.analyte.upper()
         return (
-            f"{name} fell {fallen:.0%} from its 6-month median {fmt(baseline)} to "
-            f"{fmt(count.value)}, below the lower limit {fmt(lower_limit)} x10^9/L"
+            f"{name} {fmt(count.value)} fell {fallen:.0%} from the {found.describe()}, below "
+            f"the lower limit {fmt(lower_limit)} x10^9/L"
         )
     return None
 

@@ -49,6 +49,12 @@ class Finding:
         default_factory=lambda: ["already-addressed", "counts-reviewed", "benefit-outweighs-risk"]
     )
     evidence_level: str = ""  # e.g. "reported in a case report" (clinical rules §1.5)
+    # The value that decided the card, e.g. "ANC 1.20 x10^9/L": quoted when fever rewrites the
+    # summary (clinical rules §2.4 "fever with other cytopenia").
+    decisive: str = ""
+    # False for a card that is not about the counts (a dangerous combination with normal
+    # counts): fever does not rewrite it.
+    about_counts: bool = True
 
 
 @dataclass

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cds_service.dosing import DailyDose, sig3
 from cds_service.fhir_dates import day, days_between
-from cds_service.knowledge import Ingredient, Knowledge
+from cds_service.knowledge import Combination, Ingredient, Knowledge
 from cds_service.record import DrugExposure, PatientRecord
 from cds_service.rules.assessments import (
     count_evidence,
@@ -32,21 +33,36 @@ CYTOPENIA_RULES = (
 )
 
 
+def shown_dose(name: str, dose: DailyDose | None) -> str:
+    """The dose as prescribed ("methotrexate 15 mg once weekly"), or why it is unknown."""
+    if dose is None:
+        return f"{name}: no dose stated"
+    if dose.mg_per_day is None:
+        return f"{name}: {dose.description}"
+    return f"{name} {dose.prescribed}"
+
+
 def mg_per_kg_line(
     record: PatientRecord, exposure: DrugExposure, limit: float | None, weight_stale_days: float
 ) -> str | None:
-    """Dose per kilogram (clinical rules §2.5), or why it cannot be computed."""
+    """The dose as prescribed (clinical rules §2.5 display) with, for a daily drug, the dose per
+    kilogram ("azathioprine 100 mg (2 x 50 mg tablets) once daily = 1.47 mg/kg/day at 68 kg").
+    mg/day stays internal; a weekly drug (methotrexate, or given weekly or less often) is never
+    shown per day or per kg per day, and a dose in micrograms (G-CSF) is shown in mcg/kg/day."""
     dose = exposure.latest_dose
     name = exposure.ingredient.display
+    methotrexate = exposure.ingredient.id == "methotrexate"
+    line = shown_dose(name, dose)
     if dose is None or dose.mg_per_day is None:
-        return f"{name} dose per kg not computed: {dose.description if dose else 'no dose'}."
+        return line + "; dose per kg not computed."
+    if dose.weekly or methotrexate:
+        return line + "."
     if record.weight is None:
-        return f"{name} {dose.mg_per_day:g} mg/day; no body weight on file, so mg/kg not computed."
+        # Said only where a per-kg limit exists (azathioprine): elsewhere it is noise.
+        return line + ("; no body weight on file, so mg/kg/day not computed." if limit else ".")
     per_kg = dose.mg_per_day / record.weight.kg
-    line = (
-        f"{name} {dose.mg_per_day:g} mg/day ({dose.description}) = {per_kg:.2f} mg/kg/day "
-        f"at {record.weight.kg:.1f} kg ({day(record.weight.time)})"
-    )
+    shown = f"{sig3(per_kg * 1000)} mcg/kg/day" if dose.microgram else f"{sig3(per_kg)} mg/kg/day"
+    line += f" = {shown} at {sig3(record.weight.kg)} kg ({day(record.weight.time)})"
     if days_between(record.weight.time, record.now) > weight_stale_days:
         line += "; the weight is more than 6 months old"
     if limit is not None and per_kg > limit:
@@ -54,25 +70,29 @@ def mg_per_kg_line(
     return line + "."
 
 
-def _dose_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
+def drug_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
+    """One evidence line per drug: the dose as prescribed, mg/kg/day for a daily drug (with the
+    azathioprine limit of 2 mg/kg/day, seed003), and a dangerous combination partner if any.
+    The critical and refractory cards carry these lines when they absorb the dose-review card
+    (clinical spec §3 precedence v3)."""
+    partners: dict[str, list[str]] = {}
+    for drug, partner, _ in dangerous_combinations(ctx.record, ctx.knowledge):
+        partners.setdefault(drug, []).append(partner)
     lines = []
     for exposure in drugs:
-        if exposure.ingredient.id == "azathioprine":
-            line = mg_per_kg_line(
-                ctx.record,
-                exposure,
-                ctx.threshold("azathioprine_max_mg_per_kg_day"),
-                ctx.threshold("weight_stale_days"),
-            )
-        elif exposure.latest_dose and exposure.latest_dose.mg_per_day is not None:
-            line = (
-                f"{exposure.ingredient.display} {exposure.latest_dose.mg_per_day:g} mg/day "
-                f"({exposure.latest_dose.description})."
-            )
+        limit = (
+            ctx.threshold("azathioprine_max_mg_per_kg_day")
+            if exposure.ingredient.id == "azathioprine"
+            else None
+        )
+        if exposure.current:
+            line = mg_per_kg_line(ctx.record, exposure, limit, ctx.threshold("weight_stale_days"))
         else:
-            line = None
+            line = exposure.describe() + "."
+        if line and exposure.ingredient.id in partners:
+            line = line.rstrip(".") + f"; taken with {', '.join(partners[exposure.ingredient.id])}."
         if line:
-            lines.append(line)
+            lines.append(line[0].upper() + line[1:] if line[0].islower() else line)
     return lines
 
 
@@ -89,60 +109,125 @@ def _stable_for(ctx: RuleContext, days: float) -> bool:
     )
 
 
+# Rules that carry the dose-review content themselves (clinical spec §3 precedence v3).
+ABSORBS_DOSE_REVIEW = (
+    "FEBRILE_NEUTROPENIA",
+    "NEUTROPENIA_SEVERE",
+    "REFRACTORY_LEUKOPENIA_REFERRAL",
+)
+
+
+def lupus_drug_advice(record: PatientRecord) -> list[str]:
+    """Advice that fits only a lupus patient (clinical spec §3 wording v3)."""
+    if record.lupus is None:
+        return []
+    lines = ["In lupus, consider the drug before blaming disease activity."]
+    hcq = record.exposure("hydroxychloroquine")
+    if hcq is not None and hcq.current:
+        lines.append("Keep hydroxychloroquine: lupus leukopenia is no reason to stop it.")
+    return lines
+
+
+def hcq_source(recommendations: list[str]) -> list[str]:
+    """EULAR 2023 is cited only for what it says: hydroxychloroquine for every lupus patient,
+    so only on a card that tells the clinician to keep it."""
+    keeps = any(line.startswith("Keep hydroxychloroquine") for line in recommendations)
+    return ["eular_sle_2023"] if keeps else []
+
+
+def own_drugs_first(ctx: RuleContext) -> str:
+    """ "Review drugs that can lower neutrophils", naming the patient's own current drugs first
+    (v3 wording), then the usual other causes (clinical spec §4 "consider" list).
+
+    Choice where the spec is silent: hydroxychloroquine is not named here (it is never
+    suggested for stopping outside the critical cards, §1.6); glucocorticoids are not named
+    (they raise the neutrophil count)."""
+    own = [
+        e.ingredient.display
+        for e in ctx.record.exposures.values()
+        if e.current_or_recent
+        and (e.ingredient.is_immunosuppressant or e.ingredient.role == "interacting")
+    ]
+    others = ", ".join(ctx.knowledge.also_consider)
+    if own:
+        return (
+            f"Review drugs that can lower neutrophils: {', '.join(own)}; also ask about {others}."
+        )
+    return f"Review drugs that can lower neutrophils ({others}): none is on the current list."
+
+
+def _lymphopenia_only(reasons: list[str]) -> bool:
+    return bool(reasons) and all(r.startswith("ALC") for r in reasons)
+
+
 def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     """A current tier A drug with counts at the dose-review warning threshold (WBC < 3.5
     [setting, BSR/BHPR 2017], ANC < 1.5 (< 1.3 on mycophenolate, CellCept label), ALC < 0.5,
     or a fall >= 30% from the 6-month median to below the lab's lower limit, methotrexate
     label) -> warning; a dangerous combination (thiopurine + allopurinol/febuxostat,
     methotrexate + trimethoprim) -> warning; WBC 3.5 to < 4.0 (or < LLN) with ANC >= 1.5 -> info.
+    FEBRILE_NEUTROPENIA, NEUTROPENIA_SEVERE and REFRACTORY_LEUKOPENIA_REFERRAL suppress it and
+    carry its drug lines (v3 precedence: one card per problem).
 
     Choices where the spec is silent: the info variant also fires when there are not yet 3
     months of counts to call the leukopenia stable (the card says so and asks for a repeat CBC:
-    missing history is not reassurance); an unknown ANC does not block the info variant.
+    missing history is not reassurance); an unknown ANC does not block the info variant. When
+    ALC < 0.5 is the only criterion the advice is the lymphopenia advice (BSR/BHPR 2017:
+    withhold and discuss with the specialist team; infection screen), not the neutrophil
+    advice of the drug's label. The summary names the drug to review and the decisive value.
     """
     k = ctx.knowledge
     drugs = tier_a_current(ctx.record)
-    if not drugs:
+    if not drugs or ctx.has_fired(*ABSORBS_DOSE_REVIEW):
         return None
     ingredients = [e.ingredient for e in drugs]
     reasons = dose_review_reasons(ctx.record, k, ingredients)
     combinations = dangerous_combinations(ctx.record, k)
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
-    names = ", ".join(e.describe() for e in drugs)
-    evidence = [f"Current marrow-toxic drugs: {names}"]
-    evidence += count_evidence(ctx.record, k, state)
+    evidence = count_evidence(ctx.record, k, state)
     if ctx.record.duffy_null:
         evidence.append(
-            "The patient is documented as Duffy-null (Duffy-null associated "
-            "neutrophil count: reference ANC 1.21-5.39, WBC 3.00-9.66 x10^9/L)."
+            "Documented Duffy-null (Duffy-null associated neutrophil count: reference ANC "
+            "1.21-5.39, WBC 3.00-9.66 x10^9/L)."
         )
-    evidence += _dose_lines(ctx, drugs)
-    advice = [e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice]
-    common = [
-        # Expert summary, no citation: EULAR 2023 does not make this claim (issue 11 point 11).
-        "Consider the drug before blaming lupus activity.",
-        "Keep hydroxychloroquine: it is not a cause to stop for lupus leukopenia.",
-    ]
+    evidence += drug_lines(ctx, drugs)
+    first_drug = drugs[0].ingredient.display
     if reasons or combinations:
-        evidence += [f"Dose-review criterion met: {r}" for r in reasons]
-        evidence += [
-            f"Dangerous combination: {drug} with {partner}" for drug, partner, _ in combinations
+        evidence += [f"Dose-review criterion met: {r}." for r in reasons]
+        lymphopenia = [
+            f"ALC < {ctx.threshold('dose_review_alc'):g} x10^9/L: withhold {first_drug} "
+            "and discuss with the specialist team (BSR/BHPR 2017); screen for infection."
         ]
-        first_drug = drugs[0].ingredient.display
+        if _lymphopenia_only(reasons) and not combinations:
+            advice = lymphopenia
+        else:
+            advice = [
+                e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice
+            ]
+            advice += lymphopenia if any(r.startswith("ALC") for r in reasons) else []
+        advice += [advice_text for _, _, advice_text in combinations]
+        advice += lupus_drug_advice(ctx.record)
+        advice.append("Repeat CBC with differential to confirm and follow the trend.")
         why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
+        summary = f"Review {first_drug}: {why}."
+        if len(summary) > 139:
+            summary = f"Review {first_drug}: {why.split(' from ')[0]}."
         return Finding(
             rule="DRUG_CYTOPENIA_DOSE_REVIEW",
             indicator="warning",
-            summary=f"Review {first_drug} dose: {why}.",
+            summary=summary,
             evidence=evidence,
-            recommendations=advice
-            + [advice_text for _, _, advice_text in combinations]
-            + common
-            + ["Repeat CBC with differential to confirm and follow the trend."],
-            sources=_drug_sources(ingredients)
-            + ["bsr_dmard_2017"]
-            + _partner_sources(k, combinations)
-            + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else []),
+            recommendations=list(dict.fromkeys(advice))[:5],
+            sources=list(
+                dict.fromkeys(
+                    _drug_sources(ingredients)
+                    + [c.source for c in k.combinations if _combined(c, combinations)]
+                    + _partner_sources(k, combinations)
+                    + ["bsr_dmard_2017"]
+                    + hcq_source(advice)
+                    + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else [])
+                )
+            ),
             orders=_orders_for(ctx, ingredients),
             override_reasons=[
                 "already-addressed",
@@ -150,6 +235,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
                 "benefit-outweighs-risk",
                 "duffy-null",
             ],
+            decisive=why,
         )
     if state.wbc is None or not is_low_wbc(state.wbc, k):
         return None
@@ -164,16 +250,24 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
         indicator="info",
-        summary=f"Mild leukopenia on {drugs[0].ingredient.display} (WBC "
-        f"{fmt(state.wbc.value)} x10^9/L): keep monitoring.",
+        summary=f"Mild leukopenia on {first_drug} (WBC {fmt(state.wbc.value)} x10^9/L): "
+        "keep monitoring.",
         evidence=evidence,
         recommendations=[
             "Continue monitoring at the label's interval; review the dose if the "
             "WBC falls below 3.5 x10^9/L or the ANC below 1.5 x10^9/L.",
-            *common,
+            *lupus_drug_advice(ctx.record),
         ],
         sources=_drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
+        decisive=f"WBC {fmt(state.wbc.value)} x10^9/L",
+    )
+
+
+def _combined(combination: Combination, found: list[tuple[str, str, str]]) -> bool:
+    """True when `combination` is among the (drug, partner, advice) found: its label is cited."""
+    return any(
+        drug in combination.drugs and partner in combination.partners for drug, partner, _ in found
     )
 
 
@@ -185,11 +279,7 @@ def _partner_sources(k: Knowledge, combinations: list[tuple[str, str, str]]) -> 
 
 
 def _drug_sources(ingredients: list[Ingredient]) -> list[str]:
-    keys: list[str] = []
-    for ingredient in ingredients:
-        if ingredient.label and ingredient.label not in keys:
-            keys.append(ingredient.label)
-    return keys
+    return list(dict.fromkeys(i.label for i in ingredients if i.label))
 
 
 def _orders_for(ctx: RuleContext, ingredients: list[Ingredient]) -> list[SuggestedOrder]:
@@ -236,13 +326,26 @@ def thiopurine_pgx_finding(
     name = ingredients[0].display
     if reduced:
         evidence += [f"{r.gene}: {r.received} ({r.phenotype})" for r in reduced]
+        nudt15_known = any("NUDT15" in r.gene for r in results)
+        orders = []
+        if not nudt15_known:
+            # CPIC doses by both genes: an intermediate TPMT result alone leaves a NUDT15
+            # variant (both intermediate: 20-50%) unseen.
+            evidence.append("No NUDT15 result on file: only TPMT is known.")
+            recommendations.insert(0, "Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
+            orders.append(
+                SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing")
+            )
+        summary = f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC"
+        summary += "." if nudt15_known else "; test NUDT15 too."
         return Finding(
             rule="THIOPURINE_PGX",
             indicator="warning",
-            summary=f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC.",
+            summary=summary,
             evidence=evidence,
             recommendations=recommendations,
             sources=["cpic_thiopurines", *_drug_sources(ingredients)],
+            orders=orders,
             override_reasons=["already-addressed", "benefit-outweighs-risk"],
         )
     if bare and len(bare) == len(results):

@@ -15,7 +15,7 @@ from cds_service.rules.assessments import (
     trend,
 )
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
-from cds_service.rules.drugs import CYTOPENIA_RULES
+from cds_service.rules.drugs import CYTOPENIA_RULES, drug_lines, hcq_source
 
 _WARNING_OR_CRITICAL = ("warning", "critical")
 
@@ -26,7 +26,8 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     expert summary (seed001/002); hydroxychloroquine for every lupus patient (EULAR 2023).
     (b) Any in-scope patient, WBC 1.0 to < 2.0 with ANC unknown and no other warning or
     critical cytopenia card -> warning: the ANC may be < 0.5.
-    Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a)."""
+    Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a).
+    "Keep hydroxychloroquine" is said only to a patient taking it (v3 wording)."""
     k = ctx.knowledge
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
     wbc = state.wbc
@@ -56,6 +57,9 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             )
             evidence = _wbc_evidence(ctx, wbc)
         return Finding(
+            decisive=f"WBC {flag.received} (lab-flagged critically low)"
+            if flag is not None
+            else f"WBC {fmt(wbc.value)} x10^9/L, ANC unknown",
             rule="LEUKOPENIA_MONITOR",
             indicator="warning",
             summary=summary,
@@ -88,14 +92,19 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         evidence.append(f"ANC {state.anc.describe()}")
     else:
         evidence.append("ANC unknown: no differential from this draw.")
+    hcq = ctx.record.exposure("hydroxychloroquine")
+    on_hcq = hcq is not None and hcq.current
     recommendations = [
         "Usually benign in lupus and mostly lymphopenia: repeat the CBC with differential and "
-        "compare with earlier counts.",
-        "Manual blood smear if the leukopenia is new or unexplained.",
+        "compare with earlier counts; manual smear if new or unexplained.",
         "Rule out B12 or folate deficiency, viral infection and drugs.",
         "Check disease activity: C3, C4 and anti-dsDNA.",
-        "Keep hydroxychloroquine (EULAR 2023: for every lupus patient); mild isolated "
-        "leukopenia usually needs no added immunosuppression.",
+        (
+            "Keep hydroxychloroquine (EULAR 2023: for every lupus patient); mild"
+            if on_hcq
+            else "Mild"
+        )
+        + " isolated leukopenia usually needs no added immunosuppression.",
     ]
     if lupus.kind == "drug-induced":
         recommendations.append(
@@ -106,13 +115,14 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             "The lupus type is not specified in the record (coded as lupus erythematosus)."
         )
     return Finding(
+        decisive=f"WBC {fmt(wbc.value)} x10^9/L",
         rule="LEUKOPENIA_MONITOR",
         indicator="info",
         summary=f"Leukopenia (WBC {fmt(wbc.value)} x10^9/L) in "
         f"{_lupus_short(lupus.kind, lupus.suspected)}: repeat CBC with differential.",
         evidence=evidence,
         recommendations=recommendations,
-        sources=["carli_sle_leukopenia_2015", "eular_sle_2023"],
+        sources=["carli_sle_leukopenia_2015", *hcq_source(recommendations)],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential", recommended=True)],
     )
 
@@ -155,10 +165,13 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     """SLE on >= 2 active moieties among tier A/B drugs (current or recent) with WBC < 2.0 or
     ANC < 0.5 on >= 2 results >= 7 days apart within 60 days, the latest still low: persistent
     severe leukopenia on >= 2 immunosuppressants. Drug toxicity first; rituximab as a treatment
-    only as reported in a case report (Hanai et al. 2025).
+    only as reported in a case report (Hanai et al. 2025). It absorbs NEUTROPENIA_MODERATE and
+    DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence), so it runs before them, carries the drug lines
+    (dose as prescribed, mg/kg/day, interacting drug) and names the patient's own drugs.
 
-    Choice where the spec is silent: "persistent" follows §2.4, so a recovered value between
-    the two low results breaks the run.
+    Choices where the spec is silent: "persistent" follows §2.4, so a recovered value between
+    the two low results breaks the run. A recent cyclophosphamide pulse is named by its nadir,
+    not listed among the drugs to hold (v3 wording).
     """
     record = ctx.record
     if record.lupus is None:
@@ -178,10 +191,10 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     ) or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
     rituximab = record.exposure("rituximab")
     recent_rituximab = rituximab is not None and rituximab.current_or_recent
+    names = ", ".join(e.ingredient.display for e in drugs if e.ingredient.id != "cyclophosphamide")
     recommendations = [
-        "1. Drug toxicity first: review these marrow-toxic drugs and hold or reduce them with "
-        "the rheumatologist: " + ", ".join(e.describe() for e in drugs) + ".",
-        "2. Exclude infection, B12/folate deficiency and marrow disease (blood smear, marrow "
+        f"1. Drug toxicity first: hold or reduce {names} with the rheumatologist.",
+        "2. Exclude infection, B12/folate deficiency and marrow disease (smear, marrow "
         "examination, anti-neutrophil antibodies).",
     ]
     if recent_rituximab:
@@ -191,20 +204,25 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
         )
     else:
         recommendations.append(
-            "3. Only when drug toxicity is excluded: a single case report describes recovery "
-            "with rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025; case-report evidence, "
-            "not a recommendation)."
+            "3. Only when drug toxicity is excluded: one case report describes recovery with "
+            "rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025)."
         )
     recommendations.append("Urgent joint hematology and rheumatology review throughout.")
+    decisive = f"{latest.analyte.upper()} {fmt(latest.value)} x10^9/L"
     return Finding(
         rule="REFRACTORY_LEUKOPENIA_REFERRAL",
         indicator="critical" if critical else "warning",
-        summary="Persistent severe leukopenia on >= 2 immunosuppressants: joint hematology and "
-        "rheumatology review.",
+        summary=f"Persistent severe leukopenia on >= 2 immunosuppressants ({decisive}): joint "
+        "hematology-rheumatology review.",
         evidence=[
-            f"Low since {day(first.time)}: {first.analyte.upper()} {first.describe()}",
+            f"First low: {first.analyte.upper()} {first.describe()}",
             f"Latest: {latest.analyte.upper()} {latest.describe()}",
-            f"Immunosuppressants: {', '.join(e.describe() for e in drugs)}",
+            *(
+                [f"ANC {state.anc.describe()}"]
+                if state.anc is not None and latest.analyte != "anc" and not state.anc_unknown
+                else []
+            ),
+            *drug_lines(ctx, drugs),
             f"Diagnosis: {record.lupus.describe()}",
         ],
         recommendations=recommendations,
@@ -216,6 +234,7 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
             SuggestedOrder("cbc", "urgent", "Order CBC with differential and smear"),
         ],
         evidence_level="The rituximab option is reported in a single case report.",
+        decisive=decisive,
     )
 
 
@@ -265,7 +284,7 @@ def steroid_leukocytosis_note(ctx: RuleContext) -> Finding | None:
         rule="STEROID_LEUKOCYTOSIS_NOTE",
         indicator="info",
         summary=f"WBC {fmt(wbc.value)} x10^9/L on glucocorticoids: steroid leukocytosis can mask "
-        "infection.",
+        "infection; look for it if unwell.",
         evidence=[
             f"WBC {wbc.describe()}; upper limit {fmt(upper)} x10^9/L",
             "Glucocorticoids: " + ", ".join(e.describe() for e in steroids),

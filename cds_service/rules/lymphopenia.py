@@ -27,7 +27,8 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
     episode (first ALC < 0.5 after a value >= 0.5).
 
     Choice where the spec is silent: with no earlier ALC at all, the low value is a new
-    episode (it has never been shown), so the info card fires.
+    episode (it has never been shown), so the info card fires. "In SLE" is said only in SLE
+    (v3 wording).
     """
     record = ctx.record
     alc = record.latest("alc", max_age_days=ctx.threshold("current_days"))
@@ -49,6 +50,7 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
         evidence.append("Glucocorticoids: " + ", ".join(e.describe() for e in glucocorticoids))
     evidence.append(f"Threshold: ALC < {limit:g} x10^9/L")
     return Finding(
+        decisive=f"ALC {fmt(alc.value)} x10^9/L",
         rule="LYMPHOPENIA_PROFOUND",
         indicator="warning" if sle else "info",
         summary=f"Profound lymphopenia (ALC {fmt(alc.value)} x10^9/L): screen for infection, "
@@ -56,7 +58,9 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
         evidence=evidence,
         recommendations=[
             "Screen for infection; lymphopenia < 1.0 x10^9/L is an independent risk factor for "
-            "severe bacterial infection in SLE.",
+            "severe bacterial infection in SLE."
+            if sle
+            else "Screen for infection.",
             "Review the glucocorticoid dose and the intensity of immunosuppression.",
             _pjp_text(ctx),
         ],

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from cds_service.fhir_dates import day, days_between
-from cds_service.record import LabFlag
+from cds_service.record import LabFlag, PatientRecord
 from cds_service.rules.assessments import (
     NeutrophilState,
     critical_state,
     fever,
     fmt,
     neutrophil_state,
-    tier_a_current,
     trend,
 )
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.drugs import drug_lines, own_drugs_first
 
 
 def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
@@ -32,34 +34,55 @@ def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
     return lines
 
 
+def cyclophosphamide_last_pulse(record: PatientRecord, window_days: float) -> datetime | None:
+    """The last cyclophosphamide dose when it was <= `window_days` ago (§2.1 last-dose date:
+    the latest administration, else the end or start of the newest record)."""
+    exposure = record.exposure("cyclophosphamide")
+    if exposure is None:
+        return None
+    dates = [exposure.last_dose] if exposure.last_dose else []
+    if not dates:
+        dates = [r.end or r.start for r in exposure.records if r.exposure == "current"]
+    dates = [d for d in dates if d is not None and d <= record.now]
+    if not dates:
+        return None
+    last = max(dates)
+    return last if days_between(last, record.now) <= window_days else None
+
+
+def _pulse_line(record: PatientRecord, pulse: datetime) -> str:
+    """A cyclophosphamide pulse is described by its date and nadir, never "hold" (v3)."""
+    days = int(days_between(pulse, record.now))
+    return (
+        f"Cyclophosphamide pulse on {day(pulse)} (day {days}): nadir day 7-14, recovery about "
+        "day 21; delay the next pulse until the counts recover."
+    )
+
+
 def _drugs_to_hold(ctx: RuleContext) -> list[str]:
-    """Tier A drugs to hold pending review; hydroxychloroquine only as a drug to review when
-    the neutropenia is not explained by lupus or another drug (clinical rules §1.6)."""
-    lines = []
-    held = tier_a_current(ctx.record) + [
-        e for e in ctx.record.immunosuppressants() if e.recent and e.ingredient.is_tier_a
-    ]
+    """At most two lines: the tier A drugs to hold pending review (and the tier B drugs and,
+    when not explained by lupus or another drug, hydroxychloroquine to review: clinical rules
+    §1.6), then a recent cyclophosphamide pulse by its nadir, never "hold" (v3 wording)."""
+    record = ctx.record
+    drugs = record.immunosuppressants()
+    held = [e.ingredient.display for e in drugs if e.ingredient.is_tier_a]
+    held = [name for name in held if name != "cyclophosphamide"]
+    review = [e.ingredient.display for e in drugs if not e.ingredient.is_tier_a]
+    if any(e.ingredient.id == "rituximab" for e in drugs):
+        review = [n if n != "rituximab" else "rituximab (late-onset neutropenia)" for n in review]
+    hcq = record.exposure("hydroxychloroquine")
+    if hcq is not None and hcq.current:
+        cause = "lupus or another drug does" if record.lupus else "another drug does"
+        review.append(f"hydroxychloroquine if {cause} not explain it (label)")
+    parts = []
     if held:
-        names = ", ".join(e.describe() for e in held)
-        lines.append(f"Hold marrow-toxic drugs pending review: {names}.")
-    recent_other = [e for e in ctx.record.immunosuppressants() if not e.ingredient.is_tier_a]
-    if recent_other:
-        late_onset = any(e.ingredient.id == "rituximab" for e in recent_other)
-        lines.append(
-            "Also consider: "
-            + ", ".join(e.describe() for e in recent_other)
-            + " (cytopenias reported"
-            + ("; rituximab can cause late-onset neutropenia" if late_onset else "")
-            + ")."
-        )
-    if (
-        ctx.record.exposure("hydroxychloroquine")
-        and ctx.record.exposure("hydroxychloroquine").current
-    ):
-        lines.append(
-            "If the neutropenia is not explained by lupus or another drug, include "
-            "hydroxychloroquine in the drug review (label: hematologic toxicity)."
-        )
+        parts.append(f"Hold {', '.join(held)} pending review")
+    if review:
+        parts.append(f"{'also review' if held else 'Review'} {', '.join(review)}")
+    lines = ["; ".join(parts) + "."] if parts else []
+    pulse = cyclophosphamide_last_pulse(record, ctx.threshold("cyclophosphamide_nadir_days"))
+    if pulse is not None:
+        lines.append(_pulse_line(record, pulse))
     return lines
 
 
@@ -77,17 +100,28 @@ def lab_flagged_anc(ctx: RuleContext) -> LabFlag | None:
     )
 
 
-def _hcq_label(ctx: RuleContext) -> list[str]:
-    """The hydroxychloroquine label, cited when the card names it among the drugs to review."""
+def _drug_review_sources(ctx: RuleContext, pulse: datetime | None) -> list[str]:
+    """The labels and papers behind the drug lines: the hydroxychloroquine label when the card
+    names it for review, rituximab late-onset neutropenia when named, the cyclophosphamide
+    label for a recent pulse."""
     hcq = ctx.record.exposure("hydroxychloroquine")
-    return ["label_hydroxychloroquine"] if hcq and hcq.current else []
-
-
-def _late_onset_sources(ctx: RuleContext) -> list[str]:
-    """Cited when the card names rituximab-associated late-onset neutropenia."""
+    sources = ["label_hydroxychloroquine"] if hcq and hcq.current else []
     recent = [e for e in ctx.record.immunosuppressants() if not e.ingredient.is_tier_a]
-    named = any(e.ingredient.id == "rituximab" for e in recent)
-    return ["wolach_rituximab_lon_2010"] if named else []
+    if any(e.ingredient.id == "rituximab" for e in recent):
+        sources.append("wolach_rituximab_lon_2010")
+    return sources + (["label_cyclophosphamide"] if pulse else [])
+
+
+def _absorbed_drug_lines(ctx: RuleContext) -> list[str]:
+    """The dose-review card's drug content, carried by the critical card that absorbs it
+    (clinical rules §3 precedence v3): each drug, its dose as prescribed, mg/kg/day, and an
+    interacting drug."""
+    drugs = [
+        e
+        for e in ctx.record.immunosuppressants()
+        if e.ingredient.is_tier_a and (e.current or e.ingredient.id != "cyclophosphamide")
+    ]  # a past cyclophosphamide pulse has its own nadir line
+    return drug_lines(ctx, drugs)
 
 
 def _preliminary_note(state: NeutrophilState) -> list[str]:
@@ -95,15 +129,32 @@ def _preliminary_note(state: NeutrophilState) -> list[str]:
     return ["Preliminary result: confirm with the lab."] if used else []
 
 
+def _no_count_since_pulse(ctx: RuleContext) -> datetime | None:
+    """The cyclophosphamide dose (<= 28 days ago) after which no WBC was drawn: a pre-pulse
+    count does not describe the nadir (clinical rules §2.4 v3)."""
+    record = ctx.record
+    pulse = cyclophosphamide_last_pulse(record, ctx.threshold("cyclophosphamide_nadir_days"))
+    if pulse is None:
+        return None
+    if any(c.time > pulse for c in record.series("wbc", include_preliminary=True)):
+        return None
+    return pulse
+
+
 def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     """Fever with ANC < 1.0 (setting; IDSA 2010 uses 0.5), or with ANC unknown and WBC < 2.0
-    (setting). Sources: ASCO/IDSA 2018, IDSA 2010; G-CSF high-risk features from the ASCO
-    growth-factor guideline (2015); flares and vasculitis after G-CSF in SLE from case reports
-    (J Rheumatol 2006; Hellmich et al. 1999), which also give the lowest-effective-dose advice.
+    (setting), or (v3) fever with a cyclophosphamide dose <= 28 days ago and no WBC drawn since
+    that dose (possible febrile neutropenia in the nadir window), or fever with an ANC the lab
+    flags critically low. Sources: ASCO/IDSA 2018, IDSA 2010; G-CSF high-risk features from the
+    ASCO growth-factor guideline (2015); flares and vasculitis after G-CSF in SLE from case
+    reports (J Rheumatol 2006; Hellmich et al. 1999), which also give the lowest-effective-dose
+    advice. It absorbs DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence) and carries its drug lines.
 
-    Choice where the spec is silent: the ANC used is the latest within the 30-day current
+    Choices where the spec is silent: the ANC used is the latest within the 30-day current
     window; if it is older than the latest WBC, the ANC is treated as unknown and the WBC path
-    applies too, so a febrile patient is never missed because a differential is stale.
+    applies too, so a febrile patient is never missed because a differential is stale. In the
+    nadir window any WBC after the dose counts as "a count since the dose", preliminary included
+    (the card then judges that count as usual).
     """
     k = ctx.knowledge
     found = fever(ctx.record, k)
@@ -111,69 +162,97 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         return None
     state = critical_state(ctx.record, k)
     flag = lab_flagged_anc(ctx)
-    anc_low = flag is not None or (
-        state.anc is not None and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
-    )
+    anc_below = state.anc is not None and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
+    anc_low = anc_below or flag is not None
     wbc_low = (
         state.anc_unknown
         and state.wbc is not None
         and state.wbc.value < ctx.threshold("anc_unknown_febrile_wbc")
     )
-    if not (anc_low or wbc_low):
+    pulse = _no_count_since_pulse(ctx)
+    if not (anc_low or wbc_low or pulse):
         return None
     evidence = [f"Fever: {found.description}"] + _neutrophil_evidence(ctx, state)
-    if flag is not None and not (
-        state.anc and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
-    ):
+    if flag is not None and not anc_below:
+        decisive = f"lab flags the ANC critically low: {flag.received}"
         summary = (
-            f"Febrile neutropenia: fever and the lab flags the ANC critically low "
-            f"({flag.received}). Evaluate now."
+            f"Febrile neutropenia ({decisive}): evaluate now, cultures, antibiotics within 1 h."
         )
         evidence.append(f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})")
     elif anc_low:
-        summary = f"Febrile neutropenia: fever with ANC {_anc_value(state)} x10^9/L. Evaluate now."
-    else:
+        decisive = f"ANC {_anc_value(state)} x10^9/L"
         summary = (
-            "Possible febrile neutropenia: fever with WBC "
-            f"{fmt(state.wbc.value)} x10^9/L; ANC not yet available."
+            f"Febrile neutropenia ({decisive}): evaluate now, cultures, antibiotics within 1 h."
         )
-    if state.anc and days_between(state.anc.time, ctx.record.now) > 1:
+    elif wbc_low:
+        decisive = f"WBC {fmt(state.wbc.value)} x10^9/L, ANC not yet available"
+        summary = (
+            f"Possible febrile neutropenia ({decisive}): evaluate now, CBC with differential stat."
+        )
+    else:
+        decisive = f"no count since the cyclophosphamide dose on {day(pulse)}"
+        summary = (
+            f"Possible febrile neutropenia: {decisive} (nadir day 7-14): CBC with "
+            "differential stat."
+        )
+        evidence.append(
+            f"Cyclophosphamide dose on {day(pulse)}; no WBC drawn since (a pre-pulse count does "
+            "not describe the nadir)."
+        )
+    if state.anc and days_between(state.anc.time, ctx.record.now) > 1 and not pulse:
         age = int(days_between(state.anc.time, ctx.record.now))
         evidence.append(f"Last ANC {age} days ago: repeat CBC stat.")
+    evidence += _absorbed_drug_lines(ctx)
+    first = (
+        "CBC with differential stat and emergency evaluation now: assess for sepsis, blood "
+        "cultures."
+        if pulse and not (anc_low or wbc_low)
+        else "Emergency evaluation now: assess for sepsis, blood cultures."
+    )
     return Finding(
         rule="FEBRILE_NEUTROPENIA",
         indicator="critical",
         summary=summary,
         evidence=evidence + _preliminary_note(state),
         recommendations=[
-            "Emergency evaluation now: clinical assessment for sepsis, blood cultures.",
-            "First dose of empiric broad-spectrum antibiotics within 1 hour of triage per the "
-            "local febrile neutropenia pathway (ASCO/IDSA 2018).",
+            first,
+            "Empiric broad-spectrum antibiotics within 1 hour of triage per the local febrile "
+            "neutropenia pathway (ASCO/IDSA 2018).",
             *_drugs_to_hold(ctx),
-            "G-CSF is not routine even here: consider it with hematology only for high-risk "
-            "features (ANC < 0.1, sepsis or hypotension, pneumonia, invasive fungal infection, "
-            "slow recovery expected). In SLE, flares and vasculitis after G-CSF are reported in "
-            "case reports: "
-            "use the lowest effective dose.",
+            "G-CSF is not routine: consider it with hematology only for high-risk features "
+            "(ANC < 0.1, sepsis, pneumonia, invasive fungal infection, slow recovery)."
+            + (
+                " In SLE, flares and vasculitis after G-CSF are reported: lowest effective dose."
+                if ctx.record.lupus
+                else ""
+            ),
         ],
         sources=[
             "asco_idsa_fn_2018",
             "idsa_fn_2010",
             "asco_gcsf_2015",
             *(["vasiliu_gcsf_sle_2006", "hellmich_gcsf_1999"] if ctx.record.lupus else []),
-            *_late_onset_sources(ctx),
+            *_drug_review_sources(ctx, pulse),
         ],
         orders=[
             SuggestedOrder("cbc", "stat", "Order CBC with differential (stat)", recommended=True),
             SuggestedOrder("hematology_referral", "urgent", "Refer to hematology (urgent)"),
         ],
         override_reasons=["already-addressed", "data-incorrect"],
+        decisive=decisive,
     )
 
 
 def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     """Latest ANC < 0.5 x10^9/L (CTCAE grade 4), or WBC < 1.0 with ANC unknown (ANC <= WBC),
-    without fever (fever makes it FEBRILE_NEUTROPENIA)."""
+    without fever (fever makes it FEBRILE_NEUTROPENIA). It absorbs DRUG_CYTOPENIA_DOSE_REVIEW
+    (v3 precedence) and carries its drug lines. With ANC unknown the card quotes the bound the
+    WBC gives ("ANC <= WBC = 0.05"), never "ANC < 1.0" (v3 wording); below 0.1 it names
+    profound agranulocytosis.
+
+    Choice where the spec is silent: beside a firing REFRACTORY_LEUKOPENIA_REFERRAL this card
+    stays (the contract's precedence does not merge them): it is the acute problem (same-day
+    review, fever check), the referral card the refractory course (work-up, joint review)."""
     k = ctx.knowledge
     state = critical_state(ctx.record, k)
     anc_severe = state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")
@@ -182,31 +261,35 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         return None
     if fever(ctx.record, k):
         return None
+    threshold = ctx.threshold("severe_neutropenia_anc")
+    pulse = cyclophosphamide_last_pulse(ctx.record, ctx.threshold("cyclophosphamide_nadir_days"))
     if flag is not None and not anc_severe:
-        summary = (
-            f"The lab flags the ANC critically low: {flag.received}; confirm with the lab now "
-            "and ask about fever."
-        )
+        decisive = f"the lab flags the ANC critically low: {flag.received}"
+        summary = f"{decisive[0].upper()}{decisive[1:]}; confirm with the lab now, ask about fever."
+        bound = f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})."
     elif anc_severe:
-        summary = (
-            f"Severe neutropenia (ANC {_anc_value(state)} x10^9/L): same-day review; "
-            "ask about fever now."
-        )
+        decisive = f"ANC {_anc_value(state)} x10^9/L"
+        summary = f"Severe neutropenia ({decisive}): same-day review; ask about fever now."
+        bound = f"Threshold: ANC < {threshold:g} x10^9/L (CTCAE v5 grade 4)."
     else:
+        wbc = fmt(state.wbc.value)
+        decisive = f"ANC <= WBC = {wbc} x10^9/L"
         summary = (
-            f"WBC {fmt(state.wbc.value)} x10^9/L without a differential: ANC < 1.0, treat "
-            "as severe neutropenia; ask about fever now."
+            f"WBC {wbc} x10^9/L, no differential: ANC <= WBC = {wbc}. Treat as severe "
+            "neutropenia; ask about fever now."
+        )
+        bound = (
+            f"ANC <= WBC = {wbc} x10^9/L without a differential: treated as ANC < {threshold:g} "
+            "(CTCAE v5 grade 4)"
+            + ("; below 0.1, profound agranulocytosis." if state.wbc.value < 0.1 else ".")
         )
     return Finding(
         rule="NEUTROPENIA_SEVERE",
         indicator="critical",
         summary=summary,
         evidence=_neutrophil_evidence(ctx, state)
-        + ([f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})"] if flag else [])
-        + [
-            f"Threshold: ANC < {ctx.threshold('severe_neutropenia_anc'):g} x10^9/L "
-            "(CTCAE v5 grade 4); a WBC < 1.0 means the ANC is < 1.0 even without a differential."
-        ]
+        + [bound]
+        + _absorbed_drug_lines(ctx)
         + _preliminary_note(state),
         recommendations=[
             "Same-day clinician review; ask about fever now and give fever instructions.",
@@ -214,7 +297,8 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             "Urgent CBC with differential and a manual blood smear.",
             "Hematology input today.",
         ],
-        sources=["ctcae_v5", "idsa_fn_2010", *_hcq_label(ctx), *_late_onset_sources(ctx)],
+        sources=["ctcae_v5", "idsa_fn_2010"]
+        + _drug_review_sources(ctx, pulse),
         orders=[
             SuggestedOrder(
                 "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
@@ -222,19 +306,24 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             SuggestedOrder("hematology_referral", "urgent", "Refer to hematology (urgent)"),
         ],
         override_reasons=["already-addressed", "counts-reviewed", "data-incorrect"],
+        decisive=decisive,
     )
 
 
 def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
-    """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3) without fever."""
+    """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3) without fever. A firing
+    REFRACTORY_LEUKOPENIA_REFERRAL absorbs it (v3 precedence)."""
     k = ctx.knowledge
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
-    if state.anc is None or ctx.has_fired("NEUTROPENIA_SEVERE", "FEBRILE_NEUTROPENIA"):
+    if state.anc is None or ctx.has_fired(
+        "NEUTROPENIA_SEVERE", "FEBRILE_NEUTROPENIA", "REFRACTORY_LEUKOPENIA_REFERRAL"
+    ):
         return None
     low, high = ctx.threshold("severe_neutropenia_anc"), ctx.threshold("moderate_neutropenia_anc")
     if not low <= state.anc.value < high or fever(ctx.record, k):
         return None
     return Finding(
+        decisive=f"ANC {fmt(state.anc.value)} x10^9/L",
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
         summary=f"Moderate neutropenia (ANC {_anc_value(state)} x10^9/L): repeat CBC with "
@@ -243,8 +332,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
         + [f"Threshold: ANC {low:g} to < {high:g} x10^9/L (CTCAE v5 grade 3)."],
         recommendations=[
             "Repeat CBC with differential within 48-72 hours.",
-            "Review drugs that can lower neutrophils "
-            f"({', '.join(ctx.knowledge.also_consider)}, and the immunosuppressants).",
+            own_drugs_first(ctx),
             "Tell the patient to report fever (>= 38.0 °C) at once.",
         ],
         sources=["ctcae_v5"],

@@ -9,6 +9,7 @@ where a label or guideline names one, or create the CBC, TPMT/NUDT15 or referral
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from cds_service.dosing import reduced_order
@@ -20,6 +21,7 @@ from cds_service.rules.assessments import (
     dangerous_combinations,
     dose_review_reasons,
     fmt,
+    is_mycophenolate,
     neutrophil_state,
     six_month_median,
 )
@@ -54,13 +56,8 @@ class DraftDrug:
         return self.medication.ingredient
 
     def describe(self) -> str:
-        dose = self.medication.dose
-        shown = (
-            f"{dose.mg_per_day:g} mg/day ({dose.description})"
-            if dose.mg_per_day is not None
-            else dose.description
-        )
-        return f"{self.medication.display}: draft order, {shown}"
+        """The draft with its dose as prescribed ("15 mg once weekly"; clinical spec §2.5)."""
+        return f"{self.medication.display}: draft order, {self.medication.dose.description}"
 
     def as_exposure(self) -> DrugExposure:
         """The draft as an exposure of its own, so the dose helpers read its dose."""
@@ -117,12 +114,76 @@ def _reduce(
 # ORDER_MYELOTOXIC_LOW_COUNTS
 
 
+def upper_first(text: str) -> str:
+    """Capitalise a sentence's first letter only ("TMP-SMX" keeps its capitals)."""
+    return text[:1].upper() + text[1:]
+
+
+# How the interacting drugs are named on cards.
+_SHOWN = {"trimethoprim": "trimethoprim (TMP-SMX)"}
+
+
+def _shown(ingredient_id: str) -> str:
+    return _SHOWN.get(ingredient_id, ingredient_id)
+
+
 @dataclass(frozen=True)
 class _Combination:
     drafted: DraftDrug
-    thiopurine_allopurinol: bool  # else methotrexate + trimethoprim
-    text: str
-    advice: str
+    drug: str  # the thiopurine or methotrexate
+    partner: str  # allopurinol, febuxostat or trimethoprim
+    source: str  # the label that describes the interaction
+
+    @property
+    def thiopurine_allopurinol(self) -> bool:
+        return self.partner in ("allopurinol", "febuxostat")
+
+    @property
+    def text(self) -> str:
+        return f"{_shown(self.drug)} with {_shown(self.partner)}"
+
+    @property
+    def drafted_is_partner(self) -> bool:
+        return self.drafted.ingredient.id == self.partner
+
+    def advice(self) -> str:
+        """Which drug to change and how (clinical spec §3 ORDER_MYELOTOXIC_LOW_COUNTS v3)."""
+        drug, partner = self.drug, _shown(self.partner)
+        if self.thiopurine_allopurinol:
+            how = (
+                f"reduce {drug} to 1/3-1/4 of its usual dose ({drug} label), or choose a "
+                "urate-lowering drug other than allopurinol or febuxostat"
+            )
+            if self.drafted_is_partner:
+                return f"{upper_first(partner)} with current {drug}: {how}."
+            return f"{upper_first(drug)} with {partner}: {how}."
+        if self.drafted_is_partner:
+            return (
+                f"Choose another antibiotic or PJP prophylaxis agent: {partner} adds antifolate "
+                "marrow toxicity to methotrexate (methotrexate label)."
+            )
+        return (
+            f"Methotrexate with current {partner}: change the antibiotic or PJP agent first "
+            "(methotrexate label)."
+        )
+
+    def summary(self) -> str:
+        drug, partner = self.drug, _shown(self.partner)
+        if self.thiopurine_allopurinol and self.drafted_is_partner:
+            return (
+                f"{upper_first(partner)} with current {drug}: reduce {drug} to 1/3-1/4 (label) "
+                "or use another urate-lowering drug."
+            )
+        if self.thiopurine_allopurinol:
+            return (
+                f"{upper_first(drug)} with {partner}: reduce {drug} to 1/3-1/4 of the dose (label)."
+            )
+        if self.drafted_is_partner:
+            return (
+                f"{upper_first(partner)} with current methotrexate: choose another antibiotic "
+                "or PJP agent."
+            )
+        return f"Methotrexate with current {partner}: change the antibiotic or PJP agent first."
 
 
 def _combinations(ctx: RuleContext, drugs: list[DraftDrug]) -> list[_Combination]:
@@ -131,21 +192,19 @@ def _combinations(ctx: RuleContext, drugs: list[DraftDrug]) -> list[_Combination
     record, k = ctx.record, ctx.knowledge
     co_exposure = [m.ingredient for d in record.draft_orders for m in d.medications]
     current = {e.ingredient.id for e in record.exposures.values() if e.current}
+    sources = {
+        (drug, partner): c.source
+        for c in k.combinations
+        for drug in c.drugs
+        for partner in c.partners
+    }
     found = []
-    for drug, partner, advice in dangerous_combinations(record, k, co_exposure):
+    for drug, partner, _ in dangerous_combinations(record, k, co_exposure):
         if drug in current and partner in current:
             continue  # not this order's doing: DRUG_CYTOPENIA_DOSE_REVIEW on patient-view
         for drafted in drugs:
             if drafted.ingredient.id in (drug, partner):
-                found.append(
-                    _Combination(
-                        drafted,
-                        thiopurine_allopurinol=drafted.ingredient.thiopurine
-                        or partner in ("allopurinol", "febuxostat"),
-                        text=f"{drug} with {partner}",
-                        advice=advice,
-                    )
-                )
+                found.append(_Combination(drafted, drug, partner, sources[(drug, partner)]))
     return found
 
 
@@ -191,20 +250,58 @@ def _dose_lines(ctx: RuleContext, drugs: list[DraftDrug]) -> list[str]:
     return lines
 
 
+_VERB = {"new start": "start", "dose increase": "increase"}
+
+
+def _critical_summary(
+    ctx: RuleContext, primary: DraftDrug, course: str, state: NeutrophilState
+) -> tuple[str, str]:
+    """(summary, label line) quoting the decisive value: the ANC when it is < 0.5 (the
+    lowest-graded criterion), else the WBC < 1.0, and the drug's own label limit."""
+    name = primary.ingredient.display
+    verb = _VERB.get(course, "continue")
+    if state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"):
+        value = f"ANC {fmt(state.anc.value)}"
+    else:
+        value = f"WBC {fmt(state.wbc.value)}"  # type: ignore[union-attr]
+    if is_mycophenolate(primary.ingredient):
+        limit = ctx.threshold("dose_review_anc_mycophenolate")
+        rule = f"while the ANC is < {limit:g} (label)"
+        label = (
+            f"CellCept label: interrupt or reduce the dose when the ANC is < {limit:g} x10^9/L, "
+            f"so do not {verb} it now."
+        )
+    else:
+        rule = "with severe neutropenia"
+        label = primary.ingredient.dose_review_advice or (
+            f"Do not {verb} {name} before the counts recover."
+        )
+    return f"{value}: do not {verb} {name} {rule}: cancel or defer.", label
+
+
 def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
-    """An evaluated draft for a tier A drug, or for a drug making a dangerous combination with
-    a current drug (or another draft), while the latest WBC/ANC/ALC (<= 30 days) meets the
+    """An evaluated draft for a tier A drug while the latest WBC/ANC/ALC (<= 30 days) meets the
     dose-review warning threshold (clinical rules §2.4, via `dose_review_reasons`, which also
-    applies the Duffy-null rule). Critical if ANC < 0.5 or WBC < 1.0; info for a continuation
-    at the same or lower dose with stable counts; else warning (new start, dose increase).
+    applies the Duffy-null rule); or (v3) an evaluated draft that makes a dangerous combination
+    with a current drug or another draft, whatever the counts. Critical if ANC < 0.5 or WBC <
+    1.0; info for a continuation at the same or lower dose with stable counts; else warning
+    (new start, dose increase, dangerous combination).
+
+    Critical (v3): the summary quotes the decisive value and follows the drug's label ("ANC
+    0.40: do not start mycophenolate mofetil while the ANC is < 1.3 (label): cancel or defer");
+    the only suggestions are cancel (with a stat CBC) or defer, never keep.
+    Combination (v3): the card says which drug to change and how, cites the label that
+    describes the interaction, and offers the action on the draft: update a thiopurine draft
+    to 1/3 of its dose, or cancel a TMP-SMX or allopurinol/febuxostat draft.
 
     Choices where the spec is silent: "stable" = not fallen >= 30% (the significant-drop
-    fraction) from the 6-month median, and no earlier value means not stable; a draft whose
-    dose cannot be compared with the current one is treated as a possible increase (warning);
-    a dangerous combination alone, with counts above the threshold, gives no order card (the
-    catalogue requires low counts); suggestions: cancel the draft with a CBC, reduce it where
-    a label names a dose (thiopurine with allopurinol/febuxostat to 1/3; a dose increase back
-    to the current dose), or keep it and repeat the CBC.
+    fraction) from the baseline (6-month median, or the earlier value), and no earlier value
+    means not stable; a draft whose dose cannot be compared with the current one is treated as
+    a possible increase (warning). "Defer" is an `update` of the draft to status `on-hold`
+    with a stat CBC: the order is kept for later but cannot be acted on until the counts are
+    reviewed. Cancelling an allopurinol/febuxostat draft is offered but not recommended (the
+    alternative, reducing the current thiopurine, is a change to another order); cancelling a
+    TMP-SMX draft is recommended.
     """
     record, k = ctx.record, ctx.knowledge
     drugs = evaluated_drugs(record)
@@ -218,12 +315,13 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
         e.ingredient for e in record.exposures.values() if e.current and e.ingredient.is_tier_a
     ]
     reasons = dose_review_reasons(record, k, tier_a or partners)
-    if not reasons:
+    if not reasons and not combinations:
         return None
     state = neutrophil_state(record, k, include_preliminary=False)
-    critical = (
-        state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")
-    ) or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
+    critical = bool(reasons) and (
+        (state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"))
+        or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
+    )
     courses = {d.ingredient.id: _course(record, d) for d in candidates}
     continuation = all(c == "same or lower dose" for c in courses.values())
     if critical:
@@ -232,44 +330,61 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
         indicator = "info"
     else:
         indicator = "warning"
-    primary = candidates[0]
+    # The drug the card is about: a combination's drafted drug, else the first tier A draft.
+    primary = combinations[0].drafted if combinations and not critical else candidates[0]
     evidence = [f"{d.describe()} ({courses[d.ingredient.id]})" for d in candidates]
     evidence += count_evidence(ctx.record, ctx.knowledge, state)
-    evidence += [f"Dose-review criterion met: {r}" for r in reasons]
-    evidence += [f"Dangerous combination: {c.text}" for c in combinations]
-    if record.duffy_null:
+    evidence += [f"Dose-review criterion met: {r}." for r in reasons]
+    evidence += [f"Dangerous combination: {c.text}." for c in combinations]
+    if record.duffy_null and reasons:
         evidence.append(
-            "The patient is documented as Duffy-null; the counts are below the Duffy-null "
-            "limits (ANC 1.2, WBC 3.0 x10^9/L) or falling."
+            "Documented Duffy-null; the counts are below the Duffy-null limits (ANC 1.2, WBC "
+            "3.0 x10^9/L) or falling."
         )
     evidence += _dose_lines(ctx, candidates)
     if indicator == "info":
         evidence.append("Continuation at the same or a lower dose; counts stable.")
-    recommendations = [
-        "Confirm the counts and their trend before signing.",
-        "Repeat CBC with differential.",
-        "Consider a lower dose.",
-    ]
-    recommendations += [
-        d.ingredient.dose_review_advice for d in candidates if d.ingredient.dose_review_advice
-    ]
-    recommendations += list(dict.fromkeys(c.advice for c in combinations))
-    summary = {
-        "critical": f"{primary.ingredient.display} ordered with {reasons[0]}: "
-        "do not sign before review.",
-        "warning": f"{primary.ingredient.display} ordered with low counts ({reasons[0]}): "
-        "confirm before signing.",
-        "info": f"{primary.ingredient.display} continued with stable low counts "
-        f"({reasons[0]}): keep monitoring.",
-    }[indicator]
+    name = primary.ingredient.display
+    if indicator == "critical":
+        summary, label_line = _critical_summary(ctx, primary, courses[primary.ingredient.id], state)
+        recommendations = [
+            label_line,
+            "Cancel the order, or defer it until a repeat CBC with differential shows recovery.",
+            "Same-day review of the neutropenia; ask about fever now.",
+        ]
+    else:
+        recommendations = [c.advice() for c in combinations]
+        if reasons:
+            recommendations += [
+                "Confirm the counts and their trend before signing; repeat CBC with differential."
+            ]
+            recommendations += [
+                d.ingredient.dose_review_advice
+                for d in candidates
+                if d.ingredient.dose_review_advice and d.ingredient.id not in combined
+            ]
+        if combinations:
+            summary = combinations[0].summary()
+        elif indicator == "info":
+            summary = (
+                f"{upper_first(name)} continued with stable low counts ({reasons[0]}): "
+                "keep monitoring."
+            )
+        else:
+            summary = (
+                f"{upper_first(name)} ordered with {reasons[0]}: confirm the counts before signing."
+            )
     changes, orders = _myelotoxic_suggestions(indicator, primary, courses, combinations, record)
-    sources = [c for c in (primary.ingredient.label,) if c] + ["bsr_dmard_2017"]
+    sources = [c.source for c in combinations] + [
+        d.ingredient.label for d in candidates if d.ingredient.label
+    ]
+    sources = list(dict.fromkeys(sources)) + ["bsr_dmard_2017"]
     return Finding(
         rule="ORDER_MYELOTOXIC_LOW_COUNTS",
         indicator=indicator,
         summary=summary,
         evidence=evidence,
-        recommendations=recommendations,
+        recommendations=list(dict.fromkeys(recommendations))[:5],
         sources=sources,
         orders=orders,
         draft_changes=changes,
@@ -279,6 +394,22 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
             "duffy-null",
             "already-addressed",
         ],
+        decisive=reasons[0] if reasons else combinations[0].text,
+        about_counts=bool(reasons),
+    )
+
+
+def _defer(drug: DraftDrug, then: SuggestedOrder) -> DraftOrderChange:
+    """Keep the draft for later, on hold, and order the CBC that decides it."""
+    resource = copy.deepcopy(dict(drug.draft.raw))
+    resource["status"] = "on-hold"
+    return DraftOrderChange(
+        "update",
+        str(drug.draft.resource_id),
+        f"Defer: put the {drug.ingredient.display} order on hold and order a CBC with "
+        "differential (stat)",
+        resource=resource,
+        with_orders=(then,),
     )
 
 
@@ -289,41 +420,45 @@ def _myelotoxic_suggestions(
     combinations: list[_Combination],
     record: PatientRecord,
 ) -> tuple[list[DraftOrderChange], list[SuggestedOrder]]:
-    """Alternatives on the draft (at most one is recommended): cancel, reduce, or keep and
-    repeat the CBC."""
+    """Alternatives on the draft (at most one is recommended). Critical: cancel (+ stat CBC) or
+    defer, never keep. Combination: update the thiopurine draft to 1/3, or cancel the
+    interacting draft. Low counts: cancel, reduce back to the current dose, or keep and repeat
+    the CBC."""
     priority = "stat" if indicator == "critical" else "urgent"
     if indicator == "info":
         return [], [_cbc("routine", "Order CBC with differential", recommended=True)]
     cbc = _cbc(priority, f"Order CBC with differential ({priority})")
     if primary.draft.resource_id is None:
         return [], [_cbc(priority, cbc.label, recommended=True)]
+    if indicator == "critical":
+        return [_cancel(primary, cbc, recommended=True), _defer(primary, cbc)], []
     own = [c for c in combinations if c.drafted is primary]
+    if own:
+        combination = own[0]
+        if combination.thiopurine_allopurinol and not combination.drafted_is_partner:
+            reduce = _reduce(
+                primary,
+                COMBINATION_FRACTION,
+                "label: 1/3-1/4 with allopurinol or febuxostat",
+                cbc,
+                True,
+            )
+            changes = [_cancel(primary, None, recommended=reduce is None)]
+            return changes + ([reduce] if reduce else []), []
+        # The interacting drug is the draft (or methotrexate is started on top of TMP-SMX).
+        recommended = not combination.thiopurine_allopurinol
+        return [_cancel(primary, None, recommended=recommended)], []
     reduce: DraftOrderChange | None = None
-    if (
-        indicator == "warning"
-        and own
-        and own[0].thiopurine_allopurinol
-        and primary.ingredient.thiopurine
-    ):
-        reduce = _reduce(
-            primary,
-            COMBINATION_FRACTION,
-            "label: 1/3-1/4 with allopurinol or febuxostat",
-            cbc,
-            True,
-        )
-    elif indicator == "warning" and courses[primary.ingredient.id] == "dose increase":
+    if courses[primary.ingredient.id] == "dose increase":
         current = record.exposure(primary.ingredient.id).latest_dose  # type: ignore[union-attr]
         ordered = primary.medication.dose.mg_per_day
         if current and current.mg_per_day and ordered:
             reduce = _reduce(primary, current.mg_per_day / ordered, "the current dose", cbc, True)
-    avoid = indicator == "critical" or any(not c.thiopurine_allopurinol for c in own)
-    changes = [_cancel(primary, cbc, recommended=avoid)]
+    changes = [_cancel(primary, cbc, recommended=False)]
     if reduce:
         changes.append(reduce)
-    keep_recommended = not avoid and reduce is None
     keep = _cbc(
-        priority, f"Keep the order and order CBC with differential ({priority})", keep_recommended
+        priority, f"Keep the order and order CBC with differential ({priority})", reduce is None
     )
     return changes, [keep]
 
@@ -409,7 +544,12 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         return None
     state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
     primary = drugs[0]
-    evidence = [d.describe() for d in drugs]
+    # The G-CSF dose as prescribed, in mcg, with mcg/kg/day when a weight is on file (§2.5).
+    evidence = [
+        f"{d.medication.display}: draft order, "
+        + mg_per_kg_line(record, d.as_exposure(), None, ctx.threshold("weight_stale_days"))
+        for d in drugs
+    ]
     evidence.append(f"Diagnosis: {record.lupus.describe()}")
     evidence += count_evidence(ctx.record, ctx.knowledge, state) or [
         "No WBC or ANC in the last 30 days."
@@ -422,8 +562,8 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="GCSF_CAUTION",
         indicator="warning",
-        summary=f"{primary.ingredient.display} in SLE: not routine; flares and vasculitis "
-        "are reported. Review with hematology.",
+        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(state)}: not "
+        "routine; flares and vasculitis are reported. Review with hematology.",
         evidence=evidence,
         recommendations=[
             "G-CSF is not routine in SLE: the evidence is limited to case reports and series, "
@@ -445,6 +585,13 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         override_reasons=["hematology-advised", "benefit-outweighs-risk", "already-addressed"],
         evidence_level="Evidence for G-CSF in SLE: case reports and case series.",
     )
+
+
+def _count_quote(state: NeutrophilState) -> str:
+    """ " (ANC 0.80)" or " (WBC 2.40)": the count the G-CSF would be given for."""
+    if state.anc is not None and not state.anc_unknown:
+        return f" (ANC {fmt(state.anc.value)})"
+    return f" (WBC {fmt(state.wbc.value)})" if state.wbc is not None else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,14 +623,19 @@ def order_thiopurine_pgx(ctx: RuleContext) -> Finding | None:
     if finding.indicator == "warning" and primary.draft.resource_id:
         poor = "poor" in phenotypes
         changes = [_cancel(primary, None, recommended=poor)]
+        # Only TPMT known: the NUDT15 test travels with the reduced dose (the card offers one
+        # choice on the draft, so a separate order would exclude the reduction).
+        nudt15 = next((o for o in finding.orders if o.kind == "tpmt_nudt15"), None)
         if not poor:
             reduce = _reduce(
                 primary,
                 INTERMEDIATE_FRACTION,
                 "CPIC: 30-80% for an intermediate result",
-                None,
+                nudt15,
                 True,
             )
+            if reduce and nudt15:
+                finding.orders = [o for o in finding.orders if o is not nudt15]
             if reduce:
                 changes.append(reduce)
         finding.draft_changes = changes

@@ -33,7 +33,7 @@ def test_card_carries_rule_topic_evidence_sources_and_actions(knowledge):
         "display": "Severe neutropenia",
     }
     assert card["source"]["label"] == knowledge.source("ctcae_v5").label
-    assert "received 400 /uL" in card["detail"] and "EULAR" in card["detail"]
+    assert "received 400 /uL" in card["detail"]
     [cbc, referral] = card["suggestions"]
     request = cbc["actions"][0]["resource"]
     assert request["resourceType"] == "ServiceRequest" and request["priority"] == "stat"
@@ -41,15 +41,29 @@ def test_card_carries_rule_topic_evidence_sources_and_actions(knowledge):
     assert request["subject"] == {"reference": "Patient/p1"}
     assert referral["actions"][0]["resource"]["code"]["text"] == "Referral to hematology"
     assert card["selectionBehavior"] == "any"
-    assert [link["url"] for link in card["links"]] == [
-        knowledge.source("ctcae_v5").url,
-        knowledge.source("eular_sle_2023").url,
-    ]
+    # Each reference once: the primary in `source`, the others as links, none in the text.
+    assert [link["url"] for link in card["links"]] == [knowledge.source("eular_sle_2023").url]
+    assert "EULAR" not in card["detail"] and "Sources:" not in card["detail"]
+    # The rule id and knowledge version are machine-readable only.
+    assert "NEUTROPENIA_SEVERE" not in card["detail"] and knowledge.version not in card["detail"]
+    assert card["extension"] == {"leukopenia-cds-knowledge-version": knowledge.version}
+
+
+def test_a_single_source_gives_no_links(knowledge):
+    card = render_card(finding(sources=["ctcae_v5"]), "p1", knowledge)
+    assert "links" not in card
 
 
 def test_long_summary_is_cut_below_140_characters(knowledge):
     card = render_card(finding(summary="x" * 300), "p1", knowledge)
     assert len(card["summary"]) < 140
+
+
+def test_long_summary_is_never_cut_mid_word(knowledge):
+    words = "Severe neutropenia with an unusually long explanation of what to do " * 4
+    summary = render_card(finding(summary=words), "p1", knowledge)["summary"]
+    assert len(summary) < 140 and summary.endswith("...")
+    assert words.startswith(summary[:-3]) and words[len(summary) - 3] == " "
 
 
 def test_draft_order_delete_uses_resource_id(knowledge):

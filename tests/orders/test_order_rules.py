@@ -87,7 +87,7 @@ def test_unselected_draft_counts_as_co_exposure_for_combinations() -> None:
         hook="order-select",
         selections=["MedicationRequest/allo"],
     )
-    assert "Dangerous combination: azathioprine with allopurinol" in (
+    assert "Dangerous combination: azathioprine with allopurinol." in (
         found["ORDER_MYELOTOXIC_LOW_COUNTS"].evidence
     )
     assert "THIOPURINE_PGX" not in found  # the azathioprine draft is not evaluated
