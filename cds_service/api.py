@@ -33,11 +33,9 @@ def _read_json() -> Any:
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
         raise BadRequest("Content-Type must be application/json", status=415)
     try:
-        return json_body.loads(request.get_data(cache=False) or b"")
-    except json_body.TooDeep as exc:
-        raise BadRequest("the request body is nested too deeply") from exc
-    except ValueError as exc:
-        raise BadRequest("the request body is not valid JSON") from exc
+        return json_body.loads_request_body(request.get_data(cache=False))
+    except json_body.BodyRefused as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 @blueprint.get("/cds-services")

@@ -32,11 +32,10 @@ def dashboard_blueprint(config: Mapping[str, Any]) -> Blueprint:
             and hmac.compare_digest((auth.password or "").encode(), password.encode())
         ):
             return None
-        return Response(
-            "Authentication required",
-            401,
-            {"WWW-Authenticate": 'Basic realm="leukopenia-cds admin", charset="UTF-8"'},
-        )
+        response = jsonify(error="authentication required")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="leukopenia-cds admin", charset="UTF-8"'
+        return response
 
     @blueprint.get("/")
     def dashboard() -> str:
