@@ -17,7 +17,8 @@ Anything else is not followed (the data is then reported missing, never guessed)
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from requests.exceptions import RequestException
 from requests.models import PreparedRequest
@@ -83,3 +84,37 @@ def same_origin(url: str, base_url: str) -> bool:
     """Whether `url` may receive the token given for `base_url` (both must be plain URLs)."""
     link = origin(url)
     return link is not None and link == base_origin(base_url)
+
+
+def _path_segments(base_url: str) -> list[str]:
+    path = base_url.split("://", 1)[1].partition("/")[2]
+    return [segment for segment in path.split("/") if segment]
+
+
+def within(base_url: str, allowed: str) -> bool:
+    """Whether fhirServer `base_url` is `allowed` or below it (whole path segments)."""
+    found, wanted = base_origin(base_url), base_origin(allowed)
+    if found is None or found != wanted:
+        return False
+    prefix = _path_segments(allowed)
+    return _path_segments(base_url)[: len(prefix)] == prefix
+
+
+def fhir_server_allowed(
+    base_url: str, issuer_settings: Mapping[str, Any], tenant: str | None
+) -> bool:
+    """Whether a CDS client (issuer and tenant) may name `base_url` as fhirServer.
+
+    An issuer without `fhir_servers` may name any (a plain https URL, still). `fhir_servers`
+    is a list of allowed base URLs for every tenant, or an object of such lists per tenant."""
+    rule = issuer_settings.get("fhir_servers")
+    if rule is None:
+        return True
+    allowed = rule.get(tenant or "", []) if isinstance(rule, Mapping) else rule
+    return any(within(base_url, entry) for entry in allowed)
+
+
+def origin_text(url: str) -> str:
+    """`scheme://host:port` of a URL, for logs (no path or query: they may hold patient ids)."""
+    found = origin(url)
+    return f"{found.scheme}://{found.host}:{found.port}" if found else "(not a plain URL)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import sys
 from typing import Any
 
 
@@ -53,6 +54,18 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 proc_name = "cds-service"
 # No runtime control socket: one fixed path per user would collide between instances.
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """With plain `gunicorn -c` too: refuse several workers that would not share the JWT
+    replay cache or the database (one line, exit 2, before any worker starts)."""
+    from cds_service.config import ConfigError, load_config, validate_worker_count
+
+    try:
+        validate_worker_count(load_config(), server.cfg.workers)
+    except ConfigError as error:
+        print(f"cds-service: invalid setting: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service import json_body
@@ -40,6 +40,7 @@ def feedback_blueprint(service_ids: Callable[[], Collection[str]]) -> Blueprint:
         except SQLAlchemyError as error:
             log.error("feedback not stored (%s)", type(error).__name__)
             return jsonify(error="feedback could not be stored now; please retry"), 503
+        g.feedback_outcomes = [item.outcome for item in items]  # for the metrics
         return jsonify({}), 200
 
     return blueprint
