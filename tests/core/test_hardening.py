@@ -132,3 +132,14 @@ def test_every_path_and_method_answers_json(client, method, path):
     assert response.status_code < 500
     assert response.status_code not in (301, 302, 307, 308)
     assert response.is_json, (response.status_code, response.data[:80])
+
+
+@pytest.mark.parametrize(
+    ("hook_instance", "status"),
+    [("a" * 100, 200), ("a" * 101, 400), ("d1577c69\x00", 400), ("line\nbreak", 400)],
+)
+def test_hook_instance_fits_the_card_history(client, hook_instance, status):
+    """hookInstance is stored with each card: a longer one (or a NUL, which PostgreSQL
+    refuses) would be answered and then lost from the history with its whole batch."""
+    response = client.post(SERVICE, json={**BASE, "hookInstance": hook_instance})
+    assert response.status_code == status
