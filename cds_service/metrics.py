@@ -73,6 +73,10 @@ VALIDATIONS = Counter(
     "with many repeat patients means CDS_VALIDATION_CACHE_SIZE is too small.",
     ["cache"],
 )
+ADMIN_LOGIN_FAILURES = Counter(
+    "cds_admin_login_failures_total",
+    "Failed logins to the /admin/ dashboard (wrong user or password).",
+)
 FEEDBACK = Counter(
     "cds_feedback_total", "Feedback items stored, by outcome (accepted, overridden).", ["outcome"]
 )
