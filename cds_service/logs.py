@@ -39,6 +39,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # Werkzeug's request line is replaced by our own PHI-safe "answered" entries.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every start: seven lines of noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def escape_control(text: str) -> str:

@@ -89,3 +89,25 @@ def test_a_real_servers_access_log_has_one_line_per_call(tmp_path, monkeypatch):
     assert len(calls) == 2, lines
     assert not any(line.startswith('127.0.0.1 "GET /admin/') for line in lines)
     assert "\\n127.0.0.1" in calls[0] and "\\r\\nforged" in calls[1]
+
+
+def test_start_up_logs_carry_no_alembic_plugin_lines(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from cds_service.logs import configure_logging; configure_logging()\n"
+        "from cds_service import create_app; create_app()\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CDS_")} | {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/cds.sqlite3"
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert "Running upgrade  -> 0001, Card history and feedback." in [e["message"] for e in lines]
+    assert not [e for e in lines if "setup plugin" in e["message"]]
