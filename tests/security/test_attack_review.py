@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jwt
 import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -311,4 +312,22 @@ def test_412_reasons_stay_in_the_log_in_production(tmp_path, signing_key, anywhe
     assert "401" not in response.get_data(as_text=True)
     logged = [r for r in caplog.records if r.getMessage() == "precondition failed"]
     assert "HTTP 401" in logged[0].reason
+    app.extensions["cds_storage"].close()
+
+
+@pytest.mark.parametrize("jti", ["\ud800", "a\udc00", "line\nbreak", "\x00"])
+def test_a_signed_token_with_an_unprintable_jti_is_a_401_not_a_500(tmp_path, signing_key, jti):
+    """Found by the seeded fuzz (variants 6581, 7556, 9644 of 10,000): a lone surrogate in a
+    validly signed jti failed hashing for the replay cache."""
+    app = _app(tmp_path, signing_key)
+    claims = {**issued_now(), "iss": ISSUER, "aud": BASE_URL + SERVICE, "jti": jti}
+    payload = json.dumps(claims).encode()  # ASCII escapes: "\ud800" stays a lone surrogate
+    token = jwt.api_jws.PyJWS().encode(
+        payload, signing_key.private_key, algorithm="ES384", headers={"kid": signing_key.kid}
+    )
+    response = app.test_client().post(
+        SERVICE, json={}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+    assert response.is_json
     app.extensions["cds_storage"].close()
