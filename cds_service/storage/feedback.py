@@ -22,6 +22,9 @@ MAX_SUGGESTION_ID = 200
 MAX_REASON_SYSTEM = CardFeedback.__table__.c.reason_system.type.length
 MAX_REASON_CODE = CardFeedback.__table__.c.reason_code.type.length
 MAX_REASON_DISPLAY = CardFeedback.__table__.c.reason_display.type.length
+# Items per body: an EHR reports a few cards at a time; tens of thousands would exceed what one
+# database statement may carry (PostgreSQL: 65,535 parameters) and fail as a 503 "retry".
+MAX_ITEMS = 1000
 # A free-text comment: a few paragraphs at most, never a document.
 MAX_USER_COMMENT = 2000
 # RFC 3339 §5.6 date-time: a full time with seconds and an explicit offset ("Z" or ±hh:mm).
@@ -55,6 +58,8 @@ def parse_feedback(body: Any) -> list[Feedback]:
     items = body.get("feedback")
     if not isinstance(items, list) or not items:
         raise FeedbackError("'feedback' must be a non-empty array")
+    if len(items) > MAX_ITEMS:
+        raise FeedbackError(f"'feedback' has more than {MAX_ITEMS} items; send them in parts")
     return [_parse_item(item, f"feedback[{index}]") for index, item in enumerate(items)]
 
 

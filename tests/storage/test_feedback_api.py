@@ -290,3 +290,13 @@ def test_timestamps_out_of_range_are_400s(app: Flask, storage: Storage, timestam
     response = app.test_client().post(URL, json={"feedback": [item]})
     assert response.status_code == 400
     assert "outcomeTimestamp" in response.get_json()["error"]
+
+
+def test_too_many_items_is_a_400_not_a_503(app: Flask, storage: Storage) -> None:
+    client = app.test_client()
+    items = [feedback_item(f"card-{n}", code="already-addressed") for n in range(1001)]
+    response = client.post(URL, json={"feedback": items})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "'feedback' has more than 1000 items; send them in parts"
+    assert client.post(URL, json={"feedback": items[:1000]}).status_code == 200
+    assert len(stored(storage)) == 1000
