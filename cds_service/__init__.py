@@ -47,6 +47,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The Flask application, configured from defaults, CDS_* environment and `config`."""
     settings = load_config(config)
     app = Flask(__name__)
+    # Every answer is JSON: no 308 redirect (an HTML body) from `//` to `/` or to a trailing
+    # slash; such paths are plain JSON 404s, or served as written.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.config.update(settings)
     app.json.sort_keys = False
     app.extensions["cds_knowledge"] = load_knowledge(

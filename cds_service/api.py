@@ -11,15 +11,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from cds_service import json_body, metrics, validation
+from cds_service import fhir_links, json_body, metrics, validation
+from cds_service.config import is_development
 from cds_service.engine import evaluate
 from cds_service.fhir_data import PreconditionFailed
-from cds_service.protocol import BadRequest, parse_request
+from cds_service.protocol import BadRequest, HookRequest, parse_request
 
 log = logging.getLogger("cds_service.api")
 blueprint = Blueprint("cds_hooks", __name__)
+UNAVAILABLE = "required FHIR data is unavailable"
 
 
 def error(status: int, message: str) -> Response:
@@ -28,16 +30,36 @@ def error(status: int, message: str) -> Response:
     return response
 
 
+def _refused_fhir_server(service_id: str, hook_request: HookRequest) -> Response | None:
+    """412 when the authenticated client's settings do not allow its fhirServer, so that the
+    service cannot be pointed at arbitrary hosts (CDS_TRUSTED_ISSUERS `fhir_servers`)."""
+    client = g.get("cds_client")
+    if not hook_request.fhir_server or client is None:
+        return None
+    settings = current_app.config["TRUSTED_ISSUERS"][client.issuer]
+    if fhir_links.fhir_server_allowed(hook_request.fhir_server, settings, client.tenant):
+        return None
+    log.warning(
+        "fhirServer not allowed for this client",
+        extra={
+            "service": service_id,
+            "hook_instance": hook_request.correlation_id,
+            "iss": client.issuer,
+            "tenant": client.tenant,
+            "fhir_server_origin": fhir_links.origin_text(hook_request.fhir_server),
+        },
+    )
+    return error(412, UNAVAILABLE)
+
+
 def _read_json() -> Any:
     mimetype = request.mimetype or ""
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
         raise BadRequest("Content-Type must be application/json", status=415)
     try:
-        return json_body.loads(request.get_data(cache=False) or b"")
-    except json_body.TooDeep as exc:
-        raise BadRequest("the request body is nested too deeply") from exc
-    except ValueError as exc:
-        raise BadRequest("the request body is not valid JSON") from exc
+        return json_body.loads_request_body(request.get_data(cache=False))
+    except json_body.BodyRefused as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 @blueprint.get("/cds-services")
@@ -61,6 +83,8 @@ def call_service(service_id: str) -> Response:
             extra={"service": service_id, "status": exc.status, "reason": str(exc)},
         )
         return error(exc.status, str(exc))
+    if refusal := _refused_fhir_server(service_id, hook_request):
+        return refusal
     knowledge = current_app.extensions["cds_knowledge"]
     try:
         result = evaluate(service, hook_request, knowledge, current_app.config, datetime.now(UTC))
@@ -73,7 +97,11 @@ def call_service(service_id: str) -> Response:
                 "reason": str(exc),
             },
         )
-        return error(412, f"required FHIR data is unavailable: {exc}")
+        # Production callers get no detail: "could not be reached", "HTTP 302" or "401" would
+        # tell them what answers at a host and port they chose (the log has the reason).
+        if is_development(current_app.config):
+            return error(412, f"{UNAVAILABLE}: {exc}")
+        return error(412, UNAVAILABLE)
     storage = current_app.extensions["cds_storage"]
     cards, suppressed = storage.filter_snoozed(result.cards, service.id, hook_request.patient_id)
     metrics.observe_cards(cards)

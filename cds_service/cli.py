@@ -160,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--since", help="first day (YYYY-MM-DD)")
     report.set_defaults(run=_feedback_report)
     args = parser.parse_args(argv)
-    return args.run(args)
+    from cds_service.config import ConfigError
+
+    try:
+        return args.run(args)
+    except ConfigError as error:  # one line naming the setting, not a traceback
+        print(f"cds-service: invalid setting: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,12 +8,16 @@ otherwise taken as strings: `CDS_THRESHOLDS='{"dose_review_wbc": 3.0}'`.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from cds_service.fhir_links import base_origin
 
 ENV_PREFIX = "CDS_"
 
@@ -64,8 +68,11 @@ DEFAULTS: dict[str, Any] = {
     # Trusted CDS clients, by exact `iss`: where their keys are and what they may claim.
     # {"<iss>": {"jwks_file": path, "jwks_url": url, "jku_allowlist": [url], "tenants": [..]}}
     # Keys come from jwks_file (pinned) if set, else the token's allowlisted `jku`, else
-    # jwks_url. A missing/null "tenants" allows any tenant. The default trusts the public
-    # sandbox, whose private key is published: development only, refused in production.
+    # jwks_url. A missing/null "tenants" allows any tenant. Optional "fhir_servers" (advised
+    # in production): the fhirServer base URLs the issuer may name, a list for every tenant
+    # or {"<tenant>": [url]}; another fhirServer gets 412 (the service never calls it).
+    # The default trusts the public sandbox, whose private key is published: development
+    # only, refused in production.
     "TRUSTED_ISSUERS": {
         "https://sandbox.cds-hooks.org": {
             "jwks_file": SANDBOX_JWKS_FILE,
@@ -121,6 +128,7 @@ def _parse_env_value(raw: str) -> Any:
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults <- CDS_* environment <- overrides, then validated."""
     config = dict(DEFAULTS)
+    refuse_unknown_environment_names(os.environ)
     for name, raw in os.environ.items():
         if name.startswith(ENV_PREFIX):
             config[name[len(ENV_PREFIX) :]] = _parse_env_value(raw)
@@ -148,6 +156,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
         raise ConfigError("CDS_VALIDATION_CACHE_SIZE must be a whole number, 0 or more")
     _validate_fhir_settings(config)
+    _validate_production_hardening(config)
     _validate_auth_config(config)
     _validate_storage_settings(config)
 
@@ -200,7 +209,7 @@ def is_development(config: Mapping[str, Any]) -> bool:
 
 # --- CDS client authentication settings ---
 
-_ISSUER_KEYS = {"jwks_file", "jwks_url", "jku_allowlist", "tenants"}
+_ISSUER_KEYS = {"jwks_file", "jwks_url", "jku_allowlist", "tenants", "fhir_servers"}
 
 
 def is_auth_required(config: Mapping[str, Any]) -> bool:
@@ -235,6 +244,8 @@ def _validate_issuer(issuer: str, settings: Any, production: bool) -> None:
         raise ConfigError(f"{name}.tenants must be a list of strings or null")
     if not settings.get("jwks_file") and not urls:
         raise ConfigError(f"{name} needs a jwks_file, a jwks_url or a jku_allowlist")
+    _validate_jwks_file(name, settings.get("jwks_file"))
+    _validate_fhir_servers(name, settings.get("fhir_servers"), production)
     if production and (
         issuer == SANDBOX_ISSUER
         or settings.get("jwks_file") == SANDBOX_JWKS_FILE
@@ -291,3 +302,88 @@ def _validate_auth_config(config: Mapping[str, Any]) -> None:
             raise ConfigError("CDS_AUTH_REQUIRED cannot be false in production")
         if not issuers:
             raise ConfigError("CDS_TRUSTED_ISSUERS must name at least one CDS client in production")
+
+
+# --- Start-up refusals of issue 13: unknown names, production hardening, worker count ---
+
+# A production CORS origin: scheme, host and optional port, nothing else. flask-cors reads
+# "*" and other regex characters as patterns that would match origins nobody listed.
+_PLAIN_CORS_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+MIN_PATIENT_KEY_SECRET_LENGTH = 32
+
+
+def refuse_unknown_environment_names(environ: Mapping[str, str]) -> None:
+    """A misspelt CDS_* variable would be silently ignored: refuse it, naming the closest."""
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX) :] in DEFAULTS:
+            continue
+        known = [ENV_PREFIX + key for key in DEFAULTS]
+        closest = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {closest[0]}?" if closest else " (README: Configuration)"
+        raise ConfigError(f"{name} is not a setting of this service{hint}")
+
+
+def _validate_production_hardening(config: Mapping[str, Any]) -> None:
+    if config["ENV"] != "production":
+        return
+    origins = config["CORS_ORIGINS"]
+    if not isinstance(origins, list) or not all(
+        isinstance(o, str) and _PLAIN_CORS_ORIGIN.fullmatch(o) for o in origins
+    ):
+        raise ConfigError(
+            "CDS_CORS_ORIGINS must list the EHR origins in production, each like "
+            "https://ehr.example.org (no '*', no patterns)"
+        )
+    secret = config["PATIENT_KEY_SECRET"]
+    if not isinstance(secret, str) or len(secret) < MIN_PATIENT_KEY_SECRET_LENGTH:
+        raise ConfigError(
+            f"CDS_PATIENT_KEY_SECRET must have at least {MIN_PATIENT_KEY_SECRET_LENGTH} "
+            "characters in production"
+        )
+    if config["TRUSTED_ISSUERS"] == DEFAULTS["TRUSTED_ISSUERS"]:
+        raise ConfigError(
+            "set CDS_TRUSTED_ISSUERS: production needs the CDS clients it trusts "
+            "(the default trusts only the public sandbox, refused in production)"
+        )
+
+
+def validate_worker_count(config: Mapping[str, Any], workers: int) -> None:
+    """Several worker processes share nothing in memory: the JWT replay cache must be Redis
+    (else a token is accepted once per worker) and the database must not be SQLite."""
+    if workers <= 1 or config["ENV"] != "production":
+        return
+    if not config["REDIS_URL"]:
+        raise ConfigError(
+            f"{workers} workers need CDS_REDIS_URL (the shared JWT replay cache); "
+            "or run one worker (GUNICORN_WORKERS=1)"
+        )
+    if str(config["DATABASE_URL"]).startswith("sqlite"):
+        raise ConfigError(
+            f"{workers} workers need a PostgreSQL CDS_DATABASE_URL, not SQLite; "
+            "or run one worker (GUNICORN_WORKERS=1)"
+        )
+
+
+def _validate_jwks_file(name: str, jwks_file: Any) -> None:
+    # Checked here, once: a missing file would otherwise fail every worker with a traceback.
+    if jwks_file is None:
+        return
+    if not isinstance(jwks_file, str) or not Path(jwks_file).is_file():
+        raise ConfigError(f"{name}.jwks_file: {jwks_file!r} is not a readable file")
+
+
+def _validate_fhir_servers(name: str, rule: Any, production: bool) -> None:
+    if rule is None:
+        return
+    lists = rule.values() if isinstance(rule, Mapping) else [rule]
+    message = (
+        f"{name}.fhir_servers must be a list of fhirServer base URLs, or an object of such "
+        "lists keyed by tenant"
+    )
+    for urls in lists:
+        if not isinstance(urls, list):
+            raise ConfigError(message)
+        for url in urls:
+            found = base_origin(url) if isinstance(url, str) else None
+            if found is None or (production and found.scheme != "https"):
+                raise ConfigError(f"{name}.fhir_servers: {url!r} is not a plain https base URL")

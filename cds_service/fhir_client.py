@@ -15,12 +15,11 @@ from functools import cache
 from http.cookiejar import DefaultCookiePolicy
 from time import monotonic
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from cds_service import json_body
+from cds_service import fhir_links, json_body
 from cds_service.config import is_development
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,6 @@ logger = logging.getLogger(__name__)
 logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 FHIR_JSON_TYPES = ("application/fhir+json", "application/json")
-DEFAULT_PORTS = {"https": 443, "http": 80}
 CHUNK_BYTES = 64 * 1024
 LATE = "the FHIR server did not answer in time"
 
@@ -52,20 +50,10 @@ class FhirServer:
 
     def owns(self, url: str) -> bool:
         """Whether `url` is on fhirServer's origin, so the token may be sent there."""
-        return _origin(url) == _origin(self.base_url)
+        return fhir_links.same_origin(url, self.base_url)
 
     def __repr__(self) -> str:  # keeps the token out of reprs in logs and tracebacks
         return "FhirServer(<redacted>)"
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
 
 
 def fhir_server_for(
@@ -74,10 +62,10 @@ def fhir_server_for(
     """The request's FHIR server if this service may call it, else FhirUnavailable."""
     if not base_url:
         raise FhirUnavailable("the request has no fhirServer")
-    parts = urlsplit(base_url)
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+    base_origin = fhir_links.base_origin(base_url)
+    if base_origin is None:
         raise FhirUnavailable("fhirServer is not a plain http(s) URL")
-    if parts.scheme == "http" and not is_development(config):
+    if base_origin.scheme == "http" and not is_development(config):
         raise FhirUnavailable("fhirServer must use https")
     if not access_token and not config["FHIR_ALLOW_UNAUTHENTICATED"]:
         raise FhirUnavailable("the request has no fhirAuthorization access token")

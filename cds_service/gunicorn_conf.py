@@ -10,7 +10,12 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import sys
 from typing import Any
+
+from gunicorn.glogging import Logger
+
+from cds_service.logs import escape_control
 
 
 def _int(name: str, default: int) -> int:
@@ -51,8 +56,32 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # %(U)s is the path without the query string; %(M)s the time in milliseconds.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 proc_name = "cds-service"
+
+
+class EscapingLogger(Logger):
+    """gunicorn's logger, with control characters escaped in every access-log field: the path
+    is percent-decoded by then, and a client's `%0A` would forge a whole line."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {k: escape_control(v) if isinstance(v, str) else v for k, v in atoms.items()}
+
+
+logger_class = EscapingLogger
 # No runtime control socket: one fixed path per user would collide between instances.
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """With plain `gunicorn -c` too: refuse several workers that would not share the JWT
+    replay cache or the database (one line, exit 2, before any worker starts)."""
+    from cds_service.config import ConfigError, load_config, validate_worker_count
+
+    try:
+        validate_worker_count(load_config(), server.cfg.workers)
+    except ConfigError as error:
+        print(f"cds-service: invalid setting: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def post_worker_init(worker: Any) -> None:

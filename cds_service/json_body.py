@@ -34,6 +34,20 @@ def loads(raw: bytes, limit: int = MAX_DEPTH) -> Any:
     return value
 
 
+class BodyRefused(ValueError):
+    """A request body that is not acceptable JSON; the message is for the client."""
+
+
+def loads_request_body(raw: bytes) -> Any:
+    """The JSON value of a request body (every endpoint reads bodies here), or BodyRefused."""
+    try:
+        return loads(raw or b"")
+    except TooDeep as exc:
+        raise BodyRefused("the request body is nested too deeply") from exc
+    except ValueError as exc:  # also lone UTF-16 surrogates, which no database can store
+        raise BodyRefused("the request body is not valid JSON") from exc
+
+
 def brackets_shallow(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     """Fast and sound for valid JSON: True only if it nests fewer than `limit` levels.
 

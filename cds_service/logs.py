@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
+# C0 and C1 control characters and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -36,3 +39,11 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # Werkzeug's request line is replaced by our own PHI-safe "answered" entries.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every start: seven lines of noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def escape_control(text: str) -> str:
+    """`text` with control characters written as escapes, for plain-text log lines: a client's
+    `%0A` (decoded by then) must not start a forged line of its own."""
+    return _CONTROL.sub(lambda match: json.dumps(match[0])[1:-1], text)

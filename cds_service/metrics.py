@@ -73,6 +73,10 @@ VALIDATIONS = Counter(
     "with many repeat patients means CDS_VALIDATION_CACHE_SIZE is too small.",
     ["cache"],
 )
+ADMIN_LOGIN_FAILURES = Counter(
+    "cds_admin_login_failures_total",
+    "Failed logins to the /admin/ dashboard (wrong user or password).",
+)
 FEEDBACK = Counter(
     "cds_feedback_total", "Feedback items stored, by outcome (accepted, overridden).", ["outcome"]
 )
@@ -173,9 +177,8 @@ def _record_request(response: Response) -> Response:
                 time.perf_counter() - g.metrics_started
             )
     elif endpoint == "cds_feedback.receive_feedback" and response.status_code == 200:
-        body = request.get_json(force=True, silent=True)  # cached by the view
-        for item in body.get("feedback") or [] if isinstance(body, dict) else []:
-            outcome = item.get("outcome") if isinstance(item, dict) else None
+        # The outcomes the view parsed and stored (the body is read once, by the strict reader).
+        for outcome in g.get("feedback_outcomes", ()):
             if outcome in _FEEDBACK_OUTCOMES:
                 FEEDBACK.labels(outcome).inc()
     return response

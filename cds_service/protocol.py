@@ -108,6 +108,11 @@ def _validate_fhir_access(body: Mapping[str, Any]) -> tuple[str | None, str | No
     return server, token
 
 
+# The card history column's size (storage/models.py IssuedCard.hook_instance): a longer value
+# would be answered and then fail its history write. A UUID has 36 characters.
+MAX_HOOK_INSTANCE_LENGTH = 100
+
+
 def parse_request(body: Any, service_hook: str) -> HookRequest:
     if not isinstance(body, Mapping):
         raise BadRequest("the request body must be a JSON object")
@@ -115,8 +120,10 @@ def parse_request(body: Any, service_hook: str) -> HookRequest:
     if hook != service_hook:
         raise BadRequest(f"this service answers the {service_hook} hook only")
     hook_instance = _string(body, "hookInstance")
-    if len(hook_instance) > 128:
+    if len(hook_instance) > MAX_HOOK_INSTANCE_LENGTH:
         raise BadRequest("hookInstance is too long (a UUID is expected)")
+    if not hook_instance.isprintable():
+        raise BadRequest("hookInstance must not contain control characters (a UUID is expected)")
     context = body.get("context")
     if not isinstance(context, Mapping):
         raise BadRequest("context is required and must be an object")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service import units
-from cds_service.config import ConfigError, load_config
+from cds_service.config import ConfigError, load_config, validate_worker_count
 
 CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -31,9 +31,17 @@ def _prepare_multiprocess_metrics() -> None:
         stale.unlink()
 
 
+def _gunicorn_settings() -> dict[str, Any]:
+    """The names gunicorn_conf.py defines (it reads GUNICORN_* from the environment)."""
+    namespace: dict[str, Any] = {"__file__": str(CONFIG_MODULE)}
+    exec(compile(CONFIG_MODULE.read_text(), str(CONFIG_MODULE), "exec"), namespace)
+    return namespace
+
+
 def serve_production(host: str, port: int) -> int:
+    settings = _gunicorn_settings()
     try:
-        load_config()
+        validate_worker_count(load_config(), settings["workers"])
     except ConfigError as error:
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         return 2
@@ -45,9 +53,7 @@ def serve_production(host: str, port: int) -> int:
     class _Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("config", str(CONFIG_MODULE))
-            namespace: dict[str, Any] = {"__file__": str(CONFIG_MODULE)}
-            exec(compile(CONFIG_MODULE.read_text(), str(CONFIG_MODULE), "exec"), namespace)
-            for name, value in namespace.items():
+            for name, value in settings.items():
                 if name in self.cfg.settings and value is not None:
                     self.cfg.set(name, value)
             self.cfg.set("bind", [bind])

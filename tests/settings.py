@@ -6,7 +6,7 @@ from typing import Any
 
 PRODUCTION: dict[str, Any] = {
     "ENV": "production",
-    "PATIENT_KEY_SECRET": "a-real-secret-for-tests",
+    "PATIENT_KEY_SECRET": "a-real-secret-for-tests-0123456789abcdef",
     "CORS_ORIGINS": ["https://ehr.example.org"],
     "PUBLIC_BASE_URL": "https://cds.example.org",
     "TRUSTED_ISSUERS": {

@@ -82,7 +82,8 @@ class ClientAuthenticator:
         _check_audience(claims.get("aud"), audience, issuer)
         tenant = _checked_tenant(claims, settings, issuer)
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        # Printable only: a lone UTF-16 surrogate (valid JSON escape) cannot even be hashed.
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH or not jti.isprintable():
             raise AuthenticationError("missing or invalid jti", issuer)
         # Checked last, so a token rejected for another reason does not use up its jti.
         remember_until = claims["exp"] + self._leeway

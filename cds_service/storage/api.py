@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds_service import json_body
 from cds_service.storage.feedback import FeedbackError, parse_feedback
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,10 @@ def feedback_blueprint(service_ids: Callable[[], Collection[str]]) -> Blueprint:
     def receive_feedback(service_id: str) -> tuple[Response, int]:
         if service_id not in service_ids():
             return jsonify(error=f"no CDS service with id {service_id!r}"), 404
-        body = request.get_json(force=True, silent=True)
-        if body is None:
-            return jsonify(error="the body must be JSON"), 400
+        try:
+            body = json_body.loads_request_body(request.get_data(cache=False))
+        except json_body.BodyRefused as error:
+            return jsonify(error=str(error)), 400
         try:
             items = parse_feedback(body)
         except FeedbackError as error:
@@ -38,6 +40,7 @@ def feedback_blueprint(service_ids: Callable[[], Collection[str]]) -> Blueprint:
         except SQLAlchemyError as error:
             log.error("feedback not stored (%s)", type(error).__name__)
             return jsonify(error="feedback could not be stored now; please retry"), 503
+        g.feedback_outcomes = [item.outcome for item in items]  # for the metrics
         return jsonify({}), 200
 
     return blueprint

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
+from cds_service.storage.admin_login import FailedLogins, client_address
 from cds_service.storage.charts import HEIGHT, MARGIN, WIDTH, rate_charts, reason_bars
 from cds_service.storage.report import RuleWeekStats, feedback_report
 
@@ -20,10 +21,18 @@ def dashboard_blueprint(config: Mapping[str, Any]) -> Blueprint:
     blueprint = Blueprint("cds_admin", __name__, template_folder="templates")
     user, password = config["ADMIN_USER"], config["ADMIN_PASSWORD"]
 
+    failed_logins = FailedLogins()
+
     @blueprint.before_request
     def require_admin() -> Response | None:
         if not password:
             abort(404)
+        address = client_address(request)
+        if wait := failed_logins.retry_after(address):
+            response = jsonify(error="too many failed logins; try again later")
+            response.status_code = 429
+            response.headers["Retry-After"] = str(wait)
+            return response
         auth = request.authorization
         if (
             auth is not None
@@ -31,12 +40,14 @@ def dashboard_blueprint(config: Mapping[str, Any]) -> Blueprint:
             and hmac.compare_digest((auth.username or "").encode(), user.encode())
             and hmac.compare_digest((auth.password or "").encode(), password.encode())
         ):
+            failed_logins.forget(address)
             return None
-        return Response(
-            "Authentication required",
-            401,
-            {"WWW-Authenticate": 'Basic realm="leukopenia-cds admin", charset="UTF-8"'},
-        )
+        if request.headers.get("Authorization"):  # a browser's first, bare request is no try
+            failed_logins.record_failure(address)
+        response = jsonify(error="authentication required")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="leukopenia-cds admin", charset="UTF-8"'
+        return response
 
     @blueprint.get("/")
     def dashboard() -> str:

@@ -12,7 +12,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cds_service.storage.models import CardFeedback
+
 OUTCOMES = ("accepted", "overridden")
+# Longest strings accepted, so that every accepted item fits its column (models.py) and a
+# permanent client error is a 400 here, not a database failure answered 503 "retry".
+MAX_CARD_UUID = CardFeedback.__table__.c.card_uuid.type.length
+MAX_SUGGESTION_ID = 200
+MAX_REASON_SYSTEM = CardFeedback.__table__.c.reason_system.type.length
+MAX_REASON_CODE = CardFeedback.__table__.c.reason_code.type.length
+MAX_REASON_DISPLAY = CardFeedback.__table__.c.reason_display.type.length
+# Items per body: an EHR reports a few cards at a time; tens of thousands would exceed what one
+# database statement may carry (PostgreSQL: 65,535 parameters) and fail as a 503 "retry".
+MAX_ITEMS = 1000
+# A free-text comment: a few paragraphs at most, never a document.
+MAX_USER_COMMENT = 2000
 # RFC 3339 §5.6 date-time: a full time with seconds and an explicit offset ("Z" or ±hh:mm).
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -44,6 +58,8 @@ def parse_feedback(body: Any) -> list[Feedback]:
     items = body.get("feedback")
     if not isinstance(items, list) or not items:
         raise FeedbackError("'feedback' must be a non-empty array")
+    if len(items) > MAX_ITEMS:
+        raise FeedbackError(f"'feedback' has more than {MAX_ITEMS} items; send them in parts")
     return [_parse_item(item, f"feedback[{index}]") for index, item in enumerate(items)]
 
 
@@ -53,6 +69,7 @@ def _parse_item(item: Any, where: str) -> Feedback:
     card = item.get("card")
     if not isinstance(card, str) or not card:
         raise FeedbackError(f"{where}.card must be the card's uuid as a non-empty string")
+    _check_text(card, f"{where}.card", MAX_CARD_UUID)
     outcome = item.get("outcome")
     if outcome not in OUTCOMES:
         raise FeedbackError(f"{where}.outcome must be one of {', '.join(OUTCOMES)}")
@@ -77,6 +94,8 @@ def _accepted_suggestions(value: Any, where: str) -> tuple[str, ...] | None:
     ids = [entry.get("id") if isinstance(entry, Mapping) else None for entry in value]
     if not all(isinstance(id_, str) and id_ for id_ in ids):
         raise FeedbackError(message)
+    for index, id_ in enumerate(ids):
+        _check_text(id_, f"{where}.acceptedSuggestions[{index}].id", MAX_SUGGESTION_ID)
     return tuple(ids)
 
 
@@ -90,6 +109,8 @@ def _override_reason(value: Any, where: str) -> OverrideReason | None:
         raise FeedbackError(f"{where} must have a reason, a userComment or both")
     if comment is not None and not isinstance(comment, str):
         raise FeedbackError(f"{where}.userComment must be a string")
+    if comment is not None:
+        _check_text(comment, f"{where}.userComment", MAX_USER_COMMENT)
     if reason is None:
         return OverrideReason(system=None, code=None, display=None, user_comment=comment)
     if not isinstance(reason, Mapping):
@@ -99,15 +120,29 @@ def _override_reason(value: Any, where: str) -> OverrideReason | None:
         raise FeedbackError(f"{where}.reason must have 'system' and 'code' strings")
     if display is not None and not isinstance(display, str):
         raise FeedbackError(f"{where}.reason.display must be a string")
+    _check_text(system, f"{where}.reason.system", MAX_REASON_SYSTEM)
+    _check_text(code, f"{where}.reason.code", MAX_REASON_CODE)
+    if display is not None:
+        _check_text(display, f"{where}.reason.display", MAX_REASON_DISPLAY)
     return OverrideReason(system=system, code=code, display=display, user_comment=comment)
 
 
+def _check_text(value: str, where: str, max_length: int) -> None:
+    """A string the database can hold: not too long, no NUL (PostgreSQL text refuses it).
+    Lone UTF-16 surrogates never get here: the JSON reader refuses them."""
+    if len(value) > max_length:
+        raise FeedbackError(f"{where} is longer than {max_length} characters")
+    if "\x00" in value:
+        raise FeedbackError(f"{where} must not contain a NUL character")
+
+
 def _timestamp(value: Any, where: str) -> datetime:
-    if not isinstance(value, str) or not _RFC3339.match(value):
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise FeedbackError(
             f"{where} must be an RFC 3339 date-time with a time zone, e.g. 2021-12-11T10:05:31Z"
         )
     try:
         return datetime.fromisoformat(value.upper()).astimezone(UTC)
-    except ValueError as error:  # e.g. month 13: the shape was right, the date is not
+    # e.g. month 13, or 9999-12-31T23:59:59-01:00 (past year 9999 in UTC)
+    except (ValueError, OverflowError) as error:
         raise FeedbackError(f"{where} is not a real date-time: {value}") from error

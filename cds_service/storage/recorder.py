@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cds_service.storage.counters import CARDS_LOST, CARDS_RECORDED, Counters
 from cds_service.storage.database import insert_ignoring_duplicates
@@ -88,14 +89,34 @@ class CardHistoryWriter:
         if not rows:
             return
         try:
-            with self._engine.begin() as connection:
-                insert_ignoring_duplicates(connection, IssuedCard.__table__, rows)
-        except Exception as error:  # any database failure loses the batch, never the thread
-            self._counters.increment(CARDS_LOST, len(rows))
-            log.error(
-                "card history write failed (%s): %d card records lost",
+            self._insert(rows)
+        except Exception as error:  # any database failure fails the batch, never the thread
+            if len(rows) == 1 or isinstance(error, OperationalError | InterfaceError):
+                # The database is away (or full, or locked): a retry per row would wait for
+                # the time-out once per row.
+                self._lost(rows, error)
+                return
+            # A row the database refuses (a value too long, a NUL, a missing field) must not
+            # lose the other cards of the batch: write them one by one, losing only the rows
+            # that fail again.
+            log.warning(
+                "card history batch failed (%s): writing its %d rows one by one",
                 type(error).__name__,
                 len(rows),
             )
+            for row in rows:
+                self._write([row])
         else:
             self._counters.increment(CARDS_RECORDED, len(rows))
+
+    def _insert(self, rows: list[Row]) -> None:
+        with self._engine.begin() as connection:
+            insert_ignoring_duplicates(connection, IssuedCard.__table__, rows)
+
+    def _lost(self, rows: list[Row], error: Exception) -> None:
+        self._counters.increment(CARDS_LOST, len(rows))
+        log.error(
+            "card history write failed (%s): %d card records lost",
+            type(error).__name__,
+            len(rows),
+        )

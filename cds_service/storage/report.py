@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time
 
 from sqlalchemy import Engine, select
 
+from cds_service.cards import OVERRIDE_REASONS, OVERRIDE_SYSTEM
 from cds_service.storage.database import create_database_engine, migrate
 from cds_service.storage.models import CardFeedback, IssuedCard
 from cds_service.storage.store import Storage
@@ -61,11 +62,13 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
         select(
             CardFeedback.card_uuid,
             CardFeedback.outcome,
+            CardFeedback.reason_system,
             CardFeedback.reason_code,
-            CardFeedback.reason_display,
         )
         .join(IssuedCard, IssuedCard.card_uuid == CardFeedback.card_uuid)
-        .order_by(CardFeedback.outcome_at, CardFeedback.id)
+        # Received order, the service's own clock: a client's outcomeTimestamp (2099, say)
+        # must not decide which outcome is a card's latest.
+        .order_by(CardFeedback.received_at, CardFeedback.id)
     )
     if since is not None:
         start = datetime.combine(since, time.min, UTC)
@@ -76,11 +79,6 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
         # Ordered oldest first, so the last one written per card is its latest outcome.
         latest = {row.card_uuid: row for row in connection.execute(feedback)}
 
-    displays = {
-        row.reason_code: row.reason_display
-        for row in latest.values()
-        if row.reason_code and row.reason_display
-    }
     shown: Counter[tuple[str, str]] = Counter()
     outcomes: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     reasons: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
@@ -92,7 +90,7 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
             continue
         outcomes[key][outcome.outcome] += 1
         if outcome.outcome == "overridden":
-            reasons[key][outcome.reason_code or NO_REASON] += 1
+            reasons[key][_reason_code(outcome.reason_system, outcome.reason_code)] += 1
     return [
         RuleWeekStats(
             rule_id=rule_id,
@@ -101,7 +99,7 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
             accepted=outcomes[(rule_id, week)]["accepted"],
             overridden=outcomes[(rule_id, week)]["overridden"],
             override_reasons=tuple(
-                ReasonCount(code=code, display=displays.get(code, code), count=count)
+                ReasonCount(code=code, display=_reason_display(code), count=count)
                 for code, count in sorted(
                     reasons[(rule_id, week)].items(), key=lambda item: (-item[1], item[0])
                 )
@@ -109,6 +107,20 @@ def feedback_report(source: Storage | Engine, since: date | None = None) -> list
         )
         for rule_id, week in sorted(shown)
     ]
+
+
+def _reason_code(system: str | None, code: str | None) -> str:
+    """The reason's code; a code of another system keeps its system, so that it cannot pass
+    for one of ours."""
+    if not code:
+        return NO_REASON
+    return code if system == OVERRIDE_SYSTEM else f"{system}|{code}"
+
+
+def _reason_display(code: str) -> str:
+    """Displays come from the service's own reason catalogue, never from feedback: any
+    client could otherwise rename a reason on the dashboard for everyone."""
+    return OVERRIDE_REASONS.get(code, code)
 
 
 def _percent(rate: float | None) -> str:

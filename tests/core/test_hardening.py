@@ -7,6 +7,7 @@ import copy
 import json
 import logging
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -107,3 +108,38 @@ def test_mutated_draft_orders_never_give_5xx(client, path, replacement):
     target[path[-1]] = replacement
     response = client.post("/cds-services/leukopenia-order-sign", json=body)
     assert response.status_code < 500, path
+
+
+ODD_REQUESTS = [
+    ("POST", "/cds-services//feedback"),
+    ("POST", "//cds-services/leukopenia-patient-view"),
+    ("POST", "/cds-services/leukopenia-patient-view//feedback"),
+    ("GET", "/cds-services//"),
+    ("GET", "/admin"),
+    ("GET", "/admin//api/stats"),
+    ("PUT", "/cds-services"),
+    ("DELETE", "/cds-services/leukopenia-patient-view/feedback"),
+    ("GET", "/no/such/path"),
+    ("POST", "/cds-services/leukopenia-patient-view/feedback/extra"),
+    ("GET", "/cds-services/%0Aforged"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ODD_REQUESTS)
+def test_every_path_and_method_answers_json(client, method, path):
+    """No HTML: no 308 redirect from `//` or to a trailing slash, no HTML 404/405 pages."""
+    response = client.open(path, method=method, json={"feedback": []})
+    assert response.status_code < 500
+    assert response.status_code not in (301, 302, 307, 308)
+    assert response.is_json, (response.status_code, response.data[:80])
+
+
+@pytest.mark.parametrize(
+    ("hook_instance", "status"),
+    [("a" * 100, 200), ("a" * 101, 400), ("d1577c69\x00", 400), ("line\nbreak", 400)],
+)
+def test_hook_instance_fits_the_card_history(client, hook_instance, status):
+    """hookInstance is stored with each card: a longer one (or a NUL, which PostgreSQL
+    refuses) would be answered and then lost from the history with its whole batch."""
+    response = client.post(SERVICE, json={**BASE, "hookInstance": hook_instance})
+    assert response.status_code == status

@@ -16,7 +16,7 @@ DISCOVERY_URL = f"{BASE_URL}/cds-services"
 SERVICE_PATH = "/cds-services/leukopenia-patient-view"
 PRODUCTION = {
     "ENV": "production",
-    "PATIENT_KEY_SECRET": "a-real-secret",
+    "PATIENT_KEY_SECRET": "a-real-secret-of-at-least-32-characters",
     "CORS_ORIGINS": ["https://ehr.example.com"],
     "PUBLIC_BASE_URL": BASE_URL,
 }

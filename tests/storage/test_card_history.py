@@ -146,3 +146,45 @@ def test_patient_key_is_stable_secret_dependent_and_hides_the_id() -> None:
     assert key != patient_key(PATIENT, "secret-b")
     assert key != patient_key("Patient/other", "secret-a")
     assert len(key) == 64 and "sle" not in key
+
+
+# --- A bad row loses only itself (issue 13 §3: 402 of 800 cards lost on PostgreSQL) --------
+
+
+def _row(card: dict[str, Any], hook_instance: str = "h") -> dict[str, Any]:
+    return {
+        "card_uuid": card["uuid"],
+        "service_id": SERVICE_ID,
+        "hook": "patient-view",
+        "hook_instance": hook_instance,
+        "rule_id": card["source"]["topic"]["code"],
+        "knowledge_version": "v",
+        "indicator": card.get("indicator"),
+        "patient_key": "k",
+        "issued_at": __import__("datetime").datetime.now(__import__("datetime").UTC),
+    }
+
+
+def test_a_failing_batch_is_written_row_by_row(storage: Storage) -> None:
+    counters = Counters()
+    writer = CardHistoryWriter(storage.engine, counters, 100)
+    good = [make_card(f"GOOD_{n}") for n in range(5)]
+    bad = make_card("BAD")
+    del bad["indicator"]  # NOT NULL on every database
+    rows = [_row(card) for card in good[:2]] + [_row(bad)] + [_row(card) for card in good[2:]]
+    writer._write(rows)  # one batch, as the writer thread forms them
+    writer.close()
+    assert [r.rule_id for r in history(storage)] == [f"GOOD_{n}" for n in range(5)]
+    assert counters.snapshot()[CARDS_RECORDED] == 5
+    assert counters.snapshot()[CARDS_LOST] == 1
+
+
+def test_the_longest_accepted_hook_instance_fits_its_column(storage: Storage) -> None:
+    from cds_service.protocol import MAX_HOOK_INSTANCE_LENGTH
+
+    assert IssuedCard.__table__.c.hook_instance.type.length == MAX_HOOK_INSTANCE_LENGTH
+    longest = "é" * MAX_HOOK_INSTANCE_LENGTH  # characters, not bytes, on PostgreSQL too
+    storage.record_cards(SERVICE_ID, "patient-view", longest, PATIENT, [make_card("A")], "v")
+    storage.flush()
+    assert [r.hook_instance for r in history(storage)] == [longest]
+    assert storage.counters.snapshot().get(CARDS_LOST, 0) == 0

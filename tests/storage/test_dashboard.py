@@ -76,8 +76,8 @@ def test_override_reason_text_from_clients_is_escaped(app: Flask, clock: Clock) 
     card = make_card("CBC_STALE")
     storage.record_cards(SERVICE_ID, "patient-view", "h", "Patient/1", [card], "v")
     storage.flush()
-    item = feedback_item(card["uuid"], code="x")
-    item["overrideReason"]["reason"]["display"] = "<script>alert(1)</script>"
+    # A code outside the catalogue is shown as sent (displays from clients are never shown).
+    item = feedback_item(card["uuid"], code="<script>alert(1)</script>")
     app.test_client().post(f"/cds-services/{SERVICE_ID}/feedback", json={"feedback": [item]})
     page = app.test_client().get("/admin/?since=2025-01-01", headers=basic(USER, PASSWORD))
     assert "<script>" not in page.get_data(as_text=True)
@@ -144,7 +144,7 @@ def test_dashboard_page_in_a_real_browser(
     assert dots[0].size["height"] > 0  # drawn, not just present
     bars = browser.find_elements(By.CSS_SELECTOR, "#reasons rect.bar")
     assert [b.find_element(By.TAG_NAME, "title").get_attribute("textContent") for b in bars] == [
-        "Counts reviewed: 2",
+        "Counts already reviewed: 2",
         "(no coded reason): 1",
         "Already addressed: 1",
     ]

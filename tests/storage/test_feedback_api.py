@@ -100,7 +100,7 @@ def test_duplicate_feedback_is_stored_once(app: Flask, storage: Storage) -> None
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ("not json", "the body must be JSON"),
+        ("not json", "the request body is not valid JSON"),
         (json.dumps({"feedback": []}), "'feedback' must be a non-empty array"),
         (
             json.dumps(
@@ -200,3 +200,103 @@ def test_sqlite_commits_are_durable(tmp_path):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     engine.dispose()
+
+
+# --- Permanent client errors are 400s naming the field, never 503 "retry" or 500 (issue 13) ---
+
+
+def _with_reason(**reason: Any) -> dict[str, Any]:
+    item = feedback_item("card-1", code="already-addressed")
+    item["overrideReason"]["reason"] |= reason
+    return item
+
+
+def _field_cases(text: str) -> dict[str, dict[str, Any]]:
+    """Feedback items with `text` in each string field the service stores."""
+    commented = feedback_item("card-1", code="already-addressed")
+    commented["overrideReason"]["userComment"] = text
+    accepted = feedback_item("card-1", outcome="accepted")
+    accepted["acceptedSuggestions"] = [{"id": text}]
+    return {
+        "feedback[0].card": feedback_item(text),
+        "feedback[0].overrideReason.reason.system": _with_reason(system=text),
+        "feedback[0].overrideReason.reason.code": _with_reason(code=text),
+        "feedback[0].overrideReason.reason.display": _with_reason(display=text),
+        "feedback[0].overrideReason.userComment": commented,
+        "feedback[0].acceptedSuggestions[0].id": accepted,
+    }
+
+
+LONGEST = {
+    "feedback[0].card": 64,
+    "feedback[0].overrideReason.reason.system": 500,
+    "feedback[0].overrideReason.reason.code": 200,
+    "feedback[0].overrideReason.reason.display": 500,
+    "feedback[0].overrideReason.userComment": 2000,
+    "feedback[0].acceptedSuggestions[0].id": 200,
+}
+
+
+@pytest.mark.parametrize("field", LONGEST)
+def test_a_nul_character_is_a_400_naming_the_field(
+    app: Flask, storage: Storage, field: str
+) -> None:
+    item = _field_cases("a\x00b")[field]
+    response = app.test_client().post(URL, json={"feedback": [item]})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == f"{field} must not contain a NUL character"
+    assert stored(storage) == []
+
+
+@pytest.mark.parametrize(("field", "longest"), LONGEST.items())
+def test_longest_strings_are_stored_and_one_more_is_a_400(
+    app: Flask, storage: Storage, field: str, longest: int
+) -> None:
+    client = app.test_client()
+    too_long = client.post(URL, json={"feedback": [_field_cases("x" * (longest + 1))[field]]})
+    assert too_long.status_code == 400
+    assert too_long.get_json()["error"] == f"{field} is longer than {longest} characters"
+    assert stored(storage) == []
+    # Non-ASCII at the edge: the limits count characters, as the columns do.
+    fits = client.post(URL, json={"feedback": [_field_cases("é" * longest)[field]]})
+    assert fits.status_code == 200
+    assert len(stored(storage)) == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"feedback": [{"card": "\\ud800", "outcome": "overridden"}]}',
+        b'{"feedback": [{"card": "x\\udc00", "outcome": "overridden"}]}',
+        b'{"feedback": "\xed\xa0\x80"}',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"feedback": ' + b"[" * 100 + b"]" * 100 + b"}",
+    ],
+    ids=["lone high surrogate", "lone low surrogate", "encoded surrogate", "deep", "deep item"],
+)
+def test_surrogates_and_deep_nesting_are_400s(app: Flask, storage: Storage, raw: bytes) -> None:
+    response = app.test_client().post(URL, data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.is_json
+    assert stored(storage) == []
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "2025-03-03T09:00:00Z\n"],
+)
+def test_timestamps_out_of_range_are_400s(app: Flask, storage: Storage, timestamp: str) -> None:
+    item = feedback_item("card-1", timestamp=timestamp)
+    response = app.test_client().post(URL, json={"feedback": [item]})
+    assert response.status_code == 400
+    assert "outcomeTimestamp" in response.get_json()["error"]
+
+
+def test_too_many_items_is_a_400_not_a_503(app: Flask, storage: Storage) -> None:
+    client = app.test_client()
+    items = [feedback_item(f"card-{n}", code="already-addressed") for n in range(1001)]
+    response = client.post(URL, json={"feedback": items})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "'feedback' has more than 1000 items; send them in parts"
+    assert client.post(URL, json={"feedback": items[:1000]}).status_code == 200
+    assert len(stored(storage)) == 1000

@@ -83,7 +83,7 @@ EXPECTED = [
         shown=2,
         accepted=0,
         overridden=2,
-        override_reasons=(ReasonCount("counts-reviewed", "Counts reviewed", 2),),
+        override_reasons=(ReasonCount("counts-reviewed", "Counts already reviewed", 2),),
     ),
 ]
 
@@ -143,9 +143,59 @@ def test_report_main_reads_the_database_named_by_url(
         ("LEUKOPENIA_MONITOR", "2025-W11", 2, 0.0),
     ]
     assert data[1]["override_reasons"] == [
-        {"code": "counts-reviewed", "display": "Counts reviewed", "count": 2}
+        {"code": "counts-reviewed", "display": "Counts already reviewed", "count": 2}
     ]
 
 
 def test_report_of_an_empty_database(tmp_path: Any) -> None:
     assert report_main(f"sqlite:///{tmp_path}/new.sqlite3", "text") == "No cards in the period.\n"
+
+
+# --- Governance data cannot be relabelled by a client (issue 13 §3) ------------------------
+
+
+def test_reason_displays_come_from_the_catalogue_not_from_feedback(
+    app: Flask, storage: Storage, clock: Clock
+) -> None:
+    cards = [make_card("LEUKOPENIA_MONITOR") for _ in range(2)]
+    storage.record_cards(SERVICE_ID, "patient-view", "h", "Patient/1", cards, "v")
+    storage.flush()
+    honest = feedback_item(cards[0]["uuid"], code="already-addressed")
+    forged = feedback_item(
+        cards[1]["uuid"], code="already-addressed", timestamp="2099-01-01T00:00:00Z"
+    )
+    forged["overrideReason"]["reason"]["display"] = "Alert is useless, turn it off"
+    client = app.test_client()
+    assert client.post(URL, json={"feedback": [honest, forged]}).status_code == 200
+    [stats] = feedback_report(storage)
+    assert stats.override_reasons == (ReasonCount("already-addressed", "Already addressed", 2),)
+
+
+def test_a_code_of_another_system_does_not_pass_for_ours(
+    app: Flask, storage: Storage, clock: Clock
+) -> None:
+    card = make_card("LEUKOPENIA_MONITOR")
+    storage.record_cards(SERVICE_ID, "patient-view", "h", "Patient/1", [card], "v")
+    storage.flush()
+    item = feedback_item(card["uuid"], code="already-addressed")
+    item["overrideReason"]["reason"]["system"] = "https://elsewhere.example.net/reasons"
+    assert app.test_client().post(URL, json={"feedback": [item]}).status_code == 200
+    [stats] = feedback_report(storage)
+    [reason] = stats.override_reasons
+    assert reason.display == "https://elsewhere.example.net/reasons|already-addressed"
+
+
+def test_the_latest_outcome_is_the_last_received_whatever_its_timestamp(
+    app: Flask, storage: Storage, clock: Clock
+) -> None:
+    card = make_card("LEUKOPENIA_MONITOR")
+    storage.record_cards(SERVICE_ID, "patient-view", "h", "Patient/1", [card], "v")
+    storage.flush()
+    client = app.test_client()
+    future = feedback_item(card["uuid"], outcome="accepted", timestamp="2099-01-01T00:00:00Z")
+    assert client.post(URL, json={"feedback": [future]}).status_code == 200
+    clock.advance(minutes=5)
+    overridden = feedback_item(card["uuid"], code="counts-reviewed")
+    assert client.post(URL, json={"feedback": [overridden]}).status_code == 200
+    [stats] = feedback_report(storage)
+    assert (stats.accepted, stats.overridden) == (0, 1)
