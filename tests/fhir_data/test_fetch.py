@@ -249,12 +249,28 @@ def test_http_fhir_server_is_allowed_in_development(templates, config, fhir):
     assert gathered.resources["conditions"] == []
 
 
-def test_open_server_is_read_without_authorization_only_when_allowed(templates, config, fhir):
-    fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(), headers=FHIR_HEADERS)
-    config["FHIR_ALLOW_UNAUTHENTICATED"] = True
+def test_open_server_is_read_without_a_token_by_default_in_development(templates, fhir):
+    # The public sandbox sends fhirServer and no fhirAuthorization for its open server: the
+    # missing data is fetched, not answered with a 412 the sandbox would show as "All clear".
+    fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(resource("Condition", "c1")))
+    config = load_config({"ENV": "development"})
     prefetch = without(full_prefetch(templates), "conditions")
-    gather(templates, CONTEXT, prefetch, FHIR_SERVER, None, config)
+    gathered = gather(templates, CONTEXT, prefetch, FHIR_SERVER, None, config)
     assert "Authorization" not in fhir.calls[0].request.headers
+    assert gathered.resources["conditions"] == [resource("Condition", "c1")]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [load_config({"ENV": "development", "FHIR_ALLOW_UNAUTHENTICATED": False}), None],
+    ids=["turned-off", "production-default"],
+)
+def test_without_a_token_nothing_is_fetched_unless_allowed(templates, fhir, config):
+    config = config or load_config(production())
+    prefetch = without(full_prefetch(templates), "conditions")
+    with pytest.raises(PreconditionFailed, match="no fhirAuthorization"):
+        gather(templates, CONTEXT, prefetch, FHIR_SERVER, None, config)
+    assert len(fhir.calls) == 0
 
 
 def test_open_servers_cannot_be_allowed_in_production():
