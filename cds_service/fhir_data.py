@@ -79,14 +79,25 @@ MEDICATION_INCLUDES = {
     holder: f"_include={holder}:medication"
     for holder in ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 }
+# Page size asked for by the service's own searches that set none: servers' defaults (often
+# 20-50) would make a long medication list take several sequential rounds. Servers cap it.
+OWN_PAGE_SIZE = 200
 
 
-def with_medication_include(relative_url: str, resource_type: str | None) -> str:
-    """The search with its Medications `_include`d, for the resource types that name one."""
+def own_search(relative_url: str, resource_type: str | None) -> str:
+    """The search as the service runs it itself (not bound by the prefetch query rules):
+    Medications `_include`d for the types that name one, and a large page when none is set."""
+    path, question, query = relative_url.partition("?")
+    if not question:
+        return relative_url  # a read, not a search
+    parameters = [p for p in query.split("&") if p]
+    names = {p.split("=", 1)[0] for p in parameters}
+    if "_count" not in names:
+        parameters.append(f"_count={OWN_PAGE_SIZE}")
     include = MEDICATION_INCLUDES.get(resource_type or "")
-    if include is None or "?" not in relative_url or "_include=" in relative_url:
-        return relative_url
-    return f"{relative_url}&{include}"
+    if include and "_include" not in names:
+        parameters.append(include)
+    return f"{path}?{'&'.join(parameters)}"
 
 
 class _Gathering:
@@ -136,7 +147,7 @@ class _Gathering:
                 unavailable=f"{problem}; not fetched: {query.unfilled_token} has no value"
             )
         else:
-            relative_url = with_medication_include(query.relative_url, query.resource_type)
+            relative_url = own_search(query.relative_url, query.resource_type)
             fallback = query.relative_url if relative_url != query.relative_url else None
             self.keys[key] = _KeyData(fallback_url=fallback and self.server.url(fallback))
             self.fetched.add(key)
@@ -155,8 +166,8 @@ class _Gathering:
         first = data.pages == 0
         if isinstance(value, FhirUnavailable):
             if first and data.fallback_url and value.status == 400:
-                # A server that refuses `_include` is asked again without it; the Medications
-                # are then read one by one.
+                # A server that refuses `_include` (or the page size) is asked again with the
+                # template's own query; the Medications are then read one by one.
                 self._fetch_page(key, data.fallback_url, expected_type)
                 data.fallback_url = None
             elif first:
@@ -242,9 +253,9 @@ class _Gathering:
     def medication_problems(self, gathered: GatheredData) -> list[str]:
         """Why referenced Medications are missing, one entry per reference.
 
-        A draft order's Medication that cannot be fetched for want of FHIR access is not
-        reported: its reference's display still names the drug, and the record says when it
-        does not."""
+        A draft order's own Medication that cannot be had is not reported here: drafts are
+        often not yet stored on the FHIR server (404), the reference's display still names the
+        drug, and the record says when it does not (a draft note on the DATA_QUALITY card)."""
         gathered_resources = gathered.all_resources()
         known = self._known_medication_ids()
         drafts_only = medication_references(self.context_resources) - medication_references(
@@ -255,7 +266,7 @@ class _Gathering:
             match = MEDICATION_REFERENCE.fullmatch(reference)
             if match and match["id"] in known:
                 continue
-            if reference in drafts_only and (self.server is None or match is None):
+            if reference in drafts_only:
                 continue
             url, problem = self._medication_url(reference)
             if url is not None:

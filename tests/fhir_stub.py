@@ -86,6 +86,12 @@ def _date(resource: dict[str, Any]) -> str:
     return next((resource[name] for name in DATE_FIELDS if name in resource), "")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: one hook call's 9+ queries at once would
+    # overflow it and wait a second for a SYN retry, which no real FHIR server makes them do.
+    request_queue_size = 256
+
+
 class FhirStub:
     def __init__(
         self,
@@ -103,6 +109,9 @@ class FhirStub:
         self.supports_include = supports_include
         # Paths of the calls answered, in the order their answers were sent.
         self.answered: list[str] = []
+        # Benchmarks: compute each distinct query's answer once (the data never changes).
+        self.cache_answers = False
+        self._answers: dict[str, tuple[int, bytes]] = {}
         self.token = token
         self.delay_seconds = delay_seconds
         self.later_pages_delay_seconds = later_pages_delay_seconds
@@ -110,7 +119,7 @@ class FhirStub:
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -169,6 +178,10 @@ class FhirStub:
             ]
         return bundle
 
+    @staticmethod
+    def encoded(status: int, body: dict[str, Any]) -> tuple[int, bytes]:
+        return status, json.dumps(body).encode()
+
     def _included(
         self, resource_type: str, include: str | None, page: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
@@ -214,10 +227,13 @@ class FhirStub:
                 delay = stub.delay_by_type.get(resource_type, stub.delay_seconds)
                 time.sleep(stub.later_pages_delay_seconds if later_page else delay)
                 if stub.token and self.headers.get("Authorization") != f"Bearer {stub.token}":
-                    status, body = _outcome(401, "unauthorized")
+                    status, payload = stub.encoded(*_outcome(401, "unauthorized"))
+                elif stub.cache_answers and self.path in stub._answers:
+                    status, payload = stub._answers[self.path]
                 else:
-                    status, body = stub.answer(url.path, query)
-                payload = json.dumps(body).encode()
+                    status, payload = stub.encoded(*stub.answer(url.path, query))
+                    if stub.cache_answers:
+                        stub._answers[self.path] = status, payload
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/fhir+json")

@@ -36,7 +36,8 @@ def test_absent_key_is_fetched_alone_with_the_bearer_token(templates, config, fh
     gathered = gather(templates, context, prefetch, FHIR_SERVER, TOKEN, config)
     assert len(fhir.calls) == 1
     request = fhir.calls[0].request
-    assert request.url == f"{FHIR_SERVER}/Condition?patient=pat%201%262"
+    # The service's own search asks for a large page (fewer sequential rounds of paging).
+    assert request.url == f"{FHIR_SERVER}/Condition?patient=pat%201%262&_count=200"
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["Accept"] == "application/fhir+json"
     assert gathered.resources["conditions"] == [condition]
@@ -90,7 +91,7 @@ def register_pages(fhir, first_page_in_prefetch):
             f"{FHIR_SERVER}/Condition",
             json=pages[0],
             headers=FHIR_HEADERS,
-            match=[matchers.query_param_matcher({"patient": PATIENT_ID})],
+            match=[matchers.query_param_matcher({"patient": PATIENT_ID, "_count": "200"})],
         )
     for number in (2, 3):
         fhir.get(

@@ -10,7 +10,7 @@ from responses import matchers
 
 from cds_service import fhir_client
 from cds_service.fhir_client import CallBudget, FetchRound, FhirServer, FhirUnavailable, get_json
-from cds_service.fhir_data import gather, with_medication_include
+from cds_service.fhir_data import gather, own_search
 from tests.fhir_stub import FhirStub
 
 from .conftest import CONTEXT, FHIR_SERVER, PATIENT_ID, TOKEN, full_prefetch, resource, searchset
@@ -68,7 +68,11 @@ def test_server_refusing_include_is_asked_again_without_it(templates, config, fh
     request = resource(
         "MedicationRequest", "rx1", medicationReference={"reference": "Medication/m1"}
     )
-    with_include = {"patient": PATIENT_ID, "_include": "MedicationRequest:medication"}
+    with_include = {
+        "patient": PATIENT_ID,
+        "_count": "200",
+        "_include": "MedicationRequest:medication",
+    }
     fhir.get(
         f"{FHIR_SERVER}/MedicationRequest",
         status=400,
@@ -91,16 +95,20 @@ def test_server_refusing_include_is_asked_again_without_it(templates, config, fh
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
-        ("MedicationRequest?patient=1", "&_include=MedicationRequest:medication"),
-        ("MedicationStatement?patient=1", "&_include=MedicationStatement:medication"),
-        ("MedicationAdministration?patient=1", "&_include=MedicationAdministration:medication"),
-        ("Condition?patient=1", ""),
+        ("MedicationRequest?patient=1", "&_count=200&_include=MedicationRequest:medication"),
+        ("MedicationStatement?patient=1", "&_count=200&_include=MedicationStatement:medication"),
+        (
+            "MedicationAdministration?patient=1&_count=20",
+            "&_include=MedicationAdministration:medication",
+        ),
+        ("Condition?patient=1", "&_count=200"),
+        ("Observation?patient=1&_count=5", ""),
         ("MedicationRequest/rx1", ""),
     ],
 )
-def test_only_medication_searches_include_their_medication(template, expected):
+def test_own_searches_include_medications_and_ask_for_large_pages(template, expected):
     resource_type = template.split("?")[0].split("/")[0]
-    assert with_medication_include(template, resource_type) == template + expected
+    assert own_search(template, resource_type) == template + expected
 
 
 def test_byte_budget_of_the_hook_call_stops_further_reading(templates, config, fhir):

@@ -1,0 +1,154 @@
+"""Fetch mode: the service reads the patient's data from a loopback FHIR server that answers
+every call after a set delay, instead of getting it in the prefetch.
+
+- `fetch_load`: the typical patient, no prefetch, one client (Python, sequential calls) and N
+  clients (wrk); every answer under load is compared with the unloaded answer.
+- `scenario_check`: every fixture scenario once with its prefetch and once without it (its
+  prefetched resources served by the FHIR server): the cards must be the same.
+
+The FHIR server is tests/fhir_stub.py in this process (threads), with its answers computed
+once per query, so it costs the 2 shared cores little more than the HTTP exchange.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.run import (
+    _client,
+    _summary,
+    card_signature,
+    load_server,
+    running_server,
+    worker_env,
+)
+from benchmarks.synthetic import patient_view_request
+from cds_service.timeshift import replay_now
+from tests.fhir_stub import FhirStub
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TOKEN = "benchmark-token"
+
+
+def served_resources(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources of a request's prefetch, as a FHIR server would store them."""
+    resources = []
+    for value in (request.get("prefetch") or {}).values():
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            resources += [e["resource"] for e in value.get("entry") or [] if "resource" in e]
+        elif isinstance(value, dict):
+            resources.append(value)
+    return resources
+
+
+def without_prefetch(request: dict[str, Any], base_url: str) -> dict[str, Any]:
+    body = copy.deepcopy(request)
+    body.pop("prefetch", None)
+    body["fhirServer"] = base_url
+    body["fhirAuthorization"] = {
+        "access_token": TOKEN,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "leukopenia-cds",
+    }
+    return body
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def one_client(port: int, path: str, body: bytes, seconds: float) -> dict[str, Any]:
+    samples: list[float] = []
+    errors: list[str] = []
+    _client(port, body, time.monotonic() + seconds, samples, errors, path)
+    return {"clients": 1, **_summary(samples), "errors": len(errors)}
+
+
+def fetch_load(
+    delay: float,
+    clients: int,
+    seconds: float,
+    worker_class: str | None = None,
+    generator: str = "auto",
+) -> dict[str, Any]:
+    """The typical patient in fetch mode, FHIR calls answered after `delay` seconds."""
+    request = patient_view_request("typical")
+    path = "/cds-services/leukopenia-patient-view"
+    env = worker_env(worker_class) if worker_class else {}
+    stub = FhirStub(served_resources(request), token=TOKEN, delay_seconds=delay)
+    stub.cache_answers = True
+    with stub, running_server(env) as (port, pid, workdir):
+        prefetched = post(port, path, json.dumps(request).encode())
+        body = json.dumps(without_prefetch(request, stub.base_url)).encode()
+        status, unloaded = post(port, path, body)
+        expected = card_signature(unloaded)
+        result: dict[str, Any] = {
+            "delay_ms": round(delay * 1000),
+            "worker_class": worker_class or "default",
+            "same_as_prefetch": status == 200 and expected == card_signature(prefetched[1]),
+            "fhir_calls_per_hook_call": len(stub.calls),
+            "one_client": one_client(port, path, body, min(seconds, 10.0)),
+        }
+        result["many_clients"] = load_server(
+            port, pid, workdir, body, clients, seconds, generator, expect=expected
+        )
+    return result
+
+
+def _fixture_requests() -> list[tuple[str, str, dict[str, Any]]]:
+    scenarios = json.loads((FIXTURES / "scenarios.json").read_text())
+    requests = []
+    for scenario in scenarios:
+        request = replay_now(json.loads((FIXTURES / scenario["file"]).read_text()))
+        requests.append((scenario["name"], request["hook"], request))
+    return requests
+
+
+def _cards(answer: bytes) -> list[tuple[str, str, str]]:
+    cards = json.loads(answer).get("cards", [])
+    return sorted((c["source"]["topic"]["code"], c["indicator"], c["summary"]) for c in cards)
+
+
+def scenario_check(delay: float, worker_class: str | None = None) -> dict[str, Any]:
+    """Every fixture scenario with its prefetch, then fetched from a FHIR server answering
+    after `delay` seconds: the scenarios whose cards differ."""
+    env = worker_env(worker_class) if worker_class else {}
+    different: list[str] = []
+    skipped: list[str] = []
+    durations: list[float] = []
+    requests = _fixture_requests()
+    with running_server(env) as (port, _pid, _workdir):
+        for name, hook, request in requests:
+            path = f"/cds-services/leukopenia-{hook}"
+            if not request.get("prefetch"):
+                skipped.append(name)
+                continue
+            status, prefetched = post(port, path, json.dumps(request).encode())
+            with FhirStub(served_resources(request), token=TOKEN, delay_seconds=delay) as stub:
+                started = time.perf_counter()
+                fetched_status, fetched = post(
+                    port, path, json.dumps(without_prefetch(request, stub.base_url)).encode()
+                )
+                durations.append(time.perf_counter() - started)
+            if (status, fetched_status) != (200, 200) or _cards(prefetched) != _cards(fetched):
+                different.append(name)
+    return {
+        "delay_ms": round(delay * 1000),
+        "scenarios": len(requests) - len(skipped),
+        "skipped_without_prefetch": skipped,
+        "different": different,
+        "duration": _summary(durations) if durations else {},
+    }
