@@ -79,18 +79,19 @@ MEDICATION_INCLUDES = {
     holder: f"_include={holder}:medication"
     for holder in ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 }
-# Page size asked for by the service's own searches that set none: servers' defaults (often
-# 20-50) would make a long medication list take several sequential rounds. Servers cap it.
+# Page size of the service's own searches. A template's `_count` is a page size, not a limit
+# (the prefetch holds every page), and servers' defaults are often 20-50: small pages would
+# make paging, the only sequential part, take several rounds. Servers cap it to their maximum.
 OWN_PAGE_SIZE = 200
 
 
 def own_search(relative_url: str, resource_type: str | None) -> str:
     """The search as the service runs it itself (not bound by the prefetch query rules):
-    Medications `_include`d for the types that name one, and a large page when none is set."""
+    pages of at least OWN_PAGE_SIZE, and Medications `_include`d for the types naming one."""
     path, question, query = relative_url.partition("?")
     if not question:
         return relative_url  # a read, not a search
-    parameters = [p for p in query.split("&") if p]
+    parameters = [p for p in query.split("&") if p and not _is_small_count(p)]
     names = {p.split("=", 1)[0] for p in parameters}
     if "_count" not in names:
         parameters.append(f"_count={OWN_PAGE_SIZE}")
@@ -98,6 +99,11 @@ def own_search(relative_url: str, resource_type: str | None) -> str:
     if include and "_include" not in names:
         parameters.append(include)
     return f"{path}?{'&'.join(parameters)}"
+
+
+def _is_small_count(parameter: str) -> bool:
+    name, _, value = parameter.partition("=")
+    return name == "_count" and (not value.isdigit() or int(value) < OWN_PAGE_SIZE)
 
 
 class _Gathering:

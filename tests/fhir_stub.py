@@ -102,11 +102,13 @@ class FhirStub:
         later_pages_delay_seconds: float = 0.0,
         delay_by_type: dict[str, float] | None = None,
         supports_include: bool = True,
+        max_page_size: int = 1000,
     ) -> None:
         self.resources = list(resources)
         # Seconds before answering a search or read of a resource type (else delay_seconds).
         self.delay_by_type = delay_by_type or {}
         self.supports_include = supports_include
+        self.max_page_size = max_page_size  # a larger `_count` is capped, as servers do
         # Paths of the calls answered, in the order their answers were sent.
         self.answered: list[str] = []
         # Benchmarks: compute each distinct query's answer once (the data never changes).
@@ -158,7 +160,7 @@ class FhirStub:
             matches = [r for r in matches if r["id"] in ids.split(",")]
         if query.get("_sort") == "-date":
             matches.sort(key=_date, reverse=True)
-        count = int(query.get("_count", DEFAULT_PAGE_SIZE))
+        count = min(int(query.get("_count", DEFAULT_PAGE_SIZE)), self.max_page_size)
         offset = int(query.get("_offset", 0))
         page = matches[offset : offset + count]
         bundle: dict[str, Any] = {

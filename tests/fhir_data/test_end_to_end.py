@@ -47,7 +47,7 @@ def test_pages_of_a_real_server_are_followed_up_to_the_cap(config, asa):
     config["FHIR_DEADLINE_SECONDS"] = 5.0
     templates = {"vitals": "Observation?patient={{context.patientId}}&_count=2"}
     config["FHIR_MAX_PAGES"] = 3
-    with FhirStub(asa, token=TOKEN) as stub:
+    with FhirStub(asa, token=TOKEN, max_page_size=2) as stub:
         gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
     assert len(gathered.resources["vitals"]) == 6
     assert len(stub.calls) == 3
@@ -73,7 +73,7 @@ def test_first_page_is_kept_when_later_pages_miss_the_deadline(config, asa):
     config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
     config["FHIR_DEADLINE_SECONDS"] = 0.4
     templates = {"vitals": "Observation?patient={{context.patientId}}&_sort=-date&_count=2"}
-    with FhirStub(asa, token=TOKEN, later_pages_delay_seconds=2.0) as stub:
+    with FhirStub(asa, token=TOKEN, later_pages_delay_seconds=2.0, max_page_size=2) as stub:
         gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
     assert len(gathered.resources["vitals"]) == 2
     assert gathered.unavailable == {}

