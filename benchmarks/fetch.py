@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,120 @@ def scenario_check(delay: float, worker_class: str | None = None) -> dict[str, A
         "different": different,
         "duration": _summary(durations) if durations else {},
     }
+
+
+DELAYS = (0.05, 0.25)
+SCENARIO_DELAY = 0.25
+WORKER_CLASSES = ("sync", "gthread", "gevent")
+
+
+def fetch_runs(clients: int, seconds: float, generator: str = "auto") -> list[dict[str, Any]]:
+    """Fetch mode at each delay, with the deployed worker model."""
+    return [fetch_load(delay, clients, seconds, generator=generator) for delay in DELAYS]
+
+
+def fetch_rows(results: dict[str, Any]) -> list[tuple[str, Any, str, float, bool]]:
+    """Rows of the summary table: (figure, measured, target shown, target, higher is better)."""
+    rows: list[tuple[str, Any, str, float, bool]] = []
+    for run in results.get("fetch", []):
+        if run["delay_ms"] != 50:
+            continue
+        one, many = run["one_client"], run["many_clients"]
+        label = f"fetch 50 ms, {many['clients']} clients"
+        rows += [
+            ("fetch 50 ms, 1 client p50 (ms)", one["p50_ms"], "<= 90", 90.0, False),
+            (f"{label} (req/s)", many["rps"], ">= 100", 100.0, True),
+            (f"{label} p99 (ms)", many["p99_ms"], "<= 300", 300.0, False),
+            (f"{label} errors", many["errors"], "0", 0, False),
+            (f"{label}, answers differing from unloaded", many["different"], "0", 0, False),
+        ]
+    if check := results.get("fetch_scenarios"):
+        rows.append(
+            (
+                f"fetch {check['delay_ms']} ms, scenarios whose cards differ from prefetch",
+                len(check["different"]),
+                "0",
+                0,
+                False,
+            )
+        )
+    return rows
+
+
+def fetch_sections(results: dict[str, Any]) -> list[str]:
+    if not results.get("fetch") and not results.get("fetch_scenarios"):
+        return []
+    lines = [
+        "",
+        "## Fetch mode (no prefetch: the data read from a loopback FHIR server)",
+        "",
+        "The typical patient, its prefetch removed; a FHIR server on 127.0.0.1 (tests/fhir_stub.py,"
+        " in the benchmark process) answers every call after the delay. One client: sequential "
+        "calls (Python). Many clients: wrk, every answer's cards compared with the unloaded "
+        "answer's.",
+        "",
+        "| FHIR delay | workers | FHIR calls per hook call | same cards as prefetch "
+        "| 1 client p50 / p99 ms | clients | req/s | p50 / p99 ms | errors | answers differing |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in results.get("fetch", []):
+        one, many = run["one_client"], run["many_clients"]
+        lines.append(
+            f"| {run['delay_ms']} ms | {many['workers']} {run['worker_class']} "
+            f"| {run['fhir_calls_per_hook_call']} | {run['same_as_prefetch']} "
+            f"| {one['p50_ms']} / {one['p99_ms']} | {many['clients']} | {many['rps']} "
+            f"| {many['p50_ms']} / {many['p99_ms']} | {many['errors']} | {many['different']} |"
+        )
+    if check := results.get("fetch_scenarios"):
+        duration = check["duration"]
+        lines += [
+            "",
+            f"Every fixture scenario ({check['scenarios']}) once with its prefetch and once "
+            f"fetched from a FHIR server answering after {check['delay_ms']} ms: "
+            f"{len(check['different'])} gave different cards"
+            + (f" ({', '.join(check['different'])})" if check["different"] else "")
+            + f"; fetched calls p50 {duration.get('p50_ms')} ms, p99 {duration.get('p99_ms')} ms.",
+        ]
+    return lines
+
+
+def compare_workers(clients: int, seconds: float, generator: str, output: Path) -> int:
+    """The prefetch and fetch-mode HTTP runs once per gunicorn worker model, side by side."""
+    from benchmarks.run import over_http
+
+    runs = []
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    for worker_class in WORKER_CLASSES:
+        runs.append(
+            {
+                "worker_class": worker_class,
+                "prefetch": over_http(clients, seconds, generator, worker_class=worker_class),
+                "fetch": fetch_load(0.05, clients, seconds, worker_class, generator),
+            }
+        )
+    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        "# Worker models side by side",
+        "",
+        f"Command: `python -m benchmarks.run --compare-workers` ({clients} clients, {seconds:g} s "
+        "per run, 3 workers each; gthread with 8 threads per worker). Machine load average "
+        f"before {load_before}, after {load_after} (2 cores shared with other work: compare "
+        "the rows with each other, not with a quiet machine).",
+        "",
+        "| workers | prefetch req/s | prefetch p50 / p99 ms | fetch 50 ms: 1 client p50 ms "
+        f"| fetch 50 ms: {clients} clients req/s | p50 / p99 ms | errors | answers differing |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        pre, one, many = run["prefetch"], run["fetch"]["one_client"], run["fetch"]["many_clients"]
+        lines.append(
+            f"| {run['worker_class']} | {pre['rps']} | {pre['p50_ms']} / {pre['p99_ms']} "
+            f"| {one['p50_ms']} | {many['rps']} | {many['p50_ms']} / {many['p99_ms']} "
+            f"| {many['errors']} | {many['different']} |"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "workers.json").write_text(json.dumps(runs, indent=2) + "\n")
+    text = "\n".join(lines) + "\n"
+    (output / "workers.md").write_text(text)
+    print(text)
+    return 0

@@ -397,6 +397,8 @@ def report(results: dict[str, Any]) -> str:
         ("typical in-process p95, cold (ms)", typical["cold"]["p95_ms"], "<= 25", 25.0, False),
         ("heavy in-process p95, cold (ms)", heavy["cold"]["p95_ms"], "<= 150", 150.0, False),
     ]
+    from benchmarks.fetch import fetch_rows, fetch_sections
+
     runs = [(key, results[key]) for key in ("http", "http_cold") if key in results]
     for key, run in runs:
         label = "HTTP" if key == "http" else "HTTP cold"
@@ -406,6 +408,7 @@ def report(results: dict[str, Any]) -> str:
             (f"{label} errors", run["errors"], "0", 0, False),
             (f"{label} max worker RSS (MB)", run["max_worker_rss_mb"], "<= 150", 150.0, False),
         ]
+    rows += fetch_rows(results)
     lines = [
         "# Benchmark results",
         "",
@@ -445,12 +448,19 @@ def report(results: dict[str, Any]) -> str:
             f"{', validation cache off' if key == 'http_cold' else ''})",
             "",
             f"{run['clients']} concurrent clients for {run['seconds']} s against "
-            f"{run['workers']} gunicorn sync workers on 127.0.0.1 (each answer closes its "
-            f"connection, so every call connects anew): {run['requests']} requests, "
+            f"{run['workers']} gunicorn {run.get('worker_class', 'default')} workers on "
+            "127.0.0.1 (each answer closes its connection, so every call connects anew): "
+            f"{run['requests']} requests, "
             f"{run['rps']} req/s, p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, "
             f"p99 {run['p99_ms']} ms, {run['errors']} errors, max worker RSS "
             f"{run['max_worker_rss_mb']} MB. Load generator: {run.get('generator', 'python')} "
             "(wrk when installed, else Python threads), on the same 2 cores.",
+        ]
+    lines += fetch_sections(results)
+    if results.get("load_average"):
+        lines += [
+            "",
+            f"Machine load average (1, 5, 15 min) at the start: {results['load_average']}.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -467,8 +477,18 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="HTTP load generator: wrk when installed (auto), else Python threads",
     )
+    parser.add_argument("--no-fetch", action="store_true", help="skip the fetch-mode runs")
+    parser.add_argument(
+        "--compare-workers",
+        action="store_true",
+        help="only the HTTP runs, once per gunicorn worker model: results/workers.md",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    from benchmarks import fetch
+
+    if args.compare_workers:
+        return fetch.compare_workers(args.clients, args.seconds, args.generator, args.output)
     iterations = {"small": 200, "typical": 200, "heavy": 40}
     if args.quick:
         iterations = {"small": 20, "typical": 20, "heavy": 5}
@@ -480,11 +500,15 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
         "targets": TARGETS,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "in_process": {size: in_process(size, iterations[size]) for size in SIZES},
     }
     if not args.no_http:
         results["http"] = over_http(args.clients, args.seconds, args.generator)
         results["http_cold"] = over_http(args.clients, args.seconds, args.generator, cache=False)
+        if not args.no_fetch:
+            results["fetch"] = fetch.fetch_runs(args.clients, args.seconds, args.generator)
+            results["fetch_scenarios"] = fetch.scenario_check(fetch.SCENARIO_DELAY)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report(results)
