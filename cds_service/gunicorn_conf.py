@@ -30,7 +30,9 @@ def _int(name: str, default: int) -> int:
 # (gevent-aware waits), the card-history writer thread (a greenlet), the FHIR fetch pool
 # (greenlets), prometheus multiprocess files and gc.freeze (no I/O). SQLite calls block the
 # worker while they run: one more reason it is for development only.
-# GUNICORN_WORKER_CLASS=sync restores one call per process at a time.
+# GUNICORN_WORKER_CLASS=sync restores one call per process at a time. (Known gevent noise: a
+# worker that exits may print "Exception ignored in _removeHandlerRef" at interpreter
+# shutdown, gevent issue 2148; harmless.)
 workers = _int("GUNICORN_WORKERS", min(multiprocessing.cpu_count() + 1, 8))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 threads = _int("GUNICORN_THREADS", 1)  # gthread only
