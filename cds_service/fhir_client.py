@@ -217,14 +217,15 @@ class FetchRound:
 
     def __init__(self, budget: CallBudget, config: Mapping[str, Any]) -> None:
         self.budget = budget
-        # Per hook call, so one call's queries never queue behind another call's. Under
-        # gevent workers the threads are greenlets.
-        self._executor = ThreadPoolExecutor(
-            max_workers=config["FHIR_MAX_CONCURRENT_CALLS"], thread_name_prefix="fhir"
-        )
+        self._max_calls = config["FHIR_MAX_CONCURRENT_CALLS"]
+        self._executor: ThreadPoolExecutor | None = None
         self._handlers: dict[Future[Any], Handler] = {}
 
     def submit(self, call: Callable[[], Any], handle: Handler) -> None:
+        if self._executor is None:
+            # Per hook call, so one call's queries never queue behind another call's; made
+            # only when something is fetched. Under gevent workers the threads are greenlets.
+            self._executor = ThreadPoolExecutor(self._max_calls, thread_name_prefix="fhir")
         self._handlers[self._executor.submit(call)] = handle
 
     def run(self) -> None:
@@ -243,7 +244,8 @@ class FetchRound:
         finally:
             late = list(self._handlers.values())
             self._handlers.clear()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
         for handle in late:
             handle(FhirUnavailable(LATE))
 
