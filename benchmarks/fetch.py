@@ -34,6 +34,9 @@ from tests.fhir_stub import FhirStub
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOKEN = "benchmark-token"
+# The FHIR answer cache off: every call of the run must really read the FHIR server (with it
+# on, the same patient again would be answered from memory).
+NO_CACHE = {"CDS_FHIR_CACHE_SECONDS": "0"}
 
 
 def served_resources(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -88,7 +91,7 @@ def fetch_load(
     """The typical patient in fetch mode, FHIR calls answered after `delay` seconds."""
     request = patient_view_request("typical")
     path = "/cds-services/leukopenia-patient-view"
-    env = worker_env(worker_class) if worker_class else {}
+    env = NO_CACHE | (worker_env(worker_class) if worker_class else {})
     stub = FhirStub(served_resources(request), token=TOKEN, delay_seconds=delay)
     stub.cache_answers = True
     with stub, running_server(env) as (port, pid, workdir):
@@ -126,7 +129,7 @@ def _cards(answer: bytes) -> list[tuple[str, str, str]]:
 def scenario_check(delay: float, worker_class: str | None = None) -> dict[str, Any]:
     """Every fixture scenario with its prefetch, then fetched from a FHIR server answering
     after `delay` seconds: the scenarios whose cards differ."""
-    env = worker_env(worker_class) if worker_class else {}
+    env = NO_CACHE | (worker_env(worker_class) if worker_class else {})
     different: list[str] = []
     skipped: list[str] = []
     durations: list[float] = []

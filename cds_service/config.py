@@ -62,6 +62,11 @@ DEFAULTS: dict[str, Any] = {
     "FHIR_MAX_RESPONSE_BYTES": 2 * 1024 * 1024,
     # Largest total of FHIR bytes read for one hook call (all keys, pages and Medications).
     "FHIR_MAX_CALL_BYTES": 8 * 1024 * 1024,
+    # Seconds a FHIR answer is remembered (per process, in memory, for the same server, URL
+    # and token): order-select then order-sign for one patient read it once. 0 = off.
+    "FHIR_CACHE_SECONDS": 30,
+    # Most bytes of FHIR answers remembered per process (oldest dropped first).
+    "FHIR_CACHE_MAX_BYTES": 16 * 1024 * 1024,
     # Fetch without an Authorization header when the request has a fhirServer but no
     # fhirAuthorization (the public sandbox and other open test servers). null = true in
     # development (else the sandbox's data would be missing), false in production (real EHRs
@@ -168,11 +173,15 @@ def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"CDS_{key} must be a positive number of seconds")
+    seconds = config["FHIR_CACHE_SECONDS"]
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 300:
+        raise ConfigError("CDS_FHIR_CACHE_SECONDS must be a number of seconds from 0 to 300")
     for key in (
         "FHIR_MAX_CONCURRENT_CALLS",
         "FHIR_MAX_PAGES",
         "FHIR_MAX_RESPONSE_BYTES",
         "FHIR_MAX_CALL_BYTES",
+        "FHIR_CACHE_MAX_BYTES",
     ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 
 from cds_service import json_body
 from cds_service.config import allows_unauthenticated_fhir, is_development
+from cds_service.fhir_cache import ANSWERS, cache_key
 
 logger = logging.getLogger(__name__)
 # urllib3 logs each request line at DEBUG, and FHIR query strings hold patient ids.
@@ -169,6 +170,28 @@ def _get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[
     """The JSON body of a GET on fhirServer, within the hook call's budget."""
     if not server.owns(url):
         raise FhirUnavailable("a link points outside fhirServer; not followed")
+    key = cache_key(server.base_url, server.access_token, url)
+    remembered = ANSWERS.get(key) if config["FHIR_CACHE_SECONDS"] > 0 else None
+    if remembered is None:
+        body = _download(server, url, budget, config)
+    else:
+        body = remembered
+        budget.spend(len(body))
+    # Parsing a large page takes time and memory: not for an answer that is already too late.
+    if budget.seconds_left() <= 0:
+        raise FhirUnavailable(LATE)
+    try:
+        value = json_body.loads(body)
+    except json_body.TooDeep:
+        raise FhirUnavailable("the FHIR server sent JSON nested too deeply") from None
+    except ValueError:
+        raise FhirUnavailable("the FHIR server sent malformed JSON") from None
+    if remembered is None:  # only answers that parsed are remembered
+        ANSWERS.put(key, body, config["FHIR_CACHE_SECONDS"], config["FHIR_CACHE_MAX_BYTES"])
+    return value
+
+
+def _download(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> bytes:
     remaining = budget.seconds_left()
     if remaining <= 0:
         raise FhirUnavailable(LATE)
@@ -186,21 +209,12 @@ def _get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if media_type not in FHIR_JSON_TYPES:
                 raise FhirUnavailable("the FHIR server did not answer with FHIR JSON")
-            body = _read_body(response, config["FHIR_MAX_RESPONSE_BYTES"], budget)
+            return _read_body(response, config["FHIR_MAX_RESPONSE_BYTES"], budget)
     # `from None`: requests' messages contain the URL, hence the patient id.
     except requests.Timeout:
         raise FhirUnavailable(LATE) from None
     except requests.RequestException:
         raise FhirUnavailable("the FHIR server could not be reached") from None
-    # Parsing a large page takes time and memory: not for an answer that is already too late.
-    if budget.seconds_left() <= 0:
-        raise FhirUnavailable(LATE)
-    try:
-        return json_body.loads(body)
-    except json_body.TooDeep:
-        raise FhirUnavailable("the FHIR server sent JSON nested too deeply") from None
-    except ValueError:
-        raise FhirUnavailable("the FHIR server sent malformed JSON") from None
 
 
 Handler = Callable[[Any], None]

@@ -8,7 +8,7 @@ import threading
 import pytest
 from responses import matchers
 
-from cds_service import fhir_client
+from cds_service import fhir_cache, fhir_client
 from cds_service.fhir_client import CallBudget, FetchRound, FhirServer, FhirUnavailable, get_json
 from cds_service.fhir_data import gather, own_search
 from tests.fhir_stub import FhirStub
@@ -190,3 +190,50 @@ def test_follow_up_calls_submitted_by_a_handler_run_in_the_same_round(config):
     fetch_round.submit(lambda: "first", first_arrived)
     fetch_round.run()
     assert results == ["first", "follow-up"]
+
+
+def test_order_sign_after_order_select_reads_the_fhir_server_once(templates, config, fhir):
+    fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(resource("Condition", "c1")))
+    prefetch = {k: v for k, v in full_prefetch(templates).items() if k != "conditions"}
+    first = gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    again = gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    assert len(fhir.calls) == 1
+    assert again.resources["conditions"] == first.resources["conditions"]
+    # Parsed anew each time: one call changing its data cannot change another call's.
+    assert again.resources["conditions"][0] is not first.resources["conditions"][0]
+
+
+def test_remembered_answers_are_only_for_the_same_token(templates, config, fhir):
+    fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(resource("Condition", "c1")))
+    prefetch = {k: v for k, v in full_prefetch(templates).items() if k != "conditions"}
+    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    gather(templates, CONTEXT, prefetch, FHIR_SERVER, "another-users-token", config)
+    assert [c.request.headers["Authorization"] for c in fhir.calls] == [
+        f"Bearer {TOKEN}",
+        "Bearer another-users-token",
+    ]
+
+
+def test_remembered_answers_expire_and_can_be_turned_off(templates, config, fhir, monkeypatch):
+    fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(resource("Condition", "c1")))
+    prefetch = {k: v for k, v in full_prefetch(templates).items() if k != "conditions"}
+    clock = FakeClock()
+    monkeypatch.setattr(fhir_cache, "monotonic", clock)
+    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    clock.now += config["FHIR_CACHE_SECONDS"] + 1
+    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    config["FHIR_CACHE_SECONDS"] = 0
+    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    assert len(fhir.calls) == 4
+
+
+def test_answer_memory_is_bounded_in_bytes_oldest_out_first():
+    cache = fhir_cache.AnswerCache()
+    keys = [
+        fhir_cache.cache_key(FHIR_SERVER, TOKEN, f"{FHIR_SERVER}/Patient/{n}") for n in range(3)
+    ]
+    for key in keys:
+        cache.put(key, b"x" * 400, seconds=30, max_bytes=1000)
+    assert cache.get(keys[0]) is None
+    assert cache.get(keys[1]) == cache.get(keys[2]) == b"x" * 400
