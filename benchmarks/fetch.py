@@ -245,6 +245,7 @@ def compare_workers(clients: int, seconds: float, generator: str, output: Path) 
                 "worker_class": worker_class,
                 "prefetch": over_http(clients, seconds, generator, worker_class=worker_class),
                 "fetch": fetch_load(0.05, clients, seconds, worker_class, generator),
+                "fetch_slow": fetch_load(0.25, clients, seconds, worker_class, generator),
             }
         )
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -256,17 +257,25 @@ def compare_workers(clients: int, seconds: float, generator: str, output: Path) 
         f"before {load_before}, after {load_after} (2 cores shared with other work: compare "
         "the rows with each other, not with a quiet machine).",
         "",
-        "| workers | prefetch req/s | prefetch p50 / p99 ms | fetch 50 ms: 1 client p50 ms "
-        f"| fetch 50 ms: {clients} clients req/s | p50 / p99 ms | errors | answers differing |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Each row: the prefetch run ({clients} clients), then fetch mode at 50 ms and 250 ms per "
+        f"FHIR call (1 client, then {clients} clients: req/s, p50 / p99 ms, errors, answers "
+        "differing from the unloaded one).",
+        "",
+        "| workers | prefetch req/s | prefetch p50 / p99 ms | fetch 50 ms: 1 client p50 "
+        "| fetch 50 ms: many | fetch 250 ms: 1 client p50 | fetch 250 ms: many |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
-        pre, one, many = run["prefetch"], run["fetch"]["one_client"], run["fetch"]["many_clients"]
-        lines.append(
-            f"| {run['worker_class']} | {pre['rps']} | {pre['p50_ms']} / {pre['p99_ms']} "
-            f"| {one['p50_ms']} | {many['rps']} | {many['p50_ms']} / {many['p99_ms']} "
-            f"| {many['errors']} | {many['different']} |"
-        )
+        pre = run["prefetch"]
+        cells = [run["worker_class"], pre["rps"], f"{pre['p50_ms']} / {pre['p99_ms']}"]
+        for key in ("fetch", "fetch_slow"):
+            one, many = run[key]["one_client"], run[key]["many_clients"]
+            cells += [
+                one["p50_ms"],
+                f"{many['rps']} req/s, {many['p50_ms']} / {many['p99_ms']} ms, "
+                f"{many['errors']} errors, {many['different']} differing",
+            ]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     output.mkdir(parents=True, exist_ok=True)
     (output / "workers.json").write_text(json.dumps(runs, indent=2) + "\n")
     text = "\n".join(lines) + "\n"
