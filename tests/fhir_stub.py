@@ -209,6 +209,9 @@ class FhirStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as real FHIR servers: a client's pooled connections are reused.
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
                 stub._count_in()
                 try:
