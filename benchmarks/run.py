@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,13 +141,20 @@ def worker_pids(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def _client(port: int, body: bytes, stop_at: float, out: list[float], errors: list[str]) -> None:
+def _client(
+    port: int,
+    body: bytes,
+    stop_at: float,
+    out: list[float],
+    errors: list[str],
+    path: str = SERVICE_PATH,
+) -> None:
     headers = {"Content-Type": "application/json"}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     while time.monotonic() < stop_at:
         started = time.perf_counter()
         try:
-            connection.request("POST", SERVICE_PATH, body=body, headers=headers)
+            connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
             response.read()
             if response.status != 200:
@@ -160,31 +170,77 @@ def _client(port: int, body: bytes, stop_at: float, out: list[float], errors: li
 
 # wrk (C, Debian package `wrk`) posts the same body with far less CPU than Python threads,
 # which share the server's 2 cores; its `done` hook prints one JSON line we parse.
+# With CDS_BENCH_EXPECT set, each answer's card signature (see card_signature) is compared
+# with it and the differing ones are counted.
 _WRK_SCRIPT = """
 local f = assert(io.open(os.getenv("CDS_BENCH_BODY"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+local expect = os.getenv("CDS_BENCH_EXPECT")
+different = 0
+if expect then
+  response = function(status, headers, body)
+    if status == 200 then
+      local parts = {}
+      for value in body:gmatch('"indicator":%s*"(.-)"') do parts[#parts + 1] = value end
+      for value in body:gmatch('"summary":%s*"(.-)"') do parts[#parts + 1] = value end
+      if table.concat(parts, "|") ~= expect then different = different + 1 end
+    end
+  end
+end
 done = function(summary, latency, requests)
   local e = summary.errors
+  local differing = 0
+  for _, thread in ipairs(threads) do differing = differing + (thread:get("different") or 0) end
   io.write(string.format(
     '\\nWRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d,'
-    .. '"mean_us":%.1f,"errors":%d,"non_2xx_3xx":%d}\\n',
+    .. '"mean_us":%.1f,"errors":%d,"non_2xx_3xx":%d,"different":%d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
     latency:percentile(99), latency.mean, e.connect + e.read + e.write + e.timeout,
-    e.status))
+    e.status, differing))
 end
 """
 
 
-def _wrk(port: int, body: bytes, clients: int, seconds: float, workdir: str) -> dict[str, Any]:
+def card_signature(answer: bytes) -> str:
+    """The cards' indicators and summaries, in order, as the wrk script extracts them."""
+    text = answer.decode()
+    indicators = re.findall(r'"indicator":\s*"(.*?)"', text)
+    summaries = re.findall(r'"summary":\s*"(.*?)"', text)
+    return "|".join(indicators + summaries)
+
+
+def _wrk(
+    port: int,
+    body: bytes,
+    clients: int,
+    seconds: float,
+    workdir: str,
+    expect: str | None = None,
+) -> dict[str, Any]:
     body_path, script_path = Path(workdir, "body.json"), Path(workdir, "post.lua")
     body_path.write_bytes(body)
     script_path.write_text(_WRK_SCRIPT)
     url = f"http://127.0.0.1:{port}{SERVICE_PATH}"
-    command = ["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script_path)]
+    # --timeout 10s: a slow answer is measured as latency, not counted as a socket error
+    # (wrk's default gives up after 2 s, the FHIR budget itself).
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{clients}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script_path),
+    ]
     env = {**os.environ, "CDS_BENCH_BODY": str(body_path)}
+    if expect is not None:
+        env["CDS_BENCH_EXPECT"] = expect
     subprocess.run(
         [*command[:2], "-c2", "-d2s", *command[4:], url], env=env, check=True, capture_output=True
     )  # warm-up, as the Python generator does
@@ -210,12 +266,14 @@ def _wrk(port: int, body: bytes, clients: int, seconds: float, workdir: str) -> 
         "p99_ms": round(data["p99_us"] / 1000, 2),
         "mean_ms": round(data["mean_us"] / 1000, 2),
         "n": data["requests"],
+        "different": data["different"] if expect is not None else None,
     }
 
 
-def over_http(
-    clients: int, seconds: float, generator: str = "auto", cache: bool = True
-) -> dict[str, Any]:
+@contextmanager
+def running_server(extra_env: dict[str, str] | None = None) -> Iterator[tuple[int, int, str]]:
+    """`cds-service serve --production` on a free port (development profile, SQLite in a temp
+    dir, access log off); yields (port, server pid, work dir)."""
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="cds-bench-")
     env = {
@@ -224,80 +282,116 @@ def over_http(
         "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3",
         "PROMETHEUS_MULTIPROC_DIR": f"{workdir}/metrics",
         "GUNICORN_ACCESSLOG": "",  # access lines cost time at this rate; off for the run
+        **(extra_env or {}),
     }
-    if not cache:
-        env["CDS_VALIDATION_CACHE_SIZE"] = "0"  # as deployed otherwise: the setting's default
     server = subprocess.Popen(
         [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(f"{workdir}/server.log", "wb"),  # noqa: SIM115 - closed with the process
     )
-    use_wrk = generator == "wrk" or (generator == "auto" and shutil.which("wrk") is not None)
     try:
         _wait_ready(port, 60)
-        body = json.dumps(patient_view_request("typical")).encode()
-        if use_wrk:
-            rss_samples: list[float] = []
-            sampling = threading.Event()
-
-            def sample_rss() -> None:
-                while not sampling.wait(1):
-                    rss_samples.extend(_rss_mb(pid) for pid in worker_pids(server.pid))
-
-            sampler = threading.Thread(target=sample_rss, daemon=True)
-            sampler.start()
-            try:
-                result = _wrk(port, body, clients, seconds, workdir)
-            finally:
-                sampling.set()
-                sampler.join()
-            elapsed = result.pop("seconds")
-            return {
-                "generator": "wrk",
-                "clients": clients,
-                "seconds": round(elapsed, 1),
-                **result,
-                "rps": round(result["requests"] / elapsed, 1),
-                "workers": len(worker_pids(server.pid)),
-                "max_worker_rss_mb": round(max(rss_samples, default=0.0), 1),
-            }
-        warm: list[float] = []
-        _client(port, body, time.monotonic() + 2, warm, [])
-        latencies: list[list[float]] = [[] for _ in range(clients)]
-        errors: list[str] = []
-        stop_at = time.monotonic() + seconds
-        threads = [
-            threading.Thread(target=_client, args=(port, body, stop_at, latencies[i], errors))
-            for i in range(clients)
-        ]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        rss: list[float] = []
-        while time.monotonic() < stop_at:
-            rss += [_rss_mb(pid) for pid in worker_pids(server.pid)]
-            time.sleep(1)
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - started
-        samples = [value for per_client in latencies for value in per_client]
-        workers = worker_pids(server.pid)
-        return {
-            "generator": "python",
-            "clients": clients,
-            "seconds": round(elapsed, 1),
-            "requests": len(samples),
-            "errors": len(errors),
-            "error_kinds": sorted(set(errors)),
-            "rps": round(len(samples) / elapsed, 1),
-            **_summary(samples),
-            "workers": len(workers),
-            "max_worker_rss_mb": round(max(rss, default=0.0), 1),
-        }
+        yield port, server.pid, workdir
     finally:
         server.terminate()
         server.wait(30)
+
+
+def load_server(
+    port: int,
+    pid: int,
+    workdir: str,
+    body: bytes,
+    clients: int,
+    seconds: float,
+    generator: str = "auto",
+    expect: str | None = None,
+) -> dict[str, Any]:
+    """N clients posting `body` for S seconds; with `expect` (wrk only), answers whose cards'
+    signature (card_signature) differs from it are counted as `different`."""
+    use_wrk = generator == "wrk" or (generator == "auto" and shutil.which("wrk") is not None)
+    if use_wrk:
+        rss_samples: list[float] = []
+        sampling = threading.Event()
+
+        def sample_rss() -> None:
+            while not sampling.wait(1):
+                rss_samples.extend(_rss_mb(p) for p in worker_pids(pid))
+
+        sampler = threading.Thread(target=sample_rss, daemon=True)
+        sampler.start()
+        try:
+            result = _wrk(port, body, clients, seconds, workdir, expect)
+        finally:
+            sampling.set()
+            sampler.join()
+        elapsed = result.pop("seconds")
+        return {
+            "generator": "wrk",
+            "clients": clients,
+            "seconds": round(elapsed, 1),
+            **result,
+            "rps": round(result["requests"] / elapsed, 1),
+            "workers": len(worker_pids(pid)),
+            "max_worker_rss_mb": round(max(rss_samples, default=0.0), 1),
+        }
+    warm: list[float] = []
+    _client(port, body, time.monotonic() + 2, warm, [])
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    stop_at = time.monotonic() + seconds
+    threads = [
+        threading.Thread(target=_client, args=(port, body, stop_at, latencies[i], errors))
+        for i in range(clients)
+    ]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    rss: list[float] = []
+    while time.monotonic() < stop_at:
+        rss += [_rss_mb(p) for p in worker_pids(pid)]
+        time.sleep(1)
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    samples = [value for per_client in latencies for value in per_client]
+    return {
+        "generator": "python",
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(samples),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "rps": round(len(samples) / elapsed, 1),
+        **_summary(samples),
+        "workers": len(worker_pids(pid)),
+        "max_worker_rss_mb": round(max(rss, default=0.0), 1),
+    }
+
+
+def over_http(
+    clients: int,
+    seconds: float,
+    generator: str = "auto",
+    cache: bool = True,
+    worker_class: str | None = None,
+) -> dict[str, Any]:
+    env = {"CDS_VALIDATION_CACHE_SIZE": "0"} if not cache else {}
+    if worker_class:
+        env |= worker_env(worker_class)
+    with running_server(env) as (port, pid, workdir):
+        body = json.dumps(patient_view_request("typical")).encode()
+        result = load_server(port, pid, workdir, body, clients, seconds, generator)
+    return {**result, "worker_class": worker_class or "default"}
+
+
+def worker_env(worker_class: str) -> dict[str, str]:
+    """gunicorn settings for a worker model: gthread with 8 threads per worker."""
+    env = {"GUNICORN_WORKER_CLASS": worker_class}
+    if worker_class == "gthread":
+        env["GUNICORN_THREADS"] = "8"
+    return env
 
 
 def _verdict(value: float, target: float, higher_is_better: bool = False) -> str:
@@ -314,6 +408,8 @@ def report(results: dict[str, Any]) -> str:
         ("typical in-process p95, cold (ms)", typical["cold"]["p95_ms"], "<= 25", 25.0, False),
         ("heavy in-process p95, cold (ms)", heavy["cold"]["p95_ms"], "<= 150", 150.0, False),
     ]
+    from benchmarks.fetch import fetch_rows, fetch_sections
+
     runs = [(key, results[key]) for key in ("http", "http_cold") if key in results]
     for key, run in runs:
         label = "HTTP" if key == "http" else "HTTP cold"
@@ -323,6 +419,7 @@ def report(results: dict[str, Any]) -> str:
             (f"{label} errors", run["errors"], "0", 0, False),
             (f"{label} max worker RSS (MB)", run["max_worker_rss_mb"], "<= 150", 150.0, False),
         ]
+    rows += fetch_rows(results)
     lines = [
         "# Benchmark results",
         "",
@@ -362,12 +459,19 @@ def report(results: dict[str, Any]) -> str:
             f"{', validation cache off' if key == 'http_cold' else ''})",
             "",
             f"{run['clients']} concurrent clients for {run['seconds']} s against "
-            f"{run['workers']} gunicorn sync workers on 127.0.0.1 (each answer closes its "
-            f"connection, so every call connects anew): {run['requests']} requests, "
+            f"{run['workers']} gunicorn {run.get('worker_class', 'default')} workers on "
+            "127.0.0.1 (each answer closes its connection, so every call connects anew): "
+            f"{run['requests']} requests, "
             f"{run['rps']} req/s, p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, "
             f"p99 {run['p99_ms']} ms, {run['errors']} errors, max worker RSS "
             f"{run['max_worker_rss_mb']} MB. Load generator: {run.get('generator', 'python')} "
             "(wrk when installed, else Python threads), on the same 2 cores.",
+        ]
+    lines += fetch_sections(results)
+    if results.get("load_average"):
+        lines += [
+            "",
+            f"Machine load average (1, 5, 15 min) at the start: {results['load_average']}.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -384,8 +488,18 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="HTTP load generator: wrk when installed (auto), else Python threads",
     )
+    parser.add_argument("--no-fetch", action="store_true", help="skip the fetch-mode runs")
+    parser.add_argument(
+        "--compare-workers",
+        action="store_true",
+        help="only the HTTP runs, once per gunicorn worker model: results/workers.md",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    from benchmarks import fetch
+
+    if args.compare_workers:
+        return fetch.compare_workers(args.clients, args.seconds, args.generator, args.output)
     iterations = {"small": 200, "typical": 200, "heavy": 40}
     if args.quick:
         iterations = {"small": 20, "typical": 20, "heavy": 5}
@@ -397,11 +511,15 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
         "targets": TARGETS,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "in_process": {size: in_process(size, iterations[size]) for size in SIZES},
     }
     if not args.no_http:
         results["http"] = over_http(args.clients, args.seconds, args.generator)
         results["http_cold"] = over_http(args.clients, args.seconds, args.generator, cache=False)
+        if not args.no_fetch:
+            results["fetch"] = fetch.fetch_runs(args.clients, args.seconds, args.generator)
+            results["fetch_scenarios"] = fetch.scenario_check(fetch.SCENARIO_DELAY)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report(results)

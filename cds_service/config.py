@@ -48,19 +48,35 @@ DEFAULTS: dict[str, Any] = {
     "PATIENT_KEY_SECRET": "development-only-secret",
     # --- Fetching from the EHR's FHIR server (cds_service/fhir_data.py) ---------------------
     # http fhirServer URLs are accepted only in development; production requires https.
-    # Seconds allowed to connect, and between bytes read, per FHIR call (capped by the deadline).
+    # All FHIR calls of one hook call go out at once; the answer comes as soon as they are all
+    # in, or at this budget (seconds). Long enough for one slow search (100-500 ms is common,
+    # a cold one 1-2 s): data cut off by the budget turns clinical cards into a "data could
+    # not be retrieved" card, while a longer budget keeps the clinician waiting longer when
+    # the FHIR server hangs. Only paging is sequential.
+    "FHIR_DEADLINE_SECONDS": 2.0,
+    # Seconds allowed to connect, and between bytes read, per FHIR call (capped by the budget).
     "FHIR_CALL_TIMEOUT_SECONDS": 2.0,
-    # Seconds for all FHIR calls of one hook request together, so the answer stays near 500 ms.
-    "FHIR_DEADLINE_SECONDS": 0.4,
-    # Calls made at the same time (thread pool and connection pool size, per process).
-    "FHIR_MAX_CONCURRENT_CALLS": 8,
+    # FHIR calls one hook call makes at the same time (at least its prefetch keys plus the
+    # Medications they refer to).
+    "FHIR_MAX_CONCURRENT_CALLS": 16,
     # Bundle pages read per prefetch key (the first included); more pages are noted, not read.
     "FHIR_MAX_PAGES": 5,
     # Largest FHIR response body read (bytes); bigger responses are abandoned mid-stream.
-    "FHIR_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
-    # Development only: fetch without an Authorization header when the request has a fhirServer
-    # but no fhirAuthorization (open sandbox servers). Refused in production.
-    "FHIR_ALLOW_UNAUTHENTICATED": False,
+    # A page of 500 Observations is about 0.5 MB.
+    "FHIR_MAX_RESPONSE_BYTES": 2 * 1024 * 1024,
+    # Largest total of FHIR bytes read for one hook call (all keys, pages and Medications).
+    "FHIR_MAX_CALL_BYTES": 8 * 1024 * 1024,
+    # Seconds a FHIR answer is remembered (per process, in memory, for the same server, URL
+    # and token): order-select then order-sign for one patient read it once. 0 = off.
+    "FHIR_CACHE_SECONDS": 30,
+    # Most bytes of FHIR answers remembered per process (oldest dropped first).
+    "FHIR_CACHE_MAX_BYTES": 16 * 1024 * 1024,
+    # Fetch without an Authorization header when the request has a fhirServer but no
+    # fhirAuthorization (the public sandbox and other open test servers). null = true in
+    # development (else the sandbox's data would be missing), false in production (real EHRs
+    # send a token; an open fhirServer there is a misconfiguration). true is refused in
+    # production.
+    "FHIR_ALLOW_UNAUTHENTICATED": None,
     # --- CDS client authentication (JWT, CDS Hooks 2.0 §trusting-cds-clients) ---
     # true = every /cds-services call needs a valid JWT; null = true only in production.
     # A token that is sent is always verified, even when not required.
@@ -166,13 +182,23 @@ def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"CDS_{key} must be a positive number of seconds")
-    for key in ("FHIR_MAX_CONCURRENT_CALLS", "FHIR_MAX_PAGES", "FHIR_MAX_RESPONSE_BYTES"):
+    seconds = config["FHIR_CACHE_SECONDS"]
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 300:
+        raise ConfigError("CDS_FHIR_CACHE_SECONDS must be a number of seconds from 0 to 300")
+    for key in (
+        "FHIR_MAX_CONCURRENT_CALLS",
+        "FHIR_MAX_PAGES",
+        "FHIR_MAX_RESPONSE_BYTES",
+        "FHIR_MAX_CALL_BYTES",
+        "FHIR_CACHE_MAX_BYTES",
+    ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"CDS_{key} must be a positive whole number")
-    if not isinstance(config["FHIR_ALLOW_UNAUTHENTICATED"], bool):
-        raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED must be true or false")
-    if config["FHIR_ALLOW_UNAUTHENTICATED"] and not is_development(config):
+    allow = config["FHIR_ALLOW_UNAUTHENTICATED"]
+    if allow is not None and not isinstance(allow, bool):
+        raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED must be true, false or null")
+    if allow and not is_development(config):
         raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED is for development only")
 
 
@@ -205,6 +231,13 @@ def _validate_storage_settings(config: Mapping[str, Any]) -> None:
 
 def is_development(config: Mapping[str, Any]) -> bool:
     return config["ENV"] in ("development", "testing")
+
+
+def allows_unauthenticated_fhir(config: Mapping[str, Any]) -> bool:
+    """Whether a fhirServer without fhirAuthorization may be read (null: in development)."""
+    if config["FHIR_ALLOW_UNAUTHENTICATED"] is None:
+        return is_development(config)
+    return bool(config["FHIR_ALLOW_UNAUTHENTICATED"])
 
 
 # --- CDS client authentication settings ---

@@ -1,5 +1,6 @@
-"""Calls to the EHR's FHIR server: one pooled session and one small thread pool per process,
-every call bounded in time and size, and the access token sent only to fhirServer's origin.
+"""Calls to the EHR's FHIR server: one pooled session per process, the calls of one hook call
+all in flight at once (`FetchRound`), bounded together in time and bytes (`CallBudget`) and
+each in time and size, and the access token sent only to fhirServer's origin.
 
 Failures become `FhirUnavailable` with a short reason that never contains a URL, a token or
 patient data, because reasons end up in logs and in cards.
@@ -8,19 +9,21 @@ patient data, because reasons end up in logs and in cards.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cache
 from http.cookiejar import DefaultCookiePolicy
 from time import monotonic
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from cds_service import fhir_links, json_body
-from cds_service.config import is_development
+from cds_service.config import allows_unauthenticated_fhir, is_development
+from cds_service.fhir_cache import ANSWERS, cache_key
 
 logger = logging.getLogger(__name__)
 # urllib3 logs each request line at DEBUG, and FHIR query strings hold patient ids.
@@ -28,14 +31,16 @@ logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 FHIR_JSON_TYPES = ("application/fhir+json", "application/json")
 CHUNK_BYTES = 64 * 1024
+POOL_CONNECTIONS_PER_HOST = 64
 LATE = "the FHIR server did not answer in time"
-
-Key = TypeVar("Key")
-Result = TypeVar("Result")
 
 
 class FhirUnavailable(Exception):
     """FHIR data could not be obtained; the message is a reason safe to log and show."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status  # the FHIR server's HTTP status, when it answered with an error
 
 
 @dataclass(frozen=True)
@@ -67,25 +72,22 @@ def fhir_server_for(
         raise FhirUnavailable("fhirServer is not a plain http(s) URL")
     if base_origin.scheme == "http" and not is_development(config):
         raise FhirUnavailable("fhirServer must use https")
-    if not access_token and not config["FHIR_ALLOW_UNAUTHENTICATED"]:
+    if not access_token and not allows_unauthenticated_fhir(config):
         raise FhirUnavailable("the request has no fhirAuthorization access token")
     return FhirServer(base_url, access_token or None)
 
 
 @cache
-def _session(pool_size: int) -> requests.Session:
+def _session() -> requests.Session:
     session = requests.Session()
     # One session serves every EHR and patient: no cookie may carry over between requests.
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+    # Connections kept per FHIR host: enough for several hook calls' queries at once (a
+    # gevent worker serves many calls); beyond it connections are opened and then closed.
+    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_CONNECTIONS_PER_HOST)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-@cache
-def _executor(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir")
 
 
 def _status_problem(status: int) -> str | None:
@@ -102,27 +104,49 @@ def _status_problem(status: int) -> str | None:
     return f"the FHIR server answered HTTP {status}"
 
 
-def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+class CallBudget:
+    """What one hook call may spend on its FHIR calls together: time (a `monotonic()`
+    deadline) and bytes read. The calls run in several threads, hence the lock."""
+
+    def __init__(self, seconds: float, max_bytes: int) -> None:
+        self.deadline = monotonic() + seconds
+        self.max_bytes = max_bytes
+        self._bytes_read = 0
+        self._lock = threading.Lock()
+
+    def seconds_left(self) -> float:
+        return self.deadline - monotonic()
+
+    def spend(self, size: int) -> None:
+        with self._lock:
+            self._bytes_read += size
+            over = self._bytes_read > self.max_bytes
+        if over:
+            raise FhirUnavailable(f"this call's FHIR data is larger than {self.max_bytes} bytes")
+
+
+def _read_body(response: requests.Response, max_bytes: int, budget: CallBudget) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FhirUnavailable(f"the FHIR response is larger than {max_bytes} bytes")
     body = bytearray()
     for chunk in response.iter_content(CHUNK_BYTES):
         body += chunk
+        budget.spend(len(chunk))
         if len(body) > max_bytes:
             raise FhirUnavailable(f"the FHIR response is larger than {max_bytes} bytes")
-        if monotonic() > deadline:
+        if budget.seconds_left() <= 0:
             raise FhirUnavailable(LATE)
     return bytes(body)
 
 
-def get_json(server: FhirServer, url: str, deadline: float, config: Mapping[str, Any]) -> Any:
+def get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> Any:
     """GET a FHIR JSON document from fhirServer, timed for the metrics."""
     from cds_service.metrics import observe_fhir_fetch
 
     started = monotonic()
     try:
-        value = _get_json(server, url, deadline, config)
+        value = _get_json(server, url, budget, config)
     except FhirUnavailable:
         observe_fhir_fetch(monotonic() - started, ok=False)
         raise
@@ -130,63 +154,110 @@ def get_json(server: FhirServer, url: str, deadline: float, config: Mapping[str,
     return value
 
 
-def _get_json(server: FhirServer, url: str, deadline: float, config: Mapping[str, Any]) -> Any:
-    """The JSON body of a GET on fhirServer, finished by `deadline` (a `monotonic()` time)."""
+def _get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> Any:
+    """The JSON body of a GET on fhirServer, within the hook call's budget."""
     if not server.owns(url):
         raise FhirUnavailable("a link points outside fhirServer; not followed")
-    remaining = deadline - monotonic()
+    key = cache_key(server.base_url, server.access_token, url)
+    remembered = ANSWERS.get(key) if config["FHIR_CACHE_SECONDS"] > 0 else None
+    if remembered is None:
+        body = _download(server, url, budget, config)
+    else:
+        body = remembered
+        budget.spend(len(body))
+    # Parsing a large page takes time and memory: not for an answer that is already too late.
+    if budget.seconds_left() <= 0:
+        raise FhirUnavailable(LATE)
+    try:
+        value = json_body.loads(body)
+    except json_body.TooDeep:
+        raise FhirUnavailable("the FHIR server sent JSON nested too deeply") from None
+    except ValueError:
+        raise FhirUnavailable("the FHIR server sent malformed JSON") from None
+    if remembered is None:  # only answers that parsed are remembered
+        ANSWERS.put(key, body, config["FHIR_CACHE_SECONDS"], config["FHIR_CACHE_MAX_BYTES"])
+    return value
+
+
+def _download(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> bytes:
+    remaining = budget.seconds_left()
     if remaining <= 0:
         raise FhirUnavailable(LATE)
     timeout = min(config["FHIR_CALL_TIMEOUT_SECONDS"], remaining)
     headers = {"Accept": "application/fhir+json"}
     if server.access_token:
         headers["Authorization"] = f"Bearer {server.access_token}"
-    session = _session(config["FHIR_MAX_CONCURRENT_CALLS"])
     try:
         # Redirects are not followed: the token must not travel to wherever they point.
-        with session.get(
+        with _session().get(
             url, headers=headers, timeout=timeout, stream=True, allow_redirects=False
         ) as response:
             if problem := _status_problem(response.status_code):
-                raise FhirUnavailable(problem)
+                raise FhirUnavailable(problem, response.status_code)
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if media_type not in FHIR_JSON_TYPES:
                 raise FhirUnavailable("the FHIR server did not answer with FHIR JSON")
-            body = _read_body(response, config["FHIR_MAX_RESPONSE_BYTES"], deadline)
+            return _read_body(response, config["FHIR_MAX_RESPONSE_BYTES"], budget)
     # `from None`: requests' messages contain the URL, hence the patient id.
     except requests.Timeout:
         raise FhirUnavailable(LATE) from None
     except requests.RequestException:
         raise FhirUnavailable("the FHIR server could not be reached") from None
-    try:
-        return json_body.loads(body)
-    except json_body.TooDeep:
-        raise FhirUnavailable("the FHIR server sent JSON nested too deeply") from None
-    except ValueError:
-        raise FhirUnavailable("the FHIR server sent malformed JSON") from None
 
 
-def run_concurrently(
-    tasks: Mapping[Key, Callable[[], Result]], deadline: float, config: Mapping[str, Any]
-) -> dict[Key, Result | FhirUnavailable]:
-    """Each task's result, or FhirUnavailable for tasks that failed or missed the deadline.
+Handler = Callable[[Any], None]
 
-    Late tasks are abandoned, not awaited; their own calls stop soon after, because every
-    call's timeout is capped by the same deadline."""
-    executor = _executor(config["FHIR_MAX_CONCURRENT_CALLS"])
-    futures = {executor.submit(task): key for key, task in tasks.items()}
-    done, pending = wait(futures, timeout=max(0.0, deadline - monotonic()))
-    results: dict[Key, Result | FhirUnavailable] = {}
-    for future in pending:
-        future.cancel()
-        results[futures[future]] = FhirUnavailable(LATE)
-    for future in done:
-        if (error := future.exception()) is None:
-            results[futures[future]] = future.result()
-        elif isinstance(error, FhirUnavailable):
-            results[futures[future]] = error
-        else:
-            # A bug or an unforeseen FHIR shape: the type only, the message may hold data.
-            logger.error("reading FHIR data failed: %s", type(error).__name__)
-            results[futures[future]] = FhirUnavailable("the FHIR data could not be read")
-    return results
+
+class FetchRound:
+    """The FHIR calls of one hook call, all in flight at once.
+
+    Each answer is handed to its handler in the caller's thread as soon as it arrives, and a
+    handler may submit follow-up calls (a next page, a referenced Medication), which start at
+    once: no call waits for an unrelated one. At the budget's deadline the calls still out are
+    abandoned (their own timeouts are capped by the same deadline) and their handlers get
+    FhirUnavailable. A handler receives either the call's result or a FhirUnavailable."""
+
+    def __init__(self, budget: CallBudget, config: Mapping[str, Any]) -> None:
+        self.budget = budget
+        self._max_calls = config["FHIR_MAX_CONCURRENT_CALLS"]
+        self._executor: ThreadPoolExecutor | None = None
+        self._handlers: dict[Future[Any], Handler] = {}
+
+    def submit(self, call: Callable[[], Any], handle: Handler) -> None:
+        if self._executor is None:
+            # Per hook call, so one call's queries never queue behind another call's; made
+            # only when something is fetched. Under gevent workers the threads are greenlets.
+            self._executor = ThreadPoolExecutor(self._max_calls, thread_name_prefix="fhir")
+        self._handlers[self._executor.submit(call)] = handle
+
+    def run(self) -> None:
+        """Hand every answer to its handler; returns when none is out or at the deadline."""
+        try:
+            while self._handlers:
+                done, _ = wait(
+                    self._handlers,
+                    timeout=max(0.0, self.budget.seconds_left()),
+                    return_when=FIRST_COMPLETED,
+                )
+                if not done:
+                    break
+                for future in done:
+                    self._handlers.pop(future)(_outcome(future))
+        finally:
+            late = list(self._handlers.values())
+            self._handlers.clear()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+        for handle in late:
+            handle(FhirUnavailable(LATE))
+
+
+def _outcome(future: Future[Any]) -> Any:
+    error = future.exception()
+    if error is None:
+        return future.result()
+    if isinstance(error, FhirUnavailable):
+        return error
+    # A bug or an unforeseen FHIR shape: the type only, the message may hold data.
+    logger.error("reading FHIR data failed: %s", type(error).__name__)
+    return FhirUnavailable("the FHIR data could not be read")

@@ -9,26 +9,29 @@ Per key:
 - absent: fetched; when the request gives no way to fetch (no fhirServer, no usable token) the
   call cannot be answered (412).
 Medications referred to by `medicationReference` and not already gathered are read under
-`medications`. All FHIR calls of one request share one deadline (FHIR_DEADLINE_SECONDS).
+`medications`: the service's own medication searches `_include` them, the others are read as soon
+as the resource naming them arrives. Every FHIR call of one request is in flight at once (only
+paging is sequential) and they share one budget of time (FHIR_DEADLINE_SECONDS) and bytes
+(FHIR_MAX_CALL_BYTES): the answer comes as soon as the data is complete, or at the deadline.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from time import monotonic
 from typing import Any
 
 from cds_service.fhir_bundles import FhirResource, Page, medication_references, read_page
 from cds_service.fhir_client import (
+    CallBudget,
+    FetchRound,
     FhirServer,
     FhirUnavailable,
     fhir_server_for,
     get_json,
-    run_concurrently,
 )
 from cds_service.fhir_templates import FHIR_ID, plan_query
 
@@ -63,115 +66,231 @@ class GatheredData:
 @dataclass
 class _KeyData:
     resources: list[FhirResource] = field(default_factory=list)
-    medications: list[FhirResource] = field(default_factory=list)
     unavailable: str | None = None
     incomplete: str | None = None
+    pages: int = 0
+    # The URL without `_include`, for a server that refuses the first one (HTTP 400).
+    fallback_url: str | None = None
 
 
-def _follow_pages(
-    first: Page,
-    server: FhirServer,
-    expected_type: str | None,
-    deadline: float,
-    config: Mapping[str, Any],
-) -> _KeyData:
-    data = _KeyData(list(first.resources), list(first.medications))
-    next_url, pages = first.next_url, 1
-    while next_url:
-        if pages >= config["FHIR_MAX_PAGES"]:
-            data.incomplete = f"only the first {pages} pages were read"
-            break
-        try:
-            page = read_page(get_json(server, next_url, deadline, config), expected_type)
-        except FhirUnavailable as error:
-            data.incomplete = f"a later page is missing: {error}"
-            break
+# Searches whose resources name a Medication: the service's own queries ask the server to
+# include it (`_include`), so no second round of reads is needed where the server supports it.
+MEDICATION_INCLUDES = {
+    holder: f"_include={holder}:medication"
+    for holder in ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
+}
+# Page size of the service's own searches. A template's `_count` is a page size, not a limit
+# (the prefetch holds every page), and servers' defaults are often 20-50: small pages would
+# make paging, the only sequential part, take several rounds. Servers cap it to their maximum.
+OWN_PAGE_SIZE = 200
+
+
+def own_search(relative_url: str, resource_type: str | None) -> str:
+    """The search as the service runs it itself (not bound by the prefetch query rules):
+    pages of at least OWN_PAGE_SIZE, and Medications `_include`d for the types naming one."""
+    path, question, query = relative_url.partition("?")
+    if not question:
+        return relative_url  # a read, not a search
+    parameters = [p for p in query.split("&") if p and not _is_small_count(p)]
+    names = {p.split("=", 1)[0] for p in parameters}
+    if "_count" not in names:
+        parameters.append(f"_count={OWN_PAGE_SIZE}")
+    include = MEDICATION_INCLUDES.get(resource_type or "")
+    if include and "_include" not in names:
+        parameters.append(include)
+    return f"{path}?{'&'.join(parameters)}"
+
+
+def _is_small_count(parameter: str) -> bool:
+    name, _, value = parameter.partition("=")
+    return name == "_count" and (not value.isdigit() or int(value) < OWN_PAGE_SIZE)
+
+
+class _Gathering:
+    """One hook call's data: the prefetch read, and every missing piece fetched in one round
+    (FetchRound): each key's query, next pages as their previous page arrives, Medications
+    as soon as a resource naming them arrives."""
+
+    def __init__(
+        self,
+        server: FhirServer | None,
+        no_access: str,
+        config: Mapping[str, Any],
+        context_resources: list[FhirResource],
+    ) -> None:
+        self.server, self.no_access, self.config = server, no_access, config
+        self.budget = CallBudget(config["FHIR_DEADLINE_SECONDS"], config["FHIR_MAX_CALL_BYTES"])
+        self.round = FetchRound(self.budget, config)
+        self.keys: dict[str, _KeyData] = {}
+        self.fetched: set[str] = set()
+        self.unusable: set[str] = set()
+        self.context_resources = context_resources
+        # Medication URL -> None while asked, "" when read, else why it could not be read.
+        self.medication_reads: dict[str, str | None] = {}
+        self.medication_resources: list[FhirResource] = []
+
+    # --- keys ---
+
+    def start_key(self, key: str, template: str, context: Mapping[str, Any], prefetch: Any) -> None:
+        query = plan_query(template, context)
+        if key in prefetch:
+            if prefetch[key] is None:
+                self.keys[key] = _KeyData()
+                return
+            page = read_page(prefetch[key], query.resource_type)
+            if page.problem is None:
+                self.keys[key] = _KeyData()
+                self._take_page(key, page, query.resource_type)
+                return
+            problem = f"the prefetch held {page.problem}"
+            self.unusable.add(key)
+        else:
+            problem = "not in the prefetch"
+        if self.server is None:
+            self.keys[key] = _KeyData(unavailable=f"{problem}; not fetched: {self.no_access}")
+        elif query.relative_url is None:
+            self.keys[key] = _KeyData(
+                unavailable=f"{problem}; not fetched: {query.unfilled_token} has no value"
+            )
+        else:
+            relative_url = own_search(query.relative_url, query.resource_type)
+            fallback = query.relative_url if relative_url != query.relative_url else None
+            self.keys[key] = _KeyData(fallback_url=fallback and self.server.url(fallback))
+            self.fetched.add(key)
+            self._fetch_page(key, self.server.url(relative_url), query.resource_type)
+
+    def _fetch_page(self, key: str, url: str, expected_type: str | None) -> None:
+        server = self.server
+        assert server is not None
+        self.round.submit(
+            partial(get_json, server, url, self.budget, self.config),
+            partial(self._on_page, key, url, expected_type),
+        )
+
+    def _on_page(self, key: str, url: str, expected_type: str | None, value: Any) -> None:
+        data = self.keys[key]
+        first = data.pages == 0
+        if isinstance(value, FhirUnavailable):
+            if first and data.fallback_url and value.status == 400:
+                # A server that refuses `_include` (or the page size) is asked again with the
+                # template's own query; the Medications are then read one by one.
+                self._fetch_page(key, data.fallback_url, expected_type)
+                data.fallback_url = None
+            elif first:
+                data.unavailable = str(value)
+            else:
+                # The first page (the newest results: queries sort by -date) is still used.
+                data.incomplete = f"later pages: {value}"
+            return
+        page = read_page(value, expected_type)
         if page.problem:
-            data.incomplete = f"a later page held {page.problem}"
-            break
+            if first:
+                data.unavailable = f"the FHIR server sent {page.problem}"
+            else:
+                data.incomplete = f"a later page held {page.problem}"
+            return
+        self._take_page(key, page, expected_type)
+
+    def _take_page(self, key: str, page: Page, expected_type: str | None) -> None:
+        data = self.keys[key]
         data.resources += page.resources
-        data.medications += page.medications
-        next_url, pages = page.next_url, pages + 1
-    return data
+        data.pages += 1
+        self.medication_resources += page.medications
+        self.read_medications(page.resources)
+        if page.next_url is None:
+            return
+        if data.pages >= self.config["FHIR_MAX_PAGES"]:
+            data.incomplete = f"only the first {data.pages} pages were read"
+        elif self.server is None:
+            data.incomplete = f"later pages: {self.no_access}"
+        else:
+            self._fetch_page(key, page.next_url, expected_type)
 
+    # --- Medications ---
 
-def _fetch_key(
-    server: FhirServer,
-    relative_url: str,
-    expected_type: str | None,
-    deadline: float,
-    config: Mapping[str, Any],
-    keep_first_page: Callable[[Page], None],
-) -> _KeyData:
-    try:
-        value = get_json(server, server.url(relative_url), deadline, config)
-    except FhirUnavailable as error:
-        return _KeyData(unavailable=str(error))
-    first = read_page(value, expected_type)
-    if first.problem:
-        return _KeyData(unavailable=f"the FHIR server sent {first.problem}")
-    # If later pages miss the deadline, the task is abandoned: the first page (the newest
-    # results, queries sort by -date) is still used, with the key marked incomplete.
-    keep_first_page(first)
-    return _follow_pages(first, server, expected_type, deadline, config)
-
-
-def _fetch_medication(
-    server: FhirServer, url: str, deadline: float, config: Mapping[str, Any]
-) -> list[FhirResource]:
-    page = read_page(get_json(server, url, deadline, config), "Medication")
-    if page.problem:
-        raise FhirUnavailable(f"the FHIR server sent {page.problem}")
-    return page.resources
-
-
-def _resolve_medications(
-    gathered: GatheredData,
-    included: list[FhirResource],
-    server: FhirServer | None,
-    deadline: float,
-    config: Mapping[str, Any],
-    context_resources: list[FhirResource],
-) -> None:
-    """Adds the Medications referred to but not yet gathered under MEDICATIONS_KEY.
-
-    A draft order's Medication that cannot be fetched for want of FHIR access is not reported
-    here: its reference's display still names the drug, and the record says when it does not."""
-    gathered_resources = gathered.all_resources() + included
-    resources = gathered_resources + context_resources
-    known = {r.get("id") for r in resources if r.get("resourceType") == "Medication"}
-    drafts_only = medication_references(context_resources) - medication_references(
-        gathered_resources
-    )
-    urls: set[str] = set()
-    problems: list[str] = []
-    for reference in medication_references(resources):
+    def _medication_url(self, reference: str) -> tuple[str | None, str | None]:
+        """The URL to read a referenced Medication from, or why it cannot be read."""
         match = MEDICATION_REFERENCE.fullmatch(reference)
-        if match and match["id"] in known:
-            continue
-        if reference in drafts_only and (server is None or match is None):
-            continue
         if match is None:
-            problems.append("a reference that cannot be resolved")
-        elif server is None:
-            problems.append("no FHIR access to read it")
-        elif not server.owns(url := f"{match['base'] or server.url('')}Medication/{match['id']}"):
-            problems.append("a reference outside fhirServer, not followed")
-        else:
-            urls.add(url)
-    tasks = {url: partial(_fetch_medication, server, url, deadline, config) for url in urls}
-    fetched = list(included)
-    for outcome in run_concurrently(tasks, deadline, config).values():
-        if isinstance(outcome, FhirUnavailable):
-            problems.append(str(outcome))
-        else:
-            fetched += outcome
-    if fetched:
-        gathered.resources.setdefault(MEDICATIONS_KEY, []).extend(fetched)
-    if problems:
-        reason = f"{len(problems)} referenced Medications not obtained: {problems[0]}"
-        target = gathered.incomplete if fetched else gathered.unavailable
-        target[MEDICATIONS_KEY] = reason
+            return None, "a reference that cannot be resolved"
+        if self.server is None:
+            return None, "no FHIR access to read it"
+        url = f"{match['base'] or self.server.url('')}Medication/{match['id']}"
+        if not self.server.owns(url):
+            return None, "a reference outside fhirServer, not followed"
+        return url, None
+
+    def _known_medication_ids(self) -> set[Any]:
+        return {
+            r.get("id")
+            for r in self.medication_resources + self.context_resources
+            if r.get("resourceType") == "Medication"
+        }
+
+    def read_medications(self, resources: Iterable[FhirResource]) -> None:
+        """Starts reading the Medications these resources name and nobody has read yet."""
+        known = self._known_medication_ids()
+        for reference in medication_references(resources):
+            match = MEDICATION_REFERENCE.fullmatch(reference)
+            if match and match["id"] in known:
+                continue
+            url, _ = self._medication_url(reference)
+            if url is None or url in self.medication_reads:
+                continue
+            self.medication_reads[url] = None
+            server = self.server
+            assert server is not None
+            self.round.submit(
+                partial(get_json, server, url, self.budget, self.config),
+                partial(self._on_medication, url),
+            )
+
+    def _on_medication(self, url: str, value: Any) -> None:
+        if isinstance(value, FhirUnavailable):
+            self.medication_reads[url] = str(value)
+            return
+        page = read_page(value, "Medication")
+        if page.problem:
+            self.medication_reads[url] = f"the FHIR server sent {page.problem}"
+            return
+        self.medication_reads[url] = ""
+        self.medication_resources += page.resources
+
+    def medication_problems(self, gathered: GatheredData) -> list[str]:
+        """Why referenced Medications are missing, one entry per reference.
+
+        A draft order's own Medication that cannot be had is not reported here: drafts are
+        often not yet stored on the FHIR server (404), the reference's display still names the
+        drug, and the record says when it does not (a draft note on the DATA_QUALITY card)."""
+        gathered_resources = gathered.all_resources()
+        known = self._known_medication_ids()
+        drafts_only = medication_references(self.context_resources) - medication_references(
+            gathered_resources
+        )
+        problems = []
+        for reference in medication_references(gathered_resources + self.context_resources):
+            match = MEDICATION_REFERENCE.fullmatch(reference)
+            if match and match["id"] in known:
+                continue
+            if reference in drafts_only:
+                continue
+            url, problem = self._medication_url(reference)
+            if url is not None:
+                problem = self.medication_reads.get(url) or "not read"
+            problems.append(problem or "not read")
+        return problems
+
+
+def _unique_by_id(resources: list[FhirResource]) -> list[FhirResource]:
+    """One copy of each Medication (the same one may come from `_include`s and reads)."""
+    seen: set[Any] = set()
+    unique = []
+    for resource in resources:
+        key = resource.get("id")
+        if key is None or key not in seen:
+            unique.append(resource)
+            seen.add(key)
+    return unique
 
 
 def _reasons(reasons: Mapping[str, str]) -> str:
@@ -191,7 +310,6 @@ def gather(
     not be obtained are in `unavailable`. Raises PreconditionFailed (and nothing else) when a
     key is absent and the request gives no way to fetch it, or when no data arrived at all.
     `context_resources` (the order hooks' draft orders) have their Medications resolved too."""
-    deadline = monotonic() + config["FHIR_DEADLINE_SECONDS"]
     prefetch = prefetch or {}
     try:
         server: FhirServer | None = fhir_server_for(fhir_server, access_token, config)
@@ -202,75 +320,26 @@ def gather(
     if absent and server is None:
         raise PreconditionFailed(f"prefetch keys not supplied ({', '.join(absent)}): {no_access}")
 
-    settled: dict[str, _KeyData] = {}
-    first_pages: dict[str, Page] = {}
-    tasks: dict[str, Callable[[], _KeyData]] = {}
-    unusable: set[str] = set()
+    drafts = list(context_resources)
+    gathering = _Gathering(server, no_access, config, drafts)
     for key, template in templates.items():
-        query = plan_query(template, context)
-        if key in prefetch:
-            if prefetch[key] is None:
-                settled[key] = _KeyData()
-                continue
-            page = read_page(prefetch[key], query.resource_type)
-            if page.problem is None:
-                if page.next_url is None:
-                    settled[key] = _KeyData(page.resources, page.medications)
-                elif server is None:
-                    settled[key] = _KeyData(
-                        page.resources, page.medications, incomplete=f"later pages: {no_access}"
-                    )
-                else:
-                    first_pages[key] = page
-                    tasks[key] = partial(
-                        _follow_pages, page, server, query.resource_type, deadline, config
-                    )
-                continue
-            problem = f"the prefetch held {page.problem}"
-            unusable.add(key)
-        else:
-            problem = "not in the prefetch"
-        if server is None:
-            settled[key] = _KeyData(unavailable=f"{problem}; not fetched: {no_access}")
-        elif query.relative_url is None:
-            settled[key] = _KeyData(
-                unavailable=f"{problem}; not fetched: {query.unfilled_token} has no value"
-            )
-        else:
-            tasks[key] = partial(
-                _fetch_key,
-                server,
-                query.relative_url,
-                query.resource_type,
-                deadline,
-                config,
-                partial(first_pages.__setitem__, key),
-            )
+        gathering.start_key(key, template, context, prefetch)
+    gathering.read_medications(drafts)
+    gathering.round.run()
 
-    for key, outcome in run_concurrently(tasks, deadline, config).items():
-        if not isinstance(outcome, FhirUnavailable):
-            settled[key] = outcome
-        elif key in first_pages:
-            first = first_pages[key]
-            settled[key] = _KeyData(
-                first.resources, first.medications, incomplete=f"later pages: {outcome}"
-            )
-        else:
-            settled[key] = _KeyData(unavailable=str(outcome))
-
-    gathered = _assemble(templates, settled)
-    gathered.sources = _sources(templates, prefetch, unusable, tasks, gathered)
+    gathered = _assemble(templates, gathering.keys)
+    gathered.sources = _sources(
+        templates, prefetch, gathering.unusable, gathering.fetched, gathered
+    )
     if templates and len(gathered.unavailable) == len(templates):
         raise PreconditionFailed(f"no FHIR data obtained: {_reasons(gathered.unavailable)}")
-    _resolve_medications(
-        gathered,
-        [m for data in settled.values() for m in data.medications],
-        server,
-        deadline,
-        config,
-        list(context_resources),
-    )
-    _log_summary(len(tasks), gathered)
+    if gathering.medication_resources:
+        gathered.resources[MEDICATIONS_KEY] = _unique_by_id(gathering.medication_resources)
+    if problems := gathering.medication_problems(gathered):
+        reason = f"{len(problems)} referenced Medications not obtained: {problems[0]}"
+        target = gathered.incomplete if gathering.medication_resources else gathered.unavailable
+        target[MEDICATIONS_KEY] = reason
+    _log_summary(len(gathering.fetched), gathered)
     return gathered
 
 
@@ -291,7 +360,7 @@ def _sources(
     templates: Iterable[str],
     prefetch: Mapping[str, Any],
     unusable: set[str],
-    fetched: Mapping[str, Any],
+    fetched: Collection[str],
     gathered: GatheredData,
 ) -> dict[str, tuple[str, str]]:
     sources = {}

@@ -22,23 +22,36 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-# A call is CPU-bound (JSON, FHIR models, rules): processes, one per core plus one to cover
-# waits. The sync worker takes one connection at a time, so the kernel's accept queue hands
-# calls to whichever worker is free: fair and even. Measured on 2 cores with 16 keep-alive
-# clients: sync 3 workers ~215 req/s, p99 ~100 ms; gthread (2 threads) ~190 req/s, p99 ~200 ms
-# and up, because a gthread worker keeps every keep-alive connection it accepted and one
-# worker can end up serving all of them while another idles. Sync workers close the
-# connection after each answer; the reverse proxy in front keeps client connections alive.
-# A deployment whose calls often wait on the EHR's FHIR server (missing prefetch) can add
-# workers (GUNICORN_WORKERS) or use GUNICORN_WORKER_CLASS=gthread with GUNICORN_THREADS.
+# Worker model: gevent (benchmarks/results/workers.md has the side-by-side figures).
+# A call is CPU-bound (JSON, FHIR models, rules) when the prefetch holds the data, and waits
+# 100-500 ms per FHIR round when it does not. A sync worker is held for the whole wait, so
+# three of them served ~17 fetch-mode calls a second whatever the CPU. A gevent worker runs
+# other calls while one waits on the EHR's FHIR server, and a call that computes runs to its
+# end without thread switches, so the prefetch path keeps the sync worker's latency. It also
+# reads each request in its own greenlet: a client trickling its request (slowloris) holds one
+# greenlet, not the worker, so /healthz stays up without a buffering proxy (still advised: TLS,
+# body limits, timeouts). Everything a worker uses cooperates once gevent patches the standard
+# library (before the app loads): requests/urllib3 and redis (sockets), psycopg >= 3.1.14
+# (gevent-aware waits), the card-history writer thread (a greenlet), the FHIR fetch pool
+# (greenlets), prometheus multiprocess files and gc.freeze (no I/O). SQLite calls block the
+# worker while they run: one more reason it is for development only.
+# GUNICORN_WORKER_CLASS=sync restores one call per process at a time. (Known gevent noise: a
+# worker that exits may print "Exception ignored in _removeHandlerRef" at interpreter
+# shutdown, gevent issue 2148; harmless.)
 workers = _int("GUNICORN_WORKERS", min(multiprocessing.cpu_count() + 1, 8))
-threads = _int("GUNICORN_THREADS", 1)  # more than 1 makes gunicorn use gthread
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+threads = _int("GUNICORN_THREADS", 1)  # gthread only
+# Calls one gevent worker holds at once (each waiting call holds its parsed request: bounded
+# memory). Beyond it, connections wait in the listen queue for any worker.
+worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 100)
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
 # Hook calls must answer in well under a second; a worker stuck for 30 s is restarted.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)
-keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# 0: every answer closes its connection, so each call is handed by the kernel to a worker
+# that is free to accept it (as sync workers do); a kept-alive connection would tie a client to
+# one worker while another idles. The reverse proxy keeps client connections alive.
+keepalive = _int("GUNICORN_KEEPALIVE", 0)
 # Recycle workers now and then (jittered so they do not restart together): bounds memory growth.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 2000)

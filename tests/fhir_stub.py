@@ -2,9 +2,9 @@
 
 It serves resources from Synthea transaction Bundles (their `urn:uuid:` references rewritten to
 `Type/id`, as a real server stores them): reads (`Type/id`) and searches by `patient`/`subject`,
-`code` (token list, `system|code` or `code`), `_id`, `_sort=-date` and `_count`, with `next`
-links for paging. It checks a Bearer token when given one, can answer slowly, and records the
-calls it received.
+`code` (token list, `system|code` or `code`), `_id`, `_sort=-date`, `_count` and
+`_include=<Type>:medication`, with `next` links for paging. It checks a Bearer token when given
+one, can answer slowly, records the calls it received and counts the most it served at once.
 
 In a test:   with FhirStub(load_bundle(path), token="t") as stub: ... stub.base_url ...
 As a process: python -m tests.fhir_stub --port 8081 --token t BUNDLE.json [...]
@@ -86,6 +86,12 @@ def _date(resource: dict[str, Any]) -> str:
     return next((resource[name] for name in DATE_FIELDS if name in resource), "")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: one hook call's 9+ queries at once would
+    # overflow it and wait a second for a SYN retry, which no real FHIR server makes them do.
+    request_queue_size = 256
+
+
 class FhirStub:
     def __init__(
         self,
@@ -94,13 +100,28 @@ class FhirStub:
         delay_seconds: float = 0.0,
         port: int = 0,
         later_pages_delay_seconds: float = 0.0,
+        delay_by_type: dict[str, float] | None = None,
+        supports_include: bool = True,
+        max_page_size: int = 1000,
     ) -> None:
         self.resources = list(resources)
+        # Seconds before answering a search or read of a resource type (else delay_seconds).
+        self.delay_by_type = delay_by_type or {}
+        self.supports_include = supports_include
+        self.max_page_size = max_page_size  # a larger `_count` is capped, as servers do
+        # Paths of the calls answered, in the order their answers were sent.
+        self.answered: list[str] = []
+        # Benchmarks: compute each distinct query's answer once (the data never changes).
+        self.cache_answers = False
+        self._answers: dict[str, tuple[int, bytes]] = {}
         self.token = token
         self.delay_seconds = delay_seconds
         self.later_pages_delay_seconds = later_pages_delay_seconds
         self.calls: list[RecordedCall] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -139,15 +160,17 @@ class FhirStub:
             matches = [r for r in matches if r["id"] in ids.split(",")]
         if query.get("_sort") == "-date":
             matches.sort(key=_date, reverse=True)
-        count = int(query.get("_count", DEFAULT_PAGE_SIZE))
+        count = min(int(query.get("_count", DEFAULT_PAGE_SIZE)), self.max_page_size)
         offset = int(query.get("_offset", 0))
+        page = matches[offset : offset + count]
         bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "type": "searchset",
             "total": len(matches),
-            "entry": [
-                {"resource": r, "search": {"mode": "match"}}
-                for r in matches[offset : offset + count]
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in page]
+            + [
+                {"resource": r, "search": {"mode": "include"}}
+                for r in self._included(resource_type, query.get("_include"), page)
             ],
         }
         if offset + count < len(matches):
@@ -157,11 +180,46 @@ class FhirStub:
             ]
         return bundle
 
+    @staticmethod
+    def encoded(status: int, body: dict[str, Any]) -> tuple[int, bytes]:
+        return status, json.dumps(body).encode()
+
+    def _included(
+        self, resource_type: str, include: str | None, page: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if not self.supports_include or include != f"{resource_type}:medication":
+            return []
+        wanted = {(r.get("medicationReference") or {}).get("reference") for r in page}
+        return [
+            r
+            for r in self.resources
+            if r["resourceType"] == "Medication" and f"Medication/{r['id']}" in wanted
+        ]
+
+    def _count_in(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _count_out(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as real FHIR servers: a client's pooled connections are reused.
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+                stub._count_in()
+                try:
+                    self._answer()
+                finally:
+                    stub._count_out()
+
+            def _answer(self) -> None:
                 stub.calls.append(
                     RecordedCall(
                         self.path, self.headers.get("Authorization"), self.headers.get("Accept")
@@ -170,18 +228,24 @@ class FhirStub:
                 url = urlsplit(self.path)
                 query = {name: values[-1] for name, values in parse_qs(url.query).items()}
                 later_page = "_offset" in query
-                time.sleep(stub.later_pages_delay_seconds if later_page else stub.delay_seconds)
+                resource_type = url.path.removeprefix(BASE_PATH).strip("/").split("/")[0]
+                delay = stub.delay_by_type.get(resource_type, stub.delay_seconds)
+                time.sleep(stub.later_pages_delay_seconds if later_page else delay)
                 if stub.token and self.headers.get("Authorization") != f"Bearer {stub.token}":
-                    status, body = _outcome(401, "unauthorized")
+                    status, payload = stub.encoded(*_outcome(401, "unauthorized"))
+                elif stub.cache_answers and self.path in stub._answers:
+                    status, payload = stub._answers[self.path]
                 else:
-                    status, body = stub.answer(url.path, query)
-                payload = json.dumps(body).encode()
+                    status, payload = stub.encoded(*stub.answer(url.path, query))
+                    if stub.cache_answers:
+                        stub._answers[self.path] = status, payload
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/fhir+json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                    stub.answered.append(url.path)
                 except OSError:
                     pass  # the client gave up waiting (deadline tests)
 

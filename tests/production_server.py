@@ -57,9 +57,12 @@ def running(
 
 
 @contextmanager
-def production_server(workdir: Path, workers: int = 2) -> Iterator[tuple[str, subprocess.Popen]]:
+def production_server(
+    workdir: Path, workers: int = 2, **extra_env: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """The server's base URL and master process; development profile (no JWT issuer to set
-    up), SQLite and metrics files in `workdir`. The gunicorn settings are production's."""
+    up), SQLite and metrics files in `workdir`. The gunicorn settings are production's,
+    unless `extra_env` (GUNICORN_* variables) changes them."""
     port = free_port()
     env = {
         **os.environ,
@@ -67,6 +70,7 @@ def production_server(workdir: Path, workers: int = 2) -> Iterator[tuple[str, su
         "CDS_DATABASE_URL": f"sqlite:///{workdir}/cds.sqlite3",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         "GUNICORN_WORKERS": str(workers),
+        **extra_env,
     }
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "cds_service.cli", "serve", "--production", "--port"]

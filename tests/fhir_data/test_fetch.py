@@ -36,14 +36,15 @@ def test_absent_key_is_fetched_alone_with_the_bearer_token(templates, config, fh
     gathered = gather(templates, context, prefetch, FHIR_SERVER, TOKEN, config)
     assert len(fhir.calls) == 1
     request = fhir.calls[0].request
-    assert request.url == f"{FHIR_SERVER}/Condition?patient=pat%201%262"
+    # The service's own search asks for a large page (fewer sequential rounds of paging).
+    assert request.url == f"{FHIR_SERVER}/Condition?patient=pat%201%262&_count=200"
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["Accept"] == "application/fhir+json"
     assert gathered.resources["conditions"] == [condition]
     assert gathered.unavailable == {}
 
 
-def test_fetched_query_keeps_the_template_query(templates, config, fhir):
+def test_fetched_query_keeps_the_template_query_with_larger_pages(templates, config, fhir):
     fhir.get(f"{FHIR_SERVER}/Observation", json=searchset(), content_type="application/json")
     gather(
         templates, CONTEXT, without(full_prefetch(templates), "weights"), FHIR_SERVER, TOKEN, config
@@ -52,7 +53,7 @@ def test_fetched_query_keeps_the_template_query(templates, config, fhir):
         "patient": PATIENT_ID,
         "code": "http://loinc.org|29463-7",
         "_sort": "-date",
-        "_count": "5",
+        "_count": "200",  # the template's 5 is a page size: fewer pages, fewer rounds
     }
 
 
@@ -90,7 +91,7 @@ def register_pages(fhir, first_page_in_prefetch):
             f"{FHIR_SERVER}/Condition",
             json=pages[0],
             headers=FHIR_HEADERS,
-            match=[matchers.query_param_matcher({"patient": PATIENT_ID})],
+            match=[matchers.query_param_matcher({"patient": PATIENT_ID, "_count": "200"})],
         )
     for number in (2, 3):
         fhir.get(
@@ -249,12 +250,28 @@ def test_http_fhir_server_is_allowed_in_development(templates, config, fhir):
     assert gathered.resources["conditions"] == []
 
 
-def test_open_server_is_read_without_authorization_only_when_allowed(templates, config, fhir):
-    fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(), headers=FHIR_HEADERS)
-    config["FHIR_ALLOW_UNAUTHENTICATED"] = True
+def test_open_server_is_read_without_a_token_by_default_in_development(templates, fhir):
+    # The public sandbox sends fhirServer and no fhirAuthorization for its open server: the
+    # missing data is fetched, not answered with a 412 the sandbox would show as "All clear".
+    fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(resource("Condition", "c1")))
+    config = load_config({"ENV": "development"})
     prefetch = without(full_prefetch(templates), "conditions")
-    gather(templates, CONTEXT, prefetch, FHIR_SERVER, None, config)
+    gathered = gather(templates, CONTEXT, prefetch, FHIR_SERVER, None, config)
     assert "Authorization" not in fhir.calls[0].request.headers
+    assert gathered.resources["conditions"] == [resource("Condition", "c1")]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [load_config({"ENV": "development", "FHIR_ALLOW_UNAUTHENTICATED": False}), None],
+    ids=["turned-off", "production-default"],
+)
+def test_without_a_token_nothing_is_fetched_unless_allowed(templates, fhir, config):
+    config = config or load_config(production())
+    prefetch = without(full_prefetch(templates), "conditions")
+    with pytest.raises(PreconditionFailed, match="no fhirAuthorization"):
+        gather(templates, CONTEXT, prefetch, FHIR_SERVER, None, config)
+    assert len(fhir.calls) == 0
 
 
 def test_open_servers_cannot_be_allowed_in_production():

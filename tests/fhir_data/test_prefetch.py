@@ -42,6 +42,7 @@ def test_absent_key_without_fhir_server_is_a_failed_precondition(templates, conf
 
 
 def test_absent_key_without_token_is_a_failed_precondition(templates, config, fhir):
+    config["FHIR_ALLOW_UNAUTHENTICATED"] = False  # as in production
     prefetch = full_prefetch(templates)
     del prefetch["counts"]
     with pytest.raises(PreconditionFailed, match="access token"):

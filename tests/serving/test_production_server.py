@@ -1,6 +1,6 @@
 """`cds-service serve --production`: gunicorn as deployed, called over HTTP.
 
-Two sync workers behind one port: calls are answered by both, /metrics adds up every
+Two gevent workers behind one port: calls are answered by both, /metrics adds up every
 worker's counts (Prometheus multiprocess mode), and SIGHUP replaces the workers without
 failing a call.
 """
