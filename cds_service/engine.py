@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.cards import render_card
+from cds_service.config import is_development
 from cds_service.fhir_bundles import flatten
 from cds_service.fhir_data import gather
 from cds_service.knowledge import Knowledge
@@ -53,10 +54,7 @@ def evaluate(
     )
     resources = data.all_resources()
     mine = [r for r in resources if not names_other_patient(r, request.patient_id)]
-    unavailable = dict(data.unavailable)
-    unavailable.update(
-        {key: f"may be incomplete: {reason}" for key, reason in data.incomplete.items()}
-    )
+    unavailable = _missing_data_reasons(data.unavailable, data.incomplete, config)
     if len(mine) != len(resources):
         # Another patient's data must never inform this patient's cards.
         unavailable["other-patient"] = (
@@ -76,3 +74,19 @@ def evaluate(
     findings = evaluate_rules(record, knowledge, service.hook, service.rules)
     cards = [render_card(f, request.patient_id, knowledge) for f in findings]
     return Evaluation(record, findings, cards, data.sources)
+
+
+def _missing_data_reasons(
+    unavailable: Mapping[str, str], incomplete: Mapping[str, str], config: Mapping[str, Any]
+) -> dict[str, str]:
+    """What the DATA_QUALITY card says about each key the EHR could not provide. Outside
+    development it says only that the data could not be retrieved: the precise reason ("HTTP
+    401", "could not be reached") would tell a caller what answers at a fhirServer of its
+    choosing, a port-scan oracle. The reasons are in the service's log (fhir_data)."""
+    if is_development(config):
+        reasons = dict(unavailable)
+        reasons.update({key: f"may be incomplete: {why}" for key, why in incomplete.items()})
+        return reasons
+    reasons = {key: "could not be retrieved" for key in unavailable}
+    reasons.update({key: "may be incomplete" for key in incomplete})
+    return reasons

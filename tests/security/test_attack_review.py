@@ -315,6 +315,27 @@ def test_412_reasons_stay_in_the_log_in_production(tmp_path, signing_key, anywhe
     app.extensions["cds_storage"].close()
 
 
+def test_cards_do_not_tell_what_answers_at_the_fhir_server_in_production(
+    tmp_path, signing_key, anywhere
+):
+    """A partial prefetch still gets its cards, and the DATA_QUALITY card names the missing
+    data; in production it does not say why ("HTTP 401"), which would make cards an oracle for
+    what stands at a fhirServer of the caller's choosing."""
+    app = _app(tmp_path, signing_key)
+    body = request_of(next(s for s in SCENARIOS if s["name"] == "sle-severe-neutropenia-afebrile"))
+    del body["prefetch"]["conditions"]
+    body["fhirServer"] = "https://internal.example.net:8443/fhir"
+    body["fhirAuthorization"] = _needs_fetching(EHR_FHIR)["fhirAuthorization"]
+    response = app.test_client().post(SERVICE, json=body, headers=_signed(signing_key))
+    assert response.status_code == 200
+    cards = {c["source"]["topic"]["code"]: c for c in response.get_json()["cards"]}
+    detail = cards["DATA_QUALITY"]["detail"]
+    assert "Data not available from the EHR: diagnoses (could not be retrieved)" in detail
+    assert len(anywhere.calls) >= 1
+    assert "401" not in response.get_data(as_text=True)
+    app.extensions["cds_storage"].close()
+
+
 @pytest.mark.parametrize("jti", ["\ud800", "a\udc00", "line\nbreak", "\x00"])
 def test_a_signed_token_with_an_unprintable_jti_is_a_401_not_a_500(tmp_path, signing_key, jti):
     """Found by the seeded fuzz (variants 6581, 7556, 9644 of 10,000): a lone surrogate in a
