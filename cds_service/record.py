@@ -41,9 +41,12 @@ _METHOD_PRIORITY = {"manual": 0, "segmented + bands": 1, "automated": 2, "comput
 
 
 def format_count(value: float) -> str:
-    """A count in 10^9/L with at most 3 significant digits (two decimals below 10: "0.05",
-    "2.80"; one from 10: "14.2"; none from 100)."""
+    """A count in 10^9/L as labs print it (two decimals below 10: "0.05", "2.80"; one from 10:
+    "14.2"; none from 100), with one decimal more when rounding would change the value: an
+    ANC of 0.496 shown as "0.50" would read as above a "< 0.5" threshold that it meets."""
     decimals = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    if abs(value) < 100 and round(value, decimals) != round(value, decimals + 1):
+        decimals += 1
     return f"{value:.{decimals}f}"
 
 
@@ -376,10 +379,9 @@ def _quantity_of_text(text: str) -> Raw | None:
 
 
 def _censored(quantity: Raw) -> str:
-    """The comparator of a censored result (clinical spec §2.3). `<` and `<=` make the value an
-    upper bound, judged as the bound. Choice where the spec is silent: `>` and `>=` (a lower
-    bound) are judged as the bound too, so a low bound still reads as low (missing precision
-    is not normal data) and the card shows the comparator."""
+    """The comparator of a censored result (clinical rules §2.3). `<` and `<=` make the value
+    an upper bound, judged as the bound. `>` and `>=` (a lower bound) are returned too, so that
+    the caller can refuse them: see `_RecordBuilder.count`."""
     comparator = quantity.get("comparator")
     return comparator if comparator in ("<", "<=", ">", ">=") else ""
 
@@ -532,6 +534,14 @@ class _RecordBuilder:
     ) -> None:
         factor = units.count_factor(quantity, self.count_aliases)
         comparator = _censored(quantity)
+        if comparator.startswith(">"):
+            # Choice where the rules are silent: a lower bound (">0.4") says only that the
+            # count is at least that much. Judged as the bound it would read as severe
+            # neutropenia; judged as normal it would hide one. It is neither: a data note.
+            reason = "reported only as a lower bound: the count itself is unknown"
+            value = float(quantity["value"]) * factor if factor is not None else None
+            self.unusable(what, received, time, reason, ref, analyte, value, comparator)
+            return
         if factor is None:
             unit = units.received_unit(quantity)
             reason = f"unknown unit ({unit}): not converted" if unit else "no unit: not converted"

@@ -35,7 +35,7 @@ from cds_service.rules.drugs import (
 from cds_service.rules.monitoring import is_low_count
 
 ORDER_HOOKS = ("order-select", "order-sign")
-# Azathioprine and mercaptopurine label: with allopurinol or febuxostat, one third to one
+# Azathioprine and mercaptopurine label: with allopurinol, one third to one
 # quarter of the usual dose; the suggestion takes the less drastic end.
 COMBINATION_FRACTION = 1 / 3
 # CPIC: intermediate metabolizer, 30-80% of the normal starting dose; half is inside that range
@@ -136,7 +136,13 @@ class _Combination:
 
     @property
     def thiopurine_allopurinol(self) -> bool:
-        return self.partner in ("allopurinol", "febuxostat")
+        return self.partner == "allopurinol"
+
+    @property
+    def contraindicated(self) -> bool:
+        """Thiopurine with febuxostat: its label contraindicates the pair, so no reduced dose
+        is offered."""
+        return self.partner == "febuxostat"
 
     @property
     def text(self) -> str:
@@ -149,6 +155,12 @@ class _Combination:
     def advice(self) -> str:
         """Which drug to change and how (clinical spec §3 ORDER_MYELOTOXIC_LOW_COUNTS v3)."""
         drug, partner = self.drug, _shown(self.partner)
+        if self.contraindicated:
+            return (
+                f"Febuxostat with {drug} is contraindicated (febuxostat label): use another "
+                f"urate-lowering drug; with allopurinol, {drug} at 1/3-1/4 of its dose ({drug} "
+                "label)."
+            )
         if self.thiopurine_allopurinol:
             how = (
                 f"reduce {drug} to 1/3-1/4 of its usual dose ({drug} label), or choose a "
@@ -169,6 +181,16 @@ class _Combination:
 
     def summary(self) -> str:
         drug, partner = self.drug, _shown(self.partner)
+        if self.contraindicated and self.drafted_is_partner:
+            return (
+                f"Febuxostat with current {drug}: contraindicated (label); cancel it and use "
+                "another urate-lowering drug."
+            )
+        if self.contraindicated:
+            return (
+                f"{upper_first(drug)} with current febuxostat: contraindicated (febuxostat "
+                "label); stop febuxostat first."
+            )
         if self.thiopurine_allopurinol and self.drafted_is_partner:
             return (
                 f"{upper_first(partner)} with current {drug}: reduce {drug} to 1/3-1/4 (label) "
@@ -292,16 +314,19 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     the only suggestions are cancel (with a stat CBC) or defer, never keep.
     Combination (v3): the card says which drug to change and how, cites the label that
     describes the interaction, and offers the action on the draft: update a thiopurine draft
-    to 1/3 of its dose, or cancel a TMP-SMX or allopurinol/febuxostat draft.
+    to 1/3 of its dose (with allopurinol), or cancel a TMP-SMX, allopurinol or febuxostat
+    draft. Thiopurine with febuxostat is a contraindication in the febuxostat label (where the
+    contract speaks of a 1/3-1/4 reduction for both): no reduced dose is offered for it, and
+    cancelling whichever of the two is drafted is recommended.
 
     Choices where the spec is silent: "stable" = not fallen >= 30% (the significant-drop
     fraction) from the baseline (6-month median, or the earlier value), and no earlier value
     means not stable; a draft whose dose cannot be compared with the current one is treated as
     a possible increase (warning). "Defer" is an `update` of the draft to status `on-hold`
     with a stat CBC: the order is kept for later but cannot be acted on until the counts are
-    reviewed. Cancelling an allopurinol/febuxostat draft is offered but not recommended (the
-    alternative, reducing the current thiopurine, is a change to another order); cancelling a
-    TMP-SMX draft is recommended.
+    reviewed. Cancelling an allopurinol draft is offered but not recommended (the alternative,
+    reducing the current thiopurine, is a change to another order); cancelling a TMP-SMX or a
+    febuxostat draft is recommended.
     """
     record, k = ctx.record, ctx.knowledge
     drugs = evaluated_drugs(record)
@@ -439,13 +464,14 @@ def _myelotoxic_suggestions(
             reduce = _reduce(
                 primary,
                 COMBINATION_FRACTION,
-                "label: 1/3-1/4 with allopurinol or febuxostat",
+                "label: 1/3-1/4 with allopurinol",
                 cbc,
                 True,
             )
             changes = [_cancel(primary, None, recommended=reduce is None)]
             return changes + ([reduce] if reduce else []), []
-        # The interacting drug is the draft (or methotrexate is started on top of TMP-SMX).
+        # The interacting drug is the draft, methotrexate is started on top of TMP-SMX, or a
+        # thiopurine on top of febuxostat (contraindicated: cancelling is recommended).
         recommended = not combination.thiopurine_allopurinol
         return [_cancel(primary, None, recommended=recommended)], []
     reduce: DraftOrderChange | None = None

@@ -277,6 +277,19 @@ def test_a_comparator_on_value_quantity_is_the_bound(knowledge):
     assert record.latest("anc").describe().startswith("<0.50")
 
 
+@pytest.mark.parametrize("comparator", [">", ">="])
+def test_a_lower_bound_is_neither_low_nor_normal(comparator, knowledge):
+    """">0.4" says only that the ANC is at least 0.4: no severe card, and no silence either."""
+    anc = observation(ANC, 0.4)
+    anc["valueQuantity"]["comparator"] = comparator
+    resources = [sle(), observation(WBC, 3.0), anc]
+    record = build_record(resources, PATIENT, NOW, knowledge)
+    assert record.latest("anc") is None
+    fired = cards(resources, knowledge)
+    assert "NEUTROPENIA_SEVERE" not in fired and "NEUTROPENIA_MODERATE" not in fired
+    assert "DATA_QUALITY" in fired
+
+
 @pytest.mark.parametrize("flag", ["LL", "<"])
 def test_an_anc_flagged_critically_low_without_a_unit_is_severe(flag, knowledge):
     resources = [sle(), observation(WBC, 2.1), _text_count(ANC, "<0.1", flag)]

@@ -119,7 +119,18 @@ def test_frequency_reads_as_a_prescriber_writes_it(
 
 
 @pytest.mark.parametrize(
-    ("value", "shown"), [(0.05, "0.05"), (2.8, "2.80"), (14.2, "14.2"), (123.4, "123")]
+    ("value", "shown"),
+    [
+        (0.05, "0.05"),
+        (2.8, "2.80"),
+        (14.2, "14.2"),
+        (123.4, "123"),
+        # Never rounded onto a threshold it meets: 0.496 < 0.5, 3.496 < 3.5, 10.96 < 11.0.
+        (0.496, "0.496"),
+        (3.496, "3.496"),
+        (10.96, "10.96"),
+        (0.0049, "0.005"),
+    ],
 )
 def test_counts_have_at_most_three_significant_digits(value: float, shown: str) -> None:
     assert format_count(value) == shown
@@ -254,6 +265,31 @@ def test_azathioprine_draft_on_allopurinol_offers_a_third_of_the_dose() -> None:
     update = next(c for c in finding.draft_changes if c.kind == "update")
     assert update.recommended
     assert update.resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 50
+
+
+def test_febuxostat_on_azathioprine_is_a_contraindication_not_a_dose_cut() -> None:
+    """The febuxostat label contraindicates the pair: cancelling the febuxostat draft is
+    recommended and no reduced thiopurine dose is offered."""
+    febuxostat = med_request("febu", "febuxostat 40 mg", dose=dosage(40))
+    finding = cards([sle(), azathioprine(), count("wbc", 6.0, 5)], [febuxostat])[
+        "ORDER_MYELOTOXIC_LOW_COUNTS"
+    ]
+    assert finding.indicator == "warning"
+    assert "contraindicated" in finding.summary and "1/3" not in finding.summary
+    assert finding.sources[0] == "label_febuxostat"
+    [cancel] = finding.draft_changes
+    assert cancel.kind == "delete" and cancel.recommended
+
+
+def test_azathioprine_draft_on_febuxostat_offers_no_reduced_dose() -> None:
+    febuxostat = med_request("febu", "febuxostat 40 mg", status="active", dose=dosage(40))
+    draft = med_request("aza", AZA, dose=dosage(150))
+    finding = cards([sle(), febuxostat, count("wbc", 6.0, 5)], [draft])[
+        "ORDER_MYELOTOXIC_LOW_COUNTS"
+    ]
+    assert "contraindicated" in finding.summary
+    assert [c.kind for c in finding.draft_changes] == ["delete"]
+    assert finding.draft_changes[0].recommended
 
 
 def test_no_combination_and_normal_counts_gives_no_order_card() -> None:
