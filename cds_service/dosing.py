@@ -24,7 +24,7 @@ _PERIOD_DAYS = {
     "a": 365.0,
 }
 _MG_PER_UNIT = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}
-# Countable dose units (clinical spec §3 DATA_QUALITY v3): one unit is one tablet or capsule of
+# Countable dose units (clinical rules §3 DATA_QUALITY v3): one unit is one tablet or capsule of
 # the coded product's strength. The CDS Hooks sandbox sends `{pill}`.
 _TABLET_UNITS = {
     "{tbl}",
@@ -49,7 +49,7 @@ _TABLET_UNITS = {
 
 def sig3(value: float) -> str:
     """At most 3 significant digits, without an exponent: 2.14286 -> "2.14", 2000 -> "2000"
-    (clinical spec §2.5 display)."""
+    (clinical rules §2.5 display)."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
     rounded = round(value, 2 - math.floor(math.log10(abs(value))))
@@ -89,7 +89,7 @@ class DailyDose:
     """The dose of one order. `mg_per_day` is internal (it feeds mg/kg/day and dose
     comparisons); cards show `prescribed`, the dose as written ("15 mg once weekly"), and never
     mg/day for a weekly drug: daily-versus-weekly confusion is the classic fatal methotrexate
-    error (clinical spec §2.5 display)."""
+    error (clinical rules §2.5 display)."""
 
     mg_per_day: float | None
     description: str  # the dose as prescribed, or why it could not be computed

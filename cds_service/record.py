@@ -116,7 +116,7 @@ class UnusableResult:
 
 @dataclass(frozen=True)
 class LabFlag:
-    """A count the lab flags critically low (clinical spec §2.3 "censored and flagged
+    """A count the lab flags critically low (clinical rules §2.3 "censored and flagged
     results"), whether or not its value could be converted."""
 
     analyte: str  # wbc | anc | alc
@@ -855,7 +855,7 @@ class _RecordBuilder:
         return None
 
     def local_form(self, resource: Raw, concept: Raw | None) -> str | None:
-        """What makes this a local form (clinical spec §2.1 "route"), or None when systemic.
+        """What makes this a local form (clinical rules §2.1 "route"), or None when systemic.
 
         Only systemic forms count, for the population and every rule: oral, intravenous,
         subcutaneous, intramuscular, or no route with no local dose form. A route coded or
@@ -1165,7 +1165,7 @@ def current_run(
     meds: list[MedicationRecord], now: datetime, gap: timedelta
 ) -> list[MedicationRecord]:
     """The continuous run of orders and statements holding the current exposure, oldest first
-    (clinical spec §2.1 "exposure start"); [] when no current record has a date.
+    (clinical rules §2.1 "exposure start"); [] when no current record has a date.
 
     Records of one ingredient (current and past) form one run when each starts no later than
     `gap` (30 days) after the run so far ended: a past record ends at its effective or bounds
@@ -1195,7 +1195,7 @@ def current_run(
 
 def _dose_increased(run: list[MedicationRecord], since: datetime) -> bool:
     """A record of the run started since `since` whose daily dose exceeds the previous
-    record's (clinical spec §2.1): a renewal at the same or a lower dose is not an increase.
+    record's (clinical rules §2.1): a renewal at the same or a lower dose is not an increase.
     Choice where the spec is silent: a record whose daily dose cannot be read is skipped, so
     the comparison is with the last record whose dose is known (an unknown dose is neither an
     increase nor the baseline of one)."""

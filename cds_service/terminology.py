@@ -132,7 +132,7 @@ _SOLID_DOSE_NAME = re.compile(
 def product_of(concept: CodeableConcept | None, knowledge: Knowledge) -> Product | None:
     """The product of a medication code: the SCD/SBD table entry, else the strength read from
     the name of an RxNorm-coded clinical drug (one unit of a countable dose such as `{pill}` is
-    one tablet of the coded product's strength, clinical spec §2.5 and §3 DATA_QUALITY).
+    one tablet of the coded product's strength, clinical rules §2.5 and §3 DATA_QUALITY).
 
     Choice where the spec is silent: only an RxNorm coding's own display is read, and only in
     RxNorm's normalised form with a single "<n> MG" and a tablet or capsule form; combination

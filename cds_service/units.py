@@ -3,7 +3,7 @@
 Units are converted by their name only, never guessed from the magnitude (a WBC of 50 /uL is
 0.05 x10^9/L). Lab display strings go through the alias table in knowledge/units.yaml first
 (that is also where the UCUM traps `K/uL` and `G/L` are caught), then through the parser of
-the count-unit family `[x]10<sep>n/<volume>` (clinical spec §2.3: `x10E9/L`, `x 10^9/L`,
+the count-unit family `[x]10<sep>n/<volume>` (clinical rules §2.3: `x10E9/L`, `x 10^9/L`,
 `10*6/mL`, `K/µL`, `thou/uL`, `/nL` ...), which computes the factor from the name; the UCUM
 library sees only what neither recognises. Anything else is "unknown unit" and the caller
 reports it.
@@ -80,7 +80,7 @@ def _candidates(quantity: Mapping[str, Any]) -> list[str]:
     return seen
 
 
-# The count-unit family (clinical spec §2.3). Micro sign U+00B5 and Greek mu U+03BC are one
+# The count-unit family (clinical rules §2.3). Micro sign U+00B5 and Greek mu U+03BC are one
 # letter; `mc` is micro; superscript digits are exponents. The exponent needs a separator
 # (`^`, `*`, `**`, `E`, `(n)` or a superscript): a bare "109/L" is not read as 10^9/L.
 _MICRO = str.maketrans({"\u00b5": "u", "\u03bc": "u", "\u00d7": "x"})
@@ -138,7 +138,7 @@ def parse_count_unit(text: str) -> float | None:
     return float(f"{per_volume / volume / 1e9:.12g}")
 
 
-# The factors of the clinical spec's §2.3 table. A UCUM code that converts with any other
+# The factors of clinical rules §2.3 table. A UCUM code that converts with any other
 # factor is not a blood count unit as labs send them: "109/L" is valid UCUM (109 per litre)
 # but is a lost superscript of 10^9/L, and reading it literally would make every count
 # critically low.

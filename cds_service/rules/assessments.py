@@ -21,7 +21,7 @@ from cds_service.record import (
 
 
 def fmt(value: float) -> str:
-    """A count for card text: at most 3 significant digits (clinical spec §2.5 display)."""
+    """A count for card text: at most 3 significant digits (clinical rules §2.5 display)."""
     return format_count(value)
 
 
@@ -31,7 +31,7 @@ class NeutrophilState:
 
     `anc_unknown` is true when no ANC comes from the latest WBC's draw or later: the
     differential is missing or older than the count that decides the current state. Such an
-    older ANC is kept only as `earlier_anc` (clinical spec §2.4 "ANC unknown", v3: an old
+    older ANC is kept only as `earlier_anc` (clinical rules §2.4 "ANC unknown", v3: an old
     differential does not outlive a newer count), never as `anc`.
     """
 
@@ -118,7 +118,7 @@ def is_low_wbc(count: Count, k: Knowledge) -> bool:
     return count.value < max(k.threshold("leukopenia_wbc"), count.low or 0.0)
 
 
-MIN_MEDIAN_VALUES = 3  # clinical spec §3 wording v3: a "6-month median" needs >= 3 values
+MIN_MEDIAN_VALUES = 3  # clinical rules §3 wording v3: a "6-month median" needs >= 3 values
 
 
 @dataclass(frozen=True)

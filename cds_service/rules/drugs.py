@@ -74,7 +74,7 @@ def drug_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
     """One evidence line per drug: the dose as prescribed, mg/kg/day for a daily drug (with the
     azathioprine limit of 2 mg/kg/day, seed003), and a dangerous combination partner if any.
     The critical and refractory cards carry these lines when they absorb the dose-review card
-    (clinical spec §3 precedence v3)."""
+    (clinical rules §3 precedence v3)."""
     partners: dict[str, list[str]] = {}
     for drug, partner, _ in dangerous_combinations(ctx.record, ctx.knowledge):
         partners.setdefault(drug, []).append(partner)
@@ -109,7 +109,7 @@ def _stable_for(ctx: RuleContext, days: float) -> bool:
     )
 
 
-# Rules that carry the dose-review content themselves (clinical spec §3 precedence v3).
+# Rules that carry the dose-review content themselves (clinical rules §3 precedence v3).
 ABSORBS_DOSE_REVIEW = (
     "FEBRILE_NEUTROPENIA",
     "NEUTROPENIA_SEVERE",
@@ -118,7 +118,7 @@ ABSORBS_DOSE_REVIEW = (
 
 
 def lupus_drug_advice(record: PatientRecord) -> list[str]:
-    """Advice that fits only a lupus patient (clinical spec §3 wording v3)."""
+    """Advice that fits only a lupus patient (clinical rules §3 wording v3)."""
     if record.lupus is None:
         return []
     lines = ["In lupus, consider the drug before blaming disease activity."]
@@ -137,7 +137,7 @@ def hcq_source(recommendations: list[str]) -> list[str]:
 
 def own_drugs_first(ctx: RuleContext) -> str:
     """ "Review drugs that can lower neutrophils", naming the patient's own current drugs first
-    (v3 wording), then the usual other causes (clinical spec §4 "consider" list).
+    (v3 wording), then the usual other causes (clinical rules §4 "consider" list).
 
     Choice where the spec is silent: hydroxychloroquine is not named here (it is never
     suggested for stopping outside the critical cards, §1.6); glucocorticoids are not named

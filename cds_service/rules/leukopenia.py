@@ -128,7 +128,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
 
 
 def _lab_flagged_wbc_anc_unknown(ctx: RuleContext) -> LabFlag | None:
-    """A WBC the lab flags critically low with no ANC from its draw or later (clinical spec
+    """A WBC the lab flags critically low with no ANC from its draw or later (clinical rules
     §2.3): LEUKOPENIA_MONITOR (b) even when the value cannot be converted."""
     days = ctx.threshold("current_days")
     flag = ctx.record.critical_low_flag("wbc", False, days)

@@ -40,7 +40,7 @@ SUMMARY_LIMIT = 140
 
 
 def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
-    """Clinical spec §2.4 "fever with other cytopenia": a febrile patient on a tier A drug with
+    """Clinical rules §2.4 "fever with other cytopenia": a febrile patient on a tier A drug with
     no WBC in the last 72 h. Choices where the spec is silent: a preliminary WBC counts as
     drawn (the CBC is on its way); no reason when FEBRILE_NEUTROPENIA already fired, as it asks
     for the same stat CBC and same-day evaluation (one card per problem)."""
@@ -58,7 +58,7 @@ def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
 
 
 def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
-    """Clinical spec §2.4 "ANC unknown" (v3): an older ANC < 1.0 followed by a newer WBC >= 2.0
+    """Clinical rules §2.4 "ANC unknown" (v3): an older ANC < 1.0 followed by a newer WBC >= 2.0
     without a differential is not critical, but the low ANC must be repeated. Choice where
     the spec is silent: only the ANC of the 30-day current window is looked at (an older low
     count is the "low and not repeated" reason instead)."""
@@ -87,7 +87,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     or ALC is older than 30 days and was low: a low count never repeated is still news.
     v3: a low ANC followed by a newer WBC without a differential (repeat it), and a febrile
     patient on a tier A drug with no WBC in 72 h. Whenever the patient is febrile the card
-    leads with the fever words (clinical spec §2.4 "fever with other cytopenia")."""
+    leads with the fever words (clinical rules §2.4 "fever with other cytopenia")."""
     record = ctx.record
     latest_wbc = record.latest("wbc")
     evidence: list[str] = []
@@ -152,7 +152,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     )
 
 
-# Severe in any count unit (clinical spec §2.3): the largest factor of the §2.3 table is 1
+# Severe in any count unit (clinical rules §2.3): the largest factor of the §2.3 table is 1
 # (10^9/L), so a number below these limits is severe whatever unit it was meant in.
 _SEVERE_LIMITS = {
     "wbc": "severe_leukopenia_wbc",
@@ -176,7 +176,7 @@ def severe_in_any_unit(result: UnusableResult, ctx: RuleContext) -> bool:
 
 
 def _changes_what_is_known(result: UnusableResult, ctx: RuleContext) -> bool:
-    """Whether listing this result tells the clinician something (clinical spec §3
+    """Whether listing this result tells the clinician something (clinical rules §3
     DATA_QUALITY v3). Choices where the spec is silent: a count already superseded by a newer
     interpretable result of the same analyte cannot change the current state, and a count the
     lab flags critically low is already on the warning or critical card it produced."""

@@ -56,7 +56,7 @@ class DraftDrug:
         return self.medication.ingredient
 
     def describe(self) -> str:
-        """The draft with its dose as prescribed ("15 mg once weekly"; clinical spec §2.5)."""
+        """The draft with its dose as prescribed ("15 mg once weekly"; clinical rules §2.5)."""
         return f"{self.medication.display}: draft order, {self.medication.dose.description}"
 
     def as_exposure(self) -> DrugExposure:
@@ -153,7 +153,7 @@ class _Combination:
         return self.drafted.ingredient.id == self.partner
 
     def advice(self) -> str:
-        """Which drug to change and how (clinical spec §3 ORDER_MYELOTOXIC_LOW_COUNTS v3)."""
+        """Which drug to change and how (clinical rules §3 ORDER_MYELOTOXIC_LOW_COUNTS v3)."""
         drug, partner = self.drug, _shown(self.partner)
         if self.contraindicated:
             return (

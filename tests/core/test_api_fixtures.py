@@ -1,4 +1,4 @@
-"""Every fixture scenario through the HTTP API: the cards match the clinical spec (rule ids,
+"""Every fixture scenario through the HTTP API: the cards match the clinical rules (rule ids,
 indicators, precedence) and every response obeys the CDS Hooks JSON rules."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ scenario (patient-view and order hooks), so scenarios added later are held to th
 - the rule id and knowledge version machine-readable only (`source.topic`, `extension`);
 - the value as received only when its unit differs (no raw UCUM such as "10*3/uL" or "Cel");
 - no internal resource ids in the text;
-- doses as prescribed: mg/day is internal and never shown (clinical spec §2.5 display).
+- doses as prescribed: mg/day is internal and never shown (clinical rules §2.5 display).
 """
 
 from __future__ import annotations

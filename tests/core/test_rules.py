@@ -1,4 +1,4 @@
-"""Each patient-view rule at its threshold edges (clinical spec §2.4, §3)."""
+"""Each patient-view rule at its threshold edges (clinical rules §2.4, §3)."""
 
 from __future__ import annotations
 

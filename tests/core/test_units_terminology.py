@@ -1,4 +1,4 @@
-"""Units by name only (clinical spec §2.3) and code matching (§4, §5)."""
+"""Units by name only (clinical rules §2.3) and code matching (§4, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading context.draftOrders into the PatientRecord (clinical spec §2.1, §3)."""
+"""Reading context.draftOrders into the PatientRecord (clinical rules §2.1, §3)."""
 
 from __future__ import annotations
 

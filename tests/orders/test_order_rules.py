@@ -1,4 +1,4 @@
-"""The order rules at their threshold edges (clinical spec §2.4, §3)."""
+"""The order rules at their threshold edges (clinical rules §2.4, §3)."""
 
 from __future__ import annotations
 
