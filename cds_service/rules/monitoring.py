@@ -131,6 +131,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     else:
         summary = "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
     priority = "stat" if is_febrile else "routine"
+    schedules = _monitoring_schedules(ctx)
     return Finding(
         rule="CBC_STALE",
         indicator="warning",
@@ -138,9 +139,9 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
         evidence=evidence,
         recommendations=[
             FEBRILE_LEAD if is_febrile else "Order a CBC with differential.",
-            "Azathioprine label: weekly in month 1, twice monthly in months 2-3, then monthly.",
+            *(line for line, _ in schedules),
         ],
-        sources=["label_azathioprine", "bsr_dmard_2017"],
+        sources=[source for _, source in schedules] or ["bsr_dmard_2017"],
         orders=[
             SuggestedOrder(
                 "cbc",
@@ -150,6 +151,32 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
             )
         ],
     )
+
+
+_THIOPURINE_SCHEDULE = (
+    "Azathioprine label: weekly in month 1, twice monthly in months 2-3, then monthly.",
+    "label_azathioprine",
+)
+# Verified in NHS shared-care summaries of the guideline (grade C, docs/clinical-rules.md).
+_DMARD_SCHEDULE = (
+    "BSR/BHPR 2017: every 2 weeks until the dose is stable for 6 weeks, monthly for 3 months, "
+    "then every 3 months.",
+    "bsr_dmard_2017",
+)
+
+
+def _monitoring_schedules(ctx: RuleContext) -> list[tuple[str, str]]:
+    """The CBC schedule that fits the patient's own drugs (v3 wording: text fits the patient):
+    the azathioprine label for a thiopurine, the BSR/BHPR DMARD schedule for methotrexate,
+    mycophenolate or leflunomide; none for cyclophosphamide pulses (counted by pulse and nadir)
+    or when the card is about a low count alone."""
+    drugs = {e.ingredient.id for e in tier_a_current(ctx.record)}
+    schedules = []
+    if drugs & {"azathioprine", "mercaptopurine"}:
+        schedules.append(_THIOPURINE_SCHEDULE)
+    if drugs - {"azathioprine", "mercaptopurine", "cyclophosphamide"}:
+        schedules.append(_DMARD_SCHEDULE)
+    return schedules
 
 
 # Severe in any count unit (clinical rules §2.3): the largest factor of the §2.3 table is 1

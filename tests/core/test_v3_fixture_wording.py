@@ -80,3 +80,12 @@ def test_cyclophosphamide_pulse_severe_neutropenia_names_the_nadir() -> None:
     found = card("cyclophosphamide-10-days-ago-severe-neutropenia", "NEUTROPENIA_SEVERE")
     assert "nadir day 7-14" in found["detail"] and "Hold cyclophosphamide" not in found["detail"]
     assert "in SLE" not in found["detail"]
+
+
+def test_the_monitoring_schedule_fits_the_patients_drug() -> None:
+    """A methotrexate patient's overdue-CBC card gives the DMARD schedule, not azathioprine's."""
+    found = card("methotrexate-cbc-120-days-old", "CBC_STALE")
+    assert "BSR/BHPR 2017: every 2 weeks" in found["detail"]
+    assert "Azathioprine" not in found["detail"]
+    thiopurine = card("azathioprine-new-start-cbc-16-days-old", "CBC_STALE")
+    assert "Azathioprine label: weekly in month 1" in thiopurine["detail"]
