@@ -16,13 +16,12 @@ import uuid
 from typing import Any
 
 from cds_service.knowledge import LOINC, SNOMED, Knowledge
-from cds_service.rules.base import DraftOrderChange, Finding, SuggestedOrder
+from cds_service.rules.base import MAX_SUMMARY, DraftOrderChange, Finding, SuggestedOrder
 
 RULE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/rule"
 OVERRIDE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/override-reason"
 # Card extension key carrying the knowledge version (machine-readable, not shown to clinicians).
 KNOWLEDGE_VERSION_EXTENSION = "leukopenia-cds-knowledge-version"
-MAX_SUMMARY = 139
 
 RULE_NAMES = {
     "FEBRILE_NEUTROPENIA": "Febrile neutropenia",

@@ -285,6 +285,11 @@ class PatientRecord:
     def exposure(self, ingredient_id: str) -> DrugExposure | None:
         return self.exposures.get(ingredient_id)
 
+    def takes(self, ingredient_id: str) -> bool:
+        """Whether the patient currently takes this drug."""
+        exposure = self.exposures.get(ingredient_id)
+        return exposure is not None and exposure.current
+
     def current_drugs(self, role: str) -> list[DrugExposure]:
         return [e for e in self.exposures.values() if e.current and e.ingredient.role == role]
 

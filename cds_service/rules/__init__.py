@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterable
 from cds_service.knowledge import Knowledge
 from cds_service.record import PatientRecord
 from cds_service.rules.assessments import fever
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import (
+    FEBRILE_NOW,
+    MAX_SUMMARY,
+    Finding,
+    RuleContext,
+    SuggestedOrder,
+)
 from cds_service.rules.drugs import drug_cytopenia_dose_review
 from cds_service.rules.leukopenia import (
     leukopenia_monitor,
@@ -90,7 +96,6 @@ _FEVER_LEADS = (
     "LEUKOPENIA_MONITOR",
     "CBC_STALE",
 )
-FEBRILE_NOW = "Febrile now: same-day assessment and CBC with differential stat"
 
 
 def _febrile_now(finding: Finding, fever_text: str) -> None:
@@ -100,14 +105,14 @@ def _febrile_now(finding: Finding, fever_text: str) -> None:
     critical card's own summary, e.g. "cancel or defer", must stay), and a card that is not
     about the counts (a dangerous combination with normal counts)."""
     if (
-        finding.summary.startswith("Febrile now")
+        finding.summary.startswith(FEBRILE_NOW)
         or finding.indicator == "critical"
         or not finding.about_counts
     ):
         return
     decisive = f" ({finding.decisive})" if finding.decisive else ""
     finding.summary = f"{FEBRILE_NOW}{decisive}."
-    if len(finding.summary) > 139:
+    if len(finding.summary) > MAX_SUMMARY:
         finding.summary = f"{FEBRILE_NOW}."
     if finding.indicator == "info":
         finding.indicator = "warning"

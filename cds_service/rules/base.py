@@ -10,6 +10,16 @@ from cds_service.record import PatientRecord
 
 Indicator = Literal["info", "warning", "critical"]
 
+# A card summary stays under 140 characters (CDS Hooks); rules word theirs to fit.
+MAX_SUMMARY = 139
+# What fever adds to any other cytopenia card (clinical rules §2.4 "fever with other cytopenia").
+FEBRILE_NOW = "Febrile now: same-day assessment and CBC with differential stat"
+
+
+def upper_first(text: str) -> str:
+    """Capitalise a sentence's first letter only ("TMP-SMX" keeps its capitals)."""
+    return text[:1].upper() + text[1:]
+
 
 @dataclass(frozen=True)
 class SuggestedOrder:

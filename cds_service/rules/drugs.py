@@ -17,7 +17,7 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     tier_a_current,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import MAX_SUMMARY, Finding, RuleContext, SuggestedOrder, upper_first
 
 # Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
 REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
@@ -92,7 +92,7 @@ def drug_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
         if line and exposure.ingredient.id in partners:
             line = line.rstrip(".") + f"; taken with {', '.join(partners[exposure.ingredient.id])}."
         if line:
-            lines.append(line[0].upper() + line[1:] if line[0].islower() else line)
+            lines.append(upper_first(line))
     return lines
 
 
@@ -122,8 +122,7 @@ def lupus_drug_advice(record: PatientRecord) -> list[str]:
     if record.lupus is None:
         return []
     lines = ["In lupus, consider the drug before blaming disease activity."]
-    hcq = record.exposure("hydroxychloroquine")
-    if hcq is not None and hcq.current:
+    if record.takes("hydroxychloroquine"):
         lines.append("Keep hydroxychloroquine: lupus leukopenia is no reason to stop it.")
     return lines
 
@@ -210,7 +209,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         advice.append("Repeat CBC with differential to confirm and follow the trend.")
         why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
         summary = f"Review {first_drug}: {why}."
-        if len(summary) > 139:
+        if len(summary) > MAX_SUMMARY:
             summary = f"Review {first_drug}: {why.split(' from ')[0]}."
         return Finding(
             rule="DRUG_CYTOPENIA_DOSE_REVIEW",

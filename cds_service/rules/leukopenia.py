@@ -92,8 +92,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         evidence.append(f"ANC {state.anc.describe()}")
     else:
         evidence.append("ANC unknown: no differential from this draw.")
-    hcq = ctx.record.exposure("hydroxychloroquine")
-    on_hcq = hcq is not None and hcq.current
+    on_hcq = ctx.record.takes("hydroxychloroquine")
     recommendations = [
         "Usually benign in lupus and mostly lymphopenia: repeat the CBC with differential and "
         "compare with earlier counts; manual smear if new or unexplained.",

@@ -6,13 +6,8 @@ from cds_service.rules.assessments import fmt, trend
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 
 
-def _on_methotrexate(ctx: RuleContext) -> bool:
-    methotrexate = ctx.record.exposure("methotrexate")
-    return bool(methotrexate and methotrexate.current)
-
-
 def _pjp_text(ctx: RuleContext) -> str:
-    if _on_methotrexate(ctx):
+    if ctx.record.takes("methotrexate"):
         return (
             "Pneumocystis (PJP) prophylaxis case by case: the patient takes methotrexate, "
             "and co-trimoxazole (TMP-SMX) adds marrow toxicity to it, so agree the agent "
@@ -31,6 +26,7 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
     (v3 wording).
     """
     record = ctx.record
+    on_methotrexate = record.takes("methotrexate")
     alc = record.latest("alc", max_age_days=ctx.threshold("current_days"))
     limit = ctx.threshold("profound_lymphopenia_alc")
     if alc is None or alc.value >= limit:
@@ -67,7 +63,7 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
         sources=[
             "martin_sle_lymphopenia_2017",
             "merayo_chalico_lymphopenia_2013",
-            *(["label_methotrexate"] if _on_methotrexate(ctx) else []),
+            *(["label_methotrexate"] if on_methotrexate else []),
         ],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
     )

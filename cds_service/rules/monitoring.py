@@ -13,7 +13,7 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     tier_a_current,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import FEBRILE_NOW, MAX_SUMMARY, Finding, RuleContext, SuggestedOrder
 
 
 def stale_window_days(ctx: RuleContext, exposure: DrugExposure) -> float:
@@ -34,9 +34,8 @@ def is_low_count(count: Count, ctx: RuleContext) -> bool:
     return count.value < ctx.threshold("profound_lymphopenia_alc")
 
 
-FEBRILE_LEAD = "Febrile now: same-day assessment and CBC with differential stat."
+FEBRILE_LEAD = f"{FEBRILE_NOW}."
 _FEBRILE_WBC_HOURS = 72
-SUMMARY_LIMIT = 140
 
 
 def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
@@ -233,7 +232,7 @@ _DATA_WORDS = {
 
 def _fit(summary: str, shorter: str) -> str:
     """A summary within the limit, never cut mid-word: the shorter wording replaces it."""
-    return summary if len(summary) <= SUMMARY_LIMIT else shorter
+    return summary if len(summary) <= MAX_SUMMARY else shorter
 
 
 def data_quality(ctx: RuleContext) -> Finding | None:

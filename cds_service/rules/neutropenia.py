@@ -14,7 +14,7 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     trend,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, upper_first
 from cds_service.rules.drugs import drug_lines, own_drugs_first
 
 
@@ -34,9 +34,10 @@ def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
     return lines
 
 
-def cyclophosphamide_last_pulse(record: PatientRecord, window_days: float) -> datetime | None:
-    """The last cyclophosphamide dose when it was <= `window_days` ago (§2.1 last-dose date:
-    the latest administration, else the end or start of the newest record)."""
+def cyclophosphamide_last_pulse(ctx: RuleContext) -> datetime | None:
+    """The last cyclophosphamide dose when it was in the nadir window (<= 28 days ago, §2.1
+    last-dose date: the latest administration, else the end or start of the newest record)."""
+    record = ctx.record
     exposure = record.exposure("cyclophosphamide")
     if exposure is None:
         return None
@@ -47,6 +48,7 @@ def cyclophosphamide_last_pulse(record: PatientRecord, window_days: float) -> da
     if not dates:
         return None
     last = max(dates)
+    window_days = ctx.threshold("cyclophosphamide_nadir_days")
     return last if days_between(last, record.now) <= window_days else None
 
 
@@ -70,8 +72,7 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     review = [e.ingredient.display for e in drugs if not e.ingredient.is_tier_a]
     if any(e.ingredient.id == "rituximab" for e in drugs):
         review = [n if n != "rituximab" else "rituximab (late-onset neutropenia)" for n in review]
-    hcq = record.exposure("hydroxychloroquine")
-    if hcq is not None and hcq.current:
+    if record.takes("hydroxychloroquine"):
         cause = "lupus or another drug does" if record.lupus else "another drug does"
         review.append(f"hydroxychloroquine if {cause} not explain it (label)")
     parts = []
@@ -80,7 +81,7 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     if review:
         parts.append(f"{'also review' if held else 'Review'} {', '.join(review)}")
     lines = ["; ".join(parts) + "."] if parts else []
-    pulse = cyclophosphamide_last_pulse(record, ctx.threshold("cyclophosphamide_nadir_days"))
+    pulse = cyclophosphamide_last_pulse(ctx)
     if pulse is not None:
         lines.append(_pulse_line(record, pulse))
     return lines
@@ -104,8 +105,8 @@ def _drug_review_sources(ctx: RuleContext, pulse: datetime | None) -> list[str]:
     """The labels and papers behind the drug lines: the hydroxychloroquine label when the card
     names it for review, rituximab late-onset neutropenia when named, the cyclophosphamide
     label for a recent pulse."""
-    hcq = ctx.record.exposure("hydroxychloroquine")
-    sources = ["label_hydroxychloroquine"] if hcq and hcq.current else []
+    on_hcq = ctx.record.takes("hydroxychloroquine")
+    sources = ["label_hydroxychloroquine"] if on_hcq else []
     recent = [e for e in ctx.record.immunosuppressants() if not e.ingredient.is_tier_a]
     if any(e.ingredient.id == "rituximab" for e in recent):
         sources.append("wolach_rituximab_lon_2010")
@@ -133,7 +134,7 @@ def _no_count_since_pulse(ctx: RuleContext) -> datetime | None:
     """The cyclophosphamide dose (<= 28 days ago) after which no WBC was drawn: a pre-pulse
     count does not describe the nadir (clinical rules §2.4 v3)."""
     record = ctx.record
-    pulse = cyclophosphamide_last_pulse(record, ctx.threshold("cyclophosphamide_nadir_days"))
+    pulse = cyclophosphamide_last_pulse(ctx)
     if pulse is None:
         return None
     if any(c.time > pulse for c in record.series("wbc", include_preliminary=True)):
@@ -173,14 +174,12 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     if not (anc_low or wbc_low or pulse):
         return None
     evidence = [f"Fever: {found.description}"] + _neutrophil_evidence(ctx, state)
-    if flag is not None and not anc_below:
-        decisive = f"lab flags the ANC critically low: {flag.received}"
-        summary = (
-            f"Febrile neutropenia ({decisive}): evaluate now, cultures, antibiotics within 1 h."
-        )
-        evidence.append(f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})")
-    elif anc_low:
-        decisive = f"ANC {_anc_value(state)} x10^9/L"
+    if anc_low:
+        if flag is not None and not anc_below:
+            decisive = f"lab flags the ANC critically low: {flag.received}"
+            evidence.append(f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})")
+        else:
+            decisive = f"ANC {_anc_value(state)} x10^9/L"
         summary = (
             f"Febrile neutropenia ({decisive}): evaluate now, cultures, antibiotics within 1 h."
         )
@@ -262,10 +261,10 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     if fever(ctx.record, k):
         return None
     threshold = ctx.threshold("severe_neutropenia_anc")
-    pulse = cyclophosphamide_last_pulse(ctx.record, ctx.threshold("cyclophosphamide_nadir_days"))
+    pulse = cyclophosphamide_last_pulse(ctx)
     if flag is not None and not anc_severe:
         decisive = f"the lab flags the ANC critically low: {flag.received}"
-        summary = f"{decisive[0].upper()}{decisive[1:]}; confirm with the lab now, ask about fever."
+        summary = f"{upper_first(decisive)}; confirm with the lab now, ask about fever."
         bound = f"Lab critical-low flag on the ANC {flag.received} ({day(flag.time)})."
     elif anc_severe:
         decisive = f"ANC {_anc_value(state)} x10^9/L"
@@ -297,8 +296,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             "Urgent CBC with differential and a manual blood smear.",
             "Hematology input today.",
         ],
-        sources=["ctcae_v5", "idsa_fn_2010"]
-        + _drug_review_sources(ctx, pulse),
+        sources=["ctcae_v5", "idsa_fn_2010"] + _drug_review_sources(ctx, pulse),
         orders=[
             SuggestedOrder(
                 "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True

@@ -25,7 +25,13 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     six_month_median,
 )
-from cds_service.rules.base import DraftOrderChange, Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import (
+    DraftOrderChange,
+    Finding,
+    RuleContext,
+    SuggestedOrder,
+    upper_first,
+)
 from cds_service.rules.drugs import (
     REDUCED_PHENOTYPES,
     mg_per_kg_line,
@@ -112,11 +118,6 @@ def _reduce(
 
 # ---------------------------------------------------------------------------------------------
 # ORDER_MYELOTOXIC_LOW_COUNTS
-
-
-def upper_first(text: str) -> str:
-    """Capitalise a sentence's first letter only ("TMP-SMX" keeps its capitals)."""
-    return text[:1].upper() + text[1:]
 
 
 # How the interacting drugs are named on cards.
