@@ -30,6 +30,7 @@ from benchmarks.run import (
 )
 from benchmarks.synthetic import patient_view_request
 from cds_service.timeshift import replay_now
+from tests.core.builders import fhir_authorization
 from tests.fhir_stub import FhirStub
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -54,13 +55,7 @@ def without_prefetch(request: dict[str, Any], base_url: str) -> dict[str, Any]:
     body = copy.deepcopy(request)
     body.pop("prefetch", None)
     body["fhirServer"] = base_url
-    body["fhirAuthorization"] = {
-        "access_token": TOKEN,
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "patient/*.read",
-        "subject": "leukopenia-cds",
-    }
+    body["fhirAuthorization"] = fhir_authorization(TOKEN)
     return body
 
 

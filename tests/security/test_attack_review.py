@@ -21,6 +21,7 @@ from cds_service import create_app, gunicorn_conf
 from cds_service.config import ConfigError, load_config, validate_worker_count
 from cds_service.fhir_links import fhir_server_allowed
 from cds_service.serving import serve_production
+from tests.core.builders import fhir_authorization
 from tests.core.fixture_files import SCENARIOS, request_of
 from tests.settings import production
 
@@ -257,13 +258,7 @@ def _needs_fetching(fhir_server: str) -> dict[str, Any]:
     body = request_of(next(s for s in SCENARIOS if s["name"] == "sle-severe-neutropenia-afebrile"))
     body["prefetch"] = {}  # everything comes from fhirServer
     body["fhirServer"] = fhir_server
-    body["fhirAuthorization"] = {
-        "access_token": TOKEN,
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "patient/*.read",
-        "subject": "cds-service",
-    }
+    body["fhirAuthorization"] = fhir_authorization(TOKEN)
     return body
 
 
@@ -325,7 +320,7 @@ def test_cards_do_not_tell_what_answers_at_the_fhir_server_in_production(
     body = request_of(next(s for s in SCENARIOS if s["name"] == "sle-severe-neutropenia-afebrile"))
     del body["prefetch"]["conditions"]
     body["fhirServer"] = "https://internal.example.net:8443/fhir"
-    body["fhirAuthorization"] = _needs_fetching(EHR_FHIR)["fhirAuthorization"]
+    body["fhirAuthorization"] = fhir_authorization(TOKEN)
     response = app.test_client().post(SERVICE, json=body, headers=_signed(signing_key))
     assert response.status_code == 200
     cards = {c["source"]["topic"]["code"]: c for c in response.get_json()["cards"]}
