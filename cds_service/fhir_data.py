@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -159,13 +159,14 @@ class _Gathering:
             self.fetched.add(key)
             self._fetch_page(key, self.server.url(relative_url), query.resource_type)
 
-    def _fetch_page(self, key: str, url: str, expected_type: str | None) -> None:
+    def _get(self, url: str, handle: Callable[[Any], None]) -> None:
+        """GET `url` from fhirServer in this call's round; `handle` gets the answer."""
         server = self.server
         assert server is not None
-        self.round.submit(
-            partial(get_json, server, url, self.budget, self.config),
-            partial(self._on_page, key, url, expected_type),
-        )
+        self.round.submit(partial(get_json, server, url, self.budget, self.config), handle)
+
+    def _fetch_page(self, key: str, url: str, expected_type: str | None) -> None:
+        self._get(url, partial(self._on_page, key, url, expected_type))
 
     def _on_page(self, key: str, url: str, expected_type: str | None, value: Any) -> None:
         data = self.keys[key]
@@ -238,12 +239,7 @@ class _Gathering:
             if url is None or url in self.medication_reads:
                 continue
             self.medication_reads[url] = None
-            server = self.server
-            assert server is not None
-            self.round.submit(
-                partial(get_json, server, url, self.budget, self.config),
-                partial(self._on_medication, url),
-            )
+            self._get(url, partial(self._on_medication, url))
 
     def _on_medication(self, url: str, value: Any) -> None:
         if isinstance(value, FhirUnavailable):
