@@ -87,7 +87,7 @@ def frequency_text(frequency: float, period: float, period_unit: str) -> str:
 @dataclass(frozen=True)
 class DailyDose:
     """The dose of one order. `mg_per_day` is internal (it feeds mg/kg/day and dose
-    comparisons); cards show `prescribed`, the dose as written ("15 mg once weekly"), and never
+    comparisons); cards show `description`, the dose as written ("15 mg once weekly"), never
     mg/day for a weekly drug: daily-versus-weekly confusion is the classic fatal methotrexate
     error (clinical rules §2.5 display)."""
 
@@ -98,10 +98,6 @@ class DailyDose:
     # A countable unit ({pill}, tablet ...) whose tablet strength is unknown: the dose is
     # understood as written; only mg/kg cannot be computed (no DATA_QUALITY card for it).
     strength_unknown: bool = False
-
-    @property
-    def prescribed(self) -> str:
-        return self.description
 
 
 def timing_repeat(dosage: Any) -> Mapping[str, Any]:
@@ -168,18 +164,16 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         return DailyDose(None, f"{dose_text} with no usable frequency")
     period_days = period * _PERIOD_DAYS[period_unit]
     prescribed = f"{dose_text} {frequency_text(float(frequency), float(period), period_unit)}"
+    weekly = period_unit == "wk" or period_days >= 7
     if dose_mg is None:
         return DailyDose(
             None,
             f"{prescribed} (tablet strength unknown: mg/kg not computed)",
-            weekly=period_unit == "wk" or period_days >= 7,
+            weekly=weekly,
             strength_unknown=True,
         )
     return DailyDose(
-        dose_mg * frequency / period_days,
-        prescribed,
-        weekly=period_unit == "wk" or period_days >= 7,
-        microgram=unit in ("ug", "mcg"),
+        dose_mg * frequency / period_days, prescribed, weekly, microgram=unit in ("ug", "mcg")
     )
 
 

@@ -39,7 +39,7 @@ def shown_dose(name: str, dose: DailyDose | None) -> str:
         return f"{name}: no dose stated"
     if dose.mg_per_day is None:
         return f"{name}: {dose.description}"
-    return f"{name} {dose.prescribed}"
+    return f"{name} {dose.description}"
 
 
 def mg_per_kg_line(
