@@ -29,7 +29,7 @@ from benchmarks.run import (
     worker_env,
 )
 from benchmarks.synthetic import patient_view_request
-from cds_service.timeshift import replay_now
+from cds_service.fhir.timeshift import replay_now
 from tests.core.builders import fhir_authorization
 from tests.fhir_stub import FhirStub
 

@@ -70,10 +70,10 @@ def in_process(size: str, iterations: int) -> dict[str, Any]:
     """One call as the API does it, minus HTTP: parse, evaluate, serialise the cards."""
     from cds_service.config import load_config
     from cds_service.engine import evaluate
+    from cds_service.fhir.validation import clear_cache
     from cds_service.knowledge import load_knowledge
-    from cds_service.protocol import parse_request
+    from cds_service.protocol.request import parse_request
     from cds_service.services import load_services
-    from cds_service.validation import clear_cache
 
     config = load_config({"ENV": "development"})
     knowledge = load_knowledge(config["THRESHOLDS"], config["CLINICAL_SETTINGS"])

@@ -11,8 +11,8 @@ from flask import Flask, Response, jsonify
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
-from cds_service import validation
 from cds_service.config import is_development, load_config
+from cds_service.fhir import validation
 from cds_service.knowledge import load_knowledge
 from cds_service.services import load_services
 
@@ -68,12 +68,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if not is_development(settings):
         log.info("production settings")
-    from cds_service import metrics, security, storage
+    from cds_service import governance, security
     from cds_service.api import blueprint
+    from cds_service.ops import metrics
 
     security.init_app(app, settings)
     app.register_blueprint(blueprint)
-    storage.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
+    governance.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
     metrics.init_app(app)
     _json_errors(app)
     app.after_request(_security_headers)

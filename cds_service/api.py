@@ -13,11 +13,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from cds_service import fhir_links, json_body, metrics, validation
 from cds_service.config import is_development
 from cds_service.engine import evaluate
-from cds_service.fhir_data import PreconditionFailed
-from cds_service.protocol import BadRequest, HookRequest, parse_request
+from cds_service.fhir import links as fhir_links
+from cds_service.fhir import validation
+from cds_service.fhir.gather import PreconditionFailed
+from cds_service.ops import metrics
+from cds_service.protocol import json_body
+from cds_service.protocol.request import BadRequest, HookRequest, parse_request
 
 log = logging.getLogger("cds_service.api")
 blueprint = Blueprint("cds_hooks", __name__)

@@ -10,17 +10,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds_service.fhir_bundles import flatten
-from cds_service.timeshift import FIXTURE_ANCHOR, replay_now
+from cds_service.fhir.bundles import flatten
+from cds_service.fhir.timeshift import FIXTURE_ANCHOR, replay_now
 
 
 def _serve(args: argparse.Namespace) -> int:
     if args.production:
-        from cds_service.serving import serve_production
+        from cds_service.ops.serving import serve_production
 
         return serve_production(args.host, args.port)
     from cds_service import create_app
-    from cds_service.logs import configure_logging
+    from cds_service.ops.logs import configure_logging
 
     configure_logging()
     app = create_app()
@@ -73,9 +73,9 @@ def _print_cards(cards: list[dict[str, Any]]) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from cds_service.config import load_config
     from cds_service.engine import evaluate
-    from cds_service.fhir_data import PreconditionFailed
+    from cds_service.fhir.gather import PreconditionFailed
     from cds_service.knowledge import load_knowledge
-    from cds_service.protocol import BadRequest, parse_request
+    from cds_service.protocol.request import BadRequest, parse_request
     from cds_service.services import load_services
 
     # No app and no database: evaluating a file touches nothing but the file.
@@ -124,7 +124,7 @@ def _feedback_report(args: argparse.Namespace) -> int:
     from datetime import date
 
     from cds_service.config import load_config
-    from cds_service.storage.report import report_main
+    from cds_service.governance.report import report_main
 
     since = date.fromisoformat(args.since) if args.since else None
     print(report_main(load_config()["DATABASE_URL"], args.format, since), end="")
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
-        "--production", action="store_true", help="run gunicorn (cds_service/gunicorn_conf.py)"
+        "--production", action="store_true", help="run gunicorn (cds_service/ops/gunicorn_conf.py)"
     )
     serve.set_defaults(run=_serve)
     evaluate = commands.add_parser("evaluate", help="print the cards for a request or Bundle")

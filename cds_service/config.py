@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cds_service.fhir_links import base_origin
+from cds_service.fhir.links import base_origin
 
 ENV_PREFIX = "CDS_"
 
@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "HOOKS_DIR": "",
     # Secret for keyed hashes of patient ids (logs, card history). Set it in production.
     "PATIENT_KEY_SECRET": "development-only-secret",
-    # --- Fetching from the EHR's FHIR server (cds_service/fhir_data.py) ---------------------
+    # --- Fetching from the EHR's FHIR server (cds_service/fhir/gather.py) ---------------------
     # http fhirServer URLs are accepted only in development; production requires https.
     # All FHIR calls of one hook call go out at once; the answer comes as soon as they are all
     # in, or at this budget (seconds). Long enough for one slow search (100-500 ms is common,
@@ -110,7 +110,7 @@ DEFAULTS: dict[str, Any] = {
     "JWKS_MAX_BYTES": 64 * 1024,
     # Redis for the jti replay cache shared by several workers; empty = in-process memory.
     "REDIS_URL": "",
-    # --- Persistence, feedback, alert fatigue, governance dashboard (cds_service.storage) ---
+    # --- Persistence, feedback, alert fatigue, governance dashboard (cds_service.governance) ---
     # SQLAlchemy URL: SQLite file (folder created) or "postgresql+psycopg://user@host/db".
     "DATABASE_URL": "sqlite:///instance/cds.sqlite3",
     # Longest wait for the database (connect, lock, statement) before giving up, in seconds.

@@ -11,10 +11,10 @@ from typing import Any
 
 from cds_service.cards import render_card
 from cds_service.config import is_development
-from cds_service.fhir_bundles import flatten
-from cds_service.fhir_data import gather
+from cds_service.fhir.bundles import flatten
+from cds_service.fhir.gather import gather
 from cds_service.knowledge import Knowledge
-from cds_service.protocol import HookRequest
+from cds_service.protocol.request import HookRequest
 from cds_service.record import PatientRecord, build_record, names_other_patient
 from cds_service.rules import evaluate_rules
 from cds_service.rules.base import Finding

@@ -1,7 +1,7 @@
 """Load the patient-view fixtures into a FHIR R4 server (the compose stack's HAPI), so the
 service can be tried without prefetch: it then fetches the same data from `fhirServer`.
 
-Every fixture's prefetch is moved to today (cds_service.timeshift.replay_now: a CBC 3 days old
+Every fixture's prefetch is moved to today (cds_service.fhir.timeshift.replay_now: a CBC 3 days old
 in the fixture is 3 days old today) and each resource is written by id with
 `PUT {base}/{type}/{id}`, so running the loader again updates instead of duplicating.
 Patients go first; the fixtures' other references (Practitioner, Specimen) point at nothing,
@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from cds_service.timeshift import replay_now
+from cds_service.fhir.timeshift import replay_now
 
 RESOURCE_TYPES = (
     "Patient",

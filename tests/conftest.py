@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cds_service.fhir_cache import ANSWERS
+from cds_service.fhir.cache import ANSWERS
 
 
 @pytest.fixture(autouse=True)

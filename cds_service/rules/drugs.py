@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.dosing import DailyDose, sig3
-from cds_service.fhir_dates import day, days_between
+from cds_service.fhir.dates import day, days_between
 from cds_service.knowledge import Combination, Ingredient, Knowledge
 from cds_service.record import DrugExposure, PatientRecord
+from cds_service.record.dosing import DailyDose, sig3
 from cds_service.rules.assessments import (
     count_evidence,
     dangerous_combinations,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.fhir_dates import day, days_between
+from cds_service.fhir.dates import day, days_between
 from cds_service.record import SAME_DRAW, Count, LabFlag
 from cds_service.rules.assessments import (
     fmt,

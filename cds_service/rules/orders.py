@@ -12,9 +12,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from cds_service.dosing import reduced_order
 from cds_service.knowledge import Ingredient
 from cds_service.record import DraftOrder, DrugExposure, MedicationRecord, PatientRecord
+from cds_service.record.dosing import reduced_order
 from cds_service.rules.assessments import (
     NeutrophilState,
     count_evidence,

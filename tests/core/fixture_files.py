@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cds_service.timeshift import replay_now
+from cds_service.fhir.timeshift import replay_now
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SCENARIOS: list[dict[str, Any]] = json.loads((FIXTURES / "scenarios.json").read_text())

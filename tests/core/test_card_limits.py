@@ -39,6 +39,8 @@ RESOURCE_ID = re.compile(
 )
 PER_DAY = re.compile(r"\bmg/day\b")  # mg/kg/day and mcg/kg/day do not match
 RECEIVED = re.compile(r"([\d.]+) x10\^9/L \(received ([\d.]+) ")
+
+
 @cache
 def responses() -> dict[str, dict[str, Any]]:
     """One response per scenario, from one app (the limits are about content, not state)."""

@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from benchmarks.run import free_port
-from cds_service.fhir_bundles import flatten
-from cds_service.timeshift import FIXTURE_ANCHOR
+from cds_service.fhir.bundles import flatten
+from cds_service.fhir.timeshift import FIXTURE_ANCHOR
 from tests.production_server import running
 
 from .conformance import check_response

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service.logs import JsonFormatter
+from cds_service.ops.logs import JsonFormatter
 
 from .builders import fhir_authorization
 from .fixture_files import SCENARIOS, request_of

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service import create_app
-from cds_service.storage.report import report_main
+from cds_service.governance.report import report_main
 from tests.security.helpers import SigningKey, issued_now, jwks, standard_claims
 from tests.settings import production
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service import json_body
+from cds_service.protocol import json_body
 
 # Text full of the characters the byte check must see through: quotes, brackets, backslashes.
 TRICKY_TEXT = st.text(alphabet='[]{}"\\ a/u', max_size=8)

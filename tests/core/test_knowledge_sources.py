@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from cds_service import terminology
-from cds_service.record import build_record
+from cds_service.record import build_record, terminology
 from cds_service.rules import RULES, evaluate_rules
 from cds_service.rules.assessments import fever
 

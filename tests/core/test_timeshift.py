@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from cds_service.timeshift import shift_dates
+from cds_service.fhir.timeshift import shift_dates
 
 
 def test_dates_and_datetimes_move_together_birth_dates_stay():

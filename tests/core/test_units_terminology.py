@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service import terminology, units
-from cds_service.dosing import daily_dose
+from cds_service.record import terminology, units
+from cds_service.record.dosing import daily_dose
 
 
 @pytest.fixture

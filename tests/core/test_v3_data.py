@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from cds_service import units
-from cds_service.dosing import daily_dose
-from cds_service.record import build_record
+from cds_service.record import build_record, units
+from cds_service.record.dosing import daily_dose
 from cds_service.rules import RULES, evaluate_rules
 
 from .builders import (
@@ -279,7 +278,7 @@ def test_a_comparator_on_value_quantity_is_the_bound(knowledge):
 
 @pytest.mark.parametrize("comparator", [">", ">="])
 def test_a_lower_bound_is_neither_low_nor_normal(comparator, knowledge):
-    """">0.4" says only that the ANC is at least 0.4: no severe card, and no silence either."""
+    """ ">0.4" says only that the ANC is at least 0.4: no severe card, and no silence either."""
     anc = observation(ANC, 0.4)
     anc["valueQuantity"]["comparator"] = comparator
     resources = [sle(), observation(WBC, 3.0), anc]
@@ -536,8 +535,8 @@ def test_condition_builder_still_counts_for_scope(knowledge):
     ],
 )
 def test_a_pill_is_one_tablet_of_the_coded_products_strength(display, strength, knowledge):
-    from cds_service import terminology
     from cds_service.knowledge import RXNORM
+    from cds_service.record import terminology
 
     concept = {"coding": [{"system": RXNORM, "code": "999999", "display": display}]}
     product = terminology.product_of(concept, knowledge)
@@ -553,7 +552,7 @@ def test_a_pill_is_one_tablet_of_the_coded_products_strength(display, strength, 
 
 
 def test_free_text_strength_is_never_read(knowledge):
-    from cds_service import terminology
+    from cds_service.record import terminology
 
     assert terminology.product_of({"text": "Azathioprine 75 MG Oral Tablet"}, knowledge) is None
 

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from cds_service import validation
 from cds_service.config import ConfigError, load_config
+from cds_service.fhir import validation
 
 from .builders import observation
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.fhir_data import PreconditionFailed, gather
+from cds_service.fhir.gather import PreconditionFailed, gather
 from tests.fhir_stub import FhirStub, load_bundle
 
 from .conftest import TOKEN, resource

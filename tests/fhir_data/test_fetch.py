@@ -7,7 +7,7 @@ import requests
 from responses import matchers
 
 from cds_service.config import ConfigError, load_config
-from cds_service.fhir_data import PreconditionFailed, gather
+from cds_service.fhir.gather import PreconditionFailed, gather
 from tests.settings import production
 
 from .conftest import (

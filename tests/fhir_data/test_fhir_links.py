@@ -14,9 +14,9 @@ import requests
 import responses
 
 from cds_service.config import load_config
-from cds_service.fhir_client import FhirUnavailable, fhir_server_for
-from cds_service.fhir_data import gather
-from cds_service.fhir_links import origin, same_origin
+from cds_service.fhir.client import FhirUnavailable, fhir_server_for
+from cds_service.fhir.gather import gather
+from cds_service.fhir.links import origin, same_origin
 
 from .conftest import CONTEXT, full_prefetch, resource, searchset
 

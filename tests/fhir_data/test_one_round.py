@@ -8,9 +8,10 @@ import threading
 import pytest
 from responses import matchers
 
-from cds_service import fhir_cache, fhir_client
-from cds_service.fhir_client import CallBudget, FetchRound, FhirServer, FhirUnavailable, get_json
-from cds_service.fhir_data import gather, own_search
+from cds_service.fhir import cache as fhir_cache
+from cds_service.fhir import client as fhir_client
+from cds_service.fhir.client import CallBudget, FetchRound, FhirServer, FhirUnavailable, get_json
+from cds_service.fhir.gather import gather, own_search
 from tests.fhir_stub import FhirStub
 
 from .conftest import CONTEXT, FHIR_SERVER, PATIENT_ID, TOKEN, full_prefetch, resource, searchset

@@ -3,7 +3,7 @@ and when the call cannot be answered at all (412)."""
 
 import pytest
 
-from cds_service.fhir_data import PreconditionFailed, gather
+from cds_service.fhir.gather import PreconditionFailed, gather
 
 from .conftest import (
     CONTEXT,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cds_service.fhir_templates import PrefetchQuery, plan_query
+from cds_service.fhir.templates import PrefetchQuery, plan_query
 
 CONTEXT = {"userId": "PractitionerRole/role-7", "patientId": "p 1&x", "encounterId": "e1"}
 

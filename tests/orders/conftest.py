@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from cds_service.timeshift import replay_now
+from cds_service.fhir.timeshift import replay_now
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ORDER_HOOKS = ("order-select", "order-sign")

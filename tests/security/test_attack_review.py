@@ -17,10 +17,11 @@ import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds_service import create_app, gunicorn_conf
+from cds_service import create_app
 from cds_service.config import ConfigError, load_config, validate_worker_count
-from cds_service.fhir_links import fhir_server_allowed
-from cds_service.serving import serve_production
+from cds_service.fhir.links import fhir_server_allowed
+from cds_service.ops import gunicorn_conf
+from cds_service.ops.serving import serve_production
 from tests.core.builders import fhir_authorization
 from tests.core.fixture_files import SCENARIOS, request_of
 from tests.settings import production

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cds_service.gunicorn_conf import EscapingLogger, access_log_format
-from cds_service.logs import escape_control
+from cds_service.ops.gunicorn_conf import EscapingLogger, access_log_format
+from cds_service.ops.logs import escape_control
 from tests.production_server import production_server
 
 FORGED = '127.0.0.1 "GET /admin/ HTTP/1.1" 200 13 1ms'
@@ -98,7 +98,7 @@ def test_start_up_logs_carry_no_alembic_plugin_lines(tmp_path):
     import sys
 
     code = (
-        "from cds_service.logs import configure_logging; configure_logging()\n"
+        "from cds_service.ops.logs import configure_logging; configure_logging()\n"
         "from cds_service import create_app; create_app()\n"
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("CDS_")} | {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks.run import in_process, report
 from benchmarks.synthetic import SIZES, patient_view_request, resource_count
-from cds_service.protocol import parse_request
+from cds_service.protocol.request import parse_request
 
 
 def test_generated_patients_have_the_promised_sizes():

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from cds_service import create_app
-from cds_service.timeshift import replay_now
+from cds_service.fhir.timeshift import replay_now
 from tests.settings import production
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "patient-view"
@@ -136,7 +136,7 @@ def card_time() -> str:
 
 
 def test_validation_cache_outcomes_are_counted(app):
-    from cds_service import validation
+    from cds_service.fhir import validation
 
     validation.clear_cache()
     client = app.test_client()

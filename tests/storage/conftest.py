@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 
 from cds_service.config import load_config
-from cds_service.storage import Storage, init_app
+from cds_service.governance import Storage, init_app
 
 SERVICE_ID = "leukopenia-patient-view"
 PG_DATABASE = "test"

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
 
-from cds_service.storage.admin_login import MAX_FAILURES, WINDOW_SECONDS, FailedLogins
+from cds_service.governance.admin_login import MAX_FAILURES, WINDOW_SECONDS, FailedLogins
 
 from .test_dashboard import PASSWORD, USER, basic
 

@@ -11,11 +11,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from cds_service.privacy import patient_key
-from cds_service.storage import Storage, init_app
-from cds_service.storage.counters import CARDS_LOST, CARDS_RECORDED, Counters
-from cds_service.storage.models import IssuedCard
-from cds_service.storage.recorder import CardHistoryWriter
+from cds_service.governance import Storage, init_app
+from cds_service.governance.counters import CARDS_LOST, CARDS_RECORDED, Counters
+from cds_service.governance.models import IssuedCard
+from cds_service.governance.privacy import patient_key
+from cds_service.governance.recorder import CardHistoryWriter
 
 from .conftest import SERVICE_ID, UNREACHABLE_DATABASE_URL, make_card, make_config
 
@@ -180,7 +180,7 @@ def test_a_failing_batch_is_written_row_by_row(storage: Storage) -> None:
 
 
 def test_the_longest_accepted_hook_instance_fits_its_column(storage: Storage) -> None:
-    from cds_service.protocol import MAX_HOOK_INSTANCE_LENGTH
+    from cds_service.protocol.request import MAX_HOOK_INSTANCE_LENGTH
 
     assert IssuedCard.__table__.c.hook_instance.type.length == MAX_HOOK_INSTANCE_LENGTH
     longest = "é" * MAX_HOOK_INSTANCE_LENGTH  # characters, not bytes, on PostgreSQL too

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from cds_service.storage import init_app
+from cds_service.governance import init_app
 
 from .conftest import SERVICE_ID, Clock, feedback_item, make_card, make_config
 from .test_report import seed_history

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from cds_service.storage import Storage, init_app
-from cds_service.storage.database import create_database_engine
-from cds_service.storage.models import CardFeedback
+from cds_service.governance import Storage, init_app
+from cds_service.governance.database import create_database_engine
+from cds_service.governance.models import CardFeedback
 
 from .conftest import SERVICE_ID, UNREACHABLE_DATABASE_URL, feedback_item, make_card, make_config
 from .test_feedback_validation import SPEC_EXAMPLES

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.storage.feedback import FeedbackError, parse_feedback
+from cds_service.governance.feedback import FeedbackError, parse_feedback
 
 # The specification's own feedback examples, kept in the repository (tests/data/README.md).
 SPEC_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "cds-hooks" / "spec-2.0"

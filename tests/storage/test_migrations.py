@@ -10,9 +10,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from cds_service.config import ConfigError
-from cds_service.storage import migrate
-from cds_service.storage.database import create_database_engine
-from cds_service.storage.models import Base
+from cds_service.governance import migrate
+from cds_service.governance.database import create_database_engine
+from cds_service.governance.models import Base
 from tests.settings import production
 
 from .conftest import make_config

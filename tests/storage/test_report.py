@@ -10,8 +10,8 @@ from typing import Any
 
 from flask import Flask
 
-from cds_service.storage import Storage
-from cds_service.storage.report import (
+from cds_service.governance import Storage
+from cds_service.governance.report import (
     NO_REASON,
     ReasonCount,
     RuleWeekStats,

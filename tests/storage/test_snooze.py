@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.storage import Storage, init_app
-from cds_service.storage.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES
+from cds_service.governance import Storage, init_app
+from cds_service.governance.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES
 
 from .conftest import (
     SERVICE_ID,

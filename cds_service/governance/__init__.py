@@ -13,11 +13,11 @@ from typing import Any
 
 from flask import Flask
 
-from cds_service.storage.api import EXTENSION_KEY, feedback_blueprint
-from cds_service.storage.dashboard import dashboard_blueprint
-from cds_service.storage.database import create_database_engine, migrate
-from cds_service.storage.models import utc_now
-from cds_service.storage.store import Clock, Storage
+from cds_service.governance.dashboard import dashboard_blueprint
+from cds_service.governance.database import create_database_engine, migrate
+from cds_service.governance.feedback_api import EXTENSION_KEY, feedback_blueprint
+from cds_service.governance.models import utc_now
+from cds_service.governance.store import Clock, Storage
 
 __all__ = ["Storage", "init_app", "migrate"]
 

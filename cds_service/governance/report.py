@@ -19,9 +19,9 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import Engine, select
 
 from cds_service.cards import OVERRIDE_REASONS, OVERRIDE_SYSTEM
-from cds_service.storage.database import create_database_engine, migrate
-from cds_service.storage.models import CardFeedback, IssuedCard
-from cds_service.storage.store import Storage
+from cds_service.governance.database import create_database_engine, migrate
+from cds_service.governance.models import CardFeedback, IssuedCard
+from cds_service.governance.store import Storage
 
 NO_REASON = "(no coded reason)"
 

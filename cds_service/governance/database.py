@@ -81,6 +81,6 @@ def migrate(database_url: str, timeout_seconds: float = 5) -> None:
 
 def upgrade_connection(connection: Connection) -> None:
     config = AlembicConfig()
-    config.set_main_option("script_location", "cds_service.storage:migrations")
+    config.set_main_option("script_location", "cds_service.governance:migrations")
     config.attributes["connection"] = connection
     command.upgrade(config, "head")

@@ -15,7 +15,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from cds_service.logs import escape_control
+from cds_service.ops.logs import escape_control
 
 
 def _int(name: str, default: int) -> int:

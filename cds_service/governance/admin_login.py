@@ -18,7 +18,7 @@ from time import monotonic
 
 from flask import Request
 
-from cds_service.metrics import ADMIN_LOGIN_FAILURES
+from cds_service.ops.metrics import ADMIN_LOGIN_FAILURES
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from cds_service.privacy import patient_key
-from cds_service.storage.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES, Counters
-from cds_service.storage.database import insert_ignoring_duplicates
-from cds_service.storage.feedback import Feedback
-from cds_service.storage.models import CardFeedback, IssuedCard, utc_now
-from cds_service.storage.recorder import CardHistoryWriter
+from cds_service.governance.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES, Counters
+from cds_service.governance.database import insert_ignoring_duplicates
+from cds_service.governance.feedback import Feedback
+from cds_service.governance.models import CardFeedback, IssuedCard, utc_now
+from cds_service.governance.privacy import patient_key
+from cds_service.governance.recorder import CardHistoryWriter
 
 log = logging.getLogger(__name__)
 

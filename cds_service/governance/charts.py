@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from cds_service.storage.report import RuleWeekStats
+from cds_service.governance.report import RuleWeekStats
 
 WIDTH, HEIGHT, MARGIN = 360, 150, 30
 

@@ -21,9 +21,10 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from cds_service import fhir_links, json_body
 from cds_service.config import allows_unauthenticated_fhir, is_development
-from cds_service.fhir_cache import ANSWERS, cache_key
+from cds_service.fhir import links as fhir_links
+from cds_service.fhir.cache import ANSWERS, cache_key
+from cds_service.protocol import json_body
 
 logger = logging.getLogger(__name__)
 # urllib3 logs each request line at DEBUG, and FHIR query strings hold patient ids.
@@ -142,7 +143,7 @@ def _read_body(response: requests.Response, max_bytes: int, budget: CallBudget) 
 
 def get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> Any:
     """GET a FHIR JSON document from fhirServer, timed for the metrics."""
-    from cds_service.metrics import observe_fhir_fetch
+    from cds_service.ops.metrics import observe_fhir_fetch
 
     started = monotonic()
     try:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from cds_service.fhir_bundles import FhirResource, Page, medication_references, read_page
-from cds_service.fhir_client import (
+from cds_service.fhir.bundles import FhirResource, Page, medication_references, read_page
+from cds_service.fhir.client import (
     CallBudget,
     FetchRound,
     FhirServer,
@@ -33,7 +33,7 @@ from cds_service.fhir_client import (
     fhir_server_for,
     get_json,
 )
-from cds_service.fhir_templates import FHIR_ID, plan_query
+from cds_service.fhir.templates import FHIR_ID, plan_query
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cds_service import terminology, units
-from cds_service.dosing import DailyDose, daily_dose, timing_repeat
-from cds_service.fhir_dates import as_datetime, day
+from cds_service.fhir.dates import as_datetime, day
+from cds_service.fhir.validation import invalid_reason
 from cds_service.knowledge import Ingredient, Knowledge
-from cds_service.validation import invalid_reason
+from cds_service.record import terminology, units
+from cds_service.record.dosing import DailyDose, daily_dose, timing_repeat
 
 Raw = Mapping[str, Any]
 

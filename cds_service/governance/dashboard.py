@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
-from cds_service.storage.admin_login import FailedLogins, client_address
-from cds_service.storage.charts import HEIGHT, MARGIN, WIDTH, rate_charts, reason_bars
-from cds_service.storage.report import RuleWeekStats, feedback_report
+from cds_service.governance.admin_login import FailedLogins, client_address
+from cds_service.governance.charts import HEIGHT, MARGIN, WIDTH, rate_charts, reason_bars
+from cds_service.governance.report import RuleWeekStats, feedback_report
 
 DEFAULT_PERIOD = timedelta(weeks=26)
 

@@ -47,7 +47,7 @@ class IssuedCard(Base):
     rule_id: Mapped[str] = mapped_column(String(100))
     knowledge_version: Mapped[str] = mapped_column(String(100))
     indicator: Mapped[str] = mapped_column(String(16))
-    # HMAC of the patient id (cds_service.privacy.patient_key), never the id itself.
+    # HMAC of the patient id (cds_service.governance.privacy.patient_key), never the id itself.
     patient_key: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 

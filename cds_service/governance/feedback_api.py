@@ -12,8 +12,8 @@ from collections.abc import Callable, Collection
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service import json_body
-from cds_service.storage.feedback import FeedbackError, parse_feedback
+from cds_service.governance.feedback import FeedbackError, parse_feedback
+from cds_service.protocol import json_body
 
 log = logging.getLogger(__name__)
 

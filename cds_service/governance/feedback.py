@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.storage.models import CardFeedback
+from cds_service.governance.models import CardFeedback
 
 OUTCOMES = ("accepted", "overridden")
 # Longest strings accepted, so that every accepted item fits its column (models.py) and a

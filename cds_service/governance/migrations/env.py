@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from cds_service.storage.models import Base
+from cds_service.governance.models import Base
 
 context.configure(
     connection=context.config.attributes["connection"],

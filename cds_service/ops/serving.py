@@ -1,4 +1,4 @@
-"""`cds-service serve --production`: gunicorn with cds_service/gunicorn_conf.py.
+"""`cds-service serve --production`: gunicorn with cds_service/ops/gunicorn_conf.py.
 
 The settings are checked once in the master before any worker starts, so a bad CDS_* value
 stops the service with its message instead of a crash loop of workers.
@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cds_service import units
 from cds_service.config import ConfigError, load_config, validate_worker_count
+from cds_service.record import units
 
 CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -60,7 +60,7 @@ def serve_production(host: str, port: int) -> int:
 
         def load(self) -> Any:
             from cds_service import create_app
-            from cds_service.logs import configure_logging
+            from cds_service.ops.logs import configure_logging
 
             configure_logging()
             app = create_app()

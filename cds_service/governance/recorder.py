@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from cds_service.storage.counters import CARDS_LOST, CARDS_RECORDED, Counters
-from cds_service.storage.database import insert_ignoring_duplicates
-from cds_service.storage.models import IssuedCard
+from cds_service.governance.counters import CARDS_LOST, CARDS_RECORDED, Counters
+from cds_service.governance.database import insert_ignoring_duplicates
+from cds_service.governance.models import IssuedCard
 
 log = logging.getLogger(__name__)
 

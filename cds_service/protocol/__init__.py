@@ -1,0 +1,1 @@
+"""The CDS Hooks wire format: the validated request and untrusted JSON parsing."""
