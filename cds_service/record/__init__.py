@@ -10,7 +10,7 @@ The modules, in the order a record is built:
 - `counts`, `observations`: Observations (counts per draw, flags, temperature, weight,
   TPMT/NUDT15); `conditions`: lupus, fever, Duffy-null; `medications`: records, local forms,
   exposures and renewals; `drafts`: the order hooks' draft orders;
-- `reading_plan`: leaving unparsed the Observations that no rule can reach;
+- `reading_plan`: leaving unparsed the Observations beyond the windows the rules declare;
 - `build`: the `RecordBuilder` of all readers and `build_record`;
 - `units`, `terminology`, `dosing`: units, codes and doses, as the knowledge files say.
 """

@@ -13,7 +13,7 @@ from cds_service.record.conditions import ConditionReader, is_duffy_null
 from cds_service.record.drafts import DraftReader
 from cds_service.record.model import PatientRecord, Raw
 from cds_service.record.observations import ObservationReader
-from cds_service.record.reading_plan import plan_reading
+from cds_service.record.reading_plan import ReadingNeeds, plan_reading
 
 
 class RecordBuilder(ObservationReader, ConditionReader, DraftReader):
@@ -48,18 +48,18 @@ def build_record(
     unavailable: Mapping[str, str] | None = None,
     draft_orders: Any = None,
     selections: list[str] | None = None,
-    only_what_rules_read: bool = False,
+    only_what_rules_read: ReadingNeeds | None = None,
 ) -> PatientRecord:
     """The PatientRecord of `resources`.
 
     `draft_orders` is the order hooks' `context.draftOrders` Bundle (its Medication entries
     must be among `resources` to resolve references); `selections` None = all evaluated.
-    With `only_what_rules_read`, old Observations that no rule can reach are not parsed (see
-    `reading_plan`); the rules then decide exactly as on the full record, but `counts` and
-    `unusable` hold only the recent part of the history."""
+    With `only_what_rules_read` (the rules' `READING_NEEDS`), old Observations that no rule
+    can reach are not parsed (see `reading_plan`); the rules then decide exactly as on the full
+    record, but `counts` and `unusable` hold only the recent part of the history."""
     builder, record = None, None
-    if only_what_rules_read:
-        plan = plan_reading(resources, knowledge, now)
+    if only_what_rules_read is not None:
+        plan = plan_reading(resources, knowledge, now, only_what_rules_read)
         if plan.skipped:
             lean_builder = RecordBuilder(knowledge, now, patient_id, resources)
             lean = lean_builder.build(plan.skipped)
