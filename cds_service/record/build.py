@@ -4,7 +4,7 @@ counts are picked per draw and the drug exposures summarised."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ class RecordBuilder(ObservationReader, ConditionReader, DraftReader):
 
 
 def build_record(
-    resources: list[Raw],
+    resources: Sequence[Raw],
     patient_id: str,
     now: datetime,
     knowledge: Knowledge,

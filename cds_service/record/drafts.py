@@ -26,7 +26,7 @@ class DraftReader(MedicationReader):
         for position, entry in enumerate(entries if isinstance(entries, list) else [], 1):
             resource = entry.get("resource") if isinstance(entry, Mapping) else None
             kind = resource.get("resourceType") if isinstance(resource, Mapping) else None
-            if not isinstance(kind, str):
+            if not isinstance(resource, Mapping) or not isinstance(kind, str):
                 self.record.draft_notes.append(
                     f"draft order {position} of the session could not be read: not evaluated"
                 )

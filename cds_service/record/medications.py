@@ -160,7 +160,7 @@ class MedicationReader(ChartReader):
         now = self.record.now
         current = [m for m in meds if m.exposure == "current"]
         administered = [m.start for m in meds if m.exposure == "administered" and m.start]
-        past_ends = [m.end or m.start for m in meds if m.exposure == "past" and (m.end or m.start)]
+        past_ends = [d for d in (m.end or m.start for m in meds if m.exposure == "past") if d]
         last_dose = max(administered) if administered else (max(past_ends) if past_ends else None)
         recent_days = ingredient.recent_days or (
             self.k.threshold("recent_tier_a_stop_days") if ingredient.is_tier_a else None
@@ -218,17 +218,14 @@ def _medication_period(resource: Raw) -> tuple[datetime | None, datetime | None]
         )
         return when, when
     if kind == "MedicationStatement":
-        period = (
-            resource.get("effectivePeriod")
-            if isinstance(resource.get("effectivePeriod"), Mapping)
-            else {}
-        )
+        effective = resource.get("effectivePeriod")
+        taken: Raw = effective if isinstance(effective, Mapping) else {}
         start = (
-            as_datetime(period.get("start"))
+            as_datetime(taken.get("start"))
             or as_datetime(resource.get("effectiveDateTime"))
             or as_datetime(resource.get("dateAsserted"))
         )
-        return start, as_datetime(period.get("end"))
+        return start, as_datetime(taken.get("end"))
     authored = as_datetime(resource.get("authoredOn"))
     bounds_end = None
     for dosage in as_list(resource.get("dosageInstruction")):
@@ -261,14 +258,14 @@ def current_run(
     are doses inside a run, not runs; records without a start date cannot be placed and are
     left out."""
     dated = sorted(
-        (m for m in meds if m.exposure in ("current", "past") and m.start is not None),
-        key=lambda m: m.start,
+        ((m.start, m) for m in meds if m.exposure in ("current", "past") and m.start is not None),
+        key=lambda pair: pair[0],
     )
     runs: list[list[MedicationRecord]] = []
     run_end: datetime | None = None
-    for med in dated:
-        end = now if med.exposure == "current" else (med.end or med.start)
-        if runs and run_end is not None and med.start <= run_end + gap:
+    for start, med in dated:
+        end = now if med.exposure == "current" else (med.end or start)
+        if runs and run_end is not None and start <= run_end + gap:
             runs[-1].append(med)
             run_end = max(run_end, end)
         else:
@@ -284,8 +281,8 @@ def _dose_increased(run: list[MedicationRecord], since: datetime) -> bool:
     Choice where the spec is silent: a record whose daily dose cannot be read is skipped, so
     the comparison is with the last record whose dose is known (an unknown dose is neither an
     increase nor the baseline of one)."""
-    dosed = [m for m in run if m.start is not None and m.dose.mg_per_day]
-    for earlier, later in zip(dosed, dosed[1:], strict=False):
-        if later.start >= since and later.dose.mg_per_day > earlier.dose.mg_per_day * 1.001:
+    dosed = [(m.start, m.dose.mg_per_day) for m in run if m.start is not None and m.dose.mg_per_day]
+    for (_, earlier), (start, later) in zip(dosed, dosed[1:], strict=False):
+        if start >= since and later > earlier * 1.001:
             return True
     return False

@@ -7,7 +7,7 @@ The record is built by one `build.RecordBuilder`, composed of one reader per kin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ class ChartReader:
     resources (by reference, to resolve `medicationReference`)."""
 
     def __init__(
-        self, knowledge: Knowledge, now: datetime, patient_id: str, resources: list[Raw]
+        self, knowledge: Knowledge, now: datetime, patient_id: str, resources: Sequence[Raw]
     ) -> None:
         self.k = knowledge
         self.record = PatientRecord(now=now, patient_id=patient_id)

@@ -9,6 +9,7 @@ record is built otherwise. Same cards either way."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -85,7 +86,7 @@ class ReadingPlan:
 
 
 def plan_reading(
-    resources: list[Raw], knowledge: Knowledge, now: datetime, needs: ReadingNeeds
+    resources: Sequence[Raw], knowledge: Knowledge, now: datetime, needs: ReadingNeeds
 ) -> ReadingPlan:
     k = knowledge
     unusable_horizon = now - _longest(needs.unusable, k)
