@@ -18,6 +18,7 @@ from cds_service.protocol.request import HookRequest
 from cds_service.record import PatientRecord, build_record, names_other_patient
 from cds_service.rules import evaluate_rules
 from cds_service.rules.base import Finding
+from cds_service.rules.reading import READING_NEEDS
 from cds_service.services import ServiceDefinition
 
 ORDER_HOOKS = ("order-select", "order-sign")
@@ -69,7 +70,7 @@ def evaluate(
         unavailable,
         draft_orders=draft_bundle,
         selections=list(selections) if isinstance(selections, list) else None,
-        only_what_rules_read=True,
+        only_what_rules_read=READING_NEEDS,
     )
     findings = evaluate_rules(record, knowledge, service.hook, service.rules)
     cards = [render_card(f, request.patient_id, knowledge) for f in findings]
