@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from cds_service.config import is_development, load_config
 from cds_service.fhir import validation
@@ -26,7 +27,7 @@ def _json_errors(app: Flask) -> None:
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         messages = {404: "not found", 405: "method not allowed", 413: "request body too large"}
         response = jsonify({"error": messages.get(exc.code or 500, exc.name.lower())})
-        if exc.code == 405 and exc.valid_methods:
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response, exc.code or 500
 
@@ -34,6 +35,10 @@ def _json_errors(app: Flask) -> None:
     def unexpected(exc: Exception) -> tuple[Response, int]:
         log.error("unhandled error", extra={"error_type": type(exc).__name__})
         return jsonify({"error": "internal error"}), 500
+
+
+class _UnsortedJSONProvider(DefaultJSONProvider):
+    sort_keys = False  # keys in the order the service builds them (cards read top-down)
 
 
 def _security_headers(response: Response) -> Response:
@@ -52,7 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.config.update(settings)
-    app.json.sort_keys = False
+    app.json = _UnsortedJSONProvider(app)
     app.extensions["cds_knowledge"] = load_knowledge(
         settings["THRESHOLDS"], settings["CLINICAL_SETTINGS"]
     )

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--since", help="first day (YYYY-MM-DD)")
     report.set_defaults(run=_feedback_report)
     args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run  # each subcommand's set_defaults
     from cds_service.config import ConfigError
 
     try:
-        return args.run(args)
+        return run(args)
     except ConfigError as error:  # one line naming the setting, not a traceback
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         return 2

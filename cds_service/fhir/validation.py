@@ -28,7 +28,6 @@ _lock = threading.Lock()
 # Verdicts remembered (hit), computed and remembered (miss) or computed only (off), since the
 # last take_counts(): the API hands them to /metrics after each call.
 _counts = {"hit": 0, "miss": 0, "off": 0}
-_UNSEEN = object()
 
 
 def set_cache_size(entries: int) -> None:
@@ -53,10 +52,13 @@ def invalid_reason(resource: Mapping[str, Any]) -> str | None:
     if key is None:
         _count("off")
         return _validate(resource)
-    verdict = _verdicts.get(key, _UNSEEN)
-    if verdict is not _UNSEEN:
+    try:
+        remembered = _verdicts[key]  # one lookup: another thread may evict it meanwhile
+    except KeyError:
+        pass
+    else:
         _count("hit")
-        return verdict
+        return remembered
     verdict = _validate(resource)
     with _lock:  # gthread workers: iterating while another thread inserts would raise
         while _verdicts and len(_verdicts) >= _capacity:
@@ -88,7 +90,7 @@ def _validate(resource: Mapping[str, Any]) -> str | None:
     try:
         get_fhir_model_class(str(resource.get("resourceType"))).model_validate(resource)
     except (ValidationError, KeyError, ValueError, TypeError) as error:
-        first = error.errors()[0] if isinstance(error, ValidationError) else {}
+        first: Mapping[str, Any] = error.errors()[0] if isinstance(error, ValidationError) else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return f"not valid FHIR R4 ({where or 'structure'})"
     return None

@@ -8,8 +8,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 # Any constant works: it only has to be the same for every process migrating one database.
@@ -54,13 +55,16 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 
 def insert_ignoring_duplicates(
-    connection: Connection, table: Table, rows: Iterable[Mapping[str, Any]]
+    connection: Connection, model: type[DeclarativeBase], rows: Iterable[Mapping[str, Any]]
 ) -> None:
-    """INSERT that skips rows hitting a unique constraint: duplicates are not errors."""
+    """INSERT into `model`'s table that skips rows hitting a unique constraint: duplicates
+    are not errors."""
     rows = list(rows)
     if not rows:
         return
     dialect = {"sqlite": sqlite, "postgresql": postgresql}[connection.dialect.name]
+    # The Table itself: SQLAlchemy types `model.__table__` as any FromClause.
+    table = model.metadata.tables[model.__tablename__]
     connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 

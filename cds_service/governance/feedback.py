@@ -12,16 +12,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import String
+
 from cds_service.governance.models import CardFeedback
+
+
+def _column_length(name: str) -> int:
+    """The declared length of a String column of the feedback table."""
+    column_type = CardFeedback.__table__.c[name].type
+    if not isinstance(column_type, String) or column_type.length is None:
+        raise TypeError(f"CardFeedback.{name} is not a String column with a length")
+    return column_type.length
+
 
 OUTCOMES = ("accepted", "overridden")
 # Longest strings accepted, so that every accepted item fits its column (models.py) and a
 # permanent client error is a 400 here, not a database failure answered 503 "retry".
-MAX_CARD_UUID = CardFeedback.__table__.c.card_uuid.type.length
+MAX_CARD_UUID = _column_length("card_uuid")
 MAX_SUGGESTION_ID = 200
-MAX_REASON_SYSTEM = CardFeedback.__table__.c.reason_system.type.length
-MAX_REASON_CODE = CardFeedback.__table__.c.reason_code.type.length
-MAX_REASON_DISPLAY = CardFeedback.__table__.c.reason_display.type.length
+MAX_REASON_SYSTEM = _column_length("reason_system")
+MAX_REASON_CODE = _column_length("reason_code")
+MAX_REASON_DISPLAY = _column_length("reason_display")
 # Items per body: an EHR reports a few cards at a time; tens of thousands would exceed what one
 # database statement may carry (PostgreSQL: 65,535 parameters) and fail as a 503 "retry".
 MAX_ITEMS = 1000
@@ -91,9 +102,12 @@ def _accepted_suggestions(value: Any, where: str) -> tuple[str, ...] | None:
     message = f'{where}.acceptedSuggestions must be a non-empty array of {{"id": string}}'
     if not isinstance(value, list) or not value:
         raise FeedbackError(message)
-    ids = [entry.get("id") if isinstance(entry, Mapping) else None for entry in value]
-    if not all(isinstance(id_, str) and id_ for id_ in ids):
-        raise FeedbackError(message)
+    ids: list[str] = []
+    for entry in value:
+        id_ = entry.get("id") if isinstance(entry, Mapping) else None
+        if not isinstance(id_, str) or not id_:
+            raise FeedbackError(message)
+        ids.append(id_)
     for index, id_ in enumerate(ids):
         _check_text(id_, f"{where}.acceptedSuggestions[{index}].id", MAX_SUGGESTION_ID)
     return tuple(ids)

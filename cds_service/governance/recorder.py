@@ -10,7 +10,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -42,7 +42,7 @@ class CardHistoryWriter:
         self._thread = threading.Thread(target=self._run, name="card-history-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, rows: list[Row]) -> None:
+    def submit(self, rows: Sequence[Row]) -> None:
         with self._lock:
             if self._pid != os.getpid():
                 self._start()
@@ -111,7 +111,7 @@ class CardHistoryWriter:
 
     def _insert(self, rows: list[Row]) -> None:
         with self._engine.begin() as connection:
-            insert_ignoring_duplicates(connection, IssuedCard.__table__, rows)
+            insert_ignoring_duplicates(connection, IssuedCard, rows)
 
     def _lost(self, rows: list[Row], error: Exception) -> None:
         self._counters.increment(CARDS_LOST, len(rows))

@@ -91,8 +91,8 @@ class Storage:
         """Split cards into (shown, suppressed): a non-critical card is suppressed while its
         rule is snoozed for this patient by an "already addressed" override."""
         try:
-            candidates = {rule_id_of(c) for c in cards if c.get("indicator") != CRITICAL}
-            candidates.discard(None)
+            rule_ids = (rule_id_of(c) for c in cards if c.get("indicator") != CRITICAL)
+            candidates = {rule_id for rule_id in rule_ids if rule_id is not None}
             if not candidates or not self._snooze_codes:
                 return list(cards), []
             snoozed = self._snoozed_rules(service_id, patient_id, candidates)
@@ -152,7 +152,7 @@ class Storage:
         if unknown:
             log.warning("feedback for %d card(s) this service has no record of", unknown)
         with self.engine.begin() as connection:
-            insert_ignoring_duplicates(connection, CardFeedback.__table__, rows)
+            insert_ignoring_duplicates(connection, CardFeedback, rows)
 
     def flush(self) -> None:
         """Wait until queued card history is written (tests, shutdown)."""
