@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from cds_service.config import ConfigError
+from cds_service.protocol.hooks import SUPPORTED_HOOKS
 from cds_service.rules import RULES
 
-SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
 # CDS Hooks 2.0 prefetch tokens (§prefetch-tokens): context fields and the four user tokens.
 _TOKEN = re.compile(r"\{\{(.*?)\}\}")
 _ALLOWED_TOKEN = re.compile(

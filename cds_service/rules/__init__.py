@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from cds_service.knowledge import Knowledge
+from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import PatientRecord
 from cds_service.rules.assessments import fever
 from cds_service.rules.base import (
@@ -40,7 +41,6 @@ from cds_service.rules.neutropenia import (
     neutropenia_severe,
 )
 from cds_service.rules.orders import (
-    ORDER_HOOKS,
     gcsf_caution,
     order_myelotoxic_low_counts,
     order_no_recent_cbc,

@@ -13,6 +13,7 @@ import copy
 from dataclasses import dataclass
 
 from cds_service.knowledge import Ingredient
+from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import DraftOrder, DrugExposure, MedicationRecord, PatientRecord
 from cds_service.record.dosing import reduced_order
 from cds_service.rules.assessments import (
@@ -40,7 +41,6 @@ from cds_service.rules.drugs import (
 )
 from cds_service.rules.monitoring import is_low_count
 
-ORDER_HOOKS = ("order-select", "order-sign")
 # Azathioprine and mercaptopurine label: with allopurinol, one third to one
 # quarter of the usual dose; the suggestion takes the less drastic end.
 COMBINATION_FRACTION = 1 / 3
