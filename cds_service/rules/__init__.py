@@ -44,8 +44,8 @@ from cds_service.rules.orders import (
     gcsf_caution,
     order_myelotoxic_low_counts,
     order_no_recent_cbc,
-    thiopurine_pgx_any_hook,
 )
+from cds_service.rules.pharmacogenomics import thiopurine_pgx
 
 Rule = Callable[[RuleContext], Finding | None]
 
@@ -63,7 +63,7 @@ RULES: dict[str, Rule] = {
     "LYMPHOPENIA_PROFOUND": lymphopenia_profound,
     "LYMPHOPENIA_INFO": lymphopenia_info,
     "LEUKOPENIA_MONITOR": leukopenia_monitor,
-    "THIOPURINE_PGX": thiopurine_pgx_any_hook,
+    "THIOPURINE_PGX": thiopurine_pgx,
     "CBC_STALE": cbc_stale,
     "DATA_QUALITY": data_quality,
     "STEROID_LEUKOCYTOSIS_NOTE": steroid_leukocytosis_note,
