@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -9,6 +10,10 @@ from cds_service.knowledge import Knowledge
 from cds_service.record import PatientRecord
 
 Indicator = Literal["info", "warning", "critical"]
+# A rule's family in the catalogue (rules/catalogue.py); rules ask whether a card of a family
+# fired, e.g. any cytopenia card makes a thiopurine test relevant.
+Family = Literal["cytopenia", "order", "pharmacogenomics", "monitoring", "note", "data"]
+_ANY_INDICATOR: tuple[str, ...] = ("info", "warning", "critical")
 
 # A card summary stays under 140 characters (CDS Hooks); rules word theirs to fit.
 MAX_SUMMARY = 139
@@ -72,12 +77,21 @@ class RuleContext:
     record: PatientRecord
     knowledge: Knowledge
     hook: str
+    families: Mapping[str, Family]  # rule id -> family, from the catalogue
     fired: list[Finding] = field(default_factory=list)
 
     def threshold(self, name: str) -> float:
         return self.knowledge.threshold(name)
 
-    def has_fired(
-        self, *rules: str, indicators: tuple[str, ...] = ("info", "warning", "critical")
-    ) -> bool:
+    def has_fired(self, *rules: str, indicators: tuple[str, ...] = _ANY_INDICATOR) -> bool:
         return any(f.rule in rules and f.indicator in indicators for f in self.fired)
+
+    def has_fired_family(
+        self, family: Family, indicators: tuple[str, ...] = _ANY_INDICATOR
+    ) -> bool:
+        return any(
+            self.families[f.rule] == family and f.indicator in indicators for f in self.fired
+        )
+
+
+Rule = Callable[[RuleContext], Finding | None]

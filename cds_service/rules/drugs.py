@@ -20,16 +20,6 @@ from cds_service.rules.assessments import (
 )
 from cds_service.rules.base import MAX_SUMMARY, Finding, RuleContext, SuggestedOrder, upper_first
 
-CYTOPENIA_RULES = (
-    "FEBRILE_NEUTROPENIA",
-    "NEUTROPENIA_SEVERE",
-    "NEUTROPENIA_MODERATE",
-    "DRUG_CYTOPENIA_DOSE_REVIEW",
-    "LYMPHOPENIA_PROFOUND",
-    "REFRACTORY_LEUKOPENIA_REFERRAL",
-    "LEUKOPENIA_MONITOR",
-)
-
 
 def shown_dose(name: str, dose: DailyDose | None) -> str:
     """The dose as prescribed ("methotrexate 15 mg once weekly"), or why it is unknown."""
@@ -107,14 +97,6 @@ def _stable_for(ctx: RuleContext, days: float) -> bool:
     )
 
 
-# Rules that carry the dose-review content themselves (clinical rules §3 precedence v3).
-ABSORBS_DOSE_REVIEW = (
-    "FEBRILE_NEUTROPENIA",
-    "NEUTROPENIA_SEVERE",
-    "REFRACTORY_LEUKOPENIA_REFERRAL",
-)
-
-
 def lupus_drug_advice(record: PatientRecord) -> list[str]:
     """Advice that fits only a lupus patient (clinical rules §3 wording v3)."""
     if record.lupus is None:
@@ -164,7 +146,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     label) -> warning; a dangerous combination (thiopurine + allopurinol/febuxostat,
     methotrexate + trimethoprim) -> warning; WBC 3.5 to < 4.0 (or < LLN) with ANC >= 1.5 -> info.
     FEBRILE_NEUTROPENIA, NEUTROPENIA_SEVERE and REFRACTORY_LEUKOPENIA_REFERRAL suppress it and
-    carry its drug lines (v3 precedence: one card per problem).
+    carry its drug lines (catalogue precedence, v3: one card per problem).
 
     Choices where the spec is silent: the info variant also fires when there are not yet 3
     months of counts to call the leukopenia stable (the card says so and asks for a repeat CBC:
@@ -175,7 +157,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     """
     k = ctx.knowledge
     drugs = tier_a_current(ctx.record)
-    if not drugs or ctx.has_fired(*ABSORBS_DOSE_REVIEW):
+    if not drugs:
         return None
     ingredients = [e.ingredient for e in drugs]
     reasons = dose_review_reasons(ctx.record, k, ingredients)

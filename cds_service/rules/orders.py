@@ -346,8 +346,8 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     included: clinical rules §4) in SLE without febrile neutropenia: warning. Not routine in
     SLE (Carli et al. 2015: case reports and series only; flares and vasculitis reported, J
     Rheumatol 2006); reserve for febrile neutropenia with high-risk features after hematology
-    review (ASCO growth-factor guideline 2015). FEBRILE_NEUTROPENIA
-    suppresses it (precedence), and must run first.
+    review (ASCO growth-factor guideline 2015). FEBRILE_NEUTROPENIA suppresses it (catalogue
+    precedence).
 
     Choice where the spec is silent: SLE here is the §2.2 lupus diagnosis, suspected,
     drug-induced and unspecified lupus included; the suggestions are a hematology referral
@@ -355,7 +355,7 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     """
     record = ctx.record
     drugs = [d for d in evaluated_drugs(record) if d.ingredient.role == "gcsf"]
-    if not drugs or record.lupus is None or ctx.has_fired("FEBRILE_NEUTROPENIA"):
+    if not drugs or record.lupus is None:
         return None
     state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
     primary = drugs[0]

@@ -9,7 +9,7 @@ from cds_service.knowledge import Ingredient
 from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
 from cds_service.rules.drafts import cancel_draft, dose_lines, evaluated_drugs, reduce_draft
-from cds_service.rules.drugs import CYTOPENIA_RULES, drug_sources
+from cds_service.rules.drugs import drug_sources
 
 # Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
 REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
@@ -35,7 +35,7 @@ def _current_thiopurines(ctx: RuleContext) -> Finding | None:
     relevant = [
         e
         for e in thiopurines
-        if e.started_recently or e.dose_increased_recently or ctx.has_fired(*CYTOPENIA_RULES)
+        if e.started_recently or e.dose_increased_recently or ctx.has_fired_family("cytopenia")
     ]
     if not relevant:
         return None
