@@ -26,6 +26,27 @@ def upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+# Card text quotes a threshold from the knowledge, never a typed copy of it, so a site override
+# (CDS_THRESHOLDS) changes the words with the logic.
+def shown_limit(value: float, decimals: int = 0) -> str:
+    """A threshold as the text writes it: as short as exact ("0.5", "30"), with at least
+    `decimals` decimals where the wording has them ("1.0", "3.0")."""
+    fixed = f"{value:.{decimals}f}"
+    return fixed if float(fixed) == value else f"{value:g}"
+
+
+_MONTH_DAYS = 365.25 / 12
+
+
+def shown_period(days: float) -> str:
+    """A period the text gives in months ("3 months" for 90 days, "6 months" for 183): whole
+    months give or take 3 days, else in days ("45 days")."""
+    months = round(days / _MONTH_DAYS)
+    if months >= 1 and abs(days - months * _MONTH_DAYS) <= 3:
+        return f"{months} month{'s' if months > 1 else ''}"
+    return f"{shown_limit(days)} days"
+
+
 @dataclass(frozen=True)
 class SuggestedOrder:
     """A ServiceRequest the card offers to create (rendered as a FHIR `create` action)."""

@@ -18,7 +18,15 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     tier_a_current,
 )
-from cds_service.rules.base import MAX_SUMMARY, Finding, RuleContext, SuggestedOrder, upper_first
+from cds_service.rules.base import (
+    MAX_SUMMARY,
+    Finding,
+    RuleContext,
+    SuggestedOrder,
+    shown_limit,
+    shown_period,
+    upper_first,
+)
 
 
 def shown_dose(name: str, dose: DailyDose | None) -> str:
@@ -52,7 +60,7 @@ def mg_per_kg_line(
     shown = f"{sig3(per_kg * 1000)} mcg/kg/day" if dose.microgram else f"{sig3(per_kg)} mg/kg/day"
     line += f" = {shown} at {sig3(record.weight.kg)} kg ({day(record.weight.time)})"
     if days_between(record.weight.time, record.now) > weight_stale_days:
-        line += "; the weight is more than 6 months old"
+        line += f"; the weight is more than {shown_period(weight_stale_days)} old"
     if limit is not None and per_kg > limit:
         line += f"; above {limit:g} mg/kg/day, a named risk for leukopenia"
     return line + "."
@@ -220,11 +228,12 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):
         return None
-    stable = _stable_for(ctx, ctx.threshold("stable_days"))
+    stable_days = ctx.threshold("stable_days")
+    period = shown_period(stable_days)
     evidence.append(
-        "Stable for at least 3 months."
-        if stable
-        else "Not yet known to be stable for 3 months: repeat the CBC in 2-4 weeks."
+        f"Stable for at least {period}."
+        if _stable_for(ctx, stable_days)
+        else f"Not yet known to be stable for {period}: repeat the CBC in 2-4 weeks."
     )
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
@@ -233,8 +242,9 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         "keep monitoring.",
         evidence=evidence,
         recommendations=[
-            "Continue monitoring at the label's interval; review the dose if the "
-            "WBC falls below 3.5 x10^9/L or the ANC below 1.5 x10^9/L.",
+            "Continue monitoring at the label's interval; review the dose if the WBC falls "
+            f"below {shown_limit(ctx.threshold('dose_review_wbc'))} x10^9/L or the ANC below "
+            f"{shown_limit(ctx.threshold('dose_review_anc'))} x10^9/L.",
             *lupus_drug_advice(ctx.record),
         ],
         sources=drug_sources(ingredients) + ["bsr_dmard_2017"],

@@ -14,7 +14,7 @@ from cds_service.rules.assessments import (
     tier_a_current,
     trend,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
 from cds_service.rules.drugs import drug_lines, hcq_source
 
 _WARNING_OR_CRITICAL = ("warning", "critical")
@@ -63,7 +63,10 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             indicator="warning",
             summary=summary,
             evidence=evidence
-            + ["No differential from this draw: the ANC may be below 0.5 x10^9/L."],
+            + [
+                "No differential from this draw: the ANC may be below "
+                f"{shown_limit(ctx.threshold('severe_neutropenia_anc'))} x10^9/L."
+            ],
             recommendations=[
                 "CBC with manual differential and a blood smear today.",
                 "Ask about fever now.",

@@ -330,7 +330,8 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
         recommendations=[
             "Repeat CBC with differential within 48-72 hours.",
             own_drugs_first(ctx),
-            "Tell the patient to report fever (>= 38.0 °C) at once.",
+            f"Tell the patient to report fever (>= {ctx.threshold('fever_sustained_cel'):.1f} °C)"
+            " at once.",
         ],
         sources=["ctcae_v5"],
         orders=[

@@ -24,6 +24,7 @@ from cds_service.rules.base import (
     Finding,
     RuleContext,
     SuggestedOrder,
+    shown_limit,
     upper_first,
 )
 from cds_service.rules.combinations import (
@@ -161,9 +162,10 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     evidence += [f"Dose-review criterion met: {r}." for r in reasons]
     evidence += [f"Dangerous combination: {c.text}." for c in combinations]
     if record.duffy_null and reasons:
+        anc, wbc = ctx.threshold("duffy_null_anc"), ctx.threshold("duffy_null_wbc")
         evidence.append(
-            "Documented Duffy-null; the counts are below the Duffy-null limits (ANC 1.2, WBC "
-            "3.0 x10^9/L) or falling."
+            "Documented Duffy-null; the counts are below the Duffy-null limits (ANC "
+            f"{shown_limit(anc)}, WBC {shown_limit(wbc, 1)} x10^9/L) or falling."
         )
     evidence += dose_lines(ctx, candidates)
     if indicator == "info":
@@ -290,7 +292,8 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     """
     record = ctx.record
     drugs = [d for d in evaluated_drugs(record) if d.ingredient.is_tier_a]
-    if not drugs or record.latest("wbc", max_age_days=ctx.threshold("current_days")):
+    current_days = ctx.threshold("current_days")
+    if not drugs or record.latest("wbc", max_age_days=current_days):
         return None
     lows = [
         latest
@@ -316,7 +319,10 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
             f" CBC before signing {names}."
         )
     else:
-        summary = f"No CBC in the last 30 days: baseline CBC with differential before {names}."
+        summary = (
+            f"No CBC in the last {shown_limit(current_days)} days: baseline CBC with "
+            f"differential before {names}."
+        )
     return Finding(
         rule="ORDER_NO_RECENT_CBC",
         indicator="warning" if lows else "info",
@@ -367,9 +373,13 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     ]
     evidence.append(f"Diagnosis: {record.lupus.describe()}")
     evidence += count_evidence(ctx.record, ctx.knowledge, state) or [
-        "No WBC or ANC in the last 30 days."
+        f"No WBC or ANC in the last {shown_limit(ctx.threshold('current_days'))} days."
     ]
-    evidence.append("No febrile neutropenia found (no fever with ANC < 1.0 in the last 24 h).")
+    evidence.append(
+        "No febrile neutropenia found (no fever with ANC < "
+        f"{shown_limit(ctx.threshold('febrile_neutropenia_anc'), 1)} in the last "
+        f"{shown_limit(ctx.threshold('fever_window_hours'))} h)."
+    )
     referral = SuggestedOrder(
         "hematology_referral", "urgent", "Refer to hematology before G-CSF", recommended=True
     )
