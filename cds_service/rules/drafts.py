@@ -97,6 +97,7 @@ def defer_draft(drug: DraftDrug, then: SuggestedOrder) -> DraftOrderChange:
 
 
 def dose_lines(ctx: RuleContext, drugs: list[DraftDrug]) -> list[str]:
+    """The drafted thiopurine doses as prescribed, with mg/kg/day (and the azathioprine limit)."""
     lines = []
     for drug in drugs:
         limit = (
