@@ -17,29 +17,12 @@ from typing import Any
 
 from cds_service.knowledge import LOINC, SNOMED, Knowledge
 from cds_service.rules.base import MAX_SUMMARY, DraftOrderChange, Finding, SuggestedOrder
+from cds_service.rules.catalogue import rule_title
 
 RULE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/rule"
 OVERRIDE_SYSTEM = "https://leukopenia-cds.example.org/CodeSystem/override-reason"
 # Card extension key carrying the knowledge version (machine-readable, not shown to clinicians).
 KNOWLEDGE_VERSION_EXTENSION = "leukopenia-cds-knowledge-version"
-
-RULE_NAMES = {
-    "FEBRILE_NEUTROPENIA": "Febrile neutropenia",
-    "NEUTROPENIA_SEVERE": "Severe neutropenia",
-    "NEUTROPENIA_MODERATE": "Moderate neutropenia",
-    "DRUG_CYTOPENIA_DOSE_REVIEW": "Drug-related cytopenia: dose review",
-    "THIOPURINE_PGX": "Thiopurine pharmacogenomics (TPMT/NUDT15)",
-    "LYMPHOPENIA_PROFOUND": "Profound lymphopenia",
-    "LYMPHOPENIA_INFO": "Lymphopenia in SLE",
-    "LEUKOPENIA_MONITOR": "Leukopenia monitoring",
-    "REFRACTORY_LEUKOPENIA_REFERRAL": "Refractory leukopenia: referral",
-    "CBC_STALE": "CBC monitoring overdue",
-    "DATA_QUALITY": "Data quality",
-    "STEROID_LEUKOCYTOSIS_NOTE": "Steroid leukocytosis",
-    "ORDER_MYELOTOXIC_LOW_COUNTS": "Marrow-toxic order with low counts",
-    "ORDER_NO_RECENT_CBC": "Marrow-toxic order without a recent CBC",
-    "GCSF_CAUTION": "G-CSF in SLE",
-}
 
 OVERRIDE_REASONS = {
     "already-addressed": "Already addressed",
@@ -92,7 +75,7 @@ def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) ->
 def _order_suggestion(
     order: SuggestedOrder, finding: Finding, patient_id: str, knowledge: Knowledge
 ) -> dict[str, Any]:
-    resource = _service_request(order, patient_id, knowledge, RULE_NAMES[finding.rule])
+    resource = _service_request(order, patient_id, knowledge, rule_title(finding.rule))
     return _suggestion(
         order.label,
         [{"type": "create", "description": order.label, "resource": resource}],
@@ -112,7 +95,7 @@ def _draft_suggestion(
         {
             "type": "create",
             "description": order.label,
-            "resource": _service_request(order, patient_id, knowledge, RULE_NAMES[finding.rule]),
+            "resource": _service_request(order, patient_id, knowledge, rule_title(finding.rule)),
         }
         for order in change.with_orders
     ]
@@ -150,7 +133,7 @@ def render_card(finding: Finding, patient_id: str, knowledge: Knowledge) -> dict
             "topic": {
                 "system": RULE_SYSTEM,
                 "code": finding.rule,
-                "display": RULE_NAMES[finding.rule],
+                "display": rule_title(finding.rule),
             },
         },
     }

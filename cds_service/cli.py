@@ -13,6 +13,7 @@ from typing import Any
 
 from cds_service.fhir.bundles import flatten
 from cds_service.fhir.timeshift import FIXTURE_ANCHOR, replay_now
+from cds_service.protocol.hooks import PATIENT_VIEW
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
     evaluate = commands.add_parser("evaluate", help="print the cards for a request or Bundle")
     evaluate.add_argument("file", help="a CDS Hooks request JSON, or a FHIR Bundle of one patient")
-    evaluate.add_argument("--hook", default="patient-view", help="hook for a Bundle")
+    evaluate.add_argument("--hook", default=PATIENT_VIEW, help="hook for a Bundle")
     evaluate.add_argument("--service", help="service id when several answer the hook")
     evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response")
     evaluate.add_argument(

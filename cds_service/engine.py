@@ -14,14 +14,13 @@ from cds_service.config import is_development
 from cds_service.fhir.bundles import flatten
 from cds_service.fhir.gather import gather
 from cds_service.knowledge import Knowledge
+from cds_service.protocol.hooks import ORDER_HOOKS, ORDER_SELECT
 from cds_service.protocol.request import HookRequest
 from cds_service.record import PatientRecord, build_record, names_other_patient
 from cds_service.rules import evaluate_rules
 from cds_service.rules.base import Finding
 from cds_service.rules.reading import READING_NEEDS
 from cds_service.services import ServiceDefinition
-
-ORDER_HOOKS = ("order-select", "order-sign")
 
 
 @dataclass
@@ -42,7 +41,7 @@ def evaluate(
 ) -> Evaluation:
     draft_bundle = request.context.get("draftOrders") if service.hook in ORDER_HOOKS else None
     # order-select evaluates only the selected drafts; order-sign every draft (clinical rules §3).
-    selections = request.context.get("selections") if service.hook == "order-select" else None
+    selections = request.context.get("selections") if service.hook == ORDER_SELECT else None
     drafts = flatten(draft_bundle)
     data = gather(
         service.prefetch,

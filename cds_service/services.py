@@ -1,6 +1,10 @@
 """CDS service definitions: one YAML file per service in hooks/ (id, hook, title,
 description, prefetch templates, rules). Adding a service is adding a file; the loader
-checks each definition at start-up so a typo never reaches an EHR."""
+checks each definition at start-up so a typo never reaches an EHR.
+
+A service lists its rules (a site may run a subset, e.g. without the steroid note); each must
+be a catalogue rule allowed on the service's hook (rules/catalogue.py). They run in catalogue
+order whatever the order of the list."""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from typing import Any
 import yaml
 
 from cds_service.config import ConfigError
-from cds_service.rules import RULES
+from cds_service.protocol.hooks import SUPPORTED_HOOKS
+from cds_service.rules.catalogue import BY_ID
 
-SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
 # CDS Hooks 2.0 prefetch tokens (§prefetch-tokens): context fields and the four user tokens.
 _TOKEN = re.compile(r"\{\{(.*?)\}\}")
 _ALLOWED_TOKEN = re.compile(
@@ -46,7 +50,7 @@ class ServiceDefinition:
         return entry
 
 
-def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinition:
+def _definition(data: Any, origin: str) -> ServiceDefinition:
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a service definition must be a mapping")
     missing = [k for k in ("id", "hook", "title", "description", "rules") if not data.get(k)]
@@ -56,9 +60,14 @@ def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinit
         raise ConfigError(f"{origin}: id must be letters, digits, '.', '_' or '-'")
     if data["hook"] not in SUPPORTED_HOOKS:
         raise ConfigError(f"{origin}: hook {data['hook']!r} is not supported")
-    unknown = set(data["rules"]) - known_rules
+    unknown = set(data["rules"]) - BY_ID.keys()
     if unknown:
         raise ConfigError(f"{origin}: unknown rules {', '.join(sorted(unknown))}")
+    elsewhere = {rule for rule in data["rules"] if data["hook"] not in BY_ID[rule].hooks}
+    if elsewhere:
+        raise ConfigError(
+            f"{origin}: rules {', '.join(sorted(elsewhere))} do not run on {data['hook']}"
+        )
     prefetch = {str(k): str(v) for k, v in (data.get("prefetch") or {}).items()}
     for key, template in prefetch.items():
         for token in _TOKEN.findall(template):
@@ -77,9 +86,7 @@ def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinit
     )
 
 
-def load_services(
-    hooks_dir: str = "", extra_rules: set[str] | None = None
-) -> dict[str, ServiceDefinition]:
+def load_services(hooks_dir: str = "") -> dict[str, ServiceDefinition]:
     """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder."""
     if hooks_dir:
         files = sorted(Path(hooks_dir).glob("*.yaml"))
@@ -93,10 +100,9 @@ def load_services(
             for p in sorted(package.iterdir(), key=lambda p: p.name)
             if p.name.endswith(".yaml")
         ]
-    known_rules = set(RULES) | (extra_rules or set())
     services: dict[str, ServiceDefinition] = {}
     for origin, text in texts:
-        service = _definition(yaml.safe_load(text), origin, known_rules)
+        service = _definition(yaml.safe_load(text), origin)
         if service.id in services:
             raise ConfigError(f"{origin}: duplicate service id {service.id!r}")
         services[service.id] = service

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.protocol.hooks import ORDER_HOOKS, ORDER_SELECT
+
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # FHIR ids are [A-Za-z0-9-.]{1,64}; some EHRs (Epic) send longer opaque ids, so allow 256.
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,256}$")
@@ -68,13 +70,13 @@ def _validate_context(hook: str, context: Mapping[str, Any]) -> None:
     encounter = context.get("encounterId")
     if encounter is not None and (not isinstance(encounter, str) or not _FHIR_ID.match(encounter)):
         raise BadRequest("context.encounterId must be a FHIR id")
-    if hook in ("order-select", "order-sign"):
+    if hook in ORDER_HOOKS:
         drafts = context.get("draftOrders")
         if not isinstance(drafts, Mapping) or drafts.get("resourceType") != "Bundle":
             raise BadRequest("context.draftOrders is required and must be a FHIR Bundle")
         if not isinstance(drafts.get("entry", []), list):
             raise BadRequest("context.draftOrders.entry must be an array")
-    if hook == "order-select":
+    if hook == ORDER_SELECT:
         selections = context.get("selections")
         if not isinstance(selections, list) or not selections:
             raise BadRequest("context.selections is required and must be a non-empty array")

@@ -1,12 +1,12 @@
-"""The rule catalogue (clinical rules §3): one pure function per rule id, run in order, with
-precedence applied as each rule can see the findings of the rules before it.
+"""Running the rule catalogue (clinical rules §3; the rules, their order, scope, family and
+precedence are rows of rules/catalogue.py): one pure function per rule id, run in catalogue
+order, each seeing the findings of the rules before it.
 
 Two steps follow the rules (v3):
 - fever changes every other cytopenia card (§2.4 "fever with other cytopenia"): it leads with
   "Febrile now: same-day assessment and CBC with differential stat" and is at least a warning;
 - at most 3 cards per response (issue 11 "cards read in seconds"): by indicator (critical,
-  warning, info), then catalogue order. The catalogue order puts the problem-level cards
-  first, so what is dropped is the lowest-priority info or warning card of a crowded answer.
+  warning, info), then catalogue order.
 
 "Clinical rules §N" in this package refers to docs/clinical-rules.md, the clinical contract as
 this service implements it.
@@ -14,88 +14,27 @@ this service implements it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from cds_service.knowledge import Knowledge
+from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import PatientRecord
 from cds_service.rules.assessments import fever
 from cds_service.rules.base import (
     FEBRILE_NOW,
     MAX_SUMMARY,
     Finding,
+    Rule,
     RuleContext,
     SuggestedOrder,
 )
-from cds_service.rules.drugs import drug_cytopenia_dose_review
-from cds_service.rules.leukopenia import (
-    leukopenia_monitor,
-    refractory_leukopenia_referral,
-    steroid_leukocytosis_note,
-)
-from cds_service.rules.lymphopenia import lymphopenia_info, lymphopenia_profound
-from cds_service.rules.monitoring import cbc_stale, data_quality
-from cds_service.rules.neutropenia import (
-    febrile_neutropenia,
-    neutropenia_moderate,
-    neutropenia_severe,
-)
-from cds_service.rules.orders import (
-    ORDER_HOOKS,
-    gcsf_caution,
-    order_myelotoxic_low_counts,
-    order_no_recent_cbc,
-    thiopurine_pgx_any_hook,
-)
+from cds_service.rules.catalogue import BY_ID, CATALOGUE, FAMILIES, CatalogueRow
 
-Rule = Callable[[RuleContext], Finding | None]
-
-# Order matters: a rule may read the findings of the rules above it (precedence, §3).
-RULES: dict[str, Rule] = {
-    "FEBRILE_NEUTROPENIA": febrile_neutropenia,
-    "NEUTROPENIA_SEVERE": neutropenia_severe,
-    # Before the moderate and dose-review cards, which it absorbs (v3 precedence).
-    "REFRACTORY_LEUKOPENIA_REFERRAL": refractory_leukopenia_referral,
-    "NEUTROPENIA_MODERATE": neutropenia_moderate,
-    "DRUG_CYTOPENIA_DOSE_REVIEW": drug_cytopenia_dose_review,
-    "ORDER_MYELOTOXIC_LOW_COUNTS": order_myelotoxic_low_counts,
-    "ORDER_NO_RECENT_CBC": order_no_recent_cbc,
-    "GCSF_CAUTION": gcsf_caution,
-    "LYMPHOPENIA_PROFOUND": lymphopenia_profound,
-    "LYMPHOPENIA_INFO": lymphopenia_info,
-    "LEUKOPENIA_MONITOR": leukopenia_monitor,
-    "THIOPURINE_PGX": thiopurine_pgx_any_hook,
-    "CBC_STALE": cbc_stale,
-    "DATA_QUALITY": data_quality,
-    "STEROID_LEUKOCYTOSIS_NOTE": steroid_leukocytosis_note,
-}
-
-# Rules that speak even when the patient's scope cannot be judged (missing data).
-_ALWAYS = {"DATA_QUALITY"}
-# On order hooks a draft for a tier A/B drug brings the patient in scope for these (clinical
-# rules §3); the patient-state rules keep the §2.2 scope, as a draft is not exposure.
-_ORDER_SCOPED = {
-    "ORDER_MYELOTOXIC_LOW_COUNTS",
-    "ORDER_NO_RECENT_CBC",
-    "GCSF_CAUTION",
-    "THIOPURINE_PGX",
-    "DATA_QUALITY",
-}
-
+# Every rule by id, in run order.
+RULES: dict[str, Rule] = {row.id: row.function for row in CATALOGUE}
 
 MAX_CARDS = 3
 _PRIORITY = {"critical": 0, "warning": 1, "info": 2}
-# Cards that fever rewrites (§2.4): every cytopenia, dose-review or stale-CBC card other than
-# the febrile neutropenia card itself.
-_FEVER_LEADS = (
-    "NEUTROPENIA_MODERATE",
-    "DRUG_CYTOPENIA_DOSE_REVIEW",
-    "ORDER_MYELOTOXIC_LOW_COUNTS",
-    "LYMPHOPENIA_PROFOUND",
-    "LYMPHOPENIA_INFO",
-    "REFRACTORY_LEUKOPENIA_REFERRAL",
-    "LEUKOPENIA_MONITOR",
-    "CBC_STALE",
-)
 
 
 def _febrile_now(finding: Finding, fever_text: str) -> None:
@@ -129,10 +68,11 @@ def _most_important(findings: list[Finding]) -> list[Finding]:
     return ranked[:MAX_CARDS]
 
 
-def _speaks(rule_id: str, record: PatientRecord, hook: str) -> bool:
-    if rule_id in _ALWAYS and (record.unavailable or record.draft_notes):
+def _speaks(row: CatalogueRow, record: PatientRecord, hook: str) -> bool:
+    """The row's scope (rules/catalogue.py Scope)."""
+    if row.scope == "always" and (record.unavailable or record.draft_notes):
         return True
-    if hook in ORDER_HOOKS and rule_id in _ORDER_SCOPED:
+    if hook in ORDER_HOOKS and row.scope != "patient":
         return record.in_scope_for_orders
     return record.in_scope
 
@@ -144,21 +84,21 @@ def evaluate_rules(
     except that missing or unreadable data is always said. Fever then leads every other
     cytopenia card, and at most MAX_CARDS findings are returned, most urgent first."""
     wanted = set(rule_ids)
-    unknown = wanted - RULES.keys()
+    unknown = wanted - BY_ID.keys()
     if unknown:
         raise ValueError(f"unknown rule ids: {', '.join(sorted(unknown))}")
-    context = RuleContext(record=record, knowledge=knowledge, hook=hook)
-    for rule_id, rule in RULES.items():
-        if rule_id not in wanted:
+    context = RuleContext(record=record, knowledge=knowledge, hook=hook, families=FAMILIES)
+    for row in CATALOGUE:
+        if row.id not in wanted or not _speaks(row, record, hook):
             continue
-        if not _speaks(rule_id, record, hook):
-            continue
-        finding = rule(context)
+        if context.has_fired(*row.suppressed_by):
+            continue  # one card per problem (§3.2): the card before it said it
+        finding = row.function(context)
         if finding is not None:
             context.fired.append(finding)
     found_fever = fever(record, knowledge)
     if found_fever is not None:
         for finding in context.fired:
-            if finding.rule in _FEVER_LEADS:
+            if BY_ID[finding.rule].fever_leads:
                 _febrile_now(finding, found_fever.description)
     return _most_important(context.fired)

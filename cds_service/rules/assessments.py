@@ -18,6 +18,7 @@ from cds_service.record import (
     format_count,
     received_as_shown,
 )
+from cds_service.rules.base import shown_limit
 
 
 def fmt(value: float) -> str:
@@ -103,7 +104,8 @@ def fever(record: PatientRecord, k: Knowledge) -> Fever | None:
                 break
             if later.time - first.time >= minimum:
                 return Fever(
-                    f"temperature >= {sustained:.1f} °C sustained over 1 h: "
+                    f"temperature >= {sustained:.1f} °C sustained over "
+                    f"{shown_limit(minimum.total_seconds() / 3600)} h: "
                     f"{_reading(first)} and {_reading(later)}",
                     (first, later),
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -9,6 +10,10 @@ from cds_service.knowledge import Knowledge
 from cds_service.record import PatientRecord
 
 Indicator = Literal["info", "warning", "critical"]
+# A rule's family in the catalogue (rules/catalogue.py); rules ask whether a card of a family
+# fired, e.g. any cytopenia card makes a thiopurine test relevant.
+Family = Literal["cytopenia", "order", "pharmacogenomics", "monitoring", "note", "data"]
+_ANY_INDICATOR: tuple[str, ...] = ("info", "warning", "critical")
 
 # A card summary stays under 140 characters (CDS Hooks); rules word theirs to fit.
 MAX_SUMMARY = 139
@@ -19,6 +24,27 @@ FEBRILE_NOW = "Febrile now: same-day assessment and CBC with differential stat"
 def upper_first(text: str) -> str:
     """Capitalise a sentence's first letter only ("TMP-SMX" keeps its capitals)."""
     return text[:1].upper() + text[1:]
+
+
+# Card text quotes a threshold from the knowledge, never a typed copy of it, so a site override
+# (CDS_THRESHOLDS) changes the words with the logic.
+def shown_limit(value: float, decimals: int = 0) -> str:
+    """A threshold as the text writes it: as short as exact ("0.5", "30"), with at least
+    `decimals` decimals where the wording has them ("1.0", "3.0")."""
+    fixed = f"{value:.{decimals}f}"
+    return fixed if float(fixed) == value else f"{value:g}"
+
+
+_MONTH_DAYS = 365.25 / 12
+
+
+def shown_period(days: float) -> str:
+    """A period the text gives in months ("3 months" for 90 days, "6 months" for 183): whole
+    months give or take 3 days, else in days ("45 days")."""
+    months = round(days / _MONTH_DAYS)
+    if months >= 1 and abs(days - months * _MONTH_DAYS) <= 3:
+        return f"{months} month{'s' if months > 1 else ''}"
+    return f"{shown_limit(days)} days"
 
 
 @dataclass(frozen=True)
@@ -72,12 +98,21 @@ class RuleContext:
     record: PatientRecord
     knowledge: Knowledge
     hook: str
+    families: Mapping[str, Family]  # rule id -> family, from the catalogue
     fired: list[Finding] = field(default_factory=list)
 
     def threshold(self, name: str) -> float:
         return self.knowledge.threshold(name)
 
-    def has_fired(
-        self, *rules: str, indicators: tuple[str, ...] = ("info", "warning", "critical")
-    ) -> bool:
+    def has_fired(self, *rules: str, indicators: tuple[str, ...] = _ANY_INDICATOR) -> bool:
         return any(f.rule in rules and f.indicator in indicators for f in self.fired)
+
+    def has_fired_family(
+        self, family: Family, indicators: tuple[str, ...] = _ANY_INDICATOR
+    ) -> bool:
+        return any(
+            self.families[f.rule] == family and f.indicator in indicators for f in self.fired
+        )
+
+
+Rule = Callable[[RuleContext], Finding | None]

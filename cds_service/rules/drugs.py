@@ -1,4 +1,5 @@
-"""Drug rules: DRUG_CYTOPENIA_DOSE_REVIEW and THIOPURINE_PGX."""
+"""Drug rule DRUG_CYTOPENIA_DOSE_REVIEW, and the drug lines (dose as prescribed, mg/kg/day, an
+interacting drug) that the cards absorbing it carry."""
 
 from __future__ import annotations
 
@@ -17,19 +18,14 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     tier_a_current,
 )
-from cds_service.rules.base import MAX_SUMMARY, Finding, RuleContext, SuggestedOrder, upper_first
-
-# Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
-REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
-
-CYTOPENIA_RULES = (
-    "FEBRILE_NEUTROPENIA",
-    "NEUTROPENIA_SEVERE",
-    "NEUTROPENIA_MODERATE",
-    "DRUG_CYTOPENIA_DOSE_REVIEW",
-    "LYMPHOPENIA_PROFOUND",
-    "REFRACTORY_LEUKOPENIA_REFERRAL",
-    "LEUKOPENIA_MONITOR",
+from cds_service.rules.base import (
+    MAX_SUMMARY,
+    Finding,
+    RuleContext,
+    SuggestedOrder,
+    shown_limit,
+    shown_period,
+    upper_first,
 )
 
 
@@ -64,7 +60,7 @@ def mg_per_kg_line(
     shown = f"{sig3(per_kg * 1000)} mcg/kg/day" if dose.microgram else f"{sig3(per_kg)} mg/kg/day"
     line += f" = {shown} at {sig3(record.weight.kg)} kg ({day(record.weight.time)})"
     if days_between(record.weight.time, record.now) > weight_stale_days:
-        line += "; the weight is more than 6 months old"
+        line += f"; the weight is more than {shown_period(weight_stale_days)} old"
     if limit is not None and per_kg > limit:
         line += f"; above {limit:g} mg/kg/day, a named risk for leukopenia"
     return line + "."
@@ -107,14 +103,6 @@ def _stable_for(ctx: RuleContext, days: float) -> bool:
     return days_between(oldest.time, latest.time) >= days and all(
         c.value >= ctx.threshold("dose_review_wbc") for c in span
     )
-
-
-# Rules that carry the dose-review content themselves (clinical rules §3 precedence v3).
-ABSORBS_DOSE_REVIEW = (
-    "FEBRILE_NEUTROPENIA",
-    "NEUTROPENIA_SEVERE",
-    "REFRACTORY_LEUKOPENIA_REFERRAL",
-)
 
 
 def lupus_drug_advice(record: PatientRecord) -> list[str]:
@@ -166,7 +154,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     label) -> warning; a dangerous combination (thiopurine + allopurinol/febuxostat,
     methotrexate + trimethoprim) -> warning; WBC 3.5 to < 4.0 (or < LLN) with ANC >= 1.5 -> info.
     FEBRILE_NEUTROPENIA, NEUTROPENIA_SEVERE and REFRACTORY_LEUKOPENIA_REFERRAL suppress it and
-    carry its drug lines (v3 precedence: one card per problem).
+    carry its drug lines (catalogue precedence, v3: one card per problem).
 
     Choices where the spec is silent: the info variant also fires when there are not yet 3
     months of counts to call the leukopenia stable (the card says so and asks for a repeat CBC:
@@ -177,7 +165,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     """
     k = ctx.knowledge
     drugs = tier_a_current(ctx.record)
-    if not drugs or ctx.has_fired(*ABSORBS_DOSE_REVIEW):
+    if not drugs:
         return None
     ingredients = [e.ingredient for e in drugs]
     reasons = dose_review_reasons(ctx.record, k, ingredients)
@@ -219,7 +207,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
             recommendations=list(dict.fromkeys(advice))[:5],
             sources=list(
                 dict.fromkeys(
-                    _drug_sources(ingredients)
+                    drug_sources(ingredients)
                     + [c.source for c in k.combinations if _combined(c, combinations)]
                     + _partner_sources(k, combinations)
                     + ["bsr_dmard_2017"]
@@ -240,11 +228,12 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):
         return None
-    stable = _stable_for(ctx, ctx.threshold("stable_days"))
+    stable_days = ctx.threshold("stable_days")
+    period = shown_period(stable_days)
     evidence.append(
-        "Stable for at least 3 months."
-        if stable
-        else "Not yet known to be stable for 3 months: repeat the CBC in 2-4 weeks."
+        f"Stable for at least {period}."
+        if _stable_for(ctx, stable_days)
+        else f"Not yet known to be stable for {period}: repeat the CBC in 2-4 weeks."
     )
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
@@ -253,11 +242,12 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         "keep monitoring.",
         evidence=evidence,
         recommendations=[
-            "Continue monitoring at the label's interval; review the dose if the "
-            "WBC falls below 3.5 x10^9/L or the ANC below 1.5 x10^9/L.",
+            "Continue monitoring at the label's interval; review the dose if the WBC falls "
+            f"below {shown_limit(ctx.threshold('dose_review_wbc'))} x10^9/L or the ANC below "
+            f"{shown_limit(ctx.threshold('dose_review_anc'))} x10^9/L.",
             *lupus_drug_advice(ctx.record),
         ],
-        sources=_drug_sources(ingredients) + ["bsr_dmard_2017"],
+        sources=drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
         decisive=f"WBC {fmt(state.wbc.value)} x10^9/L",
     )
@@ -277,7 +267,7 @@ def _partner_sources(k: Knowledge, combinations: list[tuple[str, str, str]]) -> 
     return list(dict.fromkeys(label for label in labels if label))
 
 
-def _drug_sources(ingredients: list[Ingredient]) -> list[str]:
+def drug_sources(ingredients: list[Ingredient]) -> list[str]:
     return list(dict.fromkeys(i.label for i in ingredients if i.label))
 
 
@@ -286,94 +276,3 @@ def _orders_for(ctx: RuleContext, ingredients: list[Ingredient]) -> list[Suggest
     if any(i.thiopurine for i in ingredients) and not ctx.record.pharmacogenomics:
         orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing"))
     return orders
-
-
-def thiopurine_pgx(ctx: RuleContext) -> Finding | None:
-    """Azathioprine or mercaptopurine (patient-view: started or dose-increased <= 90 days
-    ago, or a cytopenia card fired) with no TPMT/NUDT15 result (info), an intermediate or
-    poor phenotype or low activity (warning), or a bare activity number (info). CPIC."""
-    thiopurines = [
-        e for e in ctx.record.exposures.values() if e.current and e.ingredient.thiopurine
-    ]
-    relevant = [
-        e
-        for e in thiopurines
-        if e.started_recently or e.dose_increased_recently or ctx.has_fired(*CYTOPENIA_RULES)
-    ]
-    if not relevant:
-        return None
-    return thiopurine_pgx_finding(
-        ctx, [e.ingredient for e in relevant], ", ".join(e.describe() for e in relevant)
-    )
-
-
-def thiopurine_pgx_finding(
-    ctx: RuleContext, ingredients: list[Ingredient], described: str
-) -> Finding | None:
-    """The THIOPURINE_PGX card for these thiopurines, shared with the order hooks."""
-    results = ctx.record.pharmacogenomics
-    evidence = [f"Thiopurine: {described}"]
-    reduced = [r for r in results if r.phenotype in REDUCED_PHENOTYPES]
-    bare = [r for r in results if r.phenotype is None]
-    recommendations = [
-        "CPIC: intermediate metabolizer, start at 30-80% of the normal dose; TPMT and NUDT15 "
-        "both intermediate, 20-50%; poor metabolizer, choose a non-thiopurine for non-malignant "
-        "disease.",
-        "A phenotype measured within 90 days of a red-cell transfusion is unreliable.",
-        "TPMT testing never replaces CBC monitoring (label).",
-    ]
-    name = ingredients[0].display
-    if reduced:
-        evidence += [f"{r.gene}: {r.received} ({r.phenotype})" for r in reduced]
-        nudt15_known = any("NUDT15" in r.gene for r in results)
-        orders = []
-        if not nudt15_known:
-            # CPIC doses by both genes: an intermediate TPMT result alone leaves a NUDT15
-            # variant (both intermediate: 20-50%) unseen.
-            evidence.append("No NUDT15 result on file: only TPMT is known.")
-            recommendations.insert(0, "Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
-            orders.append(
-                SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing")
-            )
-        summary = f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC"
-        summary += "." if nudt15_known else "; test NUDT15 too."
-        return Finding(
-            rule="THIOPURINE_PGX",
-            indicator="warning",
-            summary=summary,
-            evidence=evidence,
-            recommendations=recommendations,
-            sources=["cpic_thiopurines", *_drug_sources(ingredients)],
-            orders=orders,
-            override_reasons=["already-addressed", "benefit-outweighs-risk"],
-        )
-    if bare and len(bare) == len(results):
-        evidence += [
-            f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare
-        ]
-        return Finding(
-            rule="THIOPURINE_PGX",
-            indicator="info",
-            summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}.",
-            evidence=evidence,
-            recommendations=["Ask the lab for the metabolizer phenotype.", *recommendations],
-            sources=["cpic_thiopurines", *_drug_sources(ingredients)],
-            override_reasons=["already-addressed"],
-        )
-    if results:
-        return None
-    evidence.append("No TPMT or NUDT15 result on file.")
-    return Finding(
-        rule="THIOPURINE_PGX",
-        indicator="info",
-        summary=f"No TPMT/NUDT15 result on file for {name}: test before or early in therapy.",
-        evidence=evidence,
-        recommendations=["Test TPMT and NUDT15 status.", *recommendations],
-        sources=["cpic_thiopurines", *_drug_sources(ingredients)],
-        orders=[
-            SuggestedOrder(
-                "tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing", recommended=True
-            )
-        ],
-        override_reasons=["already-addressed", "benefit-outweighs-risk"],
-    )

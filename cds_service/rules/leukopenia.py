@@ -14,8 +14,8 @@ from cds_service.rules.assessments import (
     tier_a_current,
     trend,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
-from cds_service.rules.drugs import CYTOPENIA_RULES, drug_lines, hcq_source
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
+from cds_service.rules.drugs import drug_lines, hcq_source
 
 _WARNING_OR_CRITICAL = ("warning", "critical")
 
@@ -34,7 +34,6 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     flag = _lab_flagged_wbc_anc_unknown(ctx)
     if wbc is None and flag is None:
         return None
-    others = [r for r in CYTOPENIA_RULES if r != "LEUKOPENIA_MONITOR"]
     severe_low, severe_high = (
         ctx.threshold("grade4_leukopenia_wbc"),
         ctx.threshold("severe_leukopenia_wbc"),
@@ -42,7 +41,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     if flag is not None or (
         wbc is not None and severe_low <= wbc.value < severe_high and state.anc_unknown
     ):
-        if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL):
+        if ctx.has_fired_family("cytopenia", indicators=_WARNING_OR_CRITICAL):
             return None
         if flag is not None:
             summary = (
@@ -64,7 +63,10 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             indicator="warning",
             summary=summary,
             evidence=evidence
-            + ["No differential from this draw: the ANC may be below 0.5 x10^9/L."],
+            + [
+                "No differential from this draw: the ANC may be below "
+                f"{shown_limit(ctx.threshold('severe_neutropenia_anc'))} x10^9/L."
+            ],
             recommendations=[
                 "CBC with manual differential and a blood smear today.",
                 "Ask about fever now.",
@@ -83,7 +85,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc"):
         return None
-    if ctx.has_fired(*others, indicators=_WARNING_OR_CRITICAL) or ctx.has_fired(
+    if ctx.has_fired_family("cytopenia", indicators=_WARNING_OR_CRITICAL) or ctx.has_fired(
         "DRUG_CYTOPENIA_DOSE_REVIEW"
     ):
         return None

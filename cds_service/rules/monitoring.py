@@ -186,7 +186,8 @@ _SEVERE_LIMITS = {
     "neutrophils_segmented": "severe_neutropenia_anc",
     "alc": "profound_lymphopenia_alc",
 }
-_CYTOPENIA_CARDS = ("FEBRILE_NEUTROPENIA", "NEUTROPENIA_SEVERE", "LEUKOPENIA_MONITOR")
+# The cards a count the lab flags critically low produces (clinical rules §2.3).
+_LAB_FLAG_CARDS = ("FEBRILE_NEUTROPENIA", "NEUTROPENIA_SEVERE", "LEUKOPENIA_MONITOR")
 
 
 def severe_in_any_unit(result: UnusableResult, ctx: RuleContext) -> bool:
@@ -211,7 +212,7 @@ def _changes_what_is_known(result: UnusableResult, ctx: RuleContext) -> bool:
         newer = ctx.record.latest(group)
         if newer is not None and newer.time > result.time + SAME_DRAW:
             return False
-    on_a_card = ctx.has_fired(*_CYTOPENIA_CARDS, indicators=("warning", "critical"))
+    on_a_card = ctx.has_fired(*_LAB_FLAG_CARDS, indicators=("warning", "critical"))
     return not (result.critical_low and on_a_card)
 
 

@@ -309,13 +309,12 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
 
 
 def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
-    """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3) without fever. A firing
-    REFRACTORY_LEUKOPENIA_REFERRAL absorbs it (v3 precedence)."""
+    """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3) without fever. The severe,
+    febrile and refractory cards suppress it (catalogue precedence); the refractory card
+    absorbs it (v3)."""
     k = ctx.knowledge
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
-    if state.anc is None or ctx.has_fired(
-        "NEUTROPENIA_SEVERE", "FEBRILE_NEUTROPENIA", "REFRACTORY_LEUKOPENIA_REFERRAL"
-    ):
+    if state.anc is None:
         return None
     low, high = ctx.threshold("severe_neutropenia_anc"), ctx.threshold("moderate_neutropenia_anc")
     if not low <= state.anc.value < high or fever(ctx.record, k):
@@ -331,7 +330,8 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
         recommendations=[
             "Repeat CBC with differential within 48-72 hours.",
             own_drugs_first(ctx),
-            "Tell the patient to report fever (>= 38.0 °C) at once.",
+            f"Tell the patient to report fever (>= {ctx.threshold('fever_sustained_cel'):.1f} °C)"
+            " at once.",
         ],
         sources=["ctcae_v5"],
         orders=[

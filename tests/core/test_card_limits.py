@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from cds_service import create_app
-from cds_service.cards import KNOWLEDGE_VERSION_EXTENSION, RULE_NAMES
+from cds_service.cards import KNOWLEDGE_VERSION_EXTENSION
+from cds_service.rules.catalogue import BY_ID
 
 from .fixture_files import SCENARIOS, request_of, service_for
 
@@ -98,7 +99,7 @@ def test_each_card_reads_in_seconds(name: str) -> None:
         urls = [link["url"] for link in card.get("links", [])]
         assert len(urls) == len(set(urls)) and card["source"]["url"] not in urls, rule
         # Rule ids and the knowledge version: machine-readable only.
-        assert not [r for r in RULE_NAMES if r in text], text
+        assert not [r for r in BY_ID if r in text], text
         version = card["extension"][KNOWLEDGE_VERSION_EXTENSION]
         assert version not in text and "knowledge version" not in text.lower()
         # Readable units; the value as received only when its unit changed the number.
