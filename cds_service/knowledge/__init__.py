@@ -119,7 +119,9 @@ class Knowledge:
         return self.sources[key]
 
 
-def _condition_sets(raw: Mapping[str, Any]) -> tuple[dict, dict]:
+def _condition_sets(
+    raw: Mapping[str, Any],
+) -> tuple[dict[str, frozenset[tuple[str, str]]], dict[str, tuple[str, ...]]]:
     systems = raw["systems"]
     codes: dict[str, frozenset[tuple[str, str]]] = {}
     prefixes: dict[str, tuple[str, ...]] = {}
@@ -154,7 +156,9 @@ def _ingredients(raw: Mapping[str, Any]) -> dict[str, Ingredient]:
     }
 
 
-def _apply_overrides(defaults: Mapping[str, float], overrides: Mapping[str, Any]) -> dict:
+def _apply_overrides(
+    defaults: Mapping[str, float], overrides: Mapping[str, Any]
+) -> dict[str, float]:
     thresholds = dict(defaults)
     for name, value in overrides.items():
         if name not in thresholds:
@@ -167,7 +171,7 @@ def _apply_overrides(defaults: Mapping[str, float], overrides: Mapping[str, Any]
     return thresholds
 
 
-def _apply_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+def _apply_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     settings = dict(defaults)
     for name, value in overrides.items():
         if name not in settings:

@@ -115,13 +115,16 @@ def _dose_quantity(dosage: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for entry in dose_and_rate if isinstance(dose_and_rate, list) else []:
         if not isinstance(entry, Mapping):
             continue
-        if isinstance(entry.get("doseQuantity"), Mapping):
-            return entry["doseQuantity"]
+        quantity = entry.get("doseQuantity")
+        if isinstance(quantity, Mapping):
+            return quantity
         dose_range = entry.get("doseRange")
-        if isinstance(dose_range, Mapping) and isinstance(dose_range.get("high"), Mapping):
-            return dose_range["high"]  # the upper bound is what the marrow may receive
-    if isinstance(dosage.get("doseQuantity"), Mapping):  # STU3 shape sent as R4
-        return dosage["doseQuantity"]
+        high = dose_range.get("high") if isinstance(dose_range, Mapping) else None
+        if isinstance(high, Mapping):
+            return high  # the upper bound is what the marrow may receive
+    quantity = dosage.get("doseQuantity")
+    if isinstance(quantity, Mapping):  # STU3 shape sent as R4
+        return quantity
     return None
 
 
@@ -225,7 +228,7 @@ def reduced_order(resource: Mapping[str, Any], fraction: float) -> ReducedOrder 
     ]
     if not quantities:
         return None
-    first_old = first_new = None
+    ratios: list[float] = []  # new / old of each dose; the first is reported
     changed: list[tuple[dict[str, Any], str]] = []
     for dosage, quantity in quantities:
         old = float(quantity["value"])
@@ -234,9 +237,8 @@ def reduced_order(resource: Mapping[str, Any], fraction: float) -> ReducedOrder 
             return None
         quantity["value"] = int(new) if new.is_integer() else new
         unit = str(quantity.get("unit") or quantity.get("code") or "")
-        if first_old is None:
-            first_old, first_new = old, new
+        ratios.append(new / old)
         changed.append((dosage, f"{new:g} {unit} per dose (reduced from {old:g} {unit})"))
     for dosage, text in changed:
         dosage["text"] = f"{text}; timing as ordered"
-    return ReducedOrder(order, first_new / first_old, changed[0][1])
+    return ReducedOrder(order, ratios[0], changed[0][1])

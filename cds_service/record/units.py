@@ -130,9 +130,10 @@ def parse_count_unit(text: str) -> float | None:
         per_volume = 1.0
     elif word is not None:
         giga = _GIGA_WORDS.get(word) if volume == 1.0 else None
-        per_volume = giga or _KILO_WORDS.get(word.lower())
-        if per_volume is None:
+        per_word = giga or _KILO_WORDS.get(word.lower())
+        if per_word is None:
             return None
+        per_volume = per_word
     else:
         per_volume = 1.0
     return float(f"{per_volume / volume / 1e9:.12g}")

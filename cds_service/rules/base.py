@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from cds_service.knowledge import Knowledge
 from cds_service.record import PatientRecord
 
 Indicator = Literal["info", "warning", "critical"]
+Priority = Literal["routine", "urgent", "stat"]
 # A rule's family in the catalogue (rules/catalogue.py); rules ask whether a card of a family
 # fired, e.g. any cytopenia card makes a thiopurine test relevant.
 Family = Literal["cytopenia", "order", "pharmacogenomics", "monitoring", "note", "data"]
@@ -52,7 +53,7 @@ class SuggestedOrder:
     """A ServiceRequest the card offers to create (rendered as a FHIR `create` action)."""
 
     kind: Literal["cbc", "tpmt_nudt15", "hematology_referral"]
-    priority: Literal["routine", "urgent", "stat"] = "routine"
+    priority: Priority = "routine"
     label: str = ""
     recommended: bool = False
 
@@ -64,7 +65,7 @@ class DraftOrderChange:
     kind: Literal["delete", "update"]
     resource_id: str  # e.g. MedicationRequest/123
     label: str
-    resource: dict | None = None  # the whole updated resource for `update`
+    resource: dict[str, Any] | None = None  # the whole updated resource for `update`
     recommended: bool = False
     # Orders created in the same suggestion (its actions are one transaction), e.g. cancel the
     # draft and order a CBC: the CDS Hooks "propose alternate request" pattern.

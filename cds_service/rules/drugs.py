@@ -40,7 +40,7 @@ def shown_dose(name: str, dose: DailyDose | None) -> str:
 
 def mg_per_kg_line(
     record: PatientRecord, exposure: DrugExposure, limit: float | None, weight_stale_days: float
-) -> str | None:
+) -> str:
     """The dose as prescribed (clinical rules §2.5 display) with, for a daily drug, the dose per
     kilogram ("azathioprine 100 mg (2 x 50 mg tablets) once daily = 1.47 mg/kg/day at 68 kg").
     mg/day stays internal; a weekly drug (methotrexate, or given weekly or less often) is never

@@ -3,7 +3,7 @@ STEROID_LEUKOCYTOSIS_NOTE."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cds_service.fhir.dates import day, days_between
 from cds_service.record import SAME_DRAW, Count, LabFlag
@@ -49,16 +49,17 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
                 "with manual differential today."
             )
             evidence = [f"Lab critical-low flag on the WBC {flag.received} ({day(flag.time)})"]
+            decisive = f"WBC {flag.received} (lab-flagged critically low)"
         else:
+            assert wbc is not None  # without a flag, the condition above read the WBC
+            decisive = f"WBC {fmt(wbc.value)} x10^9/L, ANC unknown"
             summary = (
                 f"Severe leukopenia (WBC {fmt(wbc.value)} x10^9/L), ANC unknown: CBC with "
                 "manual differential today."
             )
             evidence = _wbc_evidence(ctx, wbc)
         return Finding(
-            decisive=f"WBC {flag.received} (lab-flagged critically low)"
-            if flag is not None
-            else f"WBC {fmt(wbc.value)} x10^9/L, ANC unknown",
+            decisive=decisive,
             rule="LEUKOPENIA_MONITOR",
             indicator="warning",
             summary=summary,
@@ -239,7 +240,7 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     )
 
 
-def _persistent_low_run(ctx: RuleContext, since) -> tuple[Count, Count] | None:
+def _persistent_low_run(ctx: RuleContext, since: datetime) -> tuple[Count, Count] | None:
     """(latest, earliest) of an unbroken run of severe WBC/ANC values within the window whose
     ends are >= 7 days apart and whose latest draw is still low."""
     draws = sorted(

@@ -13,7 +13,14 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     tier_a_current,
 )
-from cds_service.rules.base import FEBRILE_NOW, MAX_SUMMARY, Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import (
+    FEBRILE_NOW,
+    MAX_SUMMARY,
+    Finding,
+    Priority,
+    RuleContext,
+    SuggestedOrder,
+)
 
 
 def stale_window_days(ctx: RuleContext, exposure: DrugExposure) -> float:
@@ -129,7 +136,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
         summary = "Last count was low and has not been repeated: order CBC with differential."
     else:
         summary = "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
-    priority = "stat" if is_febrile else "routine"
+    priority: Priority = "stat" if is_febrile else "routine"
     schedules = _monitoring_schedules(ctx)
     return Finding(
         rule="CBC_STALE",

@@ -43,8 +43,9 @@ def cyclophosphamide_last_pulse(ctx: RuleContext) -> datetime | None:
         return None
     dates = [exposure.last_dose] if exposure.last_dose else []
     if not dates:
-        dates = [r.end or r.start for r in exposure.records if r.exposure == "current"]
-    dates = [d for d in dates if d is not None and d <= record.now]
+        ends = [r.end or r.start for r in exposure.records if r.exposure == "current"]
+        dates = [d for d in ends if d is not None]
+    dates = [d for d in dates if d <= record.now]
     if not dates:
         return None
     last = max(dates)
@@ -183,12 +184,13 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         summary = (
             f"Febrile neutropenia ({decisive}): evaluate now, cultures, antibiotics within 1 h."
         )
-    elif wbc_low:
+    elif wbc_low and state.wbc is not None:
         decisive = f"WBC {fmt(state.wbc.value)} x10^9/L, ANC not yet available"
         summary = (
             f"Possible febrile neutropenia ({decisive}): evaluate now, CBC with differential stat."
         )
     else:
+        assert pulse is not None  # one of the three causes holds (checked above)
         decisive = f"no count since the cyclophosphamide dose on {day(pulse)}"
         summary = (
             f"Possible febrile neutropenia: {decisive} (nadir day 7-14): CBC with "
@@ -271,6 +273,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         summary = f"Severe neutropenia ({decisive}): same-day review; ask about fever now."
         bound = f"Threshold: ANC < {threshold:g} x10^9/L (CTCAE v5 grade 4)."
     else:
+        assert state.wbc is not None  # anc_below_one_by_wbc reads the WBC
         wbc = fmt(state.wbc.value)
         decisive = f"ANC <= WBC = {wbc} x10^9/L"
         summary = (

@@ -22,6 +22,7 @@ from cds_service.rules.assessments import (
 from cds_service.rules.base import (
     DraftOrderChange,
     Finding,
+    Indicator,
     RuleContext,
     SuggestedOrder,
     shown_limit,
@@ -149,6 +150,7 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     )
     courses = {d.ingredient.id: _course(record, d) for d in candidates}
     continuation = all(c == "same or lower dose" for c in courses.values())
+    indicator: Indicator
     if critical:
         indicator = "critical"
     elif continuation and not combinations and _stable(record, state, ctx):
@@ -226,7 +228,7 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
 
 
 def _myelotoxic_suggestions(
-    indicator: str,
+    indicator: Indicator,
     primary: DraftDrug,
     courses: dict[str, str],
     combinations: list[Combination],
@@ -248,15 +250,15 @@ def _myelotoxic_suggestions(
     if own:
         combination = own[0]
         if combination.thiopurine_allopurinol and not combination.drafted_is_partner:
-            reduce = reduce_draft(
+            reduced = reduce_draft(
                 primary,
                 COMBINATION_FRACTION,
                 "label: 1/3-1/4 with allopurinol",
                 cbc,
                 True,
             )
-            changes = [cancel_draft(primary, None, recommended=reduce is None)]
-            return changes + ([reduce] if reduce else []), []
+            changes = [cancel_draft(primary, None, recommended=reduced is None)]
+            return changes + ([reduced] if reduced else []), []
         # The interacting drug is the draft, methotrexate is started on top of TMP-SMX, or a
         # thiopurine on top of febuxostat (contraindicated: cancelling is recommended).
         recommended = not combination.thiopurine_allopurinol
