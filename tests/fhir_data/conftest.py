@@ -10,7 +10,7 @@ import pytest
 import responses
 import yaml
 
-from cds_service.config import load_config
+from cds_service.config import Settings, load_config
 
 HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"
 FHIR_SERVER = "https://ehr.example.org/fhir"
@@ -25,7 +25,7 @@ def templates() -> dict[str, str]:
 
 
 @pytest.fixture
-def config() -> dict[str, Any]:
+def config() -> Settings:
     return load_config({"ENV": "testing"})
 
 
