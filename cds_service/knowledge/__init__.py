@@ -9,6 +9,7 @@ docs/clinical-rules.md.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -42,6 +43,17 @@ def version() -> str:
     for name in _FILES:
         digest.update(resources.files(__package__).joinpath(f"{name}.yaml").read_bytes())
     return digest.hexdigest()[:12]
+
+
+def site_version(changed_thresholds: Mapping[str, Any], changed_settings: Mapping[str, Any]) -> str:
+    """`version()`, followed by `+` and a short hash of what a site changed (thresholds and
+    clinical settings that differ from the files), so that cards and their history name the
+    knowledge that decided them. Without changes it is `version()` itself."""
+    if not changed_thresholds and not changed_settings:
+        return version()
+    changed = {"thresholds": changed_thresholds, "settings": changed_settings}
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()
+    return f"{version()}+{digest[:8]}"
 
 
 @dataclass(frozen=True)
@@ -195,12 +207,12 @@ def load_knowledge(
             if "method" in code:
                 loinc_method[code["code"]] = code["method"]
     condition_codes, condition_prefixes = _condition_sets(_raw("conditions"))
+    default_thresholds = {k: float(v["value"]) for k, v in thresholds_raw["thresholds"].items()}
+    thresholds = _apply_overrides(default_thresholds, threshold_overrides or {})
+    settings = _apply_settings(thresholds_raw["settings"], setting_overrides or {})
     return Knowledge(
-        thresholds=_apply_overrides(
-            {k: float(v["value"]) for k, v in thresholds_raw["thresholds"].items()},
-            threshold_overrides or {},
-        ),
-        settings=_apply_settings(thresholds_raw["settings"], setting_overrides or {}),
+        thresholds=thresholds,
+        settings=settings,
         stale_cbc_days_by_drug=thresholds_raw.get("stale_cbc_days_by_drug") or {},
         loinc_analyte=loinc_analyte,
         loinc_method=loinc_method,
@@ -238,4 +250,8 @@ def load_knowledge(
             ),
             "words": tuple(medications["local_forms"]["words"]),
         },
+        version=site_version(
+            {k: v for k, v in thresholds.items() if v != default_thresholds[k]},
+            {k: v for k, v in settings.items() if v != thresholds_raw["settings"][k]},
+        ),
     )

@@ -1,10 +1,11 @@
 """Thresholds and switches are settings a site can change, validated at start-up; settings are
-typed and frozen, and an unknown name is refused."""
+typed and frozen, an unknown name is refused, and the knowledge version names a site's changes."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import pytest
 
@@ -136,3 +137,20 @@ def test_create_app_passes_flask_keys_to_flask_and_keeps_the_settings_typed(tmp_
     assert app.config["MAX_CONTENT_LENGTH"] == settings.max_content_length
     assert "FHIR_DEADLINE_SECONDS" not in app.config  # read from the typed settings only
     app.extensions["cds_storage"].close()
+
+
+# --- The version stamp names the site's changes ---------------------------------------------
+
+
+def test_the_version_stamp_changes_with_site_overrides():
+    default = load_knowledge().version
+    assert re.fullmatch(r"[0-9a-f]{12}", default)
+    lowered = load_knowledge({"dose_review_wbc": 3.0}).version
+    switched = load_knowledge(setting_overrides={"lymphopenia_info_enabled": True}).version
+    assert re.fullmatch(rf"{default}\+[0-9a-f]{{8}}", lowered)
+    assert re.fullmatch(rf"{default}\+[0-9a-f]{{8}}", switched)
+    assert lowered != switched != load_knowledge({"dose_review_wbc": 2.5}).version
+    # The same site settings give the same stamp; restating a default is no change.
+    assert load_knowledge({"dose_review_wbc": 3.0}).version == lowered
+    unchanged = load_knowledge().thresholds["dose_review_wbc"]
+    assert load_knowledge({"dose_review_wbc": unchanged}).version == default
