@@ -77,7 +77,7 @@ def in_process(size: str, iterations: int) -> dict[str, Any]:
 
     config = load_config({"ENV": "development"})
     knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    service = load_services(config.hooks_dir)["leukopenia-patient-view"]
+    service = load_services(config.hooks_dir, knowledge=knowledge)["leukopenia-patient-view"]
     body = json.dumps(patient_view_request(size)).encode()
 
     def call() -> bytes:

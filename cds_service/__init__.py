@@ -64,7 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[SETTINGS_EXTENSION] = settings
     knowledge = load_knowledge(settings.thresholds, settings.clinical_settings)
     app.extensions["cds_knowledge"] = knowledge
-    app.extensions["cds_services"] = load_services(settings.hooks_dir)
+    app.extensions["cds_services"] = load_services(settings.hooks_dir, knowledge=knowledge)
     validation.set_cache_size(settings.validation_cache_size)
     CORS(
         app,

@@ -1,10 +1,14 @@
 """CDS service definitions: one YAML file per service in hooks/ (id, hook, title,
 description, prefetch templates, rules). Adding a service is adding a file; the loader
-checks each definition at start-up so a typo never reaches an EHR."""
+checks each definition at start-up so a typo never reaches an EHR.
+
+Prefetch templates may name the knowledge's code lists as `{{knowledge.<list>}}` (see
+`Knowledge.code_lists`), filled at loading."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -13,6 +17,8 @@ from typing import Any
 import yaml
 
 from cds_service.config import ConfigError
+from cds_service.fhir.templates import fill_code_lists
+from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.rules import RULES
 
 SUPPORTED_HOOKS = ("patient-view", "order-select", "order-sign")
@@ -46,7 +52,12 @@ class ServiceDefinition:
         return entry
 
 
-def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinition:
+def _definition(
+    data: Any,
+    origin: str,
+    known_rules: set[str],
+    code_lists: Mapping[str, Sequence[tuple[str, str]]],
+) -> ServiceDefinition:
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a service definition must be a mapping")
     missing = [k for k in ("id", "hook", "title", "description", "rules") if not data.get(k)]
@@ -59,13 +70,16 @@ def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinit
     unknown = set(data["rules"]) - known_rules
     if unknown:
         raise ConfigError(f"{origin}: unknown rules {', '.join(sorted(unknown))}")
-    prefetch = {str(k): str(v) for k, v in (data.get("prefetch") or {}).items()}
+    prefetch = {
+        str(k): fill_code_lists(str(v), code_lists) for k, v in (data.get("prefetch") or {}).items()
+    }
     for key, template in prefetch.items():
         for token in _TOKEN.findall(template):
             if not _ALLOWED_TOKEN.match(token.strip()):
                 raise ConfigError(
-                    f"{origin}: prefetch {key} uses {{{{{token}}}}}, which is not "
-                    "a CDS Hooks 2.0 prefetch token"
+                    f"{origin}: prefetch {key} uses {{{{{token}}}}}, which is neither "
+                    "a CDS Hooks 2.0 prefetch token nor a non-empty code list of the knowledge "
+                    f"({', '.join('knowledge.' + name for name in code_lists)})"
                 )
     return ServiceDefinition(
         id=str(data["id"]),
@@ -78,9 +92,10 @@ def _definition(data: Any, origin: str, known_rules: set[str]) -> ServiceDefinit
 
 
 def load_services(
-    hooks_dir: str = "", extra_rules: set[str] | None = None
+    hooks_dir: str = "", extra_rules: set[str] | None = None, knowledge: Knowledge | None = None
 ) -> dict[str, ServiceDefinition]:
-    """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder."""
+    """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder.
+    `knowledge` (default: without site overrides) gives the code lists prefetch names."""
     if hooks_dir:
         files = sorted(Path(hooks_dir).glob("*.yaml"))
         if not files:
@@ -94,9 +109,10 @@ def load_services(
             if p.name.endswith(".yaml")
         ]
     known_rules = set(RULES) | (extra_rules or set())
+    code_lists = (knowledge or load_knowledge()).code_lists()
     services: dict[str, ServiceDefinition] = {}
     for origin, text in texts:
-        service = _definition(yaml.safe_load(text), origin, known_rules)
+        service = _definition(yaml.safe_load(text), origin, known_rules, code_lists)
         if service.id in services:
             raise ConfigError(f"{origin}: duplicate service id {service.id!r}")
         services[service.id] = service

@@ -123,9 +123,23 @@ class Knowledge:
     units: Mapping[str, Any]
     local_forms: Mapping[str, Any] = field(default_factory=dict)  # never-counting routes, forms
     version: str = field(default_factory=version)
+    # Analyte kind (count, percent, temperature, weight, phenotype) -> its (system, code)s.
+    codes_by_kind: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def threshold(self, name: str) -> float:
         return self.thresholds[name]
+
+    def code_lists(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """The (system, code) lists a prefetch template names as `{{knowledge.<name>}}`, so
+        that the service asks for exactly the codes it reads: `<kind>_codes` for each kind of
+        analyte (`count_codes`, `percent_codes`, ...) and `duffy_null_codes`, the site's Duffy
+        phenotype codes (clinical rules §2.4)."""
+        lists = {f"{kind}_codes": codes for kind, codes in self.codes_by_kind.items()}
+        lists["duffy_null_codes"] = tuple(
+            (str(entry["system"]), str(entry["code"]))
+            for entry in self.settings["duffy_null_codes"]
+        )
+        return lists
 
     def source(self, key: str) -> Source:
         return self.sources[key]
@@ -201,11 +215,15 @@ def load_knowledge(
     thresholds_raw = _raw("thresholds")
     loinc_analyte: dict[str, str] = {}
     loinc_method: dict[str, str] = {}
+    codes_by_kind: dict[str, list[tuple[str, str]]] = {}
     for analyte, entry in observations["analytes"].items():
         for code in entry["codes"]:
             loinc_analyte[code["code"]] = analyte
             if "method" in code:
                 loinc_method[code["code"]] = code["method"]
+            codes_by_kind.setdefault(entry["kind"], []).append(
+                (observations["system"], code["code"])
+            )
     condition_codes, condition_prefixes = _condition_sets(_raw("conditions"))
     default_thresholds = {k: float(v["value"]) for k, v in thresholds_raw["thresholds"].items()}
     thresholds = _apply_overrides(default_thresholds, threshold_overrides or {})
@@ -254,4 +272,5 @@ def load_knowledge(
             {k: v for k, v in thresholds.items() if v != default_thresholds[k]},
             {k: v for k, v in settings.items() if v != thresholds_raw["settings"][k]},
         ),
+        codes_by_kind={kind: tuple(codes) for kind, codes in codes_by_kind.items()},
     )

@@ -23,7 +23,7 @@ NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 def setup():
     config = load_config({"ENV": "testing"})
     knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    service = load_services(config.hooks_dir)["leukopenia-patient-view"]
+    service = load_services(config.hooks_dir, knowledge=knowledge)["leukopenia-patient-view"]
     return knowledge, service
 
 
