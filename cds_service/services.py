@@ -2,8 +2,9 @@
 description, prefetch templates, rules). Adding a service is adding a file; the loader
 checks each definition at start-up so a typo never reaches an EHR.
 
-Prefetch templates may name the knowledge's code lists as `{{knowledge.<list>}}` (see
-`Knowledge.code_lists`), filled at loading."""
+A definition with `extends: <service id>` starts from that service's keys and replaces the
+ones it gives. Prefetch templates may name the knowledge's code lists as
+`{{knowledge.<list>}}` (see `Knowledge.code_lists`), filled at loading."""
 
 from __future__ import annotations
 
@@ -91,6 +92,19 @@ def _definition(
     )
 
 
+def _extended(data: Any, definitions: Mapping[str, Any], origin: str) -> Any:
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    # One level only, so every key of a definition is in its file or in the one it names.
+    base = definitions.get(str(data["extends"]))
+    if not isinstance(base, dict) or "extends" in base:
+        raise ConfigError(
+            f"{origin}: extends {data['extends']!r}, which is not the id of a service "
+            "defined without extends"
+        )
+    return {**base, **{key: value for key, value in data.items() if key != "extends"}}
+
+
 def load_services(
     hooks_dir: str = "", extra_rules: set[str] | None = None, knowledge: Knowledge | None = None
 ) -> dict[str, ServiceDefinition]:
@@ -110,9 +124,11 @@ def load_services(
         ]
     known_rules = set(RULES) | (extra_rules or set())
     code_lists = (knowledge or load_knowledge()).code_lists()
+    documents = [(origin, yaml.safe_load(text)) for origin, text in texts]
+    by_id = {str(d.get("id")): d for _, d in documents if isinstance(d, dict)}
     services: dict[str, ServiceDefinition] = {}
-    for origin, text in texts:
-        service = _definition(yaml.safe_load(text), origin, known_rules, code_lists)
+    for origin, data in documents:
+        service = _definition(_extended(data, by_id, origin), origin, known_rules, code_lists)
         if service.id in services:
             raise ConfigError(f"{origin}: duplicate service id {service.id!r}")
         services[service.id] = service

@@ -1,5 +1,6 @@
-"""Service definitions (hooks/*.yaml): prefetch templates name the knowledge's code lists,
-filled at loading so that discovery shows only CDS Hooks 2.0 tokens."""
+"""Service definitions (hooks/*.yaml): the order-sign service extends the order-select one,
+and prefetch templates name the knowledge's code lists, filled at loading so that discovery
+shows only CDS Hooks 2.0 tokens."""
 
 from __future__ import annotations
 
@@ -26,10 +27,34 @@ def _write(folder: Path, name: str, text: str) -> None:
     (folder / f"{name}.yaml").write_text(text)
 
 
+def test_the_order_services_differ_only_in_id_hook_and_title():
+    services = load_services()
+    select = services["leukopenia-order-select"].discovery_entry()
+    sign = services["leukopenia-order-sign"].discovery_entry()
+    assert {key for key in select if select[key] != sign[key]} == {"id", "hook", "title"}
+    assert sign["hook"] == "order-sign" and sign["title"].endswith("(order-sign)")
+    assert services["leukopenia-order-sign"].rules == services["leukopenia-order-select"].rules
+
+
 def test_discovery_shows_only_cds_hooks_tokens():
     for service in load_services().values():
         for template in service.prefetch.values():
             assert set(re.findall(r"\{\{(.*?)\}\}", template)) <= {"context.patientId"}
+
+
+def test_an_extension_of_an_unknown_service_is_refused(tmp_path):
+    _write(tmp_path, "a", SERVICE.format(id="a", codes="{{knowledge.weight_codes}}"))
+    _write(tmp_path, "b", "extends: nope\nid: b\nhook: order-sign\n")
+    with pytest.raises(ConfigError, match="b.yaml: extends 'nope', which is not the id"):
+        load_services(str(tmp_path))
+
+
+def test_an_extension_of_an_extension_is_refused(tmp_path):
+    _write(tmp_path, "a", SERVICE.format(id="a", codes="{{knowledge.weight_codes}}"))
+    _write(tmp_path, "b", "extends: a\nid: b\nhook: order-sign\n")
+    _write(tmp_path, "c", "extends: b\nid: c\nhook: order-select\n")
+    with pytest.raises(ConfigError, match="c.yaml: extends 'b'"):
+        load_services(str(tmp_path))
 
 
 def test_an_unknown_code_list_is_refused_with_the_known_ones(tmp_path):
