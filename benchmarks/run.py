@@ -76,8 +76,8 @@ def in_process(size: str, iterations: int) -> dict[str, Any]:
     from cds_service.services import load_services
 
     config = load_config({"ENV": "development"})
-    knowledge = load_knowledge(config["THRESHOLDS"], config["CLINICAL_SETTINGS"])
-    service = load_services(config["HOOKS_DIR"])["leukopenia-patient-view"]
+    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
+    service = load_services(config.hooks_dir, knowledge=knowledge)["leukopenia-patient-view"]
     body = json.dumps(patient_view_request(size)).encode()
 
     def call() -> bytes:

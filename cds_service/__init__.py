@@ -12,7 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from cds_service.config import is_development, load_config
+from cds_service.config import SETTING_NAMES, SETTINGS_EXTENSION, load_config
 from cds_service.fhir import validation
 from cds_service.knowledge import load_knowledge
 from cds_service.services import load_services
@@ -41,6 +41,11 @@ class _UnsortedJSONProvider(DefaultJSONProvider):
     sort_keys = False  # keys in the order the service builds them (cards read top-down)
 
 
+def _is_flask_key(key: str) -> bool:
+    # MAX_CONTENT_LENGTH is also a setting of this service: validated as one, then given to Flask.
+    return key in Flask.default_config and key not in SETTING_NAMES
+
+
 def _security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Cache-Control", "no-store")
@@ -49,35 +54,37 @@ def _security_headers(response: Response) -> Response:
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """The Flask application, configured from defaults, CDS_* environment and `config`."""
-    settings = load_config(config)
+    """The Flask application, configured from defaults, CDS_* environment and `config`: the
+    service's settings by name, and Flask's own keys (such as TESTING) for Flask. Any other
+    key is refused."""
+    flask_keys = {k: v for k, v in (config or {}).items() if _is_flask_key(k)}
+    settings = load_config({k: v for k, v in (config or {}).items() if k not in flask_keys})
     app = Flask(__name__)
     # Every answer is JSON: no 308 redirect (an HTML body) from `//` to `/` or to a trailing
     # slash; such paths are plain JSON 404s, or served as written.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
-    app.config.update(settings)
+    app.config.update(flask_keys, MAX_CONTENT_LENGTH=settings.max_content_length)
     app.json = _UnsortedJSONProvider(app)
-    app.extensions["cds_knowledge"] = load_knowledge(
-        settings["THRESHOLDS"], settings["CLINICAL_SETTINGS"]
-    )
-    app.extensions["cds_services"] = load_services(settings["HOOKS_DIR"])
-    validation.set_cache_size(settings["VALIDATION_CACHE_SIZE"])
-    origins = settings["CORS_ORIGINS"]
+    app.extensions[SETTINGS_EXTENSION] = settings
+    knowledge = load_knowledge(settings.thresholds, settings.clinical_settings)
+    app.extensions["cds_knowledge"] = knowledge
+    app.extensions["cds_services"] = load_services(settings.hooks_dir, knowledge=knowledge)
+    validation.set_cache_size(settings.validation_cache_size)
     CORS(
         app,
-        resources={r"/cds-services*": {"origins": origins}},
+        resources={r"/cds-services*": {"origins": list(settings.cors_origins)}},
         allow_headers=["Authorization", "Content-Type"],
         methods=["GET", "POST", "OPTIONS"],
         max_age=600,
     )
-    if not is_development(settings):
+    if not settings.development:
         log.info("production settings")
     from cds_service import governance, security
     from cds_service.api import blueprint
     from cds_service.ops import metrics
 
-    security.init_app(app, settings)
+    security.init_app(app, settings.by_name())
     app.register_blueprint(blueprint)
     governance.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
     metrics.init_app(app)

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from cds_service.config import is_development
+from cds_service.config import SETTINGS_EXTENSION, Settings
 from cds_service.engine import evaluate
 from cds_service.fhir import links as fhir_links
 from cds_service.fhir import validation
@@ -25,6 +25,11 @@ from cds_service.protocol.request import BadRequest, HookRequest, parse_request
 log = logging.getLogger("cds_service.api")
 blueprint = Blueprint("cds_hooks", __name__)
 UNAVAILABLE = "required FHIR data is unavailable"
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions[SETTINGS_EXTENSION]
+    return settings
 
 
 def error(status: int, message: str) -> Response:
@@ -39,7 +44,7 @@ def _refused_fhir_server(service_id: str, hook_request: HookRequest) -> Response
     client = g.get("cds_client")
     if not hook_request.fhir_server or client is None:
         return None
-    settings = current_app.config["TRUSTED_ISSUERS"][client.issuer]
+    settings = _settings().trusted_issuers[client.issuer]
     if fhir_links.fhir_server_allowed(hook_request.fhir_server, settings, client.tenant):
         return None
     log.warning(
@@ -90,7 +95,7 @@ def call_service(service_id: str) -> Response:
         return refusal
     knowledge = current_app.extensions["cds_knowledge"]
     try:
-        result = evaluate(service, hook_request, knowledge, current_app.config, datetime.now(UTC))
+        result = evaluate(service, hook_request, knowledge, _settings(), datetime.now(UTC))
     except PreconditionFailed as exc:
         log.info(
             "precondition failed",
@@ -102,7 +107,7 @@ def call_service(service_id: str) -> Response:
         )
         # Production callers get no detail: "could not be reached", "HTTP 302" or "401" would
         # tell them what answers at a host and port they chose (the log has the reason).
-        if is_development(current_app.config):
+        if _settings().development:
             return error(412, f"{UNAVAILABLE}: {exc}")
         return error(412, UNAVAILABLE)
     storage = current_app.extensions["cds_storage"]

@@ -82,8 +82,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     # No app and no database: evaluating a file touches nothing but the file.
     config = load_config()
-    knowledge = load_knowledge(config["THRESHOLDS"], config["CLINICAL_SETTINGS"])
-    services = load_services(config["HOOKS_DIR"])
+    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
+    services = load_services(config.hooks_dir, knowledge=knowledge)
     document = json.loads(Path(args.file).read_text())
     hook = document.get("hook") or args.hook
     service = next(
@@ -129,7 +129,7 @@ def _feedback_report(args: argparse.Namespace) -> int:
     from cds_service.governance.report import report_main
 
     since = date.fromisoformat(args.since) if args.since else None
-    print(report_main(load_config()["DATABASE_URL"], args.format, since), end="")
+    print(report_main(load_config().database_url, args.format, since), end="")
     return 0
 
 

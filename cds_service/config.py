@@ -1,6 +1,8 @@
 """Settings: documented defaults, overridden by `CDS_*` environment variables, then by the
 mapping passed to `create_app`. Every value is validated at start-up so a bad setting stops
-the service with a clear message instead of producing wrong cards later.
+the service with a clear message instead of producing wrong cards later, and an unknown name
+(a misspelt variable or key) is refused rather than ignored. The result is a frozen, typed
+`Settings`: modules read `settings.fhir_max_pages`, never a string key.
 
 Environment values are parsed as JSON when they parse (numbers, booleans, lists, objects),
 otherwise taken as strings: `CDS_THRESHOLDS='{"dose_review_wbc": 3.0}'`.
@@ -8,18 +10,23 @@ otherwise taken as strings: `CDS_THRESHOLDS='{"dose_review_wbc": 3.0}'`.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from cds_service.fhir.links import base_origin
 
 ENV_PREFIX = "CDS_"
+# Where create_app keeps the Settings (app.extensions): read them from there.
+SETTINGS_EXTENSION = "cds_settings"
 
 # The public CDS Hooks sandbox signs with a key whose private half is published.
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
@@ -28,24 +35,64 @@ ASYMMETRIC_JWT_ALGORITHMS = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
 
-DEFAULTS: dict[str, Any] = {
+Environment = Literal["development", "production", "testing"]
+DEVELOPMENT_ENVIRONMENTS = ("development", "testing")
+
+
+def _read_only(value: Any) -> Any:
+    """A setting's value as the frozen Settings holds it: lists become tuples and objects
+    read-only copies, so no caller can change a setting after start-up."""
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    if isinstance(value, Mapping):
+        return MappingProxyType(copy.deepcopy(dict(value)))
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """The JSON form of a setting's value (tuples as lists, objects as dicts)."""
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _sandbox_issuer() -> Mapping[str, Mapping[str, Any]]:
+    sandbox = {
+        "jwks_file": SANDBOX_JWKS_FILE,
+        "jku_allowlist": ["https://sandbox.cds-hooks.org/.well-known/jwks.json"],
+    }
+    return MappingProxyType({SANDBOX_ISSUER: sandbox})
+
+
+def _no_overrides() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service with its documented default. The field `fhir_max_pages`
+    is set by the environment variable `CDS_FHIR_MAX_PAGES` or the key `FHIR_MAX_PAGES` of
+    the mapping given to `create_app`; `load_config` builds and validates it."""
+
     # "development": http FHIR servers, permissive CORS, unauthenticated calls allowed.
     # "production": the opposite of each.
-    "ENV": "development",
+    env: Environment = "development"
     # Public base URL behind a proxy (used for JWT `aud`); empty = the URL the request came to.
-    "PUBLIC_BASE_URL": "",
-    # Origins allowed by CORS; "*" in development.
-    "CORS_ORIGINS": ["*"],
+    public_base_url: str = ""
+    # Origins allowed by CORS; "*" in development. One origin may be given as a string.
+    cors_origins: tuple[str, ...] = ("*",)
     # Largest request body accepted (bytes); bigger bodies get 413.
-    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
+    max_content_length: int = 8 * 1024 * 1024
     # Site overrides of the clinical thresholds in knowledge/thresholds.yaml (same keys).
-    "THRESHOLDS": {},
+    thresholds: Mapping[str, float] = field(default_factory=_no_overrides)
     # Site switches of the clinical rules §6 (see knowledge/thresholds.yaml "settings").
-    "CLINICAL_SETTINGS": {},
+    clinical_settings: Mapping[str, Any] = field(default_factory=_no_overrides)
     # Directory of CDS service definitions; empty = the packaged hooks/.
-    "HOOKS_DIR": "",
+    hooks_dir: str = ""
     # Secret for keyed hashes of patient ids (logs, card history). Set it in production.
-    "PATIENT_KEY_SECRET": "development-only-secret",
+    patient_key_secret: str = "development-only-secret"
     # --- Fetching from the EHR's FHIR server (cds_service/fhir/gather.py) ---------------------
     # http fhirServer URLs are accepted only in development; production requires https.
     # All FHIR calls of one hook call go out at once; the answer comes as soon as they are all
@@ -53,34 +100,34 @@ DEFAULTS: dict[str, Any] = {
     # a cold one 1-2 s): data cut off by the budget turns clinical cards into a "data could
     # not be retrieved" card, while a longer budget keeps the clinician waiting longer when
     # the FHIR server hangs. Only paging is sequential.
-    "FHIR_DEADLINE_SECONDS": 2.0,
+    fhir_deadline_seconds: float = 2.0
     # Seconds allowed to connect, and between bytes read, per FHIR call (capped by the budget).
-    "FHIR_CALL_TIMEOUT_SECONDS": 2.0,
+    fhir_call_timeout_seconds: float = 2.0
     # FHIR calls one hook call makes at the same time (at least its prefetch keys plus the
     # Medications they refer to).
-    "FHIR_MAX_CONCURRENT_CALLS": 16,
+    fhir_max_concurrent_calls: int = 16
     # Bundle pages read per prefetch key (the first included); more pages are noted, not read.
-    "FHIR_MAX_PAGES": 5,
+    fhir_max_pages: int = 5
     # Largest FHIR response body read (bytes); bigger responses are abandoned mid-stream.
     # A page of 500 Observations is about 0.5 MB.
-    "FHIR_MAX_RESPONSE_BYTES": 2 * 1024 * 1024,
+    fhir_max_response_bytes: int = 2 * 1024 * 1024
     # Largest total of FHIR bytes read for one hook call (all keys, pages and Medications).
-    "FHIR_MAX_CALL_BYTES": 8 * 1024 * 1024,
+    fhir_max_call_bytes: int = 8 * 1024 * 1024
     # Seconds a FHIR answer is remembered (per process, in memory, for the same server, URL
     # and token): order-select then order-sign for one patient read it once. 0 = off.
-    "FHIR_CACHE_SECONDS": 30,
+    fhir_cache_seconds: float = 30
     # Most bytes of FHIR answers remembered per process (oldest dropped first).
-    "FHIR_CACHE_MAX_BYTES": 16 * 1024 * 1024,
+    fhir_cache_max_bytes: int = 16 * 1024 * 1024
     # Fetch without an Authorization header when the request has a fhirServer but no
     # fhirAuthorization (the public sandbox and other open test servers). null = true in
     # development (else the sandbox's data would be missing), false in production (real EHRs
     # send a token; an open fhirServer there is a misconfiguration). true is refused in
     # production.
-    "FHIR_ALLOW_UNAUTHENTICATED": None,
+    fhir_allow_unauthenticated: bool | None = None
     # --- CDS client authentication (JWT, CDS Hooks 2.0 §trusting-cds-clients) ---
     # true = every /cds-services call needs a valid JWT; null = true only in production.
     # A token that is sent is always verified, even when not required.
-    "AUTH_REQUIRED": None,
+    auth_required: bool | None = None
     # Trusted CDS clients, by exact `iss`: where their keys are and what they may claim.
     # {"<iss>": {"jwks_file": path, "jwks_url": url, "jku_allowlist": [url], "tenants": [..]}}
     # Keys come from jwks_file (pinned) if set, else the token's allowlisted `jku`, else
@@ -89,45 +136,61 @@ DEFAULTS: dict[str, Any] = {
     # or {"<tenant>": [url]}; another fhirServer gets 412 (the service never calls it).
     # The default trusts the public sandbox, whose private key is published: development
     # only, refused in production.
-    "TRUSTED_ISSUERS": {
-        "https://sandbox.cds-hooks.org": {
-            "jwks_file": SANDBOX_JWKS_FILE,
-            "jku_allowlist": ["https://sandbox.cds-hooks.org/.well-known/jwks.json"],
-        }
-    },
+    trusted_issuers: Mapping[str, Mapping[str, Any]] = field(default_factory=_sandbox_issuer)
     # Accepted JWS algorithms: asymmetric only (the spec forbids `none` and HMAC).
-    "JWT_ALGORITHMS": ["ES384", "RS384", "ES256", "RS256", "ES512", "PS384"],
+    jwt_algorithms: tuple[str, ...] = ("ES384", "RS384", "ES256", "RS256", "ES512", "PS384")
     # Clock skew tolerated on exp, nbf and iat (seconds).
-    "JWT_LEEWAY_SECONDS": 60,
+    jwt_leeway_seconds: int = 60
     # Longest exp - iat accepted; also how long a jti is remembered (best practice: <= 1 h).
-    "JWT_MAX_LIFETIME_SECONDS": 3600,
+    jwt_max_lifetime_seconds: float = 3600
     # How long fetched JWKS are trusted before a refetch.
-    "JWKS_CACHE_SECONDS": 3600,
+    jwks_cache_seconds: float = 3600
     # Least time between two fetches of one issuer's JWKS URL (unknown-kid refreshes).
-    "JWKS_REFRESH_MIN_INTERVAL_SECONDS": 60,
+    jwks_refresh_min_interval_seconds: int = 60
     # JWKS fetch timeout (seconds) and largest body read (bytes).
-    "JWKS_FETCH_TIMEOUT_SECONDS": 5,
-    "JWKS_MAX_BYTES": 64 * 1024,
+    jwks_fetch_timeout_seconds: float = 5
+    jwks_max_bytes: float = 64 * 1024
     # Redis for the jti replay cache shared by several workers; empty = in-process memory.
-    "REDIS_URL": "",
+    redis_url: str = ""
     # --- Persistence, feedback, alert fatigue, governance dashboard (cds_service.governance) ---
     # SQLAlchemy URL: SQLite file (folder created) or "postgresql+psycopg://user@host/db".
-    "DATABASE_URL": "sqlite:///instance/cds.sqlite3",
+    database_url: str = "sqlite:///instance/cds.sqlite3"
     # Longest wait for the database (connect, lock, statement) before giving up, in seconds.
-    "DATABASE_TIMEOUT_SECONDS": 5,
+    database_timeout_seconds: float = 5
     # Card history rows waiting for the background writer; beyond this they are dropped.
-    "CARD_HISTORY_QUEUE_SIZE": 10000,
+    card_history_queue_size: int = 10000
     # FHIR validation verdicts remembered per worker (~100 bytes each); 0 turns the cache off.
-    "VALIDATION_CACHE_SIZE": 50000,
+    validation_cache_size: int = 50000
     # An override with one of these reasons snoozes the same rule for the same patient.
-    "SNOOZE_REASON_SYSTEM": "https://leukopenia-cds.example.org/CodeSystem/override-reason",
-    "SNOOZE_REASON_CODES": ["already-addressed", "counts-reviewed"],
+    snooze_reason_system: str = "https://leukopenia-cds.example.org/CodeSystem/override-reason"
+    snooze_reason_codes: tuple[str, ...] = ("already-addressed", "counts-reviewed")
     # How long such a snooze lasts; critical cards are never snoozed.
-    "SNOOZE_DAYS": 7,
+    snooze_days: int = 7
     # HTTP Basic credential of the /admin/ dashboard; no password = dashboard off (404).
-    "ADMIN_USER": "admin",
-    "ADMIN_PASSWORD": "",
-}
+    admin_user: str = "admin"
+    admin_password: str = ""
+
+    @property
+    def development(self) -> bool:
+        """Development and testing: http FHIR servers, open CORS, no JWT required."""
+        return self.env in DEVELOPMENT_ENVIRONMENTS
+
+    @property
+    def reads_fhir_without_token(self) -> bool:
+        """Whether a fhirServer without fhirAuthorization may be read (null: in development)."""
+        if self.fhir_allow_unauthenticated is None:
+            return self.development
+        return self.fhir_allow_unauthenticated
+
+    def by_name(self) -> Mapping[str, Any]:
+        """The settings keyed by their documented names (`FHIR_MAX_PAGES`), read-only: the
+        form `security/` reads (issue 14 leaves that package as it is)."""
+        return MappingProxyType({name: getattr(self, name.lower()) for name in SETTING_NAMES})
+
+
+SETTING_NAMES = tuple(f.name.upper() for f in fields(Settings))
+# The documented defaults in their JSON form, keyed by setting name.
+DEFAULTS: Mapping[str, Any] = MappingProxyType(_plain(dict(Settings().by_name())))
 
 
 class ConfigError(ValueError):
@@ -141,23 +204,34 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
-def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults <- CDS_* environment <- overrides, then validated."""
-    config = dict(DEFAULTS)
+def load_config(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults <- CDS_* environment <- overrides (keys are setting names), then validated."""
+    overrides = overrides or {}
     refuse_unknown_environment_names(os.environ)
+    refuse_unknown_names(overrides)
+    config = dict(DEFAULTS)
     for name, raw in os.environ.items():
         if name.startswith(ENV_PREFIX):
             config[name[len(ENV_PREFIX) :]] = _parse_env_value(raw)
-    config.update(overrides or {})
+    config.update(overrides)
     validate_config(config)
-    return config
+    if isinstance(config["CORS_ORIGINS"], str):
+        config["CORS_ORIGINS"] = [config["CORS_ORIGINS"]]  # one origin, as flask-cors reads it
+    return Settings(**{name.lower(): _read_only(value) for name, value in config.items()})
 
 
 def validate_config(config: Mapping[str, Any]) -> None:
     if config["ENV"] not in ("development", "production", "testing"):
         raise ConfigError("CDS_ENV must be development, production or testing")
-    if not isinstance(config["CORS_ORIGINS"], list | str):
+    origins = config["CORS_ORIGINS"]
+    if not isinstance(origins, str) and not (
+        isinstance(origins, list) and all(isinstance(origin, str) for origin in origins)
+    ):
         raise ConfigError("CDS_CORS_ORIGINS must be a list of origins or '*'")
+    # Typed as strings: a numeric environment value would otherwise parse as a number.
+    for key in ("HOOKS_DIR", "PATIENT_KEY_SECRET"):
+        if not isinstance(config[key], str):
+            raise ConfigError(f"CDS_{key} must be a string (quote a numeric one: '\"123\"')")
     if not isinstance(config["MAX_CONTENT_LENGTH"], int) or config["MAX_CONTENT_LENGTH"] <= 0:
         raise ConfigError("CDS_MAX_CONTENT_LENGTH must be a positive number of bytes")
     for key in ("THRESHOLDS", "CLINICAL_SETTINGS"):
@@ -230,14 +304,9 @@ def _validate_storage_settings(config: Mapping[str, Any]) -> None:
 
 
 def is_development(config: Mapping[str, Any]) -> bool:
-    return config["ENV"] in ("development", "testing")
-
-
-def allows_unauthenticated_fhir(config: Mapping[str, Any]) -> bool:
-    """Whether a fhirServer without fhirAuthorization may be read (null: in development)."""
-    if config["FHIR_ALLOW_UNAUTHENTICATED"] is None:
-        return is_development(config)
-    return bool(config["FHIR_ALLOW_UNAUTHENTICATED"])
+    """`Settings.development` of settings keyed by name (as validated, and as security/ reads
+    them)."""
+    return config["ENV"] in DEVELOPMENT_ENVIRONMENTS
 
 
 # --- CDS client authentication settings ---
@@ -347,13 +416,19 @@ MIN_PATIENT_KEY_SECRET_LENGTH = 32
 
 def refuse_unknown_environment_names(environ: Mapping[str, str]) -> None:
     """A misspelt CDS_* variable would be silently ignored: refuse it, naming the closest."""
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX) :] in DEFAULTS:
+    names = [name[len(ENV_PREFIX) :] for name in environ if name.startswith(ENV_PREFIX)]
+    refuse_unknown_names(names, ENV_PREFIX)
+
+
+def refuse_unknown_names(names: Iterable[str], prefix: str = "") -> None:
+    """Refuse the first name (sorted) that is not a setting, naming the closest setting."""
+    for name in sorted(names, key=str):
+        if name in DEFAULTS:
             continue
-        known = [ENV_PREFIX + key for key in DEFAULTS]
-        closest = difflib.get_close_matches(name, known, n=1)
+        known = [prefix + key for key in SETTING_NAMES]
+        closest = difflib.get_close_matches(prefix + str(name).upper(), known, n=1)
         hint = f"; did you mean {closest[0]}?" if closest else " (README: Configuration)"
-        raise ConfigError(f"{name} is not a setting of this service{hint}")
+        raise ConfigError(f"{prefix}{name} is not a setting of this service{hint}")
 
 
 def _validate_production_hardening(config: Mapping[str, Any]) -> None:
@@ -380,17 +455,17 @@ def _validate_production_hardening(config: Mapping[str, Any]) -> None:
         )
 
 
-def validate_worker_count(config: Mapping[str, Any], workers: int) -> None:
+def validate_worker_count(settings: Settings, workers: int) -> None:
     """Several worker processes share nothing in memory: the JWT replay cache must be Redis
     (else a token is accepted once per worker) and the database must not be SQLite."""
-    if workers <= 1 or config["ENV"] != "production":
+    if workers <= 1 or settings.env != "production":
         return
-    if not config["REDIS_URL"]:
+    if not settings.redis_url:
         raise ConfigError(
             f"{workers} workers need CDS_REDIS_URL (the shared JWT replay cache); "
             "or run one worker (GUNICORN_WORKERS=1)"
         )
-    if str(config["DATABASE_URL"]).startswith("sqlite"):
+    if settings.database_url.startswith("sqlite"):
         raise ConfigError(
             f"{workers} workers need a PostgreSQL CDS_DATABASE_URL, not SQLite; "
             "or run one worker (GUNICORN_WORKERS=1)"

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.cards import render_card
-from cds_service.config import is_development
+from cds_service.config import Settings
 from cds_service.fhir.bundles import flatten
 from cds_service.fhir.gather import gather
 from cds_service.knowledge import Knowledge
@@ -36,7 +36,7 @@ def evaluate(
     service: ServiceDefinition,
     request: HookRequest,
     knowledge: Knowledge,
-    config: Mapping[str, Any],
+    config: Settings,
     now: datetime,
 ) -> Evaluation:
     draft_bundle = request.context.get("draftOrders") if service.hook in ORDER_HOOKS else None
@@ -77,13 +77,13 @@ def evaluate(
 
 
 def _missing_data_reasons(
-    unavailable: Mapping[str, str], incomplete: Mapping[str, str], config: Mapping[str, Any]
+    unavailable: Mapping[str, str], incomplete: Mapping[str, str], config: Settings
 ) -> dict[str, str]:
     """What the DATA_QUALITY card says about each key the EHR could not provide. Outside
     development it says only that the data could not be retrieved: the precise reason ("HTTP
     401", "could not be reached") would tell a caller what answers at a fhirServer of its
     choosing, a port-scan oracle. The reasons are in the service's log (fhir_data)."""
-    if is_development(config):
+    if config.development:
         reasons = dict(unavailable)
         reasons.update({key: f"may be incomplete: {why}" for key, why in incomplete.items()})
         return reasons

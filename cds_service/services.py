@@ -4,11 +4,16 @@ checks each definition at start-up so a typo never reaches an EHR.
 
 A service lists its rules (a site may run a subset, e.g. without the steroid note); each must
 be a catalogue rule allowed on the service's hook (rules/catalogue.py). They run in catalogue
-order whatever the order of the list."""
+order whatever the order of the list.
+
+A definition with `extends: <service id>` starts from that service's keys and replaces the
+ones it gives. Prefetch templates may name the knowledge's code lists as
+`{{knowledge.<list>}}` (see `Knowledge.code_lists`), filled at loading."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +22,8 @@ from typing import Any
 import yaml
 
 from cds_service.config import ConfigError
+from cds_service.fhir.templates import fill_code_lists
+from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.protocol.hooks import SUPPORTED_HOOKS
 from cds_service.rules.catalogue import BY_ID
 
@@ -50,7 +57,9 @@ class ServiceDefinition:
         return entry
 
 
-def _definition(data: Any, origin: str) -> ServiceDefinition:
+def _definition(
+    data: Any, origin: str, code_lists: Mapping[str, Sequence[tuple[str, str]]]
+) -> ServiceDefinition:
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a service definition must be a mapping")
     missing = [k for k in ("id", "hook", "title", "description", "rules") if not data.get(k)]
@@ -68,13 +77,16 @@ def _definition(data: Any, origin: str) -> ServiceDefinition:
         raise ConfigError(
             f"{origin}: rules {', '.join(sorted(elsewhere))} do not run on {data['hook']}"
         )
-    prefetch = {str(k): str(v) for k, v in (data.get("prefetch") or {}).items()}
+    prefetch = {
+        str(k): fill_code_lists(str(v), code_lists) for k, v in (data.get("prefetch") or {}).items()
+    }
     for key, template in prefetch.items():
         for token in _TOKEN.findall(template):
             if not _ALLOWED_TOKEN.match(token.strip()):
                 raise ConfigError(
-                    f"{origin}: prefetch {key} uses {{{{{token}}}}}, which is not "
-                    "a CDS Hooks 2.0 prefetch token"
+                    f"{origin}: prefetch {key} uses {{{{{token}}}}}, which is neither "
+                    "a CDS Hooks 2.0 prefetch token nor a non-empty code list of the knowledge "
+                    f"({', '.join('knowledge.' + name for name in code_lists)})"
                 )
     return ServiceDefinition(
         id=str(data["id"]),
@@ -86,8 +98,24 @@ def _definition(data: Any, origin: str) -> ServiceDefinition:
     )
 
 
-def load_services(hooks_dir: str = "") -> dict[str, ServiceDefinition]:
-    """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder."""
+def _extended(data: Any, definitions: Mapping[str, Any], origin: str) -> Any:
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    # One level only, so every key of a definition is in its file or in the one it names.
+    base = definitions.get(str(data["extends"]))
+    if not isinstance(base, dict) or "extends" in base:
+        raise ConfigError(
+            f"{origin}: extends {data['extends']!r}, which is not the id of a service "
+            "defined without extends"
+        )
+    return {**base, **{key: value for key, value in data.items() if key != "extends"}}
+
+
+def load_services(
+    hooks_dir: str = "", knowledge: Knowledge | None = None
+) -> dict[str, ServiceDefinition]:
+    """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder.
+    `knowledge` (default: without site overrides) gives the code lists prefetch names."""
     if hooks_dir:
         files = sorted(Path(hooks_dir).glob("*.yaml"))
         if not files:
@@ -100,9 +128,12 @@ def load_services(hooks_dir: str = "") -> dict[str, ServiceDefinition]:
             for p in sorted(package.iterdir(), key=lambda p: p.name)
             if p.name.endswith(".yaml")
         ]
+    code_lists = (knowledge or load_knowledge()).code_lists()
+    documents = [(origin, yaml.safe_load(text)) for origin, text in texts]
+    by_id = {str(d.get("id")): d for _, d in documents if isinstance(d, dict)}
     services: dict[str, ServiceDefinition] = {}
-    for origin, text in texts:
-        service = _definition(yaml.safe_load(text), origin)
+    for origin, data in documents:
+        service = _definition(_extended(data, by_id, origin), origin, code_lists)
         if service.id in services:
             raise ConfigError(f"{origin}: duplicate service id {service.id!r}")
         services[service.id] = service

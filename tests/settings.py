@@ -1,8 +1,14 @@
-"""Valid settings for tests that need the production profile."""
+"""Valid settings for tests that need the production profile, and a way to change the
+settings of an app a fixture made."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+from flask import Flask
+
+from cds_service.config import SETTINGS_EXTENSION
 
 PRODUCTION: dict[str, Any] = {
     "ENV": "production",
@@ -17,3 +23,8 @@ PRODUCTION: dict[str, Any] = {
 
 def production(**overrides: Any) -> dict[str, Any]:
     return {**PRODUCTION, **overrides}
+
+
+def change_settings(app: Flask, **changes: Any) -> None:
+    """Replace fields of `app`'s Settings (`fhir_deadline_seconds=5.0`), unvalidated."""
+    app.extensions[SETTINGS_EXTENSION] = replace(app.extensions[SETTINGS_EXTENSION], **changes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cache
@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from cds_service.config import allows_unauthenticated_fhir, is_development
+from cds_service.config import Settings
 from cds_service.fhir import links as fhir_links
 from cds_service.fhir.cache import ANSWERS, cache_key
 from cds_service.protocol import json_body
@@ -62,18 +62,16 @@ class FhirServer:
         return "FhirServer(<redacted>)"
 
 
-def fhir_server_for(
-    base_url: str | None, access_token: str | None, config: Mapping[str, Any]
-) -> FhirServer:
+def fhir_server_for(base_url: str | None, access_token: str | None, config: Settings) -> FhirServer:
     """The request's FHIR server if this service may call it, else FhirUnavailable."""
     if not base_url:
         raise FhirUnavailable("the request has no fhirServer")
     base_origin = fhir_links.base_origin(base_url)
     if base_origin is None:
         raise FhirUnavailable("fhirServer is not a plain http(s) URL")
-    if base_origin.scheme == "http" and not is_development(config):
+    if base_origin.scheme == "http" and not config.development:
         raise FhirUnavailable("fhirServer must use https")
-    if not access_token and not allows_unauthenticated_fhir(config):
+    if not access_token and not config.reads_fhir_without_token:
         raise FhirUnavailable("the request has no fhirAuthorization access token")
     return FhirServer(base_url, access_token or None)
 
@@ -141,7 +139,7 @@ def _read_body(response: requests.Response, max_bytes: int, budget: CallBudget) 
     return bytes(body)
 
 
-def get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> Any:
+def get_json(server: FhirServer, url: str, budget: CallBudget, config: Settings) -> Any:
     """GET a FHIR JSON document from fhirServer, timed for the metrics."""
     from cds_service.ops.metrics import observe_fhir_fetch
 
@@ -155,12 +153,12 @@ def get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[s
     return value
 
 
-def _get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> Any:
+def _get_json(server: FhirServer, url: str, budget: CallBudget, config: Settings) -> Any:
     """The JSON body of a GET on fhirServer, within the hook call's budget."""
     if not server.owns(url):
         raise FhirUnavailable("a link points outside fhirServer; not followed")
     key = cache_key(server.base_url, server.access_token, url)
-    remembered = ANSWERS.get(key) if config["FHIR_CACHE_SECONDS"] > 0 else None
+    remembered = ANSWERS.get(key) if config.fhir_cache_seconds > 0 else None
     if remembered is None:
         body = _download(server, url, budget, config)
     else:
@@ -176,15 +174,15 @@ def _get_json(server: FhirServer, url: str, budget: CallBudget, config: Mapping[
     except ValueError:
         raise FhirUnavailable("the FHIR server sent malformed JSON") from None
     if remembered is None:  # only answers that parsed are remembered
-        ANSWERS.put(key, body, config["FHIR_CACHE_SECONDS"], config["FHIR_CACHE_MAX_BYTES"])
+        ANSWERS.put(key, body, config.fhir_cache_seconds, config.fhir_cache_max_bytes)
     return value
 
 
-def _download(server: FhirServer, url: str, budget: CallBudget, config: Mapping[str, Any]) -> bytes:
+def _download(server: FhirServer, url: str, budget: CallBudget, config: Settings) -> bytes:
     remaining = budget.seconds_left()
     if remaining <= 0:
         raise FhirUnavailable(LATE)
-    timeout = min(config["FHIR_CALL_TIMEOUT_SECONDS"], remaining)
+    timeout = min(config.fhir_call_timeout_seconds, remaining)
     headers = {"Accept": "application/fhir+json"}
     if server.access_token:
         headers["Authorization"] = f"Bearer {server.access_token}"
@@ -198,7 +196,7 @@ def _download(server: FhirServer, url: str, budget: CallBudget, config: Mapping[
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if media_type not in FHIR_JSON_TYPES:
                 raise FhirUnavailable("the FHIR server did not answer with FHIR JSON")
-            return _read_body(response, config["FHIR_MAX_RESPONSE_BYTES"], budget)
+            return _read_body(response, config.fhir_max_response_bytes, budget)
     # `from None`: requests' messages contain the URL, hence the patient id.
     except requests.Timeout:
         raise FhirUnavailable(LATE) from None
@@ -218,9 +216,9 @@ class FetchRound:
     abandoned (their own timeouts are capped by the same deadline) and their handlers get
     FhirUnavailable. A handler receives either the call's result or a FhirUnavailable."""
 
-    def __init__(self, budget: CallBudget, config: Mapping[str, Any]) -> None:
+    def __init__(self, budget: CallBudget, config: Settings) -> None:
         self.budget = budget
-        self._max_calls = config["FHIR_MAX_CONCURRENT_CALLS"]
+        self._max_calls = config.fhir_max_concurrent_calls
         self._executor: ThreadPoolExecutor | None = None
         self._handlers: dict[Future[Any], Handler] = {}
 

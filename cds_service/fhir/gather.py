@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from cds_service.config import Settings
 from cds_service.fhir.bundles import FhirResource, Page, medication_references, read_page
 from cds_service.fhir.client import (
     CallBudget,
@@ -115,11 +116,11 @@ class _Gathering:
         self,
         server: FhirServer | None,
         no_access: str,
-        config: Mapping[str, Any],
+        config: Settings,
         context_resources: list[FhirResource],
     ) -> None:
         self.server, self.no_access, self.config = server, no_access, config
-        self.budget = CallBudget(config["FHIR_DEADLINE_SECONDS"], config["FHIR_MAX_CALL_BYTES"])
+        self.budget = CallBudget(config.fhir_deadline_seconds, config.fhir_max_call_bytes)
         self.round = FetchRound(self.budget, config)
         self.keys: dict[str, _KeyData] = {}
         self.fetched: set[str] = set()
@@ -200,7 +201,7 @@ class _Gathering:
         self.read_medications(page.resources)
         if page.next_url is None:
             return
-        if data.pages >= self.config["FHIR_MAX_PAGES"]:
+        if data.pages >= self.config.fhir_max_pages:
             data.incomplete = f"only the first {data.pages} pages were read"
         elif self.server is None:
             data.incomplete = f"later pages: {self.no_access}"
@@ -299,7 +300,7 @@ def gather(
     prefetch: Mapping[str, Any] | None,
     fhir_server: str | None,
     access_token: str | None,
-    config: Mapping[str, Any],
+    config: Settings,
     context_resources: Iterable[FhirResource] = (),
 ) -> GatheredData:
     """Resources per prefetch key, from the prefetch and from `fhir_server`; keys that could

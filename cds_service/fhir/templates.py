@@ -4,17 +4,23 @@ Only the CDS Hooks 2.0 tokens are filled: `{{context.<field>}}` for a root-level
 context field, and the four user tokens derived from `context.userId`. Substituted values are
 URL-encoded; in the path they must be a FHIR id (or `Type/id` for a whole-reference token), so a
 context value can never steer the request to another path.
+
+Before that, when the service definitions are loaded, `{{knowledge.<list>}}` is replaced by a
+code list of the clinical knowledge (`fill_code_lists`): the codes asked for are written once,
+in the knowledge files, and discovery shows the filled template.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 TOKEN = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+CODE_LIST_NAME = re.compile(r"\{\{\s*knowledge\.([A-Za-z0-9_]+)\s*\}\}")
+CODE_LIST_RUN = re.compile(rf"{CODE_LIST_NAME.pattern}(?:,{CODE_LIST_NAME.pattern})*")
 CONTEXT_TOKEN = re.compile(r"context\.([A-Za-z0-9_-]+)")
 USER_TOKENS = {
     "userPractitionerId": "Practitioner",
@@ -37,6 +43,21 @@ class PrefetchQuery:
     relative_url: str | None
     # The token that could not be filled (the template is then not fetched).
     unfilled_token: str | None = None
+
+
+def fill_code_lists(template: str, code_lists: Mapping[str, Sequence[tuple[str, str]]]) -> str:
+    """`template` with each `{{knowledge.<list>}}` replaced by the list's codes as a token
+    search value (`system|code,system|code`). Tokens joined by commas make one list, so an
+    empty list leaves no empty value; unknown lists, or lists all empty, stay unfilled."""
+
+    def codes(match: re.Match[str]) -> str:
+        names = CODE_LIST_NAME.findall(match.group(0))
+        if not all(name in code_lists for name in names):
+            return match.group(0)
+        found = [f"{system}|{code}" for name in names for system, code in code_lists[name]]
+        return ",".join(found) or match.group(0)
+
+    return CODE_LIST_RUN.sub(codes, template)
 
 
 def _token_value(token: str, context: Mapping[str, Any]) -> str | None:

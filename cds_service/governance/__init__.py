@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import atexit
 import logging
-from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Collection
 
 from flask import Flask
 
+from cds_service.config import Settings
 from cds_service.governance.dashboard import dashboard_blueprint
 from cds_service.governance.database import create_database_engine, migrate
 from cds_service.governance.feedback_api import EXTENSION_KEY, feedback_blueprint
@@ -26,13 +26,13 @@ log = logging.getLogger(__name__)
 
 def init_app(
     app: Flask,
-    config: Mapping[str, Any],
+    config: Settings,
     service_ids: Callable[[], Collection[str]] | Collection[str],
     clock: Clock = utc_now,
 ) -> Storage:
     """Migrate the database, start the history writer and register the feedback endpoint and
     the admin dashboard. `service_ids` gives the ids feedback is accepted for."""
-    url, timeout = config["DATABASE_URL"], config["DATABASE_TIMEOUT_SECONDS"]
+    url, timeout = config.database_url, config.database_timeout_seconds
     try:
         migrate(url, timeout)
     except Exception as error:

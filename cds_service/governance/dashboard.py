@@ -4,12 +4,11 @@ JSON), behind HTTP Basic auth. Without ADMIN_PASSWORD the whole area answers 404
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
+from cds_service.config import Settings
 from cds_service.governance.admin_login import FailedLogins, client_address
 from cds_service.governance.charts import HEIGHT, MARGIN, WIDTH, rate_charts, reason_bars
 from cds_service.governance.report import RuleWeekStats, feedback_report
@@ -17,9 +16,9 @@ from cds_service.governance.report import RuleWeekStats, feedback_report
 DEFAULT_PERIOD = timedelta(weeks=26)
 
 
-def dashboard_blueprint(config: Mapping[str, Any]) -> Blueprint:
+def dashboard_blueprint(config: Settings) -> Blueprint:
     blueprint = Blueprint("cds_admin", __name__, template_folder="templates")
-    user, password = config["ADMIN_USER"], config["ADMIN_PASSWORD"]
+    user, password = config.admin_user, config.admin_password
 
     failed_logins = FailedLogins()
 

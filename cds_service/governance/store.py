@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from cds_service.config import Settings
 from cds_service.governance.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES, Counters
 from cds_service.governance.database import insert_ignoring_duplicates
 from cds_service.governance.feedback import Feedback
@@ -35,15 +36,15 @@ def rule_id_of(card: Card) -> str | None:
 
 
 class Storage:
-    def __init__(self, engine: Engine, config: Mapping[str, Any], clock: Clock = utc_now) -> None:
+    def __init__(self, engine: Engine, config: Settings, clock: Clock = utc_now) -> None:
         self.engine = engine
         self.counters = Counters()
         self._clock = clock
-        self._secret: str = config["PATIENT_KEY_SECRET"]
-        self._snooze_system: str = config["SNOOZE_REASON_SYSTEM"]
-        self._snooze_codes: list[str] = list(config["SNOOZE_REASON_CODES"])
-        self._snooze_period = timedelta(days=config["SNOOZE_DAYS"])
-        self._writer = CardHistoryWriter(engine, self.counters, config["CARD_HISTORY_QUEUE_SIZE"])
+        self._secret = config.patient_key_secret
+        self._snooze_system = config.snooze_reason_system
+        self._snooze_codes = list(config.snooze_reason_codes)
+        self._snooze_period = timedelta(days=config.snooze_days)
+        self._writer = CardHistoryWriter(engine, self.counters, config.card_history_queue_size)
 
     def now(self) -> datetime:
         return self._clock()

@@ -9,6 +9,7 @@ docs/clinical-rules.md.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -42,6 +43,17 @@ def version() -> str:
     for name in _FILES:
         digest.update(resources.files(__package__).joinpath(f"{name}.yaml").read_bytes())
     return digest.hexdigest()[:12]
+
+
+def site_version(changed_thresholds: Mapping[str, Any], changed_settings: Mapping[str, Any]) -> str:
+    """`version()`, followed by `+` and a short hash of what a site changed (thresholds and
+    clinical settings that differ from the files), so that cards and their history name the
+    knowledge that decided them. Without changes it is `version()` itself."""
+    if not changed_thresholds and not changed_settings:
+        return version()
+    changed = {"thresholds": changed_thresholds, "settings": changed_settings}
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()
+    return f"{version()}+{digest[:8]}"
 
 
 @dataclass(frozen=True)
@@ -111,9 +123,23 @@ class Knowledge:
     units: Mapping[str, Any]
     local_forms: Mapping[str, Any] = field(default_factory=dict)  # never-counting routes, forms
     version: str = field(default_factory=version)
+    # Analyte kind (count, percent, temperature, weight, phenotype) -> its (system, code)s.
+    codes_by_kind: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def threshold(self, name: str) -> float:
         return self.thresholds[name]
+
+    def code_lists(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """The (system, code) lists a prefetch template names as `{{knowledge.<name>}}`, so
+        that the service asks for exactly the codes it reads: `<kind>_codes` for each kind of
+        analyte (`count_codes`, `percent_codes`, ...) and `duffy_null_codes`, the site's Duffy
+        phenotype codes (clinical rules §2.4)."""
+        lists = {f"{kind}_codes": codes for kind, codes in self.codes_by_kind.items()}
+        lists["duffy_null_codes"] = tuple(
+            (str(entry["system"]), str(entry["code"]))
+            for entry in self.settings["duffy_null_codes"]
+        )
+        return lists
 
     def source(self, key: str) -> Source:
         return self.sources[key]
@@ -193,18 +219,22 @@ def load_knowledge(
     thresholds_raw = _raw("thresholds")
     loinc_analyte: dict[str, str] = {}
     loinc_method: dict[str, str] = {}
+    codes_by_kind: dict[str, list[tuple[str, str]]] = {}
     for analyte, entry in observations["analytes"].items():
         for code in entry["codes"]:
             loinc_analyte[code["code"]] = analyte
             if "method" in code:
                 loinc_method[code["code"]] = code["method"]
+            codes_by_kind.setdefault(entry["kind"], []).append(
+                (observations["system"], code["code"])
+            )
     condition_codes, condition_prefixes = _condition_sets(_raw("conditions"))
+    default_thresholds = {k: float(v["value"]) for k, v in thresholds_raw["thresholds"].items()}
+    thresholds = _apply_overrides(default_thresholds, threshold_overrides or {})
+    settings = _apply_settings(thresholds_raw["settings"], setting_overrides or {})
     return Knowledge(
-        thresholds=_apply_overrides(
-            {k: float(v["value"]) for k, v in thresholds_raw["thresholds"].items()},
-            threshold_overrides or {},
-        ),
-        settings=_apply_settings(thresholds_raw["settings"], setting_overrides or {}),
+        thresholds=thresholds,
+        settings=settings,
         stale_cbc_days_by_drug=thresholds_raw.get("stale_cbc_days_by_drug") or {},
         loinc_analyte=loinc_analyte,
         loinc_method=loinc_method,
@@ -242,4 +272,9 @@ def load_knowledge(
             ),
             "words": tuple(medications["local_forms"]["words"]),
         },
+        version=site_version(
+            {k: v for k, v in thresholds.items() if v != default_thresholds[k]},
+            {k: v for k, v in settings.items() if v != thresholds_raw["settings"][k]},
+        ),
+        codes_by_kind={kind: tuple(codes) for kind, codes in codes_by_kind.items()},
     )

@@ -13,6 +13,7 @@ import pytest
 import responses
 
 from tests.fhir_stub import FhirStub
+from tests.settings import change_settings
 
 from .builders import fhir_authorization
 from .conformance import check_response
@@ -175,7 +176,7 @@ def _split_prefetch(body: dict, keep: set[str]) -> tuple[dict, list[dict]]:
     "keep", [set(), {"patient", "conditions"}], ids=["no-prefetch", "partial-prefetch"]
 )
 def test_same_cards_from_prefetch_partial_prefetch_and_fhir_server(client, app, keep):
-    app.config["FHIR_DEADLINE_SECONDS"] = 5.0  # not a deadline test: CI machines can be slow
+    change_settings(app, fhir_deadline_seconds=5.0)  # not a deadline test: CI can be slow
     body = request_of(scenario("sle-refractory-mycophenolate-tacrolimus"))
     expected = sorted(
         (c["source"]["topic"]["code"], c["indicator"])
@@ -228,7 +229,7 @@ def test_official_spec_request_is_answered(client, app):
 def test_sandbox_with_an_open_fhir_server_gets_the_cards_of_a_complete_prefetch(client, app):
     # The public sandbox sends fhirServer without fhirAuthorization; one of its prefetch
     # queries failed (key left out). The key is read from the open server without a token.
-    app.config["FHIR_DEADLINE_SECONDS"] = 5.0  # not a deadline test: CI machines can be slow
+    change_settings(app, fhir_deadline_seconds=5.0)  # not a deadline test: CI can be slow
     body = request_of(scenario("sle-azathioprine-febrile-neutropenia"))
     expected = sorted(
         (c["source"]["topic"]["code"], c["indicator"])
@@ -266,7 +267,7 @@ def test_scope_data_that_cannot_be_had_is_said_never_an_empty_card_list(client):
 
 
 def test_no_way_to_get_scope_data_is_a_412_with_a_json_reason(client, app):
-    app.config["FHIR_ALLOW_UNAUTHENTICATED"] = False  # as in production
+    change_settings(app, fhir_allow_unauthenticated=False)  # as in production
     body = request_of(scenario("sle-azathioprine-febrile-neutropenia"))
     partial, _ = _split_prefetch(body, set(body["prefetch"]) - {"conditions"})
     partial["fhirServer"] = "https://ehr.example.org/fhir"

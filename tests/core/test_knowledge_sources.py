@@ -1,11 +1,12 @@
 """The knowledge's citations and code lists are auditable: every source link goes to the
 article (DOI) or the label itself, every source a rule cites exists, the SLE value set holds
-SLE (organ manifestations, nephritis classes) and never cutaneous-only lupus, and every LOINC
-code a service definition asks the EHR for is known to the knowledge."""
+SLE (organ manifestations, nephritis classes) and never cutaneous-only lupus, and every
+service asks the EHR for exactly the codes the knowledge reads."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from importlib import resources
 from pathlib import Path
@@ -14,9 +15,11 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from cds_service.knowledge import LOINC, load_knowledge
 from cds_service.record import build_record, terminology
 from cds_service.rules import RULES, evaluate_rules
 from cds_service.rules.assessments import fever
+from cds_service.services import ServiceDefinition, load_services
 
 from .builders import (
     ANC,
@@ -31,7 +34,6 @@ from .builders import (
 
 KNOWLEDGE = resources.files("cds_service.knowledge")
 RULES_DIR = Path(__file__).resolve().parents[2] / "cds_service" / "rules"
-HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"
 
 SOURCES = yaml.safe_load(KNOWLEDGE.joinpath("sources.yaml").read_text())
 CONDITIONS = yaml.safe_load(KNOWLEDGE.joinpath("conditions.yaml").read_text())
@@ -180,26 +182,52 @@ def test_a_cutaneous_lupus_code_alone_does_not(code, knowledge):
     assert record.lupus is None
 
 
-# --- Every LOINC code a service definition asks for is known -------------------------------------
+# --- Every service asks for exactly the codes the knowledge reads --------------------------------
 
-LOINC_IN_QUERY = re.compile(r"http://loinc\.org\|([0-9]+-[0-9])")
-
-
-def _prefetch_loinc_codes() -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for path in sorted(HOOKS_DIR.glob("*.yaml")):
-        definition = yaml.safe_load(path.read_text())
-        for template in (definition.get("prefetch") or {}).values():
-            found.setdefault(path.name, set()).update(LOINC_IN_QUERY.findall(template))
-    return found
+CODE_PARAMETER = re.compile(r"[?&]code=([^&]*)")
 
 
-def test_every_loinc_code_a_service_asks_for_is_known(knowledge):
-    asked = _prefetch_loinc_codes()
-    assert asked and all(asked.values())
-    known = set(knowledge.loinc_analyte)
-    for hook, codes in asked.items():
-        assert codes - known == set(), f"{hook} asks for codes the knowledge does not know"
+def _asked_codes(service: ServiceDefinition) -> set[tuple[str, str]]:
+    asked: set[tuple[str, str]] = set()
+    for template in service.prefetch.values():
+        for value in CODE_PARAMETER.findall(template):
+            asked |= {(token.split("|")[0], token.split("|")[1]) for token in value.split(",")}
+    return asked
+
+
+def _read_codes(knowledge) -> set[tuple[str, str]]:
+    """What the record reads: each analyte's LOINC codes and the site's Duffy phenotype codes."""
+    duffy = knowledge.settings["duffy_null_codes"]
+    return {(LOINC, code) for code in knowledge.loinc_analyte} | {
+        (entry["system"], entry["code"]) for entry in duffy
+    }
+
+
+def test_every_service_asks_for_exactly_the_codes_the_knowledge_reads(knowledge):
+    services = load_services(knowledge=knowledge)
+    assert set(services) == {
+        "leukopenia-patient-view",
+        "leukopenia-order-select",
+        "leukopenia-order-sign",
+    }
+    for service in services.values():
+        assert _asked_codes(service) == _read_codes(knowledge), service.id
+
+
+def test_an_analyte_added_to_the_knowledge_is_asked_for(knowledge):
+    codes = dict(knowledge.codes_by_kind)
+    codes["count"] += ((LOINC, "26515-7"),)  # platelets, were a rule to read them
+    wider = dataclasses.replace(knowledge, codes_by_kind=codes)
+    service = load_services(knowledge=wider)["leukopenia-patient-view"]
+    assert (LOINC, "26515-7") in _asked_codes(service)
+
+
+def test_a_site_duffy_phenotype_code_is_asked_for():
+    site = [{"system": "https://hospital.example/codes", "code": "FY-PHENO", "value": "Fy(a-b-)"}]
+    knowledge = load_knowledge(setting_overrides={"duffy_null_codes": site})
+    service = load_services(knowledge=knowledge)["leukopenia-order-sign"]
+    assert _asked_codes(service) == _read_codes(knowledge)
+    assert ("https://hospital.example/codes", "FY-PHENO") in _asked_codes(service)
 
 
 def test_a_bladder_temperature_counts_as_fever(knowledge):

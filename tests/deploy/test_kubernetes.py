@@ -132,9 +132,9 @@ def test_settings_from_the_configmap_and_secret_start_in_production(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     config = load_config()
-    assert config["ENV"] == "production"
-    assert config["DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert config["REDIS_URL"]  # several workers share the JWT replay cache
+    assert config.env == "production"
+    assert config.database_url.startswith("postgresql+psycopg://")
+    assert config.redis_url  # several workers share the JWT replay cache
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "Job"])

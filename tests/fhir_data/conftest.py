@@ -3,16 +3,14 @@ EHR FHIR server address and token, and builders for FHIR JSON."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
-import yaml
 
-from cds_service.config import load_config
+from cds_service.config import Settings, load_config
+from cds_service.services import load_services
 
-HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"
 FHIR_SERVER = "https://ehr.example.org/fhir"
 TOKEN = "opaque-token-8c1f2e"
 PATIENT_ID = "pat-123"
@@ -21,11 +19,11 @@ CONTEXT = {"userId": "Practitioner/dr-1", "patientId": PATIENT_ID, "encounterId"
 
 @pytest.fixture(scope="session")
 def templates() -> dict[str, str]:
-    return yaml.safe_load((HOOKS_DIR / "patient-view.yaml").read_text())["prefetch"]
+    return load_services()["leukopenia-patient-view"].prefetch
 
 
 @pytest.fixture
-def config() -> dict[str, Any]:
+def config() -> Settings:
     return load_config({"ENV": "testing"})
 
 

@@ -2,6 +2,7 @@
 patient on an immunosuppressant (methotrexate) with two WBC results."""
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ def asa():
 
 
 def test_everything_fetched_from_a_real_fhir_server(templates, config, asa, caplog):
-    config["FHIR_DEADLINE_SECONDS"] = 5.0  # not a deadline test: a loaded CI machine is slow
+    # not a deadline test: a loaded CI machine is slow
+    config = replace(config, fhir_deadline_seconds=5.0)
     caplog.set_level(logging.DEBUG)
     with FhirStub(asa, token=TOKEN) as stub:
         gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
@@ -44,9 +46,9 @@ def test_everything_fetched_from_a_real_fhir_server(templates, config, asa, capl
 
 
 def test_pages_of_a_real_server_are_followed_up_to_the_cap(config, asa):
-    config["FHIR_DEADLINE_SECONDS"] = 5.0
+    config = replace(config, fhir_deadline_seconds=5.0)
     templates = {"vitals": "Observation?patient={{context.patientId}}&_count=2"}
-    config["FHIR_MAX_PAGES"] = 3
+    config = replace(config, fhir_max_pages=3)
     with FhirStub(asa, token=TOKEN, max_page_size=2) as stub:
         gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
     assert len(gathered.resources["vitals"]) == 6
@@ -57,8 +59,7 @@ def test_pages_of_a_real_server_are_followed_up_to_the_cap(config, asa):
 def test_hanging_server_is_abandoned_at_the_deadline(templates, config, asa):
     # The per-call timeout outlasts the 2 s hang, so only the 0.4 s deadline can stop waiting:
     # had it not, the answers would have arrived and nothing would be unavailable.
-    config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
-    config["FHIR_DEADLINE_SECONDS"] = 0.4
+    config = replace(config, fhir_call_timeout_seconds=10.0, fhir_deadline_seconds=0.4)
     prefetch = {"patient": resource("Patient", ASA_ID)}
     with FhirStub(asa, token=TOKEN, delay_seconds=2.0) as stub:
         gathered = gather(templates, CONTEXT, prefetch, stub.base_url, TOKEN, config)
@@ -70,8 +71,8 @@ def test_hanging_server_is_abandoned_at_the_deadline(templates, config, asa):
 def test_first_page_is_kept_when_later_pages_miss_the_deadline(config, asa):
     # The newest results (first page, -date) are used; the key is marked incomplete so the
     # cards say data is missing. Before, the whole key was dropped as unavailable.
-    config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
-    config["FHIR_DEADLINE_SECONDS"] = 1.5  # the first page comes at once, even on a busy CI
+    # the first page comes at once, even on a busy CI
+    config = replace(config, fhir_call_timeout_seconds=10.0, fhir_deadline_seconds=1.5)
     templates = {"vitals": "Observation?patient={{context.patientId}}&_sort=-date&_count=2"}
     with FhirStub(asa, token=TOKEN, later_pages_delay_seconds=6.0, max_page_size=2) as stub:
         gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
@@ -82,8 +83,7 @@ def test_first_page_is_kept_when_later_pages_miss_the_deadline(config, asa):
 
 
 def test_hanging_server_with_nothing_prefetched_is_a_failed_precondition(templates, config, asa):
-    config["FHIR_CALL_TIMEOUT_SECONDS"] = 10.0
-    config["FHIR_DEADLINE_SECONDS"] = 0.4
+    config = replace(config, fhir_call_timeout_seconds=10.0, fhir_deadline_seconds=0.4)
     with (
         FhirStub(asa, token=TOKEN, delay_seconds=2.0) as stub,
         pytest.raises(PreconditionFailed, match="did not answer in time"),

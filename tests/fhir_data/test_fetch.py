@@ -1,6 +1,7 @@
 """Fetching what the prefetch lacks from the EHR's FHIR server (mocked with `responses`)."""
 
 import logging
+from dataclasses import replace
 
 import pytest
 import requests
@@ -117,7 +118,7 @@ def test_next_pages_are_followed(templates, config, fhir, first_page_in_prefetch
 
 def test_page_cap_stops_paging_and_says_so(templates, config, fhir):
     first = register_pages(fhir, first_page_in_prefetch=True)
-    config["FHIR_MAX_PAGES"] = 2
+    config = replace(config, fhir_max_pages=2)
     prefetch = full_prefetch(templates) | {"conditions": first}
     gathered = gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
     assert [r["id"] for r in gathered.resources["conditions"]] == ["c1", "c2"]
@@ -192,7 +193,7 @@ def test_bundle_keeps_only_resources_of_the_template_type(templates, config, fhi
 
 @pytest.mark.parametrize("declared", [True, False], ids=["Content-Length", "streamed"])
 def test_oversize_response_is_abandoned(templates, config, fhir, declared):
-    config["FHIR_MAX_RESPONSE_BYTES"] = 1000
+    config = replace(config, fhir_max_response_bytes=1000)
     body = searchset(
         *[resource("Condition", f"c{n}", note=[{"text": "x" * 100}]) for n in range(20)]
     )

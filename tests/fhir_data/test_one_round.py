@@ -4,6 +4,7 @@ and the call's budget of time and bytes."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 from responses import matchers
@@ -39,7 +40,7 @@ def patient_data() -> list[dict]:
 
 
 def test_every_query_goes_out_at_once_and_medications_come_included(templates, config):
-    config["FHIR_DEADLINE_SECONDS"] = 30.0  # not a deadline test
+    config = replace(config, fhir_deadline_seconds=30.0)  # not a deadline test
     # Each answer waits 1 s, so queries sent in two rounds would never be in flight together.
     with FhirStub(patient_data(), token=TOKEN, delay_seconds=1.0) as stub:
         gathered = gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
@@ -50,7 +51,7 @@ def test_every_query_goes_out_at_once_and_medications_come_included(templates, c
 
 
 def test_medication_is_read_as_soon_as_the_resource_naming_it_arrives(templates, config):
-    config["FHIR_DEADLINE_SECONDS"] = 30.0
+    config = replace(config, fhir_deadline_seconds=30.0)
     # A server without `_include`, whose Observation searches are slow: the Medication read
     # must not wait for them.
     with FhirStub(
@@ -119,7 +120,8 @@ def test_own_searches_page_at_least_200_at_a_time(query, expected):
 
 
 def test_byte_budget_of_the_hook_call_stops_further_reading(templates, config, fhir):
-    config["FHIR_MAX_CALL_BYTES"] = 3000  # each answer below is ~2 kB: the second one is over
+    # each answer below is ~2 kB: the second one is over
+    config = replace(config, fhir_max_call_bytes=3000)
     notes = [{"text": "x" * 100} for _ in range(18)]
     fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(resource("Condition", "c1", note=notes)))
     fhir.get(f"{FHIR_SERVER}/Observation", json=searchset(resource("Observation", "o", note=notes)))
@@ -221,9 +223,9 @@ def test_remembered_answers_expire_and_can_be_turned_off(templates, config, fhir
     clock = FakeClock()
     monkeypatch.setattr(fhir_cache, "monotonic", clock)
     gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
-    clock.now += config["FHIR_CACHE_SECONDS"] + 1
+    clock.now += config.fhir_cache_seconds + 1
     gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
-    config["FHIR_CACHE_SECONDS"] = 0
+    config = replace(config, fhir_cache_seconds=0)
     gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
     gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
     assert len(fhir.calls) == 4

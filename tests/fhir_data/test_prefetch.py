@@ -1,6 +1,8 @@
 """Prefetch semantics per key: data, no data (null, empty), the client's errors, absent keys,
 and when the call cannot be answered at all (412)."""
 
+from dataclasses import replace
+
 import pytest
 
 from cds_service.fhir.gather import PreconditionFailed, gather
@@ -42,7 +44,7 @@ def test_absent_key_without_fhir_server_is_a_failed_precondition(templates, conf
 
 
 def test_absent_key_without_token_is_a_failed_precondition(templates, config, fhir):
-    config["FHIR_ALLOW_UNAUTHENTICATED"] = False  # as in production
+    config = replace(config, fhir_allow_unauthenticated=False)  # as in production
     prefetch = full_prefetch(templates)
     del prefetch["counts"]
     with pytest.raises(PreconditionFailed, match="access token"):

@@ -60,7 +60,7 @@ def test_production_refuses_any_cors_wildcard_or_pattern(origins):
 
 def test_production_accepts_plain_cors_origins():
     origins = ["https://ehr.example.org", "https://ehr2.example.org:8443"]
-    assert load_config(production(CORS_ORIGINS=origins))["CORS_ORIGINS"] == origins
+    assert load_config(production(CORS_ORIGINS=origins)).cors_origins == tuple(origins)
 
 
 def test_production_patient_key_secret_needs_32_characters():
@@ -122,7 +122,7 @@ def test_an_unknown_setting_far_from_any_name_is_refused_too(monkeypatch):
 
 def test_every_documented_setting_is_known(monkeypatch):
     monkeypatch.setenv("CDS_SNOOZE_DAYS", "14")
-    assert load_config({"ENV": "testing"})["SNOOZE_DAYS"] == 14
+    assert load_config({"ENV": "testing"}).snooze_days == 14
 
 
 # --- Worker count: replay cache and database shared by every worker -----------------------

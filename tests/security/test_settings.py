@@ -118,5 +118,5 @@ def test_trusted_issuers_from_the_environment(monkeypatch, pinned_jwks_file):
 
     config = load_config()
 
-    assert config["TRUSTED_ISSUERS"] == issuers
-    assert config["JWT_LEEWAY_SECONDS"] == 30
+    assert config.trusted_issuers == issuers
+    assert config.jwt_leeway_seconds == 30

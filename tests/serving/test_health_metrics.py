@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from cds_service import create_app
+from cds_service.config import SETTINGS_EXTENSION
 from cds_service.fhir.timeshift import replay_now
 from tests.settings import production
 
@@ -101,7 +102,7 @@ def test_feedback_outcomes_and_snooze_suppression_are_counted(app):
     request = replay_now(json.loads((FIXTURES / "sle-moderate-neutropenia.json").read_text()))
     card = client.post(SERVICE, json=request).json["cards"][0]
     app.extensions["cds_storage"].flush()
-    config = app.config
+    config = app.extensions[SETTINGS_EXTENSION]
     feedback = {
         "feedback": [
             {
@@ -110,8 +111,8 @@ def test_feedback_outcomes_and_snooze_suppression_are_counted(app):
                 "outcomeTimestamp": card_time(),
                 "overrideReason": {
                     "reason": {
-                        "system": config["SNOOZE_REASON_SYSTEM"],
-                        "code": config["SNOOZE_REASON_CODES"][0],
+                        "system": config.snooze_reason_system,
+                        "code": config.snooze_reason_codes[0],
                     }
                 },
             }

@@ -26,8 +26,8 @@ NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def setup():
     config = load_config({"ENV": "testing"})
-    knowledge = load_knowledge(config["THRESHOLDS"], config["CLINICAL_SETTINGS"])
-    service = load_services(config["HOOKS_DIR"])["leukopenia-patient-view"]
+    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
+    service = load_services(config.hooks_dir, knowledge=knowledge)["leukopenia-patient-view"]
     return knowledge, service
 
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from flask import Flask
 
-from cds_service.config import load_config
+from cds_service.config import Settings, load_config
 from cds_service.governance import Storage, init_app
 
 SERVICE_ID = "leukopenia-patient-view"
@@ -72,19 +72,19 @@ def clock() -> Clock:
     return Clock()
 
 
-def make_config(database_url: str, **overrides: Any) -> dict[str, Any]:
+def make_config(database_url: str, **overrides: Any) -> Settings:
     return load_config(
         {"ENV": "testing", "DATABASE_URL": database_url, "DATABASE_TIMEOUT_SECONDS": 2, **overrides}
     )
 
 
 @pytest.fixture
-def config(database_url: str) -> dict[str, Any]:
+def config(database_url: str) -> Settings:
     return make_config(database_url, ADMIN_PASSWORD="correct horse battery")
 
 
 @pytest.fixture
-def app(config: dict[str, Any], clock: Clock) -> Iterator[Flask]:
+def app(config: Settings, clock: Clock) -> Iterator[Flask]:
     app = Flask(__name__)
     app.config["TESTING"] = True
     storage = init_app(app, config, {SERVICE_ID}, clock=clock)

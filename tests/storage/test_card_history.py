@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from cds_service.config import Settings
 from cds_service.governance import Storage, init_app
 from cds_service.governance.counters import CARDS_LOST, CARDS_RECORDED, Counters
 from cds_service.governance.models import IssuedCard
@@ -28,7 +29,7 @@ def history(storage: Storage) -> list[IssuedCard]:
 
 
 def test_every_card_is_recorded_with_its_rule_and_a_patient_key(
-    storage: Storage, config: dict[str, Any]
+    storage: Storage, config: Settings
 ) -> None:
     cards = [make_card("NEUTROPENIA_SEVERE", "critical"), make_card("CBC_STALE", "info")]
     storage.record_cards(
@@ -47,7 +48,7 @@ def test_every_card_is_recorded_with_its_rule_and_a_patient_key(
         "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
         "2025.1",
     )
-    assert row.patient_key == patient_key(PATIENT, config["PATIENT_KEY_SECRET"])
+    assert row.patient_key == patient_key(PATIENT, config.patient_key_secret)
     assert row.issued_at == storage.now()
     assert storage.counters.snapshot()[CARDS_RECORDED] == 2
 
