@@ -6,7 +6,7 @@ every call after a set delay, instead of getting it in the prefetch.
 - `scenario_check`: every fixture scenario once with its prefetch and once without it (its
   prefetched resources served by the FHIR server): the cards must be the same.
 
-The FHIR server is tests/fhir_stub.py in this process (threads), with its answers computed
+The FHIR server is tests/support/fhir_stub.py in this process (threads), with its answers computed
 once per query, so it costs the 2 shared cores little more than the HTTP exchange.
 """
 
@@ -28,10 +28,10 @@ from benchmarks.run import (
     running_server,
     worker_env,
 )
-from benchmarks.synthetic import patient_view_request
 from cds_service.fhir.timeshift import replay_now
-from tests.core.builders import fhir_authorization
-from tests.fhir_stub import FhirStub
+from tests.support.builders import fhir_authorization
+from tests.support.fhir_stub import FhirStub
+from tests.support.synthetic import patient_view_request
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOKEN = "benchmark-token"
@@ -198,8 +198,9 @@ def fetch_sections(results: dict[str, Any]) -> list[str]:
         "",
         "## Fetch mode (no prefetch: the data read from a loopback FHIR server)",
         "",
-        "The typical patient, its prefetch removed; a FHIR server on 127.0.0.1 (tests/fhir_stub.py,"
-        " in the benchmark process) answers every call after the delay. One client: sequential "
+        "The typical patient, its prefetch removed; a FHIR server on 127.0.0.1 "
+        "(tests/support/fhir_stub.py, in the benchmark process) answers every call after the "
+        "delay. One client: sequential "
         "calls (Python). Many clients: wrk, every answer's cards compared with the unloaded "
         "answer's.",
         "",

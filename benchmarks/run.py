@@ -21,7 +21,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,8 @@ from typing import Any
 
 import orjson
 
-from benchmarks.synthetic import SIZES, patient_view_request, resource_count
+from tests.support.network import free_port, worker_pids
+from tests.support.synthetic import SIZES, patient_view_request, resource_count
 
 RESULTS = Path(__file__).parent / "results"
 SERVICE_PATH = "/cds-services/leukopenia-patient-view"
@@ -108,12 +108,6 @@ def in_process(size: str, iterations: int) -> dict[str, Any]:
     return results
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_ready(port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,12 +127,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def worker_pids(pid: int) -> list[int]:
-    """The child processes of `pid` (gunicorn's workers)."""
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def _client(

@@ -1,7 +1,7 @@
 """HTTP: the CDS Hooks discovery and service endpoints (a Flask blueprint).
 
 Only protocol concerns live here: content type, JSON parsing, status codes, logging. Clinical
-decisions are made in the engine; data gathering in fhir_data.
+decisions are made in the engine; data gathering in fhir.gather.
 """
 
 from __future__ import annotations

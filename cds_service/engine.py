@@ -82,7 +82,7 @@ def _missing_data_reasons(
     """What the DATA_QUALITY card says about each key the EHR could not provide. Outside
     development it says only that the data could not be retrieved: the precise reason ("HTTP
     401", "could not be reached") would tell a caller what answers at a fhirServer of its
-    choosing, a port-scan oracle. The reasons are in the service's log (fhir_data)."""
+    choosing, a port-scan oracle. The reasons are in the service's log (fhir.gather)."""
     if config.development:
         reasons = dict(unavailable)
         reasons.update({key: f"may be incomplete: {why}" for key, why in incomplete.items()})

@@ -76,7 +76,7 @@ def test_no_tracked_file_refers_outside_the_repository() -> None:
         ("docs/x.md", "cd /home/alice/repo"),
         ("docs/x.md", "open /Users/bob/cds"),
         ("docs/x.md", "see C:\\Users\\carol\\cds"),
-        ("tests/core/test_api.py", 'X = Path(__file__).resolve().parents[3] / "shared"'),
+        ("tests/api/test_api.py", 'X = Path(__file__).resolve().parents[3] / "shared"'),
     ],
 )
 def test_each_kind_of_outside_reference_is_found(path: str, text: str) -> None:
@@ -86,11 +86,11 @@ def test_each_kind_of_outside_reference_is_found(path: str, text: str) -> None:
 @pytest.mark.parametrize(
     ("path", "text"),
     [
-        ("tests/storage/test_dashboard.py", 'CHROMEDRIVER = "/usr/bin/chromedriver"'),
+        ("tests/governance/test_dashboard.py", 'CHROMEDRIVER = "/usr/bin/chromedriver"'),
         ("deploy/nginx.conf", "# mounted as /etc/nginx/conf.d/default.conf"),
         ("Dockerfile", "ENV PROMETHEUS_MULTIPROC_DIR=/var/lib/cds-service/metrics"),
         ("docs/x.md", "https://example.org/home/page and https://h.example/work/"),
-        ("tests/core/fixture_files.py", 'F = Path(__file__).resolve().parents[2] / "fixtures"'),
+        ("tests/support/scenarios.py", 'F = Path(__file__).resolve().parents[2] / "fixtures"'),
         ("docs/x.md", "the ../shared-secret is not the folder"),
     ],
 )

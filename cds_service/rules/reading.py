@@ -1,6 +1,6 @@
 """How far back the rules read the Observations. The record builder leaves unparsed what lies
 beyond these windows (speed: a typical chart holds years of CBCs), so a rule that reads further
-back, or by another threshold, declares its window here: tests/serving/test_reading_plan.py
+back, or by another threshold, declares its window here: tests/record/test_reading_plan.py
 fails for a duration threshold the rules read that is in neither list below."""
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from benchmarks.run import free_port
-from tests.core.conformance import check_response
-from tests.core.fixture_files import SCENARIOS, request_of
-from tests.production_server import production_server, running
+from tests.support.conformance import check_response
+from tests.support.network import free_port
+from tests.support.production_server import production_server, running
+from tests.support.scenarios import SCENARIOS, request_of
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or next(

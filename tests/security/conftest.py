@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .helpers import ISSUER, JWKS_URL, FakeClock, SigningKey, jwks, make_config
+from tests.support.jwt_clients import ISSUER, JWKS_URL, FakeClock, SigningKey, jwks, make_config
 
 
 @pytest.fixture(scope="session")

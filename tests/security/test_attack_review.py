@@ -22,11 +22,17 @@ from cds_service.config import ConfigError, load_config, validate_worker_count
 from cds_service.fhir.links import fhir_server_allowed
 from cds_service.ops import gunicorn_conf
 from cds_service.ops.serving import serve_production
-from tests.core.builders import fhir_authorization
-from tests.core.fixture_files import SCENARIOS, request_of
-from tests.settings import production
-
-from .helpers import BASE_URL, ISSUER, SigningKey, issued_now, jwks, standard_claims
+from tests.support.builders import fhir_authorization
+from tests.support.jwt_clients import (
+    BASE_URL,
+    ISSUER,
+    SigningKey,
+    issued_now,
+    jwks,
+    standard_claims,
+)
+from tests.support.scenarios import SCENARIOS, request_of
+from tests.support.settings import production
 
 SERVICE = "/cds-services/leukopenia-patient-view"
 EHR_FHIR = "https://ehr.example.com/fhir"

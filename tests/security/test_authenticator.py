@@ -19,8 +19,15 @@ from cds_service.security import (
     VerifiedClient,
 )
 from cds_service.security.audience import expected_audiences
-
-from .helpers import BASE_URL, ISSUER, NOW, SERVICE_URL, FakeClock, SigningKey, make_config
+from tests.support.jwt_clients import (
+    BASE_URL,
+    ISSUER,
+    NOW,
+    SERVICE_URL,
+    FakeClock,
+    SigningKey,
+    make_config,
+)
 
 
 @pytest.fixture

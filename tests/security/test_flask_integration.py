@@ -9,8 +9,7 @@ import pytest
 from flask import Flask, g, jsonify
 
 from cds_service.security import init_app
-
-from .helpers import BASE_URL, ISSUER, SERVICE_URL, issued_now, make_config
+from tests.support.jwt_clients import BASE_URL, ISSUER, SERVICE_URL, issued_now, make_config
 
 DISCOVERY_URL = f"{BASE_URL}/cds-services"
 SERVICE_PATH = "/cds-services/leukopenia-patient-view"

@@ -35,10 +35,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from tests.core.fixture_files import SCENARIOS, request_of, service_for
-from tests.settings import production
-
-from .helpers import BASE_URL, ISSUER, SigningKey, issued_now, jwks
+from tests.support.jwt_clients import BASE_URL, ISSUER, SigningKey, issued_now, jwks
+from tests.support.scenarios import SCENARIOS, request_of, service_for
+from tests.support.settings import production
 
 SEED = 20261125
 VARIANTS = int(os.environ.get("FUZZ_VARIANTS", "400"))

@@ -11,8 +11,7 @@ import responses
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.security import AuthenticationError, ClientAuthenticator, InMemoryReplayCache
-
-from .helpers import ISSUER, JWKS_URL, SERVICE_URL, SigningKey, jwks, make_config
+from tests.support.jwt_clients import ISSUER, JWKS_URL, SERVICE_URL, SigningKey, jwks, make_config
 
 
 @pytest.fixture

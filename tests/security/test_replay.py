@@ -16,8 +16,7 @@ from cds_service.security import (
     replay_cache_from_url,
 )
 from cds_service.security.replay import replay_key
-
-from .helpers import ISSUER, NOW, SERVICE_URL
+from tests.support.jwt_clients import ISSUER, NOW, SERVICE_URL
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -16,8 +16,8 @@ from cds_service.config import (
     load_config,
 )
 from cds_service.security import AuthenticationError, ClientAuthenticator, InMemoryReplayCache
+from tests.support.jwt_clients import BASE_URL, ISSUER, SERVICE_URL, make_config
 
-from .helpers import BASE_URL, ISSUER, SERVICE_URL, make_config
 from .test_flask_integration import PRODUCTION
 
 SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from cds_service.security import AuthenticationError, ClientAuthenticator, InMemoryReplayCache
-
-from .helpers import FakeClock, make_config
+from tests.support.jwt_clients import FakeClock, make_config
 
 DATA = Path(__file__).parent / "data"
 SPEC_TOKEN = (DATA / "jwt-example-token.txt").read_text().strip()

@@ -1,0 +1,37 @@
+"""The benchmark generator and a tiny in-process run work (no timing is asserted)."""
+
+from __future__ import annotations
+
+from benchmarks.run import in_process, report
+from cds_service.protocol.request import parse_request
+from tests.support.synthetic import SIZES, patient_view_request, resource_count
+
+
+def test_generated_patients_have_the_promised_sizes():
+    sizes = {size: resource_count(patient_view_request(size)) for size in SIZES}
+    assert sizes["small"] < 60
+    assert 250 <= sizes["typical"] <= 350
+    assert 2700 <= sizes["heavy"] <= 3300
+
+
+def test_generated_requests_are_valid_cds_hooks_requests():
+    request = parse_request(patient_view_request("typical"), "patient-view")
+    assert request.patient_id == "bench-typical"
+
+
+def test_tiny_in_process_benchmark_reports_every_figure():
+    figures = {size: in_process(size, 2) for size in ("typical", "heavy")}
+    assert figures["typical"]["evaluate"]["n"] == 2
+    assert figures["heavy"]["cold"]["n"] == 2
+    text = report(
+        {
+            "when": "now",
+            "machine": "x",
+            "cpus": 2,
+            "python": "3.11",
+            "command": "test",
+            "in_process": figures,
+        }
+    )
+    assert "typical in-process p95" in text and "heavy in-process p95" in text
+    assert "typical in-process p95, cold" in text and "heavy in-process p95, cold" in text

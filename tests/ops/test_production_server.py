@@ -1,0 +1,75 @@
+"""`cds-service serve --production`: gunicorn as deployed, called over HTTP.
+
+Two gevent workers behind one port: calls are answered by both, /metrics adds up every
+worker's counts (Prometheus multiprocess mode), and SIGHUP replaces the workers without
+failing a call.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.support.conformance import check_response
+from tests.support.network import worker_pids
+from tests.support.production_server import production_server, wait_for_workers
+from tests.support.scenarios import SCENARIOS, request_of
+
+SERVICE = "/cds-services/leukopenia-patient-view"
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen]]:
+    with production_server(tmp_path_factory.mktemp("production")) as server:
+        yield server
+
+
+def _hook_calls_counted(base: str) -> float:
+    text = requests.get(f"{base}/metrics", timeout=5).text
+    pattern = (
+        r"cds_hook_request_duration_seconds_count"
+        r'\{[^}]*service="leukopenia-patient-view"[^}]*\} (\S+)'
+    )
+    return sum(float(value) for value in re.findall(pattern, text))
+
+
+def test_concurrent_calls_are_answered_and_counted_across_workers(production):
+    base, _ = production
+    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
+    body = request_of(scenario)
+    before = _hook_calls_counted(base)
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(
+            pool.map(lambda _: requests.post(f"{base}{SERVICE}", json=body, timeout=20), range(16))
+        )
+    assert [r.status_code for r in responses] == [200] * 16
+    rules = {
+        tuple(sorted(c["source"]["topic"]["code"] for c in r.json()["cards"])) for r in responses
+    }
+    assert len(rules) == 1 and "FEBRILE_NEUTROPENIA" in next(iter(rules))
+    check_response(responses[0].json())
+    # Each worker writes its own metric files; /metrics, answered by one of them, sums all.
+    assert _hook_calls_counted(base) == before + 16
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_sighup_replaces_workers_without_failing_calls(production):
+    base, process = production
+    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
+    body = request_of(scenario)
+    old = set(worker_pids(process.pid))
+    process.send_signal(signal.SIGHUP)
+    statuses = [
+        requests.post(f"{base}{SERVICE}", json=body, timeout=20).status_code for _ in range(5)
+    ]
+    wait_for_workers(process.pid, 2, old)
+    statuses += [
+        requests.post(f"{base}{SERVICE}", json=body, timeout=20).status_code for _ in range(3)
+    ]
+    assert statuses == [200] * 8

@@ -1,0 +1,272 @@
+"""A small FHIR R4 server for tests, over real HTTP on 127.0.0.1.
+
+It serves resources from Synthea transaction Bundles (their `urn:uuid:` references rewritten to
+`Type/id`, as a real server stores them): reads (`Type/id`) and searches by `patient`/`subject`,
+`code` (token list, `system|code` or `code`), `_id`, `_sort=-date`, `_count` and
+`_include=<Type>:medication`, with `next` links for paging. It checks a Bearer token when given
+one, can answer slowly, records the calls it received and counts the most it served at once.
+
+In a test:   with FhirStub(load_bundle(path), token="t") as stub: ... stub.base_url ...
+As a process: python -m tests.support.fhir_stub --port 8081 --token t BUNDLE.json [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+BASE_PATH = "/fhir"
+DATE_FIELDS = ("effectiveDateTime", "issued", "authoredOn", "onsetDateTime", "recordedDate")
+DEFAULT_PAGE_SIZE = 50
+
+
+def _rewrite_references(value: Any, references: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: references.get(item, item)
+            if key == "reference" and isinstance(item, str)
+            else _rewrite_references(item, references)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_rewrite_references(item, references) for item in value]
+    return value
+
+
+def load_bundle(path: str | Path) -> list[dict[str, Any]]:
+    """The resources of a Synthea transaction Bundle, with references made `Type/id`."""
+    bundle = json.loads(Path(path).read_text())
+    references = {
+        entry["fullUrl"]: f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
+        for entry in bundle["entry"]
+    }
+    return [_rewrite_references(entry["resource"], references) for entry in bundle["entry"]]
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    path_and_query: str
+    authorization: str | None
+    accept: str | None
+
+
+def _outcome(status: int, text: str) -> tuple[int, dict[str, Any]]:
+    issue = {"severity": "error", "code": "processing", "diagnostics": text}
+    return status, {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def _matches_patient(resource: dict[str, Any], patient: str) -> bool:
+    wanted = patient if "/" in patient else f"Patient/{patient}"
+    if resource["resourceType"] == "Patient":
+        return f"Patient/{resource['id']}" == wanted
+    return any(
+        (resource.get(field) or {}).get("reference") == wanted for field in ("subject", "patient")
+    )
+
+
+def _matches_code(resource: dict[str, Any], tokens: str) -> bool:
+    codings = (resource.get("code") or {}).get("coding") or []
+    for token in tokens.split(","):
+        system, _, code = token.rpartition("|")
+        for coding in codings:
+            if coding.get("code") == code and (not system or coding.get("system") == system):
+                return True
+    return False
+
+
+def _date(resource: dict[str, Any]) -> str:
+    return next((resource[name] for name in DATE_FIELDS if name in resource), "")
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: one hook call's 9+ queries at once would
+    # overflow it and wait a second for a SYN retry, which no real FHIR server makes them do.
+    request_queue_size = 256
+
+
+class FhirStub:
+    def __init__(
+        self,
+        resources: Iterable[dict[str, Any]],
+        token: str | None = None,
+        delay_seconds: float = 0.0,
+        port: int = 0,
+        later_pages_delay_seconds: float = 0.0,
+        delay_by_type: dict[str, float] | None = None,
+        supports_include: bool = True,
+        max_page_size: int = 1000,
+    ) -> None:
+        self.resources = list(resources)
+        # Seconds before answering a search or read of a resource type (else delay_seconds).
+        self.delay_by_type = delay_by_type or {}
+        self.supports_include = supports_include
+        self.max_page_size = max_page_size  # a larger `_count` is capped, as servers do
+        # Paths of the calls answered, in the order their answers were sent.
+        self.answered: list[str] = []
+        # Benchmarks: compute each distinct query's answer once (the data never changes).
+        self.cache_answers = False
+        self._answers: dict[str, tuple[int, bytes]] = {}
+        self.token = token
+        self.delay_seconds = delay_seconds
+        self.later_pages_delay_seconds = later_pages_delay_seconds
+        self.calls: list[RecordedCall] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{BASE_PATH}"
+
+    def serve_forever(self) -> None:
+        # A short poll keeps shutdown (each test's teardown) quick.
+        self._server.serve_forever(poll_interval=0.05)
+
+    def __enter__(self) -> FhirStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        parts = path.removeprefix(BASE_PATH).strip("/").split("/")
+        if len(parts) == 2:
+            found = [r for r in self.resources if [r["resourceType"], r["id"]] == parts]
+            return (200, found[0]) if found else _outcome(404, "not found")
+        if len(parts) == 1 and parts[0]:
+            return 200, self._search(parts[0], query)
+        return _outcome(400, "unsupported interaction")
+
+    def _search(self, resource_type: str, query: dict[str, str]) -> dict[str, Any]:
+        matches = [r for r in self.resources if r["resourceType"] == resource_type]
+        if patient := query.get("patient") or query.get("subject"):
+            matches = [r for r in matches if _matches_patient(r, patient)]
+        if codes := query.get("code"):
+            matches = [r for r in matches if _matches_code(r, codes)]
+        if ids := query.get("_id"):
+            matches = [r for r in matches if r["id"] in ids.split(",")]
+        if query.get("_sort") == "-date":
+            matches.sort(key=_date, reverse=True)
+        count = min(int(query.get("_count", DEFAULT_PAGE_SIZE)), self.max_page_size)
+        offset = int(query.get("_offset", 0))
+        page = matches[offset : offset + count]
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(matches),
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in page]
+            + [
+                {"resource": r, "search": {"mode": "include"}}
+                for r in self._included(resource_type, query.get("_include"), page)
+            ],
+        }
+        if offset + count < len(matches):
+            next_query = urlencode({**query, "_offset": offset + count})
+            bundle["link"] = [
+                {"relation": "next", "url": f"{self.base_url}/{resource_type}?{next_query}"}
+            ]
+        return bundle
+
+    @staticmethod
+    def encoded(status: int, body: dict[str, Any]) -> tuple[int, bytes]:
+        return status, json.dumps(body).encode()
+
+    def _included(
+        self, resource_type: str, include: str | None, page: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if not self.supports_include or include != f"{resource_type}:medication":
+            return []
+        wanted = {(r.get("medicationReference") or {}).get("reference") for r in page}
+        return [
+            r
+            for r in self.resources
+            if r["resourceType"] == "Medication" and f"Medication/{r['id']}" in wanted
+        ]
+
+    def _count_in(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _count_out(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as real FHIR servers: a client's pooled connections are reused.
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+                stub._count_in()
+                try:
+                    self._answer()
+                finally:
+                    stub._count_out()
+
+            def _answer(self) -> None:
+                stub.calls.append(
+                    RecordedCall(
+                        self.path, self.headers.get("Authorization"), self.headers.get("Accept")
+                    )
+                )
+                url = urlsplit(self.path)
+                query = {name: values[-1] for name, values in parse_qs(url.query).items()}
+                later_page = "_offset" in query
+                resource_type = url.path.removeprefix(BASE_PATH).strip("/").split("/")[0]
+                delay = stub.delay_by_type.get(resource_type, stub.delay_seconds)
+                time.sleep(stub.later_pages_delay_seconds if later_page else delay)
+                if stub.token and self.headers.get("Authorization") != f"Bearer {stub.token}":
+                    status, payload = stub.encoded(*_outcome(401, "unauthorized"))
+                elif stub.cache_answers and self.path in stub._answers:
+                    status, payload = stub._answers[self.path]
+                else:
+                    status, payload = stub.encoded(*stub.answer(url.path, query))
+                    if stub.cache_answers:
+                        stub._answers[self.path] = status, payload
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/fhir+json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    stub.answered.append(url.path)
+                except OSError:
+                    pass  # the client gave up waiting (deadline tests)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # request lines hold patient ids
+
+        return Handler
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundles", nargs="+", help="Synthea transaction Bundle files")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--token", help="Bearer token to require")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args(argv)
+    resources = [r for path in args.bundles for r in load_bundle(path)]
+    stub = FhirStub(resources, token=args.token, delay_seconds=args.delay, port=args.port)
+    print(f"FHIR stub serving {len(resources)} resources at {stub.base_url}", flush=True)
+    stub.serve_forever()
+
+
+if __name__ == "__main__":
+    _main()
