@@ -1,19 +1,19 @@
-"""Small FHIR builders for the order-rule unit tests (raw JSON, as the EHR sends it)."""
+"""Small FHIR builders for the order-rule unit tests (raw JSON, as the EHR sends it): counts by
+analyte name, dosages, draft MedicationRequests, and the order-sign rules run on a record. The
+clock, patient and code systems are those of builders.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from cds_service.knowledge import load_knowledge
 from cds_service.record import PatientRecord, build_record
 from cds_service.rules import evaluate_rules
 from cds_service.services import load_services
+from tests.support.builders import NOW, PATIENT, RXNORM
 
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
-PATIENT = "p1"
 KNOWLEDGE = load_knowledge()
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # The rules the order-sign service runs, as its definition in hooks/ declares them.
 ORDER_RULES = load_services()["leukopenia-order-sign"].rules
 LOINC_CODES = {"wbc": "6690-2", "anc": "751-8", "alc": "731-0", "temp": "8310-5"}
