@@ -88,7 +88,8 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
         family="cytopenia",
         suppressed_by=("FEBRILE_NEUTROPENIA",),
         absorbs=("DRUG_CYTOPENIA_DOSE_REVIEW",),
-        precedence="Silent whenever the patient is febrile (the febrile card's question); "
+        precedence="Silent when FEBRILE_NEUTROPENIA fired (with fever and no febrile card it "
+        "speaks, led by the fever); "
         "stays beside REFRACTORY_LEUKOPENIA_REFERRAL (the acute problem beside the course).",
     ),
     CatalogueRow(
@@ -115,7 +116,8 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
             "FEBRILE_NEUTROPENIA",
             "REFRACTORY_LEUKOPENIA_REFERRAL",
         ),
-        precedence="Silent whenever the patient is febrile.",
+        precedence="Silent when FEBRILE_NEUTROPENIA fired; with fever and no febrile card, "
+        "fever leads it (at least a warning).",
     ),
     CatalogueRow(
         "DRUG_CYTOPENIA_DOSE_REVIEW",

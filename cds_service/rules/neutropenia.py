@@ -246,21 +246,22 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
 
 def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     """Latest ANC < 0.5 x10^9/L (CTCAE grade 4), or WBC < 1.0 with ANC unknown (ANC <= WBC),
-    without fever (fever makes it FEBRILE_NEUTROPENIA). It absorbs DRUG_CYTOPENIA_DOSE_REVIEW
-    (v3 precedence) and carries its drug lines. With ANC unknown the card quotes the bound the
-    WBC gives ("ANC <= WBC = 0.05"), never "ANC < 1.0" (v3 wording); below 0.1 it names
-    profound agranulocytosis.
+    silenced by a FEBRILE_NEUTROPENIA card (catalogue precedence), not by fever alone. It
+    absorbs DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence) and carries its drug lines. With ANC
+    unknown the card quotes the bound the WBC gives ("ANC <= WBC = 0.05"), never "ANC < 1.0"
+    (v3 wording); below 0.1 it names profound agranulocytosis.
 
     Choice where the spec is silent: beside a firing REFRACTORY_LEUKOPENIA_REFERRAL this card
     stays (the contract's precedence does not merge them): it is the acute problem (same-day
-    review, fever check), the referral card the refractory course (work-up, joint review)."""
+    review, fever check), the referral card the refractory course (work-up, joint review).
+    With fever and no febrile card (a site whose febrile-neutropenia ANC is below the severe
+    one, or a service that runs a subset of rules), the card still speaks and leads with the
+    fever: silence would be the worst answer for a febrile patient with ANC < 0.5."""
     k = ctx.knowledge
     state = critical_state(ctx.record, k)
     anc_severe = state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")
     flag = lab_flagged_anc(ctx)
     if not (anc_severe or state.anc_below_one_by_wbc or flag):
-        return None
-    if fever(ctx.record, k):
         return None
     threshold = ctx.threshold("severe_neutropenia_anc")
     pulse = cyclophosphamide_last_pulse(ctx)
@@ -285,11 +286,19 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             "(CTCAE v5 grade 4)"
             + ("; below 0.1, profound agranulocytosis." if state.wbc.value < 0.1 else ".")
         )
+    found_fever = fever(ctx.record, k)
+    fever_lines = [f"Fever: {found_fever.description}"] if found_fever else []
+    if found_fever:
+        summary = (
+            f"Severe neutropenia ({decisive}) with fever: evaluate now, cultures, antibiotics "
+            "within 1 h."
+        )
     return Finding(
         rule="NEUTROPENIA_SEVERE",
         indicator="critical",
         summary=summary,
-        evidence=_neutrophil_evidence(ctx, state)
+        evidence=fever_lines
+        + _neutrophil_evidence(ctx, state)
         + [bound]
         + _absorbed_drug_lines(ctx)
         + _preliminary_note(state),
@@ -312,7 +321,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
 
 
 def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
-    """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3) without fever. The severe,
+    """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3). The severe,
     febrile and refractory cards suppress it (catalogue precedence); the refractory card
     absorbs it (v3)."""
     k = ctx.knowledge
@@ -320,7 +329,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     if state.anc is None:
         return None
     low, high = ctx.threshold("severe_neutropenia_anc"), ctx.threshold("moderate_neutropenia_anc")
-    if not low <= state.anc.value < high or fever(ctx.record, k):
+    if not low <= state.anc.value < high:
         return None
     return Finding(
         decisive=f"ANC {fmt(state.anc.value)} x10^9/L",
