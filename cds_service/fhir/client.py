@@ -1,4 +1,4 @@
-"""Calls to the EHR's FHIR server: one pooled session per process, the calls of one hook call
+"""Calls to the EHR's FHIR server: one connection pool per process, the calls of one hook call
 all in flight at once (`FetchRound`), bounded together in time and bytes (`CallBudget`) and
 each in time and size, and the access token sent only to fhirServer's origin.
 
@@ -9,17 +9,18 @@ patient data, because reasons end up in logs and in cards.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from functools import cache
-from http.cookiejar import DefaultCookiePolicy
+from functools import cache, lru_cache
 from time import monotonic
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from cds_service.config import Settings
 from cds_service.fhir import links as fhir_links
@@ -76,17 +77,29 @@ def fhir_server_for(base_url: str | None, access_token: str | None, config: Sett
     return FhirServer(base_url, access_token or None)
 
 
+# Calls go to requests' transport adapter directly, not through a Session: a Session's
+# per-call work (cookie jars, hooks, environment lookups for proxies, CA bundle and .netrc)
+# cost about half of a FHIR call's CPU, and none of it is wanted: no cookie may carry over
+# between EHRs and patients, redirects are never followed (the adapter does not follow them),
+# and a .netrc entry must never replace the EHR's bearer token. What the environment may set
+# for a deployment (proxies, a CA bundle) is read once per process, as requests would.
 @cache
-def _session() -> requests.Session:
-    session = requests.Session()
-    # One session serves every EHR and patient: no cookie may carry over between requests.
-    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+def _adapter() -> HTTPAdapter:
     # Connections kept per FHIR host: enough for several hook calls' queries at once (a
     # gevent worker serves many calls); beyond it connections are opened and then closed.
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_CONNECTIONS_PER_HOST)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+    return HTTPAdapter(pool_connections=16, pool_maxsize=POOL_CONNECTIONS_PER_HOST)
+
+
+@cache
+def _verify() -> bool | str:
+    """The CA bundle requests would use: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+
+
+@lru_cache(maxsize=256)
+def _proxies(base_url: str) -> dict[str, str]:
+    """The proxies the environment sets for fhirServer (HTTPS_PROXY, NO_PROXY, ...)."""
+    return get_environ_proxies(base_url)
 
 
 def _status_problem(status: int) -> str | None:
@@ -186,10 +199,16 @@ def _download(server: FhirServer, url: str, budget: CallBudget, config: Settings
     headers = {"Accept": "application/fhir+json"}
     if server.access_token:
         headers["Authorization"] = f"Bearer {server.access_token}"
+    request = requests.PreparedRequest()
     try:
+        request.prepare(method="GET", url=url, headers=headers)
         # Redirects are not followed: the token must not travel to wherever they point.
-        with _session().get(
-            url, headers=headers, timeout=timeout, stream=True, allow_redirects=False
+        with _adapter().send(
+            request,
+            stream=True,
+            timeout=timeout,
+            verify=_verify(),
+            proxies=_proxies(server.base_url),
         ) as response:
             if problem := _status_problem(response.status_code):
                 raise FhirUnavailable(problem, response.status_code)

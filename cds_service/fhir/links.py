@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from requests.exceptions import RequestException
@@ -56,7 +57,10 @@ def origin(url: str) -> Origin | None:
     if port > 65535:
         return None
     found = Origin(scheme, match["host"].lower(), port)
-    return found if _client_origin(url) == found else None
+    # The client's parser reads the authority up to the first `/`, `?` or `#` as the pattern
+    # does, so checking the matched `scheme://host:port` checks the URL, and a hook call's
+    # many links to one server are parsed once.
+    return found if _client_origin(match[0]) == found else None
 
 
 def base_origin(base_url: str) -> Origin | None:
@@ -67,6 +71,7 @@ def base_origin(base_url: str) -> Origin | None:
     return origin(base_url)
 
 
+@lru_cache(maxsize=1024)
 def _client_origin(url: str) -> Origin | None:
     """The origin requests would connect to for `url` (its own preparation and parser)."""
     prepared = PreparedRequest()
