@@ -164,7 +164,10 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     evidence += [f"Dose-review criterion met: {r}." for r in reasons]
     evidence += [f"Dangerous combination: {c.text}." for c in combinations]
     if record.duffy_null and reasons:
-        anc, wbc = ctx.threshold("duffy_null_anc"), ctx.threshold("duffy_null_wbc")
+        # The limit the reasons were judged by: mycophenolate's label limit is its own.
+        mycophenolate = any(is_mycophenolate(d.ingredient) for d in candidates)
+        anc = ctx.threshold("duffy_null_anc_mycophenolate" if mycophenolate else "duffy_null_anc")
+        wbc = ctx.threshold("duffy_null_wbc")
         evidence.append(
             "Documented Duffy-null; the counts are below the Duffy-null limits (ANC "
             f"{shown_limit(anc)}, WBC {shown_limit(wbc, 1)} x10^9/L) or falling."

@@ -95,6 +95,17 @@ CASES = [
         id="duffy-null-order",
     ),
     pytest.param(
+        ORDER_SIGN,
+        [sle(), DUFFY_NULL, count("wbc", 2.5, 2), count("anc", 1.25, 2)],
+        [med_request("mmf", "mycophenolate mofetil", dose=dosage(1000, frequency=2))],
+        "ORDER_MYELOTOXIC_LOW_COUNTS",
+        {"duffy_null_anc_mycophenolate": 1.28},
+        # Mycophenolate is judged by its label's limit, and the card says that limit.
+        ["below the Duffy-null limits (ANC 1.3, WBC 3.0 x10^9/L) or falling."],
+        ["below the Duffy-null limits (ANC 1.28, WBC 3.0 x10^9/L) or falling."],
+        id="duffy-null-order-mycophenolate",
+    ),
+    pytest.param(
         PATIENT_VIEW,
         [
             sle(),
