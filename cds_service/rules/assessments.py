@@ -186,6 +186,11 @@ def is_mycophenolate(ingredient: Ingredient) -> bool:
     return ingredient.moiety == "mycophenolate"
 
 
+def duffy_null_anc_limit(k: Knowledge, mycophenolate: bool) -> float:
+    """The ANC a Duffy-null patient must stay above: mycophenolate's label limit is its own."""
+    return k.threshold("duffy_null_anc_mycophenolate" if mycophenolate else "duffy_null_anc")
+
+
 def dose_review_reasons(
     record: PatientRecord, k: Knowledge, ingredients: list[Ingredient]
 ) -> list[str]:
@@ -255,7 +260,7 @@ def _duffy_null_explains(
     Duffy-null limits and the ANC has not fallen."""
     if state.anc is None or state.anc_unknown or state.wbc is None:
         return False
-    anc_limit = k.threshold("duffy_null_anc_mycophenolate" if mycophenolate else "duffy_null_anc")
+    anc_limit = duffy_null_anc_limit(k, mycophenolate)
     if state.anc.value < anc_limit or state.wbc.value < k.threshold("duffy_null_wbc"):
         return False
     baseline = six_month_median(record, state.anc, k)

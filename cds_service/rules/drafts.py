@@ -11,7 +11,7 @@ from cds_service.knowledge import Ingredient
 from cds_service.record import DraftOrder, DrugExposure, MedicationRecord, PatientRecord
 from cds_service.record.dosing import reduced_order
 from cds_service.rules.base import DraftOrderChange, RuleContext, SuggestedOrder
-from cds_service.rules.drugs import mg_per_kg_line
+from cds_service.rules.drugs import mg_per_kg_line, per_kg_limit
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,7 @@ def dose_lines(ctx: RuleContext, drugs: list[DraftDrug]) -> list[str]:
     """The drafted thiopurine doses as prescribed, with mg/kg/day (and the azathioprine limit)."""
     lines = []
     for drug in drugs:
-        limit = (
-            ctx.threshold("azathioprine_max_mg_per_kg_day")
-            if drug.ingredient.id == "azathioprine"
-            else None
-        )
+        limit = per_kg_limit(ctx, drug.ingredient)
         if drug.ingredient.id == "azathioprine" or drug.ingredient.thiopurine:
             line = mg_per_kg_line(
                 ctx.record, drug.as_exposure(), limit, ctx.threshold("weight_stale_days")

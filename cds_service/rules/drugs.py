@@ -66,6 +66,13 @@ def mg_per_kg_line(
     return line + "."
 
 
+def per_kg_limit(ctx: RuleContext, ingredient: Ingredient) -> float | None:
+    """The mg/kg/day above which a dose is a named leukopenia risk: azathioprine only (seed003)."""
+    return (
+        ctx.threshold("azathioprine_max_mg_per_kg_day") if ingredient.id == "azathioprine" else None
+    )
+
+
 def drug_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
     """One evidence line per drug: the dose as prescribed, mg/kg/day for a daily drug (with the
     azathioprine limit of 2 mg/kg/day, seed003), and a dangerous combination partner if any.
@@ -76,11 +83,7 @@ def drug_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
         partners.setdefault(drug, []).append(partner)
     lines = []
     for exposure in drugs:
-        limit = (
-            ctx.threshold("azathioprine_max_mg_per_kg_day")
-            if exposure.ingredient.id == "azathioprine"
-            else None
-        )
+        limit = per_kg_limit(ctx, exposure.ingredient)
         if exposure.current:
             line = mg_per_kg_line(ctx.record, exposure, limit, ctx.threshold("weight_stale_days"))
         else:

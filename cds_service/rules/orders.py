@@ -14,6 +14,7 @@ from cds_service.rules.assessments import (
     NeutrophilState,
     count_evidence,
     dose_review_reasons,
+    duffy_null_anc_limit,
     fmt,
     is_mycophenolate,
     neutrophil_state,
@@ -164,9 +165,9 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     evidence += [f"Dose-review criterion met: {r}." for r in reasons]
     evidence += [f"Dangerous combination: {c.text}." for c in combinations]
     if record.duffy_null and reasons:
-        # The limit the reasons were judged by: mycophenolate's label limit is its own.
+        # The limit the reasons were judged by (dose_review_reasons with these drugs).
         mycophenolate = any(is_mycophenolate(d.ingredient) for d in candidates)
-        anc = ctx.threshold("duffy_null_anc_mycophenolate" if mycophenolate else "duffy_null_anc")
+        anc = duffy_null_anc_limit(ctx.knowledge, mycophenolate)
         wbc = ctx.threshold("duffy_null_wbc")
         evidence.append(
             "Documented Duffy-null; the counts are below the Duffy-null limits (ANC "
