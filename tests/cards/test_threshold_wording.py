@@ -16,22 +16,16 @@ from cds_service.rules import evaluate_rules
 from cds_service.rules.base import shown_limit, shown_period
 from cds_service.rules.catalogue import rule_ids
 from tests.support.builders import WEIGHT, observation
-from tests.support.order_builders import NOW, PATIENT, bundle, count, dosage, med_request, sle
-
-DUFFY_NULL = {
-    "resourceType": "Observation",
-    "id": "duffy",
-    "status": "final",
-    "code": {
-        "coding": [
-            {
-                "system": "http://example.org/fhir/CodeSystem/leukopenia-cds-site-codes",
-                "code": "duffy-phenotype",
-            }
-        ]
-    },
-    "valueString": "duffy-null",
-}
+from tests.support.order_builders import (
+    DUFFY_NULL,
+    NOW,
+    PATIENT,
+    bundle,
+    count,
+    dosage,
+    med_request,
+    sle,
+)
 
 
 def _aza_draft() -> dict[str, Any]:

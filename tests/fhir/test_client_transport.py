@@ -28,11 +28,16 @@ def environment_read_anew() -> Iterator[None]:
     client._verify.cache_clear()
 
 
+def _gather_conditions(templates, config) -> None:
+    """A hook call whose prefetch lacks the conditions, the answer cache off (every call
+    really travels)."""
+    prefetch = {k: v for k, v in full_prefetch(templates).items() if k != "conditions"}
+    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, replace(config, fhir_cache_seconds=0))
+
+
 def _fetch_conditions(templates, config, fhir: responses.RequestsMock) -> responses.Call:
     fhir.get(f"{FHIR_SERVER}/Condition", json=searchset(), headers=FHIR_HEADERS)
-    prefetch = {k: v for k, v in full_prefetch(templates).items() if k != "conditions"}
-    # The answer cache off: each test's calls really travel.
-    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, replace(config, fhir_cache_seconds=0))
+    _gather_conditions(templates, config)
     [call] = fhir.calls
     return call
 
@@ -80,8 +85,6 @@ def test_a_cookie_set_by_one_fhir_answer_is_not_sent_with_the_next_call(
         json=searchset(),
         headers=FHIR_HEADERS | {"Set-Cookie": "session=patient-a; Path=/"},
     )
-    prefetch = {k: v for k, v in full_prefetch(templates).items() if k != "conditions"}
-    uncached = replace(config, fhir_cache_seconds=0)
-    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, uncached)
-    gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, uncached)
+    _gather_conditions(templates, config)
+    _gather_conditions(templates, config)
     assert [call.request.headers.get("Cookie") for call in fhir.calls] == [None, None]

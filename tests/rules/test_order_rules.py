@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.order_builders import cards, count, dosage, med_request, sle
+from tests.support.order_builders import DUFFY_NULL, cards, count, dosage, med_request, sle
 
 AZA = "azathioprine 50 mg tablet"
 
@@ -94,23 +94,9 @@ def test_unselected_draft_counts_as_co_exposure_for_combinations() -> None:
 
 
 def test_duffy_null_suppresses_the_order_card_above_its_limits() -> None:
-    duffy = {
-        "resourceType": "Observation",
-        "id": "duffy",
-        "status": "final",
-        "code": {
-            "coding": [
-                {
-                    "system": "http://example.org/fhir/CodeSystem/leukopenia-cds-site-codes",
-                    "code": "duffy-phenotype",
-                }
-            ]
-        },
-        "valueString": "duffy-null",
-    }
     counts = [count("wbc", 3.2, 2), count("anc", 1.3, 2)]
     assert "ORDER_MYELOTOXIC_LOW_COUNTS" in cards([sle(), *counts], [aza_draft()])
-    assert "ORDER_MYELOTOXIC_LOW_COUNTS" not in cards([sle(), duffy, *counts], [aza_draft()])
+    assert "ORDER_MYELOTOXIC_LOW_COUNTS" not in cards([sle(), DUFFY_NULL, *counts], [aza_draft()])
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,21 @@ KNOWLEDGE = load_knowledge()
 # The rules the order-sign service runs, as its definition in hooks/ declares them.
 ORDER_RULES = load_services()["leukopenia-order-sign"].rules
 LOINC_CODES = {"wbc": "6690-2", "anc": "751-8", "alc": "731-0", "temp": "8310-5"}
+# A documented Duffy-null phenotype, in the site code the default clinical settings read.
+DUFFY_NULL = {
+    "resourceType": "Observation",
+    "id": "duffy",
+    "status": "final",
+    "code": {
+        "coding": [
+            {
+                "system": "http://example.org/fhir/CodeSystem/leukopenia-cds-site-codes",
+                "code": "duffy-phenotype",
+            }
+        ]
+    },
+    "valueString": "duffy-null",
+}
 
 
 def when(days: float = 0, hours: float = 0) -> str:
