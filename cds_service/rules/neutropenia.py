@@ -303,12 +303,18 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         + _absorbed_drug_lines(ctx)
         + _preliminary_note(state),
         recommendations=[
-            "Same-day clinician review; ask about fever now and give fever instructions.",
+            # With fever the patient needs the febrile-neutropenia pathway, not a fever check.
+            "Emergency evaluation now: assess for sepsis, blood cultures; empiric antibiotics "
+            "within 1 hour of triage (ASCO/IDSA 2018)."
+            if found_fever
+            else "Same-day clinician review; ask about fever now and give fever instructions.",
             *_drugs_to_hold(ctx),
             "Urgent CBC with differential and a manual blood smear.",
             "Hematology input today.",
         ],
-        sources=["ctcae_v5", "idsa_fn_2010"] + _drug_review_sources(ctx, pulse),
+        sources=["ctcae_v5", "idsa_fn_2010"]
+        + (["asco_idsa_fn_2018"] if found_fever else [])
+        + _drug_review_sources(ctx, pulse),
         orders=[
             SuggestedOrder(
                 "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True

@@ -14,9 +14,13 @@ from cds_service.rules.catalogue import rule_ids
 from tests.support.order_builders import NOW, PATIENT, count, sle
 
 
-def _findings(anc: float, thresholds: dict[str, float] | None = None) -> dict[str, Finding]:
+def _findings(
+    anc: float, thresholds: dict[str, float] | None = None, febrile: bool = True
+) -> dict[str, Finding]:
     knowledge = load_knowledge(thresholds or {})
-    resources = [sle(), count("anc", anc, 0), count("wbc", 2.0, 0), count("temp", 38.6, 0.05)]
+    resources = [sle(), count("anc", anc, 0), count("wbc", 2.0, 0)]
+    if febrile:
+        resources.append(count("temp", 38.6, 0.05))
     record = build_record(resources, PATIENT, NOW, knowledge)
     findings = evaluate_rules(record, knowledge, PATIENT_VIEW, rule_ids(PATIENT_VIEW))
     return {f.rule: f for f in findings}
@@ -35,6 +39,17 @@ def test_severe_card_speaks_with_fever_when_the_site_febrile_anc_is_lower() -> N
     assert severe.indicator == "critical"
     assert "with fever: evaluate now" in severe.summary
     assert severe.evidence[0].startswith("Fever: ")
+    # The patient has a fever: the card sends them down the febrile pathway, never asks
+    # whether they have one.
+    assert severe.recommendations[0].startswith("Emergency evaluation now")
+    assert not any("ask about fever" in line for line in severe.recommendations)
+    assert "asco_idsa_fn_2018" in severe.sources
+
+
+def test_severe_card_without_fever_asks_about_fever() -> None:
+    severe = _findings(0.4, {"febrile_neutropenia_anc": 0.3}, febrile=False)["NEUTROPENIA_SEVERE"]
+    assert severe.recommendations[0].startswith("Same-day clinician review; ask about fever")
+    assert "asco_idsa_fn_2018" not in severe.sources
 
 
 def test_moderate_card_speaks_led_by_fever_when_the_site_febrile_anc_is_lower() -> None:
