@@ -30,6 +30,62 @@ _lock = threading.Lock()
 _counts = {"hit": 0, "miss": 0, "off": 0}
 
 
+# One small valid resource of each kind the record's readers validate, using the elements
+# they read. Model classes and their element types are imported and built on first use
+# (~0.25 s in all, holding up a worker's first call and, in a gevent worker, every call beside
+# it): `warm_up()` validates these before the first request.
+_CONCEPT = {"coding": [{"system": "http://loinc.org", "code": "26499-4"}], "text": "example"}
+_SUBJECT = {"reference": "Patient/example"}
+_DOSE = {"value": 1, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+_DOSAGE = {
+    "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+    "route": _CONCEPT,
+    "doseAndRate": [{"doseQuantity": _DOSE}],
+}
+WARM_UP_EXAMPLES: tuple[dict[str, Any], ...] = (
+    {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": _CONCEPT,
+        "subject": _SUBJECT,
+        "effectiveDateTime": "2026-01-01T08:00:00Z",
+        "valueQuantity": _DOSE,
+        "interpretation": [_CONCEPT],
+    },
+    {"resourceType": "Condition", "code": _CONCEPT, "subject": _SUBJECT},
+    {
+        "resourceType": "MedicationStatement",
+        "status": "active",
+        "medicationCodeableConcept": _CONCEPT,
+        "subject": _SUBJECT,
+        "dosage": [_DOSAGE],
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "medicationReference": {"reference": "Medication/example"},
+        "subject": _SUBJECT,
+        "dosageInstruction": [_DOSAGE],
+    },
+    {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "medicationCodeableConcept": _CONCEPT,
+        "subject": _SUBJECT,
+        "effectiveDateTime": "2026-01-01T08:00:00Z",
+        "dosage": {"dose": _DOSE, "route": _CONCEPT},
+    },
+    {"resourceType": "Medication", "code": _CONCEPT},
+)
+
+
+def warm_up() -> None:
+    """Build the model classes the readers use (the verdicts are not remembered)."""
+    for example in WARM_UP_EXAMPLES:
+        _validate(example)
+
+
 def set_cache_size(entries: int) -> None:
     global _capacity
     with _lock:

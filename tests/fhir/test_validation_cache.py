@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from cds_service.config import ConfigError, load_config
 from cds_service.fhir import validation
 from tests.support.builders import observation
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +72,45 @@ def test_data_that_is_not_json_is_validated_uncached():
 def test_cache_size_setting_is_checked(bad):
     with pytest.raises(ConfigError, match="CDS_VALIDATION_CACHE_SIZE"):
         load_config({"VALIDATION_CACHE_SIZE": bad})
+
+
+def test_the_warm_up_examples_are_valid_fhir():
+    for example in validation.WARM_UP_EXAMPLES:
+        assert validation._validate(example) is None, example["resourceType"]
+
+
+def test_warm_up_remembers_no_verdict():
+    validation.take_counts()
+    validation.warm_up()
+    assert validation._verdicts == {}
+    assert validation.take_counts() == {"hit": 0, "miss": 0, "off": 0}
+
+
+def test_after_warm_up_a_first_call_imports_no_fhir_model():
+    # A fresh interpreter: the FHIR model modules a call needs are imported by warm_up(), not
+    # by the worker's first request (which would hold up every call beside it).
+    script = """
+import sys
+from datetime import UTC, datetime
+from cds_service.fhir import validation
+from cds_service.knowledge import load_knowledge
+from cds_service.record import build_record
+from tests.support.synthetic import patient_view_request
+request = patient_view_request("typical")
+resources = [
+    entry["resource"]
+    for bundle in request["prefetch"].values()
+    if isinstance(bundle, dict)
+    for entry in bundle.get("entry", [bundle] if "resourceType" in bundle else [])
+    if isinstance(entry, dict) and "resource" in entry
+]
+knowledge = load_knowledge({})
+validation.warm_up()
+before = set(sys.modules)
+build_record(resources, request["context"]["patientId"], datetime.now(UTC), knowledge)
+print(sorted(m for m in set(sys.modules) - before if m.startswith("fhir")))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
