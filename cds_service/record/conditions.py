@@ -4,7 +4,7 @@ counted Conditions are read: active, and confirmed or (marked so) suspected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from cds_service.fhir.dates import as_datetime
 from cds_service.fhir.validation import invalid_reason
@@ -36,7 +36,7 @@ class ConditionReader(ChartReader):
                     as_datetime(condition.get("onsetDateTime"))
                     or (
                         as_datetime((condition.get("onsetPeriod") or {}).get("start"))
-                        if isinstance(condition.get("onsetPeriod"), Mapping)
+                        if isinstance(condition.get("onsetPeriod"), dict)
                         else None
                     )
                     or as_datetime(condition.get("recordedDate"))

@@ -5,7 +5,7 @@ is never compared with a count, and a result contradicting the WBC of its draw i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -122,12 +122,12 @@ class CountReader(ChartReader):
     def reference_range(self, obs: Raw, value_factor: float) -> tuple[float | None, float | None]:
         """The lab's normal range in 10^9/L; a bound without a unit shares the value's unit."""
         ranges = obs.get("referenceRange")
-        if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], Mapping):
+        if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], dict):
             return None, None
         bounds: list[float | None] = []
         for key in ("low", "high"):
             bound = ranges[0].get(key)
-            if not isinstance(bound, Mapping) or not isinstance(bound.get("value"), int | float):
+            if not isinstance(bound, dict) or not isinstance(bound.get("value"), int | float):
                 bounds.append(None)
                 continue
             has_unit = bound.get("code") or bound.get("unit")

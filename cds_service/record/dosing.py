@@ -103,27 +103,27 @@ class DailyDose:
 def timing_repeat(dosage: Any) -> Mapping[str, Any]:
     """`Dosage.timing.repeat`, or {}: draft orders are read without validation, so any level
     may be missing or of the wrong type."""
-    timing = dosage.get("timing") if isinstance(dosage, Mapping) else None
-    repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
-    return repeat if isinstance(repeat, Mapping) else {}
+    timing = dosage.get("timing") if isinstance(dosage, dict) else None
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    return repeat if isinstance(repeat, dict) else {}
 
 
 def _dose_quantity(dosage: Mapping[str, Any]) -> Mapping[str, Any] | None:
     dose_and_rate = dosage.get("doseAndRate")
-    if isinstance(dose_and_rate, Mapping):  # a known error in published R4 examples
+    if isinstance(dose_and_rate, dict):  # a known error in published R4 examples
         dose_and_rate = [dose_and_rate]
     for entry in dose_and_rate if isinstance(dose_and_rate, list) else []:
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             continue
         quantity = entry.get("doseQuantity")
-        if isinstance(quantity, Mapping):
+        if isinstance(quantity, dict):
             return quantity
         dose_range = entry.get("doseRange")
-        high = dose_range.get("high") if isinstance(dose_range, Mapping) else None
-        if isinstance(high, Mapping):
+        high = dose_range.get("high") if isinstance(dose_range, dict) else None
+        if isinstance(high, dict):
             return high  # the upper bound is what the marrow may receive
     quantity = dosage.get("doseQuantity")
-    if isinstance(quantity, Mapping):  # STU3 shape sent as R4
+    if isinstance(quantity, dict):  # STU3 shape sent as R4
         return quantity
     return None
 
@@ -133,7 +133,7 @@ def _unit(quantity: Mapping[str, Any]) -> str:
 
 
 def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
-    if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], Mapping):
+    if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
         return DailyDose(None, "no dosage instructions")
     dosage = dosages[0]
     quantity = _dose_quantity(dosage)

@@ -5,7 +5,6 @@ becomes a note for DATA_QUALITY instead of an error."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from cds_service.record import terminology
@@ -21,12 +20,12 @@ class DraftReader(MedicationReader):
         """Read `context.draftOrders` leniently: every entry is looked at, medication orders
         are matched like any other medication, and what cannot be read becomes a note for
         DATA_QUALITY instead of an error. `selections` None = every draft is evaluated."""
-        entries = bundle.get("entry") if isinstance(bundle, Mapping) else None
+        entries = bundle.get("entry") if isinstance(bundle, dict) else None
         known: set[str] = set()
         for position, entry in enumerate(entries if isinstance(entries, list) else [], 1):
-            resource = entry.get("resource") if isinstance(entry, Mapping) else None
-            kind = resource.get("resourceType") if isinstance(resource, Mapping) else None
-            if not isinstance(resource, Mapping) or not isinstance(kind, str):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if not isinstance(resource, dict) or not isinstance(kind, str):
                 self.record.draft_notes.append(
                     f"draft order {position} of the session could not be read: not evaluated"
                 )
@@ -88,9 +87,9 @@ def _names_a_medication(resource: Raw) -> bool:
     """Whether a draft names a drug at all: order-select fires while the clinician is still
     choosing, and a draft with no medication yet is not a data problem (spec §3 DATA_QUALITY)."""
     concept = resource.get("medicationCodeableConcept")
-    if isinstance(concept, Mapping) and (concept.get("text") or terminology.codings(concept)):
+    if isinstance(concept, dict) and (concept.get("text") or terminology.codings(concept)):
         return True
     reference = resource.get("medicationReference")
-    return isinstance(reference, Mapping) and bool(
+    return isinstance(reference, dict) and bool(
         reference.get("reference") or reference.get("display")
     )

@@ -6,7 +6,6 @@ recently."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,15 +23,15 @@ class MedicationReader(ChartReader):
     def medication_concept(self, resource: Raw) -> tuple[Raw | None, str]:
         """The medication's CodeableConcept, resolving medicationReference (contained, then
         the gathered resources); falls back to the reference's display text."""
-        if isinstance(resource.get("medicationCodeableConcept"), Mapping):
+        if isinstance(resource.get("medicationCodeableConcept"), dict):
             concept = resource["medicationCodeableConcept"]
             return concept, terminology.concept_text(concept)
         reference = resource.get("medicationReference")
-        if not isinstance(reference, Mapping):
+        if not isinstance(reference, dict):
             return None, ""
         medication = self.referenced_medication(resource)
         display = str(reference.get("display") or "")
-        if medication and isinstance(medication.get("code"), Mapping):
+        if medication and isinstance(medication.get("code"), dict):
             concept = dict(medication["code"])
             if display and not concept.get("text"):
                 concept["text"] = display
@@ -42,13 +41,13 @@ class MedicationReader(ChartReader):
     def referenced_medication(self, resource: Raw) -> Raw | None:
         """The Medication a `medicationReference` points to: contained, then gathered."""
         reference = resource.get("medicationReference")
-        target = str(reference.get("reference") or "") if isinstance(reference, Mapping) else ""
+        target = str(reference.get("reference") or "") if isinstance(reference, dict) else ""
         if target.startswith("#"):
             return next(
                 (
                     c
                     for c in as_list(resource.get("contained"))
-                    if isinstance(c, Mapping) and c.get("id") == target[1:]
+                    if isinstance(c, dict) and c.get("id") == target[1:]
                 ),
                 None,
             )
@@ -71,7 +70,7 @@ class MedicationReader(ChartReader):
         on the list, so they stay systemic; any one local sign is enough."""
         rules = self.k.local_forms
         dosages = resource.get("dosageInstruction") or resource.get("dosage")
-        routes = [d.get("route") for d in as_list(dosages) or [dosages] if isinstance(d, Mapping)]
+        routes = [d.get("route") for d in as_list(dosages) or [dosages] if isinstance(d, dict)]
         for route in routes:
             codes = {
                 str(c.get("code"))
@@ -82,7 +81,7 @@ class MedicationReader(ChartReader):
                 return f"route {terminology.concept_text(route)}"
         medication = self.referenced_medication(resource) or {}
         texts = [terminology.concept_text(route) for route in routes]
-        form = medication.get("form") if isinstance(medication, Mapping) else None
+        form = medication.get("form") if isinstance(medication, dict) else None
         for source in (form, concept):
             texts += [terminology.concept_text(source)]
             texts += [str(c.get("display") or "") for c in terminology.codings(source)]
@@ -111,7 +110,7 @@ class MedicationReader(ChartReader):
             resource.get("dosageInstruction")
             or (
                 [resource["dosage"]]
-                if isinstance(resource.get("dosage"), Mapping)
+                if isinstance(resource.get("dosage"), dict)
                 else resource.get("dosage")
             ),
             product,
@@ -213,13 +212,13 @@ def _medication_period(resource: Raw) -> tuple[datetime | None, datetime | None]
         period = resource.get("effectivePeriod")
         when = as_datetime(resource.get("effectiveDateTime")) or (
             as_datetime(period.get("end") or period.get("start"))
-            if isinstance(period, Mapping)
+            if isinstance(period, dict)
             else None
         )
         return when, when
     if kind == "MedicationStatement":
         effective = resource.get("effectivePeriod")
-        taken: Raw = effective if isinstance(effective, Mapping) else {}
+        taken: Raw = effective if isinstance(effective, dict) else {}
         start = (
             as_datetime(taken.get("start"))
             or as_datetime(resource.get("effectiveDateTime"))
@@ -230,16 +229,14 @@ def _medication_period(resource: Raw) -> tuple[datetime | None, datetime | None]
     bounds_end = None
     for dosage in as_list(resource.get("dosageInstruction")):
         bounds = timing_repeat(dosage).get("boundsPeriod")
-        if isinstance(bounds, Mapping) and bounds.get("end"):
+        if isinstance(bounds, dict) and bounds.get("end"):
             bounds_end = as_datetime(bounds["end"])
     validity = (
         resource.get("dispenseRequest", {}).get("validityPeriod")
-        if isinstance(resource.get("dispenseRequest"), Mapping)
+        if isinstance(resource.get("dispenseRequest"), dict)
         else None
     )
-    start = authored or (
-        as_datetime(validity.get("start")) if isinstance(validity, Mapping) else None
-    )
+    start = authored or (as_datetime(validity.get("start")) if isinstance(validity, dict) else None)
     return start, bounds_end or authored
 
 

@@ -7,7 +7,6 @@ censored result ("<0.1 x10^9/L") is judged as its bound (§2.3)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -72,9 +71,7 @@ class ObservationReader(CountReader):
             return  # registered, cancelled, entered-in-error, unknown: not results
         what = self.k.analyte_display[analyte]
         time = observation_time(obs)
-        quantity = (
-            obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), Mapping) else None
-        )
+        quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else None
         received = received_text(quantity) if quantity else str(obs.get("valueString") or "")
         if analyte in ("tpmt", "tpmt_nudt15"):
             self.pharmacogenomic(obs, what, received, time)
@@ -164,7 +161,7 @@ class ObservationReader(CountReader):
             phenotype = "low activity"
         elif phenotype is None and interpretation_codes & {"N"}:
             phenotype = "normal"
-        elif phenotype is None and isinstance(quantity, Mapping):
+        elif phenotype is None and isinstance(quantity, dict):
             low, _ = self.reference_range(obs, 1.0)
             value = quantity.get("value")
             if low is not None and isinstance(value, int | float):

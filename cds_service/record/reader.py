@@ -7,7 +7,7 @@ The record is built by one `build.RecordBuilder`, composed of one reader per kin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +56,7 @@ def names_other_patient(resource: Raw, patient_id: str) -> bool:
         return bool(resource.get("id")) and resource.get("id") != patient_id
     for key in ("subject", "patient"):
         reference = resource.get(key)
-        if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
+        if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
             parts = reference["reference"].rstrip("/").split("/")
             if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
                 return True
@@ -71,7 +71,7 @@ def observation_time(obs: Raw) -> datetime | None:
     period = obs.get("effectivePeriod")
     return (
         as_datetime(obs.get("effectiveDateTime"))
-        or (as_datetime(period.get("start")) if isinstance(period, Mapping) else None)
+        or (as_datetime(period.get("start")) if isinstance(period, dict) else None)
         or as_datetime(obs.get("effectiveInstant"))
         or as_datetime(obs.get("issued"))
     )
@@ -79,7 +79,7 @@ def observation_time(obs: Raw) -> datetime | None:
 
 def specimen_of(obs: Raw) -> str | None:
     specimen = obs.get("specimen")
-    if isinstance(specimen, Mapping) and specimen.get("reference"):
+    if isinstance(specimen, dict) and specimen.get("reference"):
         return str(specimen["reference"])
     return None
 

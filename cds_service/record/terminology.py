@@ -18,15 +18,15 @@ CodeableConcept = Mapping[str, Any]
 
 
 def codings(concept: CodeableConcept | None) -> list[Mapping[str, Any]]:
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return []
     coding = concept.get("coding")
-    return [c for c in coding if isinstance(c, Mapping)] if isinstance(coding, list) else []
+    return [c for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
 
 
 def concept_text(concept: CodeableConcept | None) -> str:
     """A human label: the text, else the first display, else the first code."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return ""
     if concept.get("text"):
         return str(concept["text"])
