@@ -24,9 +24,10 @@ def as_datetime(value: Any) -> datetime | None:
             return datetime(int(text), 1, 1, tzinfo=UTC)
         if len(text) == 7:  # YYYY-MM
             return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
-        return as_datetime(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        parsed = datetime.fromisoformat(text)  # Python 3.11+ reads a "Z" offset too
     except ValueError:
         return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def day(value: datetime) -> str:

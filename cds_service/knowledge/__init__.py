@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -140,6 +140,12 @@ class Knowledge:
             for entry in self.settings["duffy_null_codes"]
         )
         return lists
+
+    @cached_property
+    def duffy_code_pairs(self) -> frozenset[tuple[str, str]]:
+        """The site's Duffy phenotype codes, for a look-up per coding (every Observation of
+        a call is checked)."""
+        return frozenset(self.code_lists()["duffy_null_codes"])
 
     def source(self, key: str) -> Source:
         return self.sources[key]

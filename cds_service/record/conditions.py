@@ -65,14 +65,16 @@ class ConditionReader(ChartReader):
 
 def has_duffy_code(resource: Raw, knowledge: Knowledge) -> bool:
     """Whether a Condition or Observation carries one of the site's Duffy phenotype codes."""
+    pairs = knowledge.duffy_code_pairs
     return any(
-        terminology.has_code(resource.get("code"), entry["system"], [entry["code"]])
-        for entry in knowledge.settings["duffy_null_codes"]
+        (c.get("system"), c.get("code")) in pairs for c in terminology.codings(resource.get("code"))
     )
 
 
 def is_duffy_null(resource: Raw, knowledge: Knowledge) -> bool:
     """A counted Condition, or a final Observation valued duffy-null (clinical rules §2.4)."""
+    if not has_duffy_code(resource, knowledge):
+        return False  # the common case, in one pass over the codings
     for entry in knowledge.settings["duffy_null_codes"]:
         if not terminology.has_code(resource.get("code"), entry["system"], [entry["code"]]):
             continue
