@@ -382,6 +382,20 @@ def worker_env(worker_class: str) -> dict[str, str]:
     return env
 
 
+def reference_loop_ms() -> float:
+    """The machine's speed: a fixed pure-Python loop, best of three (lower is faster). Cloud
+    machines of one kind differ, and one machine varies during a run, by 2-3x: the report
+    shows this at the start and the end so that figures from two runs can be compared."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for number in range(1_000_000):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def _verdict(value: float, target: float, higher_is_better: bool = False) -> str:
     ok = value >= target if higher_is_better else value <= target
     return "met" if ok else "MISSED"
@@ -461,6 +475,13 @@ def report(results: dict[str, Any]) -> str:
             "",
             f"Machine load average (1, 5, 15 min) at the start: {results['load_average']}.",
         ]
+    if speed := results.get("reference_loop_ms"):
+        lines += [
+            "",
+            f"Machine speed: a fixed pure-Python loop (`reference_loop_ms`) took "
+            f"{speed['start']} ms at the start and {speed['end']} ms at the end (lower is "
+            "faster). Compare runs on different machines by it.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -500,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
         "targets": TARGETS,
         "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "reference_loop_ms": {"start": reference_loop_ms()},
         "in_process": {size: in_process(size, iterations[size]) for size in SIZES},
     }
     if not args.no_http:
@@ -508,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_fetch:
             results["fetch"] = fetch.fetch_runs(args.clients, args.seconds, args.generator)
             results["fetch_scenarios"] = fetch.scenario_check(fetch.SCENARIO_DELAY)
+    results["reference_loop_ms"]["end"] = reference_loop_ms()
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report(results)

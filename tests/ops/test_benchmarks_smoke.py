@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.run import in_process, report
+from benchmarks.run import in_process, reference_loop_ms, report
 from cds_service.protocol.request import parse_request
 from tests.support.synthetic import SIZES, patient_view_request, resource_count
 
@@ -35,3 +35,21 @@ def test_tiny_in_process_benchmark_reports_every_figure():
     )
     assert "typical in-process p95" in text and "heavy in-process p95" in text
     assert "typical in-process p95, cold" in text and "heavy in-process p95, cold" in text
+
+
+def test_the_report_shows_the_machine_speed_at_both_ends():
+    figures = {size: in_process(size, 1) for size in ("typical", "heavy")}
+    speed = {"start": reference_loop_ms(), "end": 61.5}
+    assert speed["start"] > 0
+    text = report(
+        {
+            "when": "now",
+            "machine": "x",
+            "cpus": 2,
+            "python": "3.11",
+            "command": "test",
+            "in_process": figures,
+            "reference_loop_ms": speed,
+        }
+    )
+    assert f"took {speed['start']} ms at the start and 61.5 ms at the end" in text
