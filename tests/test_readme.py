@@ -1,0 +1,36 @@
+"""The README is the front door: every section the project's users need, each once, and no
+paragraph twice (an edit that pastes a section again, or leaves half of one behind, fails)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+SECTIONS = (
+    "Two commands",
+    "Trying it in the public CDS Hooks sandbox",
+    "Card catalogue",
+    "Configuration",
+    "Security",
+    "Running in production",
+    "Benchmarks",
+    "Design",
+)
+
+
+def test_every_section_is_there_once() -> None:
+    headings = Counter(re.findall(r"^## (.+)$", README, flags=re.MULTILINE))
+    assert [name for name, seen in headings.items() if seen > 1] == []
+    assert [name for name in SECTIONS if name not in headings] == []
+
+
+def test_no_line_of_prose_is_repeated() -> None:
+    # Table rows and code may repeat; a long line of prose never should.
+    prose = [
+        line.strip()
+        for line in README.splitlines()
+        if len(line.strip()) > 60 and not line.lstrip().startswith(("|", "#", "```"))
+    ]
+    assert [line for line, seen in Counter(prose).items() if seen > 1] == []
