@@ -66,9 +66,12 @@ class ConditionReader(ChartReader):
 def has_duffy_code(resource: Raw, knowledge: Knowledge) -> bool:
     """Whether a Condition or Observation carries one of the site's Duffy phenotype codes."""
     pairs = knowledge.duffy_code_pairs
-    return any(
-        (c.get("system"), c.get("code")) in pairs for c in terminology.codings(resource.get("code"))
-    )
+    for coding in terminology.codings(resource.get("code")):
+        system, code = coding.get("system"), coding.get("code")
+        # Before validation: a list or an object where a string belongs cannot be looked up.
+        if isinstance(system, str) and isinstance(code, str) and (system, code) in pairs:
+            return True
+    return False
 
 
 def is_duffy_null(resource: Raw, knowledge: Knowledge) -> bool:

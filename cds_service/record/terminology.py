@@ -38,7 +38,11 @@ def concept_text(concept: CodeableConcept | None) -> str:
 
 def has_code(concept: CodeableConcept | None, system: str, codes: Iterable[str]) -> bool:
     wanted = set(codes)
-    return any(c.get("system") == system and c.get("code") in wanted for c in codings(concept))
+    # A code that is not a string (invalid FHIR, read before validation) matches nothing.
+    return any(
+        c.get("system") == system and isinstance(c.get("code"), str) and c["code"] in wanted
+        for c in codings(concept)
+    )
 
 
 def loinc_codes(concept: CodeableConcept | None) -> list[str]:

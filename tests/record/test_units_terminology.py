@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from cds_service.record import terminology, units
+from cds_service.record.conditions import has_duffy_code, is_duffy_null
 from cds_service.record.dosing import daily_dose
+from tests.support.order_builders import DUFFY_NULL
 
 
 @pytest.fixture
@@ -135,3 +139,18 @@ def test_daily_dose_of_a_malformed_unvalidated_draft_is_unknown_not_an_error():
         }
     ]
     assert daily_dose(dosage, None).mg_per_day is None
+
+
+@pytest.mark.parametrize("field", ["system", "code"])
+@pytest.mark.parametrize("wrong", [[], {}, ["duffy-phenotype"], None, 7])
+def test_a_coding_whose_system_or_code_is_not_a_string_matches_nothing(field, wrong, knowledge):
+    # Codes are read before validation (to pick the resources worth validating): an invalid
+    # coding must be "no match", never an error (the fuzz found a list giving a 500).
+    observation = copy.deepcopy(DUFFY_NULL)
+    assert has_duffy_code(observation, knowledge) and is_duffy_null(observation, knowledge)
+    observation["code"]["coding"][0][field] = wrong
+    assert not has_duffy_code(observation, knowledge)
+    assert not is_duffy_null(observation, knowledge)
+    system = DUFFY_NULL["code"]["coding"][0]["system"]
+    assert terminology.has_code(DUFFY_NULL["code"], system, ["duffy-phenotype"])
+    assert not terminology.has_code(observation["code"], system, ["duffy-phenotype"])
