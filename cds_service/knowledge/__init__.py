@@ -142,10 +142,13 @@ class Knowledge:
         return lists
 
     @cached_property
-    def duffy_code_pairs(self) -> frozenset[tuple[str, str]]:
-        """The site's Duffy phenotype codes, for a look-up per coding (every Observation of
-        a call is checked)."""
-        return frozenset(self.code_lists()["duffy_null_codes"])
+    def duffy_entries(self) -> dict[tuple[str, str], Mapping[str, Any]]:
+        """The site's Duffy phenotype code entries by (system, code), in settings order (the
+        first of a repeated code kept): every Observation of a call is looked up here."""
+        entries: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for entry in self.settings["duffy_null_codes"]:
+            entries.setdefault((str(entry["system"]), str(entry["code"])), entry)
+        return entries
 
     def source(self, key: str) -> Source:
         return self.sources[key]

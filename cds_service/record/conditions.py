@@ -4,7 +4,8 @@ counted Conditions are read: active, and confirmed or (marked so) suspected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from cds_service.fhir.dates import as_datetime
 from cds_service.fhir.validation import invalid_reason
@@ -63,33 +64,39 @@ class ConditionReader(ChartReader):
         return None
 
 
-def has_duffy_code(resource: Raw, knowledge: Knowledge) -> bool:
-    """Whether a Condition or Observation carries one of the site's Duffy phenotype codes."""
-    pairs = knowledge.duffy_code_pairs
+def site_duffy_entry(resource: Raw, knowledge: Knowledge) -> Mapping[str, Any] | None:
+    """The first of the site's Duffy phenotype code entries (settings order) that a Condition
+    or Observation carries, else None."""
+    entries = knowledge.duffy_entries
+    carried = []
     for coding in terminology.codings(resource.get("code")):
         system, code = coding.get("system"), coding.get("code")
-        # Before validation: a list or an object where a string belongs cannot be looked up.
-        if isinstance(system, str) and isinstance(code, str) and (system, code) in pairs:
-            return True
-    return False
+        # Read before validation: a system or code that is not a string matches nothing.
+        if isinstance(system, str) and isinstance(code, str) and (system, code) in entries:
+            carried.append((system, code))
+    if not carried:
+        return None  # the common case
+    return next(entry for pair, entry in entries.items() if pair in carried)
+
+
+def has_duffy_code(resource: Raw, knowledge: Knowledge) -> bool:
+    """Whether a Condition or Observation carries one of the site's Duffy phenotype codes."""
+    return site_duffy_entry(resource, knowledge) is not None
 
 
 def is_duffy_null(resource: Raw, knowledge: Knowledge) -> bool:
     """A counted Condition, or a final Observation valued duffy-null (clinical rules §2.4)."""
-    if not has_duffy_code(resource, knowledge):
-        return False  # the common case, in one pass over the codings
-    for entry in knowledge.settings["duffy_null_codes"]:
-        if not terminology.has_code(resource.get("code"), entry["system"], [entry["code"]]):
-            continue
-        if resource.get("resourceType") == "Condition":
-            return _condition_counts(resource) is not None
-        if resource.get("status") not in COUNTED_OBSERVATION_STATUSES:
-            return False
-        value = resource.get("valueString") or ""
-        concept = resource.get("valueCodeableConcept")
-        codes = [c.get("code") for c in terminology.codings(concept)]
-        return entry["value"] in ([value] + codes)
-    return False
+    entry = site_duffy_entry(resource, knowledge)
+    if entry is None:
+        return False
+    if resource.get("resourceType") == "Condition":
+        return _condition_counts(resource) is not None
+    if resource.get("status") not in COUNTED_OBSERVATION_STATUSES:
+        return False
+    value = resource.get("valueString") or ""
+    concept = resource.get("valueCodeableConcept")
+    codes = [c.get("code") for c in terminology.codings(concept)]
+    return entry["value"] in ([value] + codes)
 
 
 def _condition_counts(condition: Raw) -> bool | None:
