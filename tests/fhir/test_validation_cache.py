@@ -93,17 +93,12 @@ def test_after_warm_up_a_first_call_imports_no_fhir_model():
 import sys
 from datetime import UTC, datetime
 from cds_service.fhir import validation
+from cds_service.fhir.bundles import flatten
 from cds_service.knowledge import load_knowledge
 from cds_service.record import build_record
 from tests.support.synthetic import patient_view_request
 request = patient_view_request("typical")
-resources = [
-    entry["resource"]
-    for bundle in request["prefetch"].values()
-    if isinstance(bundle, dict)
-    for entry in bundle.get("entry", [bundle] if "resourceType" in bundle else [])
-    if isinstance(entry, dict) and "resource" in entry
-]
+resources = [r for value in request["prefetch"].values() for r in flatten(value)]
 knowledge = load_knowledge({})
 validation.warm_up()
 before = set(sys.modules)

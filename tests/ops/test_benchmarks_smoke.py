@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from benchmarks.run import in_process, reference_loop_ms, report
 from cds_service.protocol.request import parse_request
 from tests.support.synthetic import SIZES, patient_view_request, resource_count
@@ -19,20 +21,17 @@ def test_generated_requests_are_valid_cds_hooks_requests():
     assert request.patient_id == "bench-typical"
 
 
+def _report(figures: dict[str, Any], **more: Any) -> str:
+    """The report of an in-process-only run, with `more` results beside."""
+    run = {"when": "now", "machine": "x", "cpus": 2, "python": "3.11", "command": "test"}
+    return report({**run, "in_process": figures, **more})
+
+
 def test_tiny_in_process_benchmark_reports_every_figure():
     figures = {size: in_process(size, 2) for size in ("typical", "heavy")}
     assert figures["typical"]["evaluate"]["n"] == 2
     assert figures["heavy"]["cold"]["n"] == 2
-    text = report(
-        {
-            "when": "now",
-            "machine": "x",
-            "cpus": 2,
-            "python": "3.11",
-            "command": "test",
-            "in_process": figures,
-        }
-    )
+    text = _report(figures)
     assert "typical in-process p95" in text and "heavy in-process p95" in text
     assert "typical in-process p95, cold" in text and "heavy in-process p95, cold" in text
 
@@ -41,15 +40,5 @@ def test_the_report_shows_the_machine_speed_at_both_ends():
     figures = {size: in_process(size, 1) for size in ("typical", "heavy")}
     speed = {"start": reference_loop_ms(), "end": 61.5}
     assert speed["start"] > 0
-    text = report(
-        {
-            "when": "now",
-            "machine": "x",
-            "cpus": 2,
-            "python": "3.11",
-            "command": "test",
-            "in_process": figures,
-            "reference_loop_ms": speed,
-        }
-    )
+    text = _report(figures, reference_loop_ms=speed)
     assert f"took {speed['start']} ms at the start and 61.5 ms at the end" in text
