@@ -36,11 +36,11 @@ _counts = {"hit": 0, "miss": 0, "off": 0}
 # it): `warm_up()` validates these before the first request.
 _CONCEPT = {"coding": [{"system": "http://loinc.org", "code": "26499-4"}], "text": "example"}
 _SUBJECT = {"reference": "Patient/example"}
-_DOSE = {"value": 1, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+_QUANTITY = {"value": 1, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
 _DOSAGE = {
     "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
     "route": _CONCEPT,
-    "doseAndRate": [{"doseQuantity": _DOSE}],
+    "doseAndRate": [{"doseQuantity": _QUANTITY}],
 }
 WARM_UP_EXAMPLES: tuple[dict[str, Any], ...] = (
     {
@@ -49,7 +49,7 @@ WARM_UP_EXAMPLES: tuple[dict[str, Any], ...] = (
         "code": _CONCEPT,
         "subject": _SUBJECT,
         "effectiveDateTime": "2026-01-01T08:00:00Z",
-        "valueQuantity": _DOSE,
+        "valueQuantity": _QUANTITY,
         "interpretation": [_CONCEPT],
     },
     {"resourceType": "Condition", "code": _CONCEPT, "subject": _SUBJECT},
@@ -74,7 +74,7 @@ WARM_UP_EXAMPLES: tuple[dict[str, Any], ...] = (
         "medicationCodeableConcept": _CONCEPT,
         "subject": _SUBJECT,
         "effectiveDateTime": "2026-01-01T08:00:00Z",
-        "dosage": {"dose": _DOSE, "route": _CONCEPT},
+        "dosage": {"dose": _QUANTITY, "route": _CONCEPT},
     },
     {"resourceType": "Medication", "code": _CONCEPT},
 )
