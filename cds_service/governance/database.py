@@ -83,8 +83,8 @@ def migrate(database_url: str, timeout_seconds: float = 5) -> None:
         engine.dispose()
 
 
-def upgrade_connection(connection: Connection) -> None:
+def upgrade_connection(connection: Connection, revision: str = "head") -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", "cds_service.governance:migrations")
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 
 from cds_service.config import ConfigError
 from cds_service.governance import migrate
-from cds_service.governance.database import create_database_engine
+from cds_service.governance.database import create_database_engine, upgrade_connection
 from cds_service.governance.models import Base
 from tests.support.settings import production
 
@@ -56,3 +56,17 @@ def test_sqlite_folder_is_created(tmp_path: Path) -> None:
 def test_bad_storage_settings_are_refused(overrides: dict[str, object], setting: str) -> None:
     with pytest.raises(ConfigError, match=setting):
         make_config("sqlite:///x.sqlite3", **overrides)
+
+
+def test_a_database_of_the_first_release_is_brought_to_the_models(database_url: str) -> None:
+    engine = create_database_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            upgrade_connection(connection, "0001")
+        migrate(database_url)
+        with engine.connect() as connection:
+            indexes = inspect(connection).get_indexes("cds_card_feedback")
+            assert "ix_cds_card_feedback_snooze" in {index["name"] for index in indexes}
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()

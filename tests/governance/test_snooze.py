@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import event
 
 from cds_service.governance import Storage, init_app
 from cds_service.governance.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES
@@ -166,3 +167,48 @@ def test_a_malformed_card_is_shown_not_raised(storage: Storage) -> None:
     cards = [{"uuid": "u", "indicator": "warning", "source": "not an object"}]
     assert storage.filter_snoozed(cards, SERVICE_ID, PATIENT) == (cards, [])
     assert storage.counters.snapshot()[SNOOZE_CHECK_FAILURES] == 1
+
+
+def _lookup_steps(storage: Storage) -> int:
+    """SQLite's progress-handler count for one snooze look-up: a measure of the rows it visits
+    that, unlike time, does not depend on the machine."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    def on_checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_progress_handler(count, 1)
+
+    event.listen(storage.engine, "checkout", on_checkout)
+    try:
+        _, suppressed = storage.filter_snoozed(
+            [make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT
+        )
+    finally:
+        event.remove(storage.engine, "checkout", on_checkout)
+    assert rules(suppressed) == ["LEUKOPENIA_MONITOR"]
+    return steps[0]
+
+
+def test_the_snooze_look_up_does_not_grow_with_the_patients_card_history(
+    tmp_path: Any, clock: Clock
+) -> None:
+    # Every opening of a chart adds cards to its history; the look-up runs on every hook call.
+    app = Flask(__name__)
+    storage = init_app(
+        app, make_config(f"sqlite:///{tmp_path}/cds.sqlite3"), {SERVICE_ID}, clock=clock
+    )
+    try:
+        show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
+        short_history = _lookup_steps(storage)
+        for _ in range(20):
+            cards = [make_card(rule) for rule in ("LEUKOPENIA_MONITOR", "CBC_STALE")] * 100
+            storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT, cards, "v")
+        storage.flush()
+        long_history = _lookup_steps(storage)
+    finally:
+        storage.close()
+    # 4,000 more cards for this patient (read one by one, the count grew 45 -> 298).
+    assert long_history <= 2 * short_history + 5
