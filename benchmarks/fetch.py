@@ -30,7 +30,7 @@ from benchmarks.run import (
 )
 from cds_service.fhir.timeshift import replay_now
 from tests.support.builders import fhir_authorization
-from tests.support.fhir_stub import FhirStub
+from tests.support.fhir_stub import FhirStub, served_resources
 from tests.support.synthetic import patient_view_request
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -38,17 +38,6 @@ TOKEN = "benchmark-token"
 # The FHIR answer cache off: every call of the run must really read the FHIR server (with it
 # on, the same patient again would be answered from memory).
 NO_CACHE = {"CDS_FHIR_CACHE_SECONDS": "0"}
-
-
-def served_resources(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The resources of a request's prefetch, as a FHIR server would store them."""
-    resources = []
-    for value in (request.get("prefetch") or {}).values():
-        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-            resources += [e["resource"] for e in value.get("entry") or [] if "resource" in e]
-        elif isinstance(value, dict):
-            resources.append(value)
-    return resources
 
 
 def without_prefetch(request: dict[str, Any], base_url: str) -> dict[str, Any]:

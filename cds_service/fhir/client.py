@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
+from itertools import count
 from time import monotonic
 from typing import Any
 
+import gevent
 import requests
+from gevent import monkey
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
@@ -231,51 +236,76 @@ class FetchRound:
 
     Each answer is handed to its handler in the caller's thread as soon as it arrives, and a
     handler may submit follow-up calls (a next page, a referenced Medication), which start at
-    once: no call waits for an unrelated one. At the budget's deadline the calls still out are
-    abandoned (their own timeouts are capped by the same deadline) and their handlers get
-    FhirUnavailable. A handler receives either the call's result or a FhirUnavailable."""
+    once: no call waits for an unrelated one. At most `fhir_max_concurrent_calls` are out at a
+    time; more wait their turn. At the budget's deadline the calls still out are abandoned
+    (their own timeouts are capped by the same deadline) and their handlers, and those of the
+    calls not started, get FhirUnavailable. A handler receives either the call's result or a
+    FhirUnavailable."""
 
     def __init__(self, budget: CallBudget, config: Settings) -> None:
         self.budget = budget
         self._max_calls = config.fhir_max_concurrent_calls
-        self._executor: ThreadPoolExecutor | None = None
-        self._handlers: dict[Future[Any], Handler] = {}
+        self._not_started: deque[tuple[Callable[[], Any], Handler]] = deque()
+        self._out: dict[int, Handler] = {}
+        self._numbers = count()
+        self._answers: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._threads: ThreadPoolExecutor | None = None
 
     def submit(self, call: Callable[[], Any], handle: Handler) -> None:
-        if self._executor is None:
-            # Per hook call, so one call's queries never queue behind another call's; made
-            # only when something is fetched. Under gevent workers the threads are greenlets.
-            self._executor = ThreadPoolExecutor(self._max_calls, thread_name_prefix="fhir")
-        self._handlers[self._executor.submit(call)] = handle
+        self._not_started.append((call, handle))
+        self._start_calls()
+
+    def _start_calls(self) -> None:
+        while self._not_started and len(self._out) < self._max_calls:
+            call, handle = self._not_started.popleft()
+            number = next(self._numbers)
+            self._out[number] = handle
+            self._start(partial(self._answer, number, call))
+
+    def _start(self, task: Callable[[], None]) -> None:
+        if _greenlets():
+            # A gevent worker: a greenlet costs a fraction of a (patched) thread pool's work.
+            gevent.spawn(task)
+            return
+        if self._threads is None:
+            # Per hook call, so one call's queries never queue behind another call's.
+            self._threads = ThreadPoolExecutor(self._max_calls, thread_name_prefix="fhir")
+        self._threads.submit(task)
+
+    def _answer(self, number: int, call: Callable[[], Any]) -> None:
+        try:
+            outcome = call()
+        except FhirUnavailable as error:
+            outcome = error
+        except Exception as error:  # a bug or an unforeseen FHIR shape
+            # The type only: the message may hold data.
+            logger.error("reading FHIR data failed: %s", type(error).__name__)
+            outcome = FhirUnavailable("the FHIR data could not be read")
+        self._answers.put((number, outcome))
 
     def run(self) -> None:
         """Hand every answer to its handler; returns when none is out or at the deadline."""
         try:
-            while self._handlers:
-                done, _ = wait(
-                    self._handlers,
-                    timeout=max(0.0, self.budget.seconds_left()),
-                    return_when=FIRST_COMPLETED,
-                )
-                if not done:
+            while self._out:
+                try:
+                    number, outcome = self._answers.get(
+                        timeout=max(0.0, self.budget.seconds_left())
+                    )
+                except queue.Empty:
                     break
-                for future in done:
-                    self._handlers.pop(future)(_outcome(future))
+                handle = self._out.pop(number)
+                self._start_calls()
+                handle(outcome)
         finally:
-            late = list(self._handlers.values())
-            self._handlers.clear()
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+            late = [*self._out.values(), *(handle for _, handle in self._not_started)]
+            self._out.clear()
+            self._not_started.clear()
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
         for handle in late:
             handle(FhirUnavailable(LATE))
 
 
-def _outcome(future: Future[Any]) -> Any:
-    error = future.exception()
-    if error is None:
-        return future.result()
-    if isinstance(error, FhirUnavailable):
-        return error
-    # A bug or an unforeseen FHIR shape: the type only, the message may hold data.
-    logger.error("reading FHIR data failed: %s", type(error).__name__)
-    return FhirUnavailable("the FHIR data could not be read")
+def _greenlets() -> bool:
+    """Whether gevent has patched this process (a gevent worker): calls run in greenlets."""
+    return bool(monkey.is_module_patched("threading"))

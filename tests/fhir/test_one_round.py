@@ -182,6 +182,57 @@ def test_calls_still_out_at_the_deadline_are_reported_late(config):
     assert isinstance(results[1], FhirUnavailable) and "in time" in str(results[1])
 
 
+def test_calls_beyond_the_concurrency_cap_wait_their_turn(config):
+    fetch_round = FetchRound(CallBudget(30.0, 10**6), replace(config, fhir_max_concurrent_calls=2))
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def call(number: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threading.Event().wait(0.02)
+        with lock:
+            running[0] -= 1
+        return number
+
+    results: list[object] = []
+    for number in range(5):
+        fetch_round.submit(lambda number=number: call(number), results.append)
+    fetch_round.run()
+    assert sorted(results) == [0, 1, 2, 3, 4]
+    assert most[0] == 2
+
+
+def test_calls_not_started_by_the_deadline_are_reported_late(config):
+    budget = CallBudget(0.2, 10**6)
+    fetch_round = FetchRound(budget, replace(config, fhir_max_concurrent_calls=1))
+    release = threading.Event()
+    started: list[str] = []
+    results: list[object] = []
+    fetch_round.submit(lambda: release.wait(30), results.append)
+    fetch_round.submit(lambda: started.append("second"), results.append)
+    fetch_round.run()
+    release.set()
+    assert started == []
+    assert len(results) == 2
+    assert all(isinstance(r, FhirUnavailable) and "in time" in str(r) for r in results)
+
+
+def test_an_unexpected_error_in_a_call_is_a_safe_reason(config, caplog):
+    fetch_round = FetchRound(CallBudget(30.0, 10**6), config)
+    results: list[object] = []
+
+    def broken() -> None:
+        raise KeyError("Patient/secret-id")
+
+    fetch_round.submit(broken, results.append)
+    fetch_round.run()
+    assert isinstance(results[0], FhirUnavailable)
+    assert str(results[0]) == "the FHIR data could not be read"
+    assert "secret-id" not in caplog.text and "KeyError" in caplog.text
+
+
 def test_follow_up_calls_submitted_by_a_handler_run_in_the_same_round(config):
     fetch_round = FetchRound(CallBudget(30.0, 10**6), config)
     results: list[object] = []

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.support.conformance import check_response
+from tests.support.fhir_stub import FhirStub, served_resources
 from tests.support.network import worker_pids
 from tests.support.production_server import production_server, wait_for_workers
 from tests.support.scenarios import SCENARIOS, request_of
@@ -73,3 +74,31 @@ def test_sighup_replaces_workers_without_failing_calls(production):
         requests.post(f"{base}{SERVICE}", json=body, timeout=20).status_code for _ in range(3)
     ]
     assert statuses == [200] * 8
+
+
+def _rules(answer: requests.Response) -> list[str]:
+    return sorted(card["source"]["topic"]["code"] for card in answer.json()["cards"])
+
+
+def test_fetch_mode_in_gevent_workers_sends_every_query_at_once(production):
+    # No prefetch: the data comes from a FHIR server that takes 100 ms per call. The FHIR
+    # calls of a hook call run in greenlets of the gevent worker.
+    base, _ = production
+    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
+    body = request_of(scenario)
+    prefetched = requests.post(f"{base}{SERVICE}", json=body, timeout=20)
+    with FhirStub(served_resources(body), delay_seconds=0.1) as stub:
+        fetching = {k: v for k, v in body.items() if k != "prefetch"} | {
+            "fhirServer": stub.base_url
+        }
+        alone = requests.post(f"{base}{SERVICE}", json=fetching, timeout=20)
+        in_one_round = stub.max_in_flight
+        with ThreadPoolExecutor(4) as pool:
+            together = list(
+                pool.map(
+                    lambda _: requests.post(f"{base}{SERVICE}", json=fetching, timeout=20), range(4)
+                )
+            )
+    assert in_one_round == len(body["prefetch"])  # one call's queries, all out at once
+    assert "FEBRILE_NEUTROPENIA" in _rules(prefetched)
+    assert [_rules(answer) for answer in [alone, *together]] == [_rules(prefetched)] * 5

@@ -51,6 +51,17 @@ def load_bundle(path: str | Path) -> list[dict[str, Any]]:
     return [_rewrite_references(entry["resource"], references) for entry in bundle["entry"]]
 
 
+def served_resources(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources of a request's prefetch, as a FHIR server would store them."""
+    resources = []
+    for value in (request.get("prefetch") or {}).values():
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            resources += [e["resource"] for e in value.get("entry") or [] if "resource" in e]
+        elif isinstance(value, dict):
+            resources.append(value)
+    return resources
+
+
 @dataclass(frozen=True)
 class RecordedCall:
     path_and_query: str
