@@ -6,6 +6,10 @@ It serves resources from Synthea transaction Bundles (their `urn:uuid:` referenc
 `_include=<Type>:medication`, with `next` links for paging. It checks a Bearer token when given
 one, can answer slowly, records the calls it received and counts the most it served at once.
 
+It runs on aiohttp in one event loop (a thread of the test process): a slow answer is a timer,
+not a thread, so the server costs the benchmark's shared cores little besides the HTTP exchange
+itself, as a real FHIR server on its own machine would cost them nothing.
+
 In a test:   with FhirStub(load_bundle(path), token="t") as stub: ... stub.base_url ...
 As a process: python -m tests.support.fhir_stub --port 8081 --token t BUNDLE.json [...]
 """
@@ -13,15 +17,17 @@ As a process: python -m tests.support.fhir_stub --port 8081 --token t BUNDLE.jso
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import socket
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
+
+from aiohttp import web
 
 BASE_PATH = "/fhir"
 DATE_FIELDS = ("effectiveDateTime", "issued", "authoredOn", "onsetDateTime", "recordedDate")
@@ -97,12 +103,6 @@ def _date(resource: dict[str, Any]) -> str:
     return next((resource[name] for name in DATE_FIELDS if name in resource), "")
 
 
-class _Server(ThreadingHTTPServer):
-    # socketserver's default listen backlog is 5: one hook call's 9+ queries at once would
-    # overflow it and wait a second for a SYN retry, which no real FHIR server makes them do.
-    request_queue_size = 256
-
-
 class FhirStub:
     def __init__(
         self,
@@ -131,26 +131,37 @@ class FhirStub:
         self.calls: list[RecordedCall] = []
         self.max_in_flight = 0
         self._in_flight = 0
-        self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        # Bound now, so that base_url is known before the server starts.
+        self._socket = socket.create_server(("127.0.0.1", port), backlog=256)
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}{BASE_PATH}"
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}{BASE_PATH}"
 
     def serve_forever(self) -> None:
-        # A short poll keeps shutdown (each test's teardown) quick.
-        self._server.serve_forever(poll_interval=0.05)
+        """Serve in this thread until the stub is closed (__exit__)."""
+        asyncio.set_event_loop(self._loop)
+        application = web.Application()
+        application.router.add_get("/{path:.*}", self._handle)
+        runner = web.AppRunner(application, access_log=None, handle_signals=False)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.SockSite(runner, self._socket).start())
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(runner.cleanup())
+            self._loop.close()
 
     def __enter__(self) -> FhirStub:
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._socket.close()
 
     def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         parts = path.removeprefix(BASE_PATH).strip("/").split("/")
@@ -207,67 +218,44 @@ class FhirStub:
             if r["resourceType"] == "Medication" and f"Medication/{r['id']}" in wanted
         ]
 
-    def _count_in(self) -> None:
-        with self._lock:
-            self._in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
-
-    def _count_out(self) -> None:
-        with self._lock:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.calls.append(
+            RecordedCall(
+                request.raw_path,
+                request.headers.get("Authorization"),
+                request.headers.get("Accept"),
+            )
+        )
+        self._in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._respond(request)
+        finally:
             self._in_flight -= 1
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # Keep-alive, as real FHIR servers: a client's pooled connections are reused.
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in two writes: with Nagle's algorithm the body waited
-            # for the client's delayed ACK, up to 40 ms a call, which no real server makes
-            # its clients wait.
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
-                stub._count_in()
-                try:
-                    self._answer()
-                finally:
-                    stub._count_out()
-
-            def _answer(self) -> None:
-                stub.calls.append(
-                    RecordedCall(
-                        self.path, self.headers.get("Authorization"), self.headers.get("Accept")
-                    )
-                )
-                url = urlsplit(self.path)
-                query = {name: values[-1] for name, values in parse_qs(url.query).items()}
-                later_page = "_offset" in query
-                resource_type = url.path.removeprefix(BASE_PATH).strip("/").split("/")[0]
-                delay = stub.delay_by_type.get(resource_type, stub.delay_seconds)
-                time.sleep(stub.later_pages_delay_seconds if later_page else delay)
-                if stub.token and self.headers.get("Authorization") != f"Bearer {stub.token}":
-                    status, payload = stub.encoded(*_outcome(401, "unauthorized"))
-                elif stub.cache_answers and self.path in stub._answers:
-                    status, payload = stub._answers[self.path]
-                else:
-                    status, payload = stub.encoded(*stub.answer(url.path, query))
-                    if stub.cache_answers:
-                        stub._answers[self.path] = status, payload
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/fhir+json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    stub.answered.append(url.path)
-                except OSError:
-                    pass  # the client gave up waiting (deadline tests)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # request lines hold patient ids
-
-        return Handler
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
+        # As parse_qs: the last value of a repeated parameter, blank values dropped.
+        query = {name: value for name, value in request.query.items() if value}
+        later_page = "_offset" in query
+        resource_type = request.path.removeprefix(BASE_PATH).strip("/").split("/")[0]
+        delay = self.delay_by_type.get(resource_type, self.delay_seconds)
+        await asyncio.sleep(self.later_pages_delay_seconds if later_page else delay)
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            status, payload = self.encoded(*_outcome(401, "unauthorized"))
+        elif self.cache_answers and request.raw_path in self._answers:
+            status, payload = self._answers[request.raw_path]
+        else:
+            status, payload = self.encoded(*self.answer(request.path, query))
+            if self.cache_answers:
+                self._answers[request.raw_path] = status, payload
+        response = web.Response(status=status, body=payload, content_type="application/fhir+json")
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+            self.answered.append(request.path)
+        except ConnectionError:
+            pass  # the client gave up waiting (deadline tests)
+        return response
 
 
 def _main(argv: list[str] | None = None) -> None:
