@@ -6,8 +6,9 @@ every call after a set delay, instead of getting it in the prefetch.
 - `scenario_check`: every fixture scenario once with its prefetch and once without it (its
   prefetched resources served by the FHIR server): the cards must be the same.
 
-The FHIR server is tests/support/fhir_stub.py in this process (threads), with its answers computed
-once per query, so it costs the 2 shared cores little more than the HTTP exchange.
+The FHIR server is tests/support/fhir_stub.py in this process (one aiohttp event loop), with its
+answers computed once per query, so it costs the 2 shared cores little more than the HTTP
+exchange; the report gives its CPU per hook call beside the service's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import http.client
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from benchmarks.run import (
     _client,
     _summary,
     card_signature,
+    cpu_seconds,
     load_server,
     running_server,
     worker_env,
@@ -90,8 +93,17 @@ def fetch_load(
             "fhir_calls_per_hook_call": len(stub.calls),
             "one_client": one_client(port, path, body, min(seconds, 10.0)),
         }
+        fhir_server_cpu = partial(cpu_seconds, os.getpid(), stub.thread_id)
         result["many_clients"] = load_server(
-            port, pid, workdir, body, clients, seconds, generator, expect=expected
+            port,
+            pid,
+            workdir,
+            body,
+            clients,
+            seconds,
+            generator,
+            expect=expected,
+            cpu_meters={"fhir_server": fhir_server_cpu},
         )
     return result
 
@@ -191,11 +203,13 @@ def fetch_sections(results: dict[str, Any]) -> list[str]:
         "(tests/support/fhir_stub.py, in the benchmark process) answers every call after the "
         "delay. One client: sequential "
         "calls (Python). Many clients: wrk, every answer's cards compared with the unloaded "
-        "answer's.",
+        "answer's. CPU per call: of the service's workers, and of the FHIR server (a real "
+        "one runs on its own machine; here it shares the 2 cores).",
         "",
         "| FHIR delay | workers | FHIR calls per hook call | same cards as prefetch "
-        "| 1 client p50 / p99 ms | clients | req/s | p50 / p99 ms | errors | answers differing |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| 1 client p50 / p99 ms | clients | req/s | p50 / p99 ms | errors | answers differing "
+        "| CPU ms per call: service / FHIR server |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results.get("fetch", []):
         one, many = run["one_client"], run["many_clients"]
@@ -203,7 +217,8 @@ def fetch_sections(results: dict[str, Any]) -> list[str]:
             f"| {run['delay_ms']} ms | {many['workers']} {run['worker_class']} "
             f"| {run['fhir_calls_per_hook_call']} | {run['same_as_prefetch']} "
             f"| {one['p50_ms']} / {one['p99_ms']} | {many['clients']} | {many['rps']} "
-            f"| {many['p50_ms']} / {many['p99_ms']} | {many['errors']} | {many['different']} |"
+            f"| {many['p50_ms']} / {many['p99_ms']} | {many['errors']} | {many['different']} "
+            f"| {_cpu_cell(many)} |"
         )
     if check := results.get("fetch_scenarios"):
         duration = check["duration"]
@@ -216,6 +231,11 @@ def fetch_sections(results: dict[str, Any]) -> list[str]:
             + f"; fetched calls p50 {duration.get('p50_ms')} ms, p99 {duration.get('p99_ms')} ms.",
         ]
     return lines
+
+
+def _cpu_cell(run: dict[str, Any]) -> str:
+    cpu = run.get("cpu_per_call") or {}
+    return f"{cpu.get('workers', '-')} / {cpu.get('fhir_server', '-')}"
 
 
 def compare_workers(clients: int, seconds: float, generator: str, output: Path) -> int:

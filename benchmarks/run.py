@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,6 +127,26 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int, thread_id: int | None = None) -> float:
+    """CPU time (user + system) a process, or one of its threads, has used so far."""
+    path = f"/proc/{pid}/task/{thread_id}/stat" if thread_id else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CpuMeter = Callable[[], float]
+
+
+def _cpu_per_call(
+    meters: Mapping[str, CpuMeter], before: Mapping[str, float], calls: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per answered call, per meter, since `before`."""
+    return {
+        name: round(1000 * (meter() - before[name]) / max(calls, 1), 2)
+        for name, meter in meters.items()
+    }
 
 
 def _client(
@@ -229,9 +249,6 @@ def _wrk(
     env = {**os.environ, "CDS_BENCH_BODY": str(body_path)}
     if expect is not None:
         env["CDS_BENCH_EXPECT"] = expect
-    subprocess.run(
-        [*command[:2], "-c2", "-d2s", *command[4:], url], env=env, check=True, capture_output=True
-    )  # warm-up, as the Python generator does
     output = subprocess.run(
         [*command, url],
         env=env,
@@ -295,11 +312,18 @@ def load_server(
     seconds: float,
     generator: str = "auto",
     expect: str | None = None,
+    cpu_meters: Mapping[str, CpuMeter] | None = None,
 ) -> dict[str, Any]:
     """N clients posting `body` for S seconds; with `expect` (wrk only), answers whose cards'
-    signature (card_signature) differs from it are counted as `different`."""
+    signature (card_signature) differs from it are counted as `different`. `cpu_per_call`:
+    milliseconds of CPU per answered call of the service's workers, and of `cpu_meters`."""
     use_wrk = generator == "wrk" or (generator == "auto" and shutil.which("wrk") is not None)
+    workers = worker_pids(pid)
+    meters = {"workers": lambda: sum(cpu_seconds(worker) for worker in workers)}
+    meters |= cpu_meters or {}
     if use_wrk:
+        _wrk(port, body, 2, 2.0, workdir)  # warm-up, as the Python generator does
+        before = {name: meter() for name, meter in meters.items()}
         rss_samples: list[float] = []
         sampling = threading.Event()
 
@@ -321,11 +345,13 @@ def load_server(
             "seconds": round(elapsed, 1),
             **result,
             "rps": round(result["requests"] / elapsed, 1),
-            "workers": len(worker_pids(pid)),
+            "workers": len(workers),
             "max_worker_rss_mb": round(max(rss_samples, default=0.0), 1),
+            "cpu_per_call": _cpu_per_call(meters, before, result["requests"]),
         }
     warm: list[float] = []
     _client(port, body, time.monotonic() + 2, warm, [])
+    before = {name: meter() for name, meter in meters.items()}
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
     stop_at = time.monotonic() + seconds
@@ -353,8 +379,9 @@ def load_server(
         "error_kinds": sorted(set(errors)),
         "rps": round(len(samples) / elapsed, 1),
         **_summary(samples),
-        "workers": len(worker_pids(pid)),
+        "workers": len(workers),
         "max_worker_rss_mb": round(max(rss, default=0.0), 1),
+        "cpu_per_call": _cpu_per_call(meters, before, len(samples)),
     }
 
 
@@ -466,8 +493,10 @@ def report(results: dict[str, Any]) -> str:
             f"{run['requests']} requests, "
             f"{run['rps']} req/s, p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, "
             f"p99 {run['p99_ms']} ms, {run['errors']} errors, max worker RSS "
-            f"{run['max_worker_rss_mb']} MB. Load generator: {run.get('generator', 'python')} "
-            "(wrk when installed, else Python threads), on the same 2 cores.",
+            f"{run['max_worker_rss_mb']} MB, service CPU "
+            f"{run.get('cpu_per_call', {}).get('workers', '-')} ms per call. Load generator: "
+            f"{run.get('generator', 'python')} (wrk when installed, else Python threads), on "
+            "the same 2 cores.",
         ]
     lines += fetch_sections(results)
     if results.get("load_average"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import Any
 
-from benchmarks.run import in_process, reference_loop_ms, report
+from benchmarks.run import cpu_seconds, in_process, reference_loop_ms, report
 from cds_service.protocol.request import parse_request
 from tests.support.synthetic import SIZES, patient_view_request, resource_count
 
@@ -42,3 +45,26 @@ def test_the_report_shows_the_machine_speed_at_both_ends():
     assert speed["start"] > 0
     text = _report(figures, reference_loop_ms=speed)
     assert f"took {speed['start']} ms at the start and 61.5 ms at the end" in text
+
+
+def test_cpu_seconds_counts_a_threads_work_and_the_whole_process():
+    before_process = cpu_seconds(os.getpid())
+    before_thread = cpu_seconds(os.getpid(), threading.get_native_id())
+    deadline = time.thread_time() + 0.1
+    while time.thread_time() < deadline:
+        pass  # 0.1 s of this thread's CPU
+    assert cpu_seconds(os.getpid(), threading.get_native_id()) - before_thread >= 0.05
+    assert cpu_seconds(os.getpid()) - before_process >= 0.05
+
+
+def test_the_report_gives_the_cpu_per_call_of_the_service_and_of_the_fhir_server():
+    figures = {size: in_process(size, 1) for size in ("typical", "heavy")}
+    load = {"clients": 16, "seconds": 30.0, "requests": 900, "rps": 30.0, "p50_ms": 1.0}
+    load |= {"p95_ms": 2.0, "p99_ms": 3.0, "errors": 0, "workers": 3, "max_worker_rss_mb": 99}
+    http = load | {"cpu_per_call": {"workers": 20.4}}
+    fetched = load | {"different": 0, "cpu_per_call": {"workers": 31.7, "fhir_server": 2.8}}
+    fetch = {"delay_ms": 50, "worker_class": "default", "fhir_calls_per_hook_call": 9}
+    fetch |= {"same_as_prefetch": True, "one_client": {"p50_ms": 80.0, "p99_ms": 99.0}}
+    text = _report(figures, http=http, fetch=[fetch | {"many_clients": fetched}])
+    assert "service CPU 20.4 ms per call" in text
+    assert "| 31.7 / 2.8 |" in text

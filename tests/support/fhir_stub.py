@@ -140,6 +140,11 @@ class FhirStub:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._socket.getsockname()[1]}{BASE_PATH}"
 
+    @property
+    def thread_id(self) -> int | None:
+        """The serving thread's id for the operating system (its CPU time is the server's)."""
+        return self._thread.native_id
+
     def serve_forever(self) -> None:
         """Serve in this thread until the stub is closed (__exit__)."""
         asyncio.set_event_loop(self._loop)
