@@ -12,6 +12,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import requests
@@ -40,19 +41,25 @@ def _hook_calls_counted(base: str) -> float:
     return sum(float(value) for value in re.findall(pattern, text))
 
 
+def _febrile_neutropenia_request() -> dict[str, Any]:
+    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
+    return request_of(scenario)
+
+
+def _rules(answer: requests.Response) -> list[str]:
+    return sorted(card["source"]["topic"]["code"] for card in answer.json()["cards"])
+
+
 def test_concurrent_calls_are_answered_and_counted_across_workers(production):
     base, _ = production
-    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
-    body = request_of(scenario)
+    body = _febrile_neutropenia_request()
     before = _hook_calls_counted(base)
     with ThreadPoolExecutor(8) as pool:
         responses = list(
             pool.map(lambda _: requests.post(f"{base}{SERVICE}", json=body, timeout=20), range(16))
         )
     assert [r.status_code for r in responses] == [200] * 16
-    rules = {
-        tuple(sorted(c["source"]["topic"]["code"] for c in r.json()["cards"])) for r in responses
-    }
+    rules = {tuple(_rules(r)) for r in responses}
     assert len(rules) == 1 and "FEBRILE_NEUTROPENIA" in next(iter(rules))
     check_response(responses[0].json())
     # Each worker writes its own metric files; /metrics, answered by one of them, sums all.
@@ -62,8 +69,7 @@ def test_concurrent_calls_are_answered_and_counted_across_workers(production):
 
 def test_sighup_replaces_workers_without_failing_calls(production):
     base, process = production
-    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
-    body = request_of(scenario)
+    body = _febrile_neutropenia_request()
     old = set(worker_pids(process.pid))
     process.send_signal(signal.SIGHUP)
     statuses = [
@@ -76,16 +82,11 @@ def test_sighup_replaces_workers_without_failing_calls(production):
     assert statuses == [200] * 8
 
 
-def _rules(answer: requests.Response) -> list[str]:
-    return sorted(card["source"]["topic"]["code"] for card in answer.json()["cards"])
-
-
 def test_fetch_mode_in_gevent_workers_sends_every_query_at_once(production):
     # No prefetch: the data comes from a FHIR server that takes 100 ms per call. The FHIR
     # calls of a hook call run in greenlets of the gevent worker.
     base, _ = production
-    scenario = next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
-    body = request_of(scenario)
+    body = _febrile_neutropenia_request()
     prefetched = requests.post(f"{base}{SERVICE}", json=body, timeout=20)
     with FhirStub(served_resources(body), delay_seconds=0.1) as stub:
         fetching = {k: v for k, v in body.items() if k != "prefetch"} | {
