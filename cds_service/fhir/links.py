@@ -21,11 +21,6 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from requests.exceptions import RequestException
-from requests.models import PreparedRequest
-from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
-
 DEFAULT_PORTS = {"https": 443, "http": 80}
 # Visible ASCII except the backslash. RFC 3986 allows fewer, but FHIR searches write `|`
 # unencoded (`code=http://loinc.org|29463-7`), and requests percent-encodes such characters.
@@ -45,8 +40,12 @@ class Origin(NamedTuple):
     port: int
 
 
-def origin(url: str) -> Origin | None:
-    """The origin of `url` if it is a plain absolute http(s) URL, else None (not followed)."""
+def origin(url: str, *, client_check: bool = True) -> Origin | None:
+    """The origin of `url` if it is a plain absolute http(s) URL, else None (not followed).
+
+    `client_check=False` skips the second reading by the HTTP client's parser: for settings
+    checked at start-up, before requests may be imported (see _client_origin). A setting that
+    the client would read otherwise still matches no link at run time: it fails closed."""
     if not isinstance(url, str) or not _VISIBLE_ASCII.fullmatch(url):
         return None
     match = _PLAIN_ORIGIN.match(url)
@@ -57,23 +56,34 @@ def origin(url: str) -> Origin | None:
     if port > 65535:
         return None
     found = Origin(scheme, match["host"].lower(), port)
+    if not client_check:
+        return found
     # The client's parser reads the authority up to the first `/`, `?` or `#` as the pattern
     # does, so checking the matched `scheme://host:port` checks the URL, and a hook call's
     # many links to one server are parsed once.
     return found if _client_origin(match[0]) == found else None
 
 
-def base_origin(base_url: str) -> Origin | None:
+def base_origin(base_url: str, *, client_check: bool = True) -> Origin | None:
     """The origin of a fhirServer base URL: a plain URL with no query or fragment (relative
     URLs are appended to it)."""
     if not isinstance(base_url, str) or "?" in base_url or "#" in base_url:
         return None
-    return origin(base_url)
+    return origin(base_url, client_check=client_check)
 
 
 @lru_cache(maxsize=1024)
 def _client_origin(url: str) -> Origin | None:
-    """The origin requests would connect to for `url` (its own preparation and parser)."""
+    """The origin requests would connect to for `url` (its own preparation and parser).
+
+    requests and urllib3 are imported here, not at the top: settings (which check URLs with
+    this module) are validated in the production server's master process, which must not
+    import them before its gevent workers patch `ssl` (cds_service/__init__.py)."""
+    from requests.exceptions import RequestException
+    from requests.models import PreparedRequest
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
     prepared = PreparedRequest()
     try:
         prepared.prepare_url(url, None)

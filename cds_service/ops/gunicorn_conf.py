@@ -11,8 +11,10 @@ import gc
 import multiprocessing
 import os
 import sys
+import warnings
 from typing import Any
 
+from gevent.monkey import MonkeyPatchWarning
 from gunicorn.glogging import Logger
 
 from cds_service.ops.logs import escape_control
@@ -38,6 +40,14 @@ def _int(name: str, default: int) -> int:
 # GUNICORN_WORKER_CLASS=sync restores one call per process at a time. (Known gevent noise: a
 # worker that exits may print "Exception ignored in _removeHandlerRef" at interpreter
 # shutdown, gevent issue 2148; harmless.)
+# A gevent worker patches the standard library when it starts. If the master had already
+# imported a module that copies names out of `ssl` (urllib3 does), gevent warns and that copy
+# stays unpatched: every HTTPS call of the worker (the EHR's FHIR server, the JWKS) then fails
+# with RecursionError (gevent issue 1016). The master imports neither requests nor urllib3
+# (cds_service/__init__.py); should a change ever bring one in, the warning is an error and
+# the worker fails to boot, so the server stops at start-up instead of serving without HTTPS.
+warnings.filterwarnings("error", category=MonkeyPatchWarning)
+
 workers = _int("GUNICORN_WORKERS", min(multiprocessing.cpu_count() + 1, 8))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 threads = _int("GUNICORN_THREADS", 1)  # gthread only

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.config import ConfigError, load_config, validate_worker_count
-from cds_service.fhir import validation
-from cds_service.record import units
 
 CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -61,7 +59,9 @@ def serve_production(host: str, port: int) -> int:
 
         def load(self) -> Any:
             from cds_service import create_app
+            from cds_service.fhir import validation
             from cds_service.ops.logs import configure_logging
+            from cds_service.record import units
 
             configure_logging()
             app = create_app()

@@ -1,0 +1,93 @@
+"""The Flask application: settings, knowledge, services, security, governance and metrics
+wired together, and every error answered as JSON."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from flask.json.provider import DefaultJSONProvider
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from cds_service.config import SETTING_NAMES, SETTINGS_EXTENSION, load_config
+from cds_service.fhir import validation
+from cds_service.knowledge import load_knowledge
+from cds_service.services import load_services
+
+log = logging.getLogger("cds_service")
+
+
+def _json_errors(app: Flask) -> None:
+    """Every error is a small JSON object: no HTML pages, no stack traces, no internals."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        messages = {404: "not found", 405: "method not allowed", 413: "request body too large"}
+        response = jsonify({"error": messages.get(exc.code or 500, exc.name.lower())})
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response, exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.error("unhandled error", extra={"error_type": type(exc).__name__})
+        return jsonify({"error": "internal error"}), 500
+
+
+class _UnsortedJSONProvider(DefaultJSONProvider):
+    sort_keys = False  # keys in the order the service builds them (cards read top-down)
+
+
+def _is_flask_key(key: str) -> bool:
+    # MAX_CONTENT_LENGTH is also a setting of this service: validated as one, then given to Flask.
+    return key in Flask.default_config and key not in SETTING_NAMES
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The Flask application, configured from defaults, CDS_* environment and `config`: the
+    service's settings by name, and Flask's own keys (such as TESTING) for Flask. Any other
+    key is refused."""
+    flask_keys = {k: v for k, v in (config or {}).items() if _is_flask_key(k)}
+    settings = load_config({k: v for k, v in (config or {}).items() if k not in flask_keys})
+    app = Flask(__name__)
+    # Every answer is JSON: no 308 redirect (an HTML body) from `//` to `/` or to a trailing
+    # slash; such paths are plain JSON 404s, or served as written.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.config.update(flask_keys, MAX_CONTENT_LENGTH=settings.max_content_length)
+    app.json = _UnsortedJSONProvider(app)
+    app.extensions[SETTINGS_EXTENSION] = settings
+    knowledge = load_knowledge(settings.thresholds, settings.clinical_settings)
+    app.extensions["cds_knowledge"] = knowledge
+    app.extensions["cds_services"] = load_services(settings.hooks_dir, knowledge=knowledge)
+    validation.set_cache_size(settings.validation_cache_size)
+    CORS(
+        app,
+        resources={r"/cds-services*": {"origins": list(settings.cors_origins)}},
+        allow_headers=["Authorization", "Content-Type"],
+        methods=["GET", "POST", "OPTIONS"],
+        max_age=600,
+    )
+    if not settings.development:
+        log.info("production settings")
+    from cds_service import governance, security
+    from cds_service.api import blueprint
+    from cds_service.ops import metrics
+
+    security.init_app(app, settings.by_name())
+    app.register_blueprint(blueprint)
+    governance.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
+    metrics.init_app(app)
+    _json_errors(app)
+    app.after_request(_security_headers)
+    return app

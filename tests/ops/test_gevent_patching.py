@@ -1,0 +1,75 @@
+"""The production server's gevent workers patch the standard library before anything copies
+names out of `ssl` (issue 22): otherwise urllib3 keeps the unpatched SSLContext and every HTTPS
+call of a worker (the EHR's FHIR server, the JWKS) fails with RecursionError."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.network import free_port
+
+# What the master process runs before gunicorn forks its workers: the CLI, the settings check
+# (with a trusted issuer whose fhir_servers and jwks_url are URLs), gunicorn and its config.
+MASTER_IMPORTS = """
+import sys
+from cds_service import cli
+from cds_service.ops import serving
+from cds_service.config import load_config, validate_worker_count
+settings = serving._gunicorn_settings()
+validate_worker_count(load_config(), settings["workers"])
+import gunicorn.app.base, gunicorn.arbiter
+print(sorted(m for m in ("requests", "urllib3", "flask") if m in sys.modules))
+"""
+
+
+def test_the_master_process_imports_neither_requests_nor_urllib3():
+    issuers = {
+        "https://ehr.example.org": {
+            "jwks_url": "https://ehr.example.org/jwks.json",
+            "fhir_servers": ["https://ehr.example.org/fhir"],
+        }
+    }
+    env = {**os.environ, "CDS_TRUSTED_ISSUERS": json.dumps(issuers)}
+    result = subprocess.run(
+        [sys.executable, "-c", MASTER_IMPORTS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_worker_that_would_run_with_an_unpatched_ssl_stops_the_server(tmp_path: Path):
+    # As if a change made the master import requests before the workers patch ssl: the
+    # MonkeyPatchWarning is an error, the worker fails to boot and the server exits, instead
+    # of answering every call that needs HTTPS with an error.
+    port = free_port()
+    launch = (
+        "import sys, requests\n"
+        "from cds_service.cli import main\n"
+        f"sys.exit(main(['serve', '--production', '--port', '{port}']))\n"
+    )
+    env = {
+        **os.environ,
+        "CDS_ENV": "development",
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/cds.sqlite3",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "GUNICORN_WORKERS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", launch],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "MonkeyPatchWarning" in result.stderr
+    assert "Worker failed to boot" in result.stderr
