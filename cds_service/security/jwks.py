@@ -133,7 +133,10 @@ class KeyStore:
                     if len(body) > self._max_bytes:
                         raise ValueError(f"larger than {self._max_bytes} bytes")
             fetched = _FetchedJwks(parse_jwks(json.loads(body)), now)
-        except (requests.RequestException, ValueError) as error:
+        except Exception as error:  # noqa: BLE001
+            # Whatever stops us from reading the keys is a failed fetch (the token is then
+            # refused with 401), never a 500: a network error, a bad document, and also a
+            # broken TLS stack (RecursionError under an unpatched ssl, gevent issue 1016).
             logger.warning(
                 "JWKS fetch failed: %s",
                 type(error).__name__,

@@ -118,6 +118,8 @@ def test_configured_jwks_url_is_used_when_the_token_has_no_jku(clock, ehr, es384
         {"status": 302, "headers": {"Location": "https://evil.example/jwks.json"}},
         {"body": "not json"},
         {"json": {"keys": "not a list"}},
+        # What an unpatched ssl under gevent raised for every HTTPS fetch (issue 22): a 500.
+        {"body": RecursionError("maximum recursion depth exceeded")},
     ],
 )
 def test_a_failed_fetch_rejects_the_token(authenticator, ehr, es384_key, answer):
