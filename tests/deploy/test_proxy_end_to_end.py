@@ -6,23 +6,16 @@ Debian's nginx on 127.0.0.1 (only the upstream address and the listen port are r
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support.conformance import check_response
-from tests.support.network import free_port
-from tests.support.production_server import production_server, running
+from tests.support.production_server import production_server
+from tests.support.proxy import NGINX, running_proxy
 from tests.support.scenarios import SCENARIOS, request_of
 
-ROOT = Path(__file__).resolve().parents[2]
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
-)
 SERVICE = "/cds-services/leukopenia-patient-view"
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -31,27 +24,8 @@ pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("proxy")
-    with production_server(workdir) as (backend, _):
-        port = free_port()
-        site = (ROOT / "deploy" / "nginx.conf").read_text()
-        site = site.replace("cds:8080", backend.removeprefix("http://"))
-        site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-        (workdir / "site.conf").write_text(site)
-        temp = workdir / "nginx-temp"
-        temp.mkdir()
-        # As root, nginx's workers would run as `nobody`, who cannot write the body buffers
-        # here; `user` is only allowed (and needed) when the test runs as root.
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        (workdir / "nginx.conf").write_text(
-            f"{user}pid {workdir}/nginx.pid;\nerror_log {workdir}/nginx-error.log;\n"
-            "daemon off;\nevents {}\n"
-            f"http {{\n access_log off;\n client_body_temp_path {temp}/body;\n"
-            f" proxy_temp_path {temp}/proxy;\n include {workdir}/site.conf;\n}}\n"
-        )
-        base = f"http://127.0.0.1:{port}"
-        command = [NGINX, "-p", str(workdir), "-c", str(workdir / "nginx.conf")]
-        with running(command, f"{base}/healthz", workdir / "nginx.log"):
-            yield base
+    with production_server(workdir) as (backend, _), running_proxy(workdir, backend) as base:
+        yield base
 
 
 def test_hook_calls_pass_through_the_proxy(proxy):

@@ -6,33 +6,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
-import psycopg
 import pytest
 from flask import Flask
 
 from cds_service.config import Settings, load_config
 from cds_service.governance import Storage, init_app
+from tests.support.postgres import postgres_schema, postgres_user
 
 SERVICE_ID = "leukopenia-patient-view"
-PG_DATABASE = "test"
 # A port nothing listens on: connections fail at once, like a database that is down.
 UNREACHABLE_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
-
-
-@cache
-def postgres_user() -> str | None:
-    for user in ("postgres", "root"):
-        try:
-            psycopg.connect(
-                host="127.0.0.1", port=5432, dbname=PG_DATABASE, user=user, connect_timeout=2
-            ).close()
-            return user
-        except psycopg.Error:
-            continue
-    return None
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -43,15 +28,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     user = postgres_user()
     if user is None:
         pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
-    schema = f"t_{uuid.uuid4().hex}"
-    dsn = {"host": "127.0.0.1", "port": 5432, "dbname": PG_DATABASE, "user": user}
-    with psycopg.connect(**dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    yield (
-        f"postgresql+psycopg://{user}@127.0.0.1:5432/{PG_DATABASE}?options=-csearch_path%3D{schema}"
-    )
-    with psycopg.connect(**dsn, autocommit=True) as connection:
-        connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres_schema(user) as url:
+        yield url
 
 
 class Clock:

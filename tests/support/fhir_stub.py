@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ class FhirStub:
         delay_by_type: dict[str, float] | None = None,
         supports_include: bool = True,
         max_page_size: int = 1000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.resources = list(resources)
         # Seconds before answering a search or read of a resource type (else delay_seconds).
@@ -129,8 +131,12 @@ class FhirStub:
         self.delay_seconds = delay_seconds
         self.later_pages_delay_seconds = later_pages_delay_seconds
         self.calls: list[RecordedCall] = []
+        # The client ends (address, port) of the connections that carried calls: over TLS
+        # each is one handshake, so the benchmark shows how rarely pooling makes one.
+        self.connections: set[Any] = set()
         self.max_in_flight = 0
         self._in_flight = 0
+        self._ssl_context = ssl_context  # HTTPS when given (tests/support/tls.py)
         # Bound now, so that base_url is known before the server starts.
         self._socket = socket.create_server(("127.0.0.1", port), backlog=256)
         self._loop = asyncio.new_event_loop()
@@ -138,7 +144,8 @@ class FhirStub:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._socket.getsockname()[1]}{BASE_PATH}"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self._socket.getsockname()[1]}{BASE_PATH}"
 
     @property
     def thread_id(self) -> int | None:
@@ -152,7 +159,8 @@ class FhirStub:
         application.router.add_get("/{path:.*}", self._handle)
         runner = web.AppRunner(application, access_log=None, handle_signals=False)
         self._loop.run_until_complete(runner.setup())
-        self._loop.run_until_complete(web.SockSite(runner, self._socket).start())
+        site = web.SockSite(runner, self._socket, ssl_context=self._ssl_context)
+        self._loop.run_until_complete(site.start())
         try:
             self._loop.run_forever()
         finally:
@@ -231,6 +239,8 @@ class FhirStub:
                 request.headers.get("Accept"),
             )
         )
+        if request.transport is not None:
+            self.connections.add(request.transport.get_extra_info("peername"))
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:

@@ -31,9 +31,10 @@ def wait_for_workers(pid: int, count: int, old: Set[int] = frozenset()) -> set[i
 
 @contextmanager
 def running(
-    command: list[str], ready_url: str, log: Path, **popen: Any
+    command: list[str], ready_url: str, log: Path, verify: str | bool = True, **popen: Any
 ) -> Iterator[subprocess.Popen]:
-    """`command` as a process whose stderr goes to `log`, once `ready_url` answers 200.
+    """`command` as a process whose stderr goes to `log`, once `ready_url` answers 200
+    (`verify`: the CA file for an https `ready_url`).
 
     Fails the test with the log if the process exits first; terminates it afterwards."""
     with open(log, "wb") as stderr:
@@ -41,7 +42,7 @@ def running(
     try:
         for _ in range(300):
             try:
-                if requests.get(ready_url, timeout=1).status_code == 200:
+                if requests.get(ready_url, timeout=1, verify=verify).status_code == 200:
                     break
             except (requests.ConnectionError, requests.Timeout):
                 # Gunicorn accepts connections before its workers have loaded the app.

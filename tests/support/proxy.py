@@ -1,0 +1,59 @@
+"""deploy/nginx.conf as it ships, run with Debian's nginx on 127.0.0.1 in front of a
+`cds-service serve --production` backend: only the upstream address and the listen line are
+replaced (and, for TLS, the certificate the test CA issued is added to that line's server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.support.network import free_port
+from tests.support.production_server import running
+from tests.support.tls import TestCertificateAuthority
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+)
+
+
+@contextmanager
+def running_proxy(
+    workdir: Path,
+    backend: str,
+    tls: TestCertificateAuthority | None = None,
+    port: int | None = None,
+) -> Iterator[str]:
+    """The proxy's base URL (https when `tls` is given), once it answers /healthz."""
+    assert NGINX is not None, "nginx is not installed"
+    port = port or free_port()
+    listen = f"listen 127.0.0.1:{port}"
+    if tls is not None:
+        listen += (
+            f" ssl;\n    ssl_certificate {tls.cert_file};\n"
+            f"    ssl_certificate_key {tls.key_file};\n    ssl_protocols TLSv1.2 TLSv1.3"
+        )
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    site = site.replace("cds:8080", backend.removeprefix("http://"))
+    site = site.replace("listen 8080", listen)
+    (workdir / "site.conf").write_text(site)
+    temp = workdir / "nginx-temp"
+    temp.mkdir(exist_ok=True)
+    # As root, nginx's workers would run as `nobody`, who cannot write the body buffers
+    # here; `user` is only allowed (and needed) when the test runs as root.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    (workdir / "nginx.conf").write_text(
+        f"{user}pid {workdir}/nginx.pid;\nerror_log {workdir}/nginx-error.log;\n"
+        "daemon off;\nevents {}\n"
+        f"http {{\n access_log off;\n client_body_temp_path {temp}/body;\n"
+        f" proxy_temp_path {temp}/proxy;\n include {workdir}/site.conf;\n}}\n"
+    )
+    scheme = "https" if tls else "http"
+    base = f"{scheme}://127.0.0.1:{port}"
+    command = [NGINX, "-p", str(workdir), "-c", str(workdir / "nginx.conf")]
+    verify = str(tls.ca_file) if tls else True
+    with running(command, f"{base}/healthz", workdir / "nginx.log", verify=verify):
+        yield base
