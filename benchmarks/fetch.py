@@ -17,6 +17,7 @@ import copy
 import http.client
 import json
 import os
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,7 @@ from cds_service.fhir.timeshift import replay_now
 from tests.support.builders import fhir_authorization
 from tests.support.fhir_stub import FhirStub, served_resources
 from tests.support.synthetic import patient_view_request
+from tests.support.tls import TestCertificateAuthority
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOKEN = "benchmark-token"
@@ -74,12 +76,21 @@ def fetch_load(
     seconds: float,
     worker_class: str | None = None,
     generator: str = "auto",
+    tls: bool = False,
 ) -> dict[str, Any]:
-    """The typical patient in fetch mode, FHIR calls answered after `delay` seconds."""
+    """The typical patient in fetch mode, FHIR calls answered after `delay` seconds; with
+    `tls`, over HTTPS (a test CA trusted through REQUESTS_CA_BUNDLE, as a site trusts its own)."""
     request = patient_view_request("typical")
     path = "/cds-services/leukopenia-patient-view"
     env = NO_CACHE | (worker_env(worker_class) if worker_class else {})
-    stub = FhirStub(served_resources(request), token=TOKEN, delay_seconds=delay)
+    context = None
+    if tls:
+        authority = TestCertificateAuthority(Path(tempfile.mkdtemp(prefix="cds-bench-tls-")))
+        context = authority.server_context()
+        env["REQUESTS_CA_BUNDLE"] = str(authority.ca_file)
+    stub = FhirStub(
+        served_resources(request), token=TOKEN, delay_seconds=delay, ssl_context=context
+    )
     stub.cache_answers = True
     with stub, running_server(env) as (port, pid, workdir):
         prefetched = post(port, path, json.dumps(request).encode())
@@ -88,6 +99,7 @@ def fetch_load(
         expected = card_signature(unloaded)
         result: dict[str, Any] = {
             "delay_ms": round(delay * 1000),
+            "tls": tls,
             "worker_class": worker_class or "default",
             "same_as_prefetch": status == 200 and expected == card_signature(prefetched[1]),
             "fhir_calls_per_hook_call": len(stub.calls),
@@ -105,6 +117,8 @@ def fetch_load(
             expect=expected,
             cpu_meters={"fhir_server": fhir_server_cpu},
         )
+        result["fhir_calls"] = len(stub.calls)
+        result["fhir_connections"] = len(stub.connections)
     return result
 
 
@@ -155,19 +169,25 @@ def scenario_check(delay: float, worker_class: str | None = None) -> dict[str, A
 
 
 DELAYS = (0.05, 0.25)
+TLS_DELAY = 0.05
 SCENARIO_DELAY = 0.25
 WORKER_CLASSES = ("sync", "gthread", "gevent")
 
 
 def fetch_runs(clients: int, seconds: float, generator: str = "auto") -> list[dict[str, Any]]:
-    """Fetch mode at each delay, with the deployed worker model."""
-    return [fetch_load(delay, clients, seconds, generator=generator) for delay in DELAYS]
+    """Fetch mode at each delay, with the deployed worker model; at 50 ms also over TLS, as
+    every EHR's FHIR server is reached."""
+    runs = [fetch_load(delay, clients, seconds, generator=generator) for delay in DELAYS]
+    return [*runs, fetch_load(TLS_DELAY, clients, seconds, generator=generator, tls=True)]
 
 
 def fetch_rows(results: dict[str, Any]) -> list[tuple[str, Any, str, float, bool]]:
     """Rows of the summary table: (figure, measured, target shown, target, higher is better)."""
     rows: list[tuple[str, Any, str, float, bool]] = []
     for run in results.get("fetch", []):
+        if run.get("tls"):
+            rows += _tls_rows(run, results.get("http"))
+            continue
         if run["delay_ms"] != 50:
             continue
         one, many = run["one_client"], run["many_clients"]
@@ -192,6 +212,32 @@ def fetch_rows(results: dict[str, Any]) -> list[tuple[str, Any, str, float, bool
     return rows
 
 
+def _tls_rows(
+    run: dict[str, Any], prefetch: dict[str, Any] | None
+) -> list[tuple[str, Any, str, float, bool]]:
+    """Issue 22's targets for fetch mode over TLS: at least half the prefetch throughput of the
+    same run, and a p99 under 3 times the p50."""
+    many = run["many_clients"]
+    label = f"fetch {run['delay_ms']} ms over TLS, {many['clients']} clients"
+    rows: list[tuple[str, Any, str, float, bool]] = []
+    if prefetch:
+        half = round(prefetch["rps"] / 2, 1)
+        rows.append((f"{label} (req/s)", many["rps"], f">= {half} (half prefetch)", half, True))
+    ratio = round(many["p99_ms"] / many["p50_ms"], 2) if many.get("p50_ms") else float("inf")
+    rows += [
+        (f"{label} p99 / p50", ratio, "< 3", 3.0, False),
+        (f"{label} errors", many["errors"], "0", 0, False),
+        (f"{label}, answers differing from unloaded", many["different"], "0", 0, False),
+    ]
+    return rows
+
+
+def _transport(run: dict[str, Any]) -> str:
+    if not run.get("tls"):
+        return "HTTP"
+    return f"TLS: {run['fhir_connections']} handshakes / {run['fhir_calls']} calls"
+
+
 def fetch_sections(results: dict[str, Any]) -> list[str]:
     if not results.get("fetch") and not results.get("fetch_scenarios"):
         return []
@@ -206,15 +252,19 @@ def fetch_sections(results: dict[str, Any]) -> list[str]:
         "answer's. CPU per call: of the service's workers, and of the FHIR server (a real "
         "one runs on its own machine; here it shares the 2 cores).",
         "",
-        "| FHIR delay | workers | FHIR calls per hook call | same cards as prefetch "
+        "Over TLS the FHIR server is HTTPS with a test CA (REQUESTS_CA_BUNDLE); its "
+        "connections are counted: each is one TLS handshake, and the workers' pooled "
+        "connections are reused across hook calls.",
+        "",
+        "| FHIR delay | transport | workers | FHIR calls per hook call | same cards as prefetch "
         "| 1 client p50 / p99 ms | clients | req/s | p50 / p99 ms | errors | answers differing "
         "| CPU ms per call: service / FHIR server |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results.get("fetch", []):
         one, many = run["one_client"], run["many_clients"]
         lines.append(
-            f"| {run['delay_ms']} ms | {many['workers']} {run['worker_class']} "
+            f"| {run['delay_ms']} ms | {_transport(run)} | {many['workers']} {run['worker_class']} "
             f"| {run['fhir_calls_per_hook_call']} | {run['same_as_prefetch']} "
             f"| {one['p50_ms']} / {one['p99_ms']} | {many['clients']} | {many['rps']} "
             f"| {many['p50_ms']} / {many['p99_ms']} | {many['errors']} | {many['different']} "
