@@ -61,8 +61,8 @@ class FhirServer:
         return f"{self.base_url.rstrip('/')}/{relative}"
 
     def owns(self, url: str) -> bool:
-        """Whether `url` is on fhirServer's origin, so the token may be sent there."""
-        return fhir_links.same_origin(url, self.base_url)
+        """Whether `url` is on fhirServer (origin and base path), so the token may go there."""
+        return fhir_links.on_server(url, self.base_url)
 
     def __repr__(self) -> str:  # keeps the token out of reprs in logs and tracebacks
         return "FhirServer(<redacted>)"

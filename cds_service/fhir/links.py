@@ -11,6 +11,13 @@ with the HTTP client's own parser:
 - no userinfo (`@` in the authority), no percent-encoding in the host;
 - only visible ASCII anywhere: no backslash, whitespace, control or non-ASCII character.
 
+Paths are compared segment by segment, and a path with a dot segment (`.` or `..`, also
+percent-encoded as `%2e`) or an encoded slash or backslash (`%2f`, `%5c`) is refused rather
+than resolved: servers and proxies disagree on how to resolve them, so
+`https://ehr/fhir/../admin` could pass a check for `/fhir` and reach `/admin`. A followed
+link (`next`, `medicationReference`) must also lie on fhirServer's base path, not merely its
+origin.
+
 Anything else is not followed (the data is then reported missing, never guessed).
 """
 
@@ -101,9 +108,31 @@ def same_origin(url: str, base_url: str) -> bool:
     return link is not None and link == base_origin(base_url)
 
 
-def _path_segments(base_url: str) -> list[str]:
-    path = base_url.split("://", 1)[1].partition("/")[2]
-    return [segment for segment in path.split("/") if segment]
+# A segment a server may resolve or split: `.`, `..` (any case of `%2e`), or one holding an
+# encoded `/` or `\`.
+_AMBIGUOUS_SEGMENT = re.compile(r"(?:\.|%2e){1,2}|.*%(?:2f|5c).*", re.IGNORECASE)
+
+
+def path_segments(url: str) -> list[str] | None:
+    """The non-empty path segments of a plain URL, or None when the path is ambiguous (a dot
+    segment or an encoded slash: refused, never resolved)."""
+    path = re.split(r"[?#]", url.split("://", 1)[1], maxsplit=1)[0].partition("/")[2]
+    segments = [segment for segment in path.split("/") if segment]
+    if any(_AMBIGUOUS_SEGMENT.fullmatch(segment) for segment in segments):
+        return None
+    return segments
+
+
+def _below(url: str, base_url: str) -> bool:
+    """Whether `url`'s path is `base_url`'s path or below it (whole segments), both plain."""
+    found, prefix = path_segments(url), path_segments(base_url)
+    return found is not None and prefix is not None and found[: len(prefix)] == prefix
+
+
+def on_server(url: str, base_url: str) -> bool:
+    """Whether `url` (a `next` link, a Medication URL) is on fhirServer: its origin and below
+    its base path. The token for `https://ehr/fhir/tenant-a` is not for `.../tenant-b`."""
+    return same_origin(url, base_url) and _below(url, base_url)
 
 
 def within(base_url: str, allowed: str) -> bool:
@@ -111,8 +140,7 @@ def within(base_url: str, allowed: str) -> bool:
     found, wanted = base_origin(base_url), base_origin(allowed)
     if found is None or found != wanted:
         return False
-    prefix = _path_segments(allowed)
-    return _path_segments(base_url)[: len(prefix)] == prefix
+    return _below(base_url, allowed)
 
 
 def fhir_server_allowed(
