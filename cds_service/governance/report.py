@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 
 from cds_service.cards import OVERRIDE_REASONS, OVERRIDE_SYSTEM
 from cds_service.governance.database import create_database_engine, migrate
+from cds_service.governance.export import printable, spreadsheet_cell
 from cds_service.governance.models import CardFeedback, IssuedCard
 from cds_service.governance.store import Storage
 
@@ -152,7 +153,7 @@ def render_text(stats: list[RuleWeekStats]) -> str:
         "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]])
         for row in rows
     )
-    return "".join(line.rstrip() + "\n" for line in lines)
+    return "".join(printable(line.rstrip()) + "\n" for line in lines)
 
 
 def render_json(stats: list[RuleWeekStats]) -> str:
@@ -176,7 +177,8 @@ def render_csv(stats: list[RuleWeekStats]) -> str:
     for s in stats:
         rate = "" if s.acceptance_rate is None else f"{s.acceptance_rate:.4f}"
         reasons = "; ".join(f"{r.code}={r.count}" for r in s.override_reasons)
-        writer.writerow([s.rule_id, s.week, s.shown, s.accepted, s.overridden, rate, reasons])
+        row = [s.rule_id, s.week, s.shown, s.accepted, s.overridden, rate, reasons]
+        writer.writerow([spreadsheet_cell(cell) for cell in row])
     return out.getvalue()
 
 
