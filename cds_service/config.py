@@ -346,7 +346,7 @@ def _validate_issuer(issuer: str, settings: Any, production: bool) -> None:
         raise ConfigError(f"{name}.tenants must be a list of strings or null")
     if not settings.get("jwks_file") and not urls:
         raise ConfigError(f"{name} needs a jwks_file, a jwks_url or a jku_allowlist")
-    _validate_jwks_file(name, settings.get("jwks_file"))
+    _validate_jwks_file(name, settings.get("jwks_file"), production)
     _validate_fhir_servers(name, settings.get("fhir_servers"), production)
     if production and (
         issuer == SANDBOX_ISSUER
@@ -408,9 +408,10 @@ def _validate_auth_config(config: Mapping[str, Any]) -> None:
 
 # --- Start-up refusals of issue 13: unknown names, production hardening, worker count ---
 
-# A production CORS origin: scheme, host and optional port, nothing else. flask-cors reads
-# "*" and other regex characters as patterns that would match origins nobody listed.
-_PLAIN_CORS_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+# A production CORS origin: https, host and optional port, nothing else. flask-cors reads
+# "*" and other regex characters as patterns that would match origins nobody listed; an
+# http:// origin is a page any network in between could have rewritten.
+_PLAIN_CORS_ORIGIN = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 MIN_PATIENT_KEY_SECRET_LENGTH = 32
 
 
@@ -472,12 +473,31 @@ def validate_worker_count(settings: Settings, workers: int) -> None:
         )
 
 
-def _validate_jwks_file(name: str, jwks_file: Any) -> None:
-    # Checked here, once: a missing file would otherwise fail every worker with a traceback.
+# A JWKS file holds a few public keys (~1 KB each).
+MAX_JWKS_FILE_BYTES = 1024 * 1024
+
+
+def _validate_jwks_file(name: str, jwks_file: Any, production: bool) -> None:
+    """Checked here, once, in the master: a missing or malformed file, or the sandbox's key in
+    production, would otherwise fail every worker with a traceback (a crash loop)."""
     if jwks_file is None:
         return
     if not isinstance(jwks_file, str) or not Path(jwks_file).is_file():
         raise ConfigError(f"{name}.jwks_file: {jwks_file!r} is not a readable file")
+    # Imported here: the security package imports this module.
+    from cds_service.security.jwks import holds_a_key_of, load_jwks_file
+
+    where = f"{name}.jwks_file {jwks_file!r}"
+    if Path(jwks_file).stat().st_size > MAX_JWKS_FILE_BYTES:
+        raise ConfigError(f"{where} is larger than {MAX_JWKS_FILE_BYTES} bytes: not a JWKS file")
+    try:
+        keys = load_jwks_file(jwks_file)
+    except ConfigError:
+        raise ConfigError(f"{where} is not a JWKS document (JSON with a 'keys' list)") from None
+    if not keys:
+        raise ConfigError(f"{where} holds no usable signature key (EC or RSA, with a kid)")
+    if production and holds_a_key_of(keys, load_jwks_file(SANDBOX_JWKS_FILE)):
+        raise ConfigError(f"{where} holds the public sandbox's key, refused in production")
 
 
 def _validate_fhir_servers(name: str, rule: Any, production: bool) -> None:

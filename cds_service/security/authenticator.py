@@ -15,7 +15,7 @@ import requests
 from ..config import SANDBOX_JWKS_FILE, ConfigError, is_development
 from .audience import normalise_url
 from .errors import AuthenticationError
-from .jwks import JwkDict, KeyStore, load_jwks_file
+from .jwks import JwkDict, KeyStore, holds_a_key_of, load_jwks_file
 from .replay import ReplayCache
 
 # A real client token is well under 2 kB; refuse to parse anything absurdly large.
@@ -122,16 +122,12 @@ class ClientAuthenticator:
             raise AuthenticationError("lifetime (exp - iat) too long or not positive", issuer)
 
 
-def _public_key_material(jwk: JwkDict) -> tuple[Any, ...]:
-    return tuple(jwk.get(name) for name in ("kty", "crv", "x", "y", "n", "e"))
-
-
 def _refuse_sandbox_key(pinned: Mapping[str, dict[str, JwkDict]]) -> None:
     """Its private key is published, so in production it must not vouch for anyone, even
     copied into another issuer's JWKS file."""
-    sandbox = {_public_key_material(jwk) for jwk in load_jwks_file(SANDBOX_JWKS_FILE).values()}
+    sandbox = load_jwks_file(SANDBOX_JWKS_FILE)
     for issuer, keys in pinned.items():
-        if any(_public_key_material(jwk) in sandbox for jwk in keys.values()):
+        if holds_a_key_of(keys, sandbox):
             raise ConfigError(f"CDS_TRUSTED_ISSUERS[{issuer!r}] pins the public sandbox's key")
 
 

@@ -48,6 +48,16 @@ def parse_jwks(document: Any) -> dict[str, JwkDict]:
     return keys
 
 
+def public_key_material(jwk: JwkDict) -> tuple[Any, ...]:
+    return tuple(jwk.get(name) for name in ("kty", "crv", "x", "y", "n", "e"))
+
+
+def holds_a_key_of(keys: Mapping[str, JwkDict], other: Mapping[str, JwkDict]) -> bool:
+    """Whether `keys` hold one of `other`'s public keys, under any kid."""
+    theirs = {public_key_material(jwk) for jwk in other.values()}
+    return any(public_key_material(jwk) in theirs for jwk in keys.values())
+
+
 def load_jwks_file(path: str) -> dict[str, JwkDict]:
     try:
         return parse_jwks(json.loads(Path(path).read_text(encoding="utf-8")))
