@@ -135,7 +135,9 @@ def healthz() -> Response:
 
 @health_blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Readiness: configuration and knowledge loaded, and the database answers."""
+    """Readiness: configuration and knowledge loaded, and every dependency of a hook call
+    answers: the database, and the JWT replay cache (Redis when configured), without which
+    every call with a JWT gets 503."""
     missing = [
         name
         for name in ("cds_knowledge", "cds_services", "cds_storage")
@@ -149,6 +151,13 @@ def readyz() -> tuple[Response, int]:
     except Exception as error:  # any failure means "not ready"; the class name is enough
         log.warning("readiness: database unreachable (%s)", type(error).__name__)
         return jsonify({"status": "unavailable", "reason": "database unreachable"}), 503
+    authenticator = current_app.extensions.get("cds_client_authenticator")
+    try:
+        if authenticator is not None:
+            authenticator.check_replay_cache()
+    except Exception as error:  # as above: not ready, whatever the failure
+        log.warning("readiness: replay cache unreachable (%s)", type(error).__name__)
+        return jsonify({"status": "unavailable", "reason": "replay cache unreachable"}), 503
     return jsonify({"status": "ok"}), 200
 
 

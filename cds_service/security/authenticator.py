@@ -45,6 +45,8 @@ class ClientAuthenticator:
         self._leeway: float = config["JWT_LEEWAY_SECONDS"]
         self._max_lifetime: float = config["JWT_MAX_LIFETIME_SECONDS"]
         self._replay_cache = replay_cache
+        # Readiness asks it: every call that carries a JWT needs the replay cache.
+        self.check_replay_cache = replay_cache.check_reachable
         self._clock = clock
         pinned = {
             issuer: load_jwks_file(settings["jwks_file"])

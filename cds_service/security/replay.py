@@ -21,6 +21,9 @@ class ReplayCache(Protocol):
     def remember(self, issuer: str, jti: str, expires_at: float, now: float) -> bool:
         """Record the pair until `expires_at`; False when it was already recorded."""
 
+    def check_reachable(self) -> None:
+        """Raise AuthenticationUnavailable when the cache cannot be used (readiness)."""
+
 
 def replay_key(issuer: str, jti: str) -> str:
     # jti is unique per issuer only; hashing bounds the key size whatever the client sends.
@@ -45,6 +48,9 @@ class InMemoryReplayCache:
             heapq.heappush(self._by_expiry, (expires_at, key))
             return True
 
+    def check_reachable(self) -> None:
+        return None  # in this process: always there
+
 
 class RedisReplayCache:
     def __init__(self, client: redis.Redis) -> None:
@@ -59,6 +65,12 @@ class RedisReplayCache:
         try:
             # SET NX is atomic, so two workers racing on one jti cannot both win.
             return bool(self._client.set(replay_key(issuer, jti), b"1", nx=True, ex=ttl))
+        except redis.RedisError as error:
+            raise AuthenticationUnavailable("replay cache unavailable") from error
+
+    def check_reachable(self) -> None:
+        try:
+            self._client.ping()
         except redis.RedisError as error:
             raise AuthenticationUnavailable("replay cache unavailable") from error
 
