@@ -8,12 +8,40 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from cds_service.fhir.bundles import flatten
 from cds_service.fhir.timeshift import FIXTURE_ANCHOR, replay_now
+from cds_service.protocol import json_body
 from cds_service.protocol.hooks import PATIENT_VIEW
+
+
+class InputRefused(Exception):
+    """A file the command cannot use; the message (one line) says why."""
+
+
+def read_document(path: str, max_bytes: int) -> dict[str, Any]:
+    """The JSON object in `path`, read as the HTTP endpoint reads a body: at most `max_bytes`
+    (CDS_MAX_CONTENT_LENGTH: `/dev/zero` is refused, not read for ever), strict JSON (no
+    NaN, no integer beyond 64 bits, UTF-8 only), at most 64 levels deep."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(max_bytes + 1)
+    except OSError as error:
+        raise InputRefused(f"{path}: cannot be read ({error.strerror or error})") from None
+    if len(raw) > max_bytes:
+        raise InputRefused(f"{path}: larger than {max_bytes} bytes (CDS_MAX_CONTENT_LENGTH)")
+    try:
+        document = json_body.loads(raw)
+    except json_body.TooDeep:
+        raise InputRefused(f"{path}: nested more than {json_body.MAX_DEPTH} levels") from None
+    except ValueError:
+        raise InputRefused(
+            f"{path}: not valid JSON (UTF-8, no NaN or Infinity, integers within 64 bits)"
+        ) from None
+    if not isinstance(document, dict):
+        raise InputRefused(f"{path}: not a JSON object (a CDS Hooks request or a FHIR Bundle)")
+    return document
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,8 +66,10 @@ def _request_from_bundle(
     resources = flatten(bundle)
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if len(patients) != 1:
-        raise SystemExit("the Bundle must hold exactly one Patient")
+        raise InputRefused("the Bundle must hold exactly one Patient")
     patient = patients[0]
+    if not isinstance(patient.get("id"), str) or not patient["id"]:
+        raise InputRefused("the Bundle's Patient has no id")
     prefetch: dict[str, Any] = {}
     for key, template in templates.items():
         resource_type = template.split("?")[0].split("/")[0]
@@ -84,7 +114,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = load_config()
     knowledge = load_knowledge(config.thresholds, config.clinical_settings)
     services = load_services(config.hooks_dir, knowledge=knowledge)
-    document = json.loads(Path(args.file).read_text())
+    document = read_document(args.file, config.max_content_length)
     hook = document.get("hook") or args.hook
     service = next(
         (
@@ -99,10 +129,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     if document.get("resourceType") == "Bundle":
         document = _request_from_bundle(document, hook, service.prefetch)
-    now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else datetime.now(UTC)
+    try:
+        now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else None
+    except ValueError:
+        raise InputRefused(f"--now {args.now!r} is not an ISO date-time") from None
+    if now is not None and now.tzinfo is None:
+        raise InputRefused(f"--now {args.now!r} needs a time zone (Z or +hh:mm)")
     try:
         request = parse_request(document, service.hook)
-        result = evaluate(service, request, knowledge, config, now)
+        result = evaluate(service, request, knowledge, config, now or datetime.now(UTC))
     except BadRequest as exc:
         print(f"invalid request: {exc}", file=sys.stderr)
         return 2
@@ -117,8 +152,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _fixture(args: argparse.Namespace) -> int:
-    document = json.loads(Path(args.file).read_text())
-    print(json.dumps(replay_now(document), indent=2))
+    from cds_service.config import DEFAULTS
+
+    document = read_document(args.file, DEFAULTS["MAX_CONTENT_LENGTH"])
+    if not isinstance(document.get("hook"), str):
+        raise InputRefused(f"{args.file}: not a CDS Hooks request (no 'hook')")
+    try:
+        moved = replay_now(document)
+    except (ValueError, OverflowError):  # 2026-02-30, or a date moved past year 9999
+        raise InputRefused(f"{args.file}: holds a date that cannot be moved to today") from None
+    print(json.dumps(moved, indent=2))
     return 0
 
 
@@ -169,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except ConfigError as error:  # one line naming the setting, not a traceback
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
+        return 2
+    except InputRefused as error:
+        print(f"cds-service: {error}", file=sys.stderr)
         return 2
 
 
