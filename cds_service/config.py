@@ -157,6 +157,11 @@ class Settings:
     database_url: str = "sqlite:///instance/cds.sqlite3"
     # Longest wait for the database (connect, lock, statement) before giving up, in seconds.
     database_timeout_seconds: float = 5
+    # Longest wait for the snooze look-up, which every hook call with a non-critical card
+    # makes (~1 ms normally). Past it (a lock, a hung query) the call answers with every card
+    # shown and counts a snooze_check_failures event: a hung database must not hold each call
+    # for DATABASE_TIMEOUT_SECONDS.
+    snooze_lookup_timeout_seconds: float = 0.25
     # Card history rows waiting for the background writer; beyond this they are dropped.
     card_history_queue_size: int = 10000
     # FHIR validation verdicts remembered per worker (~100 bytes each); 0 turns the cache off.
@@ -283,9 +288,10 @@ def _validate_storage_settings(config: Mapping[str, Any]) -> None:
     if url.startswith("sqlite") and (":memory:" in url or url in ("sqlite://", "sqlite:///")):
         # Each connection would get its own empty database.
         raise ConfigError("CDS_DATABASE_URL must name a SQLite file, not an in-memory database")
-    timeout = config["DATABASE_TIMEOUT_SECONDS"]
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ConfigError("CDS_DATABASE_TIMEOUT_SECONDS must be a positive number")
+    for key in ("DATABASE_TIMEOUT_SECONDS", "SNOOZE_LOOKUP_TIMEOUT_SECONDS"):
+        timeout = config[key]
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigError(f"CDS_{key} must be a positive number")
     for key in ("CARD_HISTORY_QUEUE_SIZE", "SNOOZE_DAYS"):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -41,7 +41,8 @@ def init_app(
             "database migration failed (%s); card history and feedback unavailable",
             type(error).__name__,
         )
-    storage = Storage(create_database_engine(url, timeout), config, clock)
+    snooze_engine = create_database_engine(url, config.snooze_lookup_timeout_seconds)
+    storage = Storage(create_database_engine(url, timeout), config, clock, snooze_engine)
     app.extensions[EXTENSION_KEY] = storage
     known_ids = service_ids if callable(service_ids) else (lambda: service_ids)
     app.register_blueprint(feedback_blueprint(known_ids))

@@ -31,7 +31,7 @@ def create_database_engine(database_url: str, timeout_seconds: float = 5) -> Eng
     options = url.query.get("options", "")
     if not isinstance(options, str):
         options = " ".join(options)
-    timeout_ms = int(timeout_seconds * 1000)
+    timeout_ms = max(1, int(timeout_seconds * 1000))
     return create_engine(
         url,
         pool_pre_ping=True,

@@ -1,7 +1,8 @@
 """Card history, feedback and snoozes on one database, for the hook path and the endpoints.
 
 Nothing here may fail a hook call: history is written in the background and a snooze look-up
-that cannot reach the database shows every card (the safe direction).
+that cannot reach the database, or does not answer within CDS_SNOOZE_LOOKUP_TIMEOUT_SECONDS,
+shows every card (the safe direction).
 """
 
 from __future__ import annotations
@@ -56,8 +57,17 @@ SNOOZED_RULES = (
 
 
 class Storage:
-    def __init__(self, engine: Engine, config: Settings, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Settings,
+        clock: Clock = utc_now,
+        snooze_engine: Engine | None = None,
+    ) -> None:
         self.engine = engine
+        # The snooze look-up's own engine, with CDS_SNOOZE_LOOKUP_TIMEOUT_SECONDS as its
+        # statement, lock and pool time-outs (init_app makes it).
+        self._snooze_engine = snooze_engine or engine
         self.counters = Counters()
         self._clock = clock
         self._secret = config.patient_key_secret
@@ -143,7 +153,7 @@ class Storage:
             "reason_codes": self._snooze_codes,
             "since": self._clock() - self._snooze_period,
         }
-        with self.engine.connect() as connection:
+        with self._snooze_engine.connect() as connection:
             return set(connection.scalars(SNOOZED_RULES, parameters))
 
     def store_feedback(self, service_id: str, items: Sequence[Feedback]) -> None:
@@ -173,6 +183,7 @@ class Storage:
     def close(self) -> None:
         self._writer.close()
         self.engine.dispose()
+        self._snooze_engine.dispose()
 
 
 def _feedback_row(
