@@ -18,6 +18,7 @@ from cds_service.engine import evaluate
 from cds_service.fhir import links as fhir_links
 from cds_service.fhir import validation
 from cds_service.fhir.gather import PreconditionFailed
+from cds_service.fhir.targets import refused_in_development
 from cds_service.ops import metrics
 from cds_service.protocol import json_body
 from cds_service.protocol.request import BadRequest, HookRequest, parse_request
@@ -42,6 +43,11 @@ def _refused_fhir_server(service_id: str, hook_request: HookRequest) -> Response
     """412 when the authenticated client's settings do not allow its fhirServer, so that the
     service cannot be pointed at arbitrary hosts (CDS_TRUSTED_ISSUERS `fhir_servers`)."""
     client = g.get("cds_client")
+    if hook_request.fhir_server and _settings().development:
+        allowed = _settings().fhir_allow_private_hosts
+        if reason := refused_in_development(hook_request.fhir_server, allowed):
+            log.warning("fhirServer refused", extra={"service": service_id, "reason": reason})
+            return error(412, f"{UNAVAILABLE}: {reason}")
     if not hook_request.fhir_server or client is None:
         return None
     settings = _settings().trusted_issuers[client.issuer]

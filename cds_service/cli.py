@@ -50,8 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
 
         return serve_production(args.host, args.port)
     from cds_service import create_app
+    from cds_service.config import load_config
     from cds_service.ops.logs import configure_logging
+    from cds_service.ops.startup import check_startup
 
+    check_startup(load_config(), [args.host])
     configure_logging()
     app = create_app()
     app.run(host=args.host, port=args.port, threaded=True)

@@ -81,6 +81,9 @@ class Settings:
     env: Environment = "development"
     # Public base URL behind a proxy (used for JWT `aud`); empty = the URL the request came to.
     public_base_url: str = ""
+    # A buffering reverse proxy (nginx, an ingress controller) is the service's only client:
+    # required to listen on an address other than loopback (cds_service/ops/startup.py).
+    behind_proxy: bool = False
     # Origins allowed by CORS; "*" in development. One origin may be given as a string.
     cors_origins: tuple[str, ...] = ("*",)
     # Largest request body accepted (bytes); bigger bodies get 413.
@@ -124,6 +127,10 @@ class Settings:
     # send a token; an open fhirServer there is a misconfiguration). true is refused in
     # production.
     fhir_allow_unauthenticated: bool | None = None
+    # Development only: fhirServer hosts that may be on a private or link-local address (a
+    # local HAPI server by its Docker name, "fhir"); ["*"] allows any. Others are refused
+    # (cds_service/fhir/targets.py); loopback is always allowed.
+    fhir_allow_private_hosts: tuple[str, ...] = ()
     # --- CDS client authentication (JWT, CDS Hooks 2.0 §trusting-cds-clients) ---
     # true = every /cds-services call needs a valid JWT; null = true only in production.
     # A token that is sent is always verified, even when not required.
@@ -242,6 +249,8 @@ def validate_config(config: Mapping[str, Any]) -> None:
     for key in ("THRESHOLDS", "CLINICAL_SETTINGS"):
         if not isinstance(config[key], Mapping):
             raise ConfigError(f"CDS_{key} must be a JSON object")
+    if not isinstance(config["BEHIND_PROXY"], bool):
+        raise ConfigError("CDS_BEHIND_PROXY must be true or false")
     if config["ENV"] == "production":
         if config["PATIENT_KEY_SECRET"] == DEFAULTS["PATIENT_KEY_SECRET"]:
             raise ConfigError("CDS_PATIENT_KEY_SECRET must be set in production")
@@ -279,6 +288,13 @@ def _validate_fhir_settings(config: Mapping[str, Any]) -> None:
         raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED must be true, false or null")
     if allow and not is_development(config):
         raise ConfigError("CDS_FHIR_ALLOW_UNAUTHENTICATED is for development only")
+    hosts = config["FHIR_ALLOW_PRIVATE_HOSTS"]
+    if not isinstance(hosts, list | tuple) or not all(isinstance(h, str) and h for h in hosts):
+        raise ConfigError("CDS_FHIR_ALLOW_PRIVATE_HOSTS must be a JSON list of host names")
+    if hosts and not is_development(config):
+        raise ConfigError(
+            "CDS_FHIR_ALLOW_PRIVATE_HOSTS is for development only (production: fhir_servers)"
+        )
 
 
 def _validate_storage_settings(config: Mapping[str, Any]) -> None:

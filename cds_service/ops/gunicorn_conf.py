@@ -99,9 +99,11 @@ def on_starting(server: Any) -> None:
     """With plain `gunicorn -c` too: refuse several workers that would not share the JWT
     replay cache or the database (one line, exit 2, before any worker starts)."""
     from cds_service.config import ConfigError, load_config, validate_worker_count
+    from cds_service.ops.startup import check_startup
 
     try:
         validate_worker_count(load_config(), server.cfg.workers)
+        check_startup(load_config(), server.cfg.bind)
     except ConfigError as error:
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         sys.exit(2)

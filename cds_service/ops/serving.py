@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.config import ConfigError, load_config, validate_worker_count
+from cds_service.ops.startup import check_startup
 
 CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -41,6 +42,7 @@ def serve_production(host: str, port: int) -> int:
     settings = _gunicorn_settings()
     try:
         validate_worker_count(load_config(), settings["workers"])
+        check_startup(load_config(), [host])
     except ConfigError as error:
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         return 2

@@ -182,10 +182,14 @@ def test_serve_production_refuses_several_workers_on_sqlite(monkeypatch, capsys)
 def test_plain_gunicorn_with_the_config_file_refuses_too(monkeypatch, capsys):
     _production_environment(monkeypatch, CDS_DATABASE_URL=POSTGRES)
     with pytest.raises(SystemExit) as exit_:
-        gunicorn_conf.on_starting(SimpleNamespace(cfg=SimpleNamespace(workers=4)))
+        gunicorn_conf.on_starting(
+            SimpleNamespace(cfg=SimpleNamespace(workers=4, bind=["127.0.0.1:8080"]))
+        )
     assert exit_.value.code == 2
     assert "4 workers need CDS_REDIS_URL" in capsys.readouterr().err
-    gunicorn_conf.on_starting(SimpleNamespace(cfg=SimpleNamespace(workers=1)))
+    gunicorn_conf.on_starting(
+        SimpleNamespace(cfg=SimpleNamespace(workers=1, bind=["127.0.0.1:8080"]))
+    )
 
 
 def test_deploy_docs_say_what_is_refused():
