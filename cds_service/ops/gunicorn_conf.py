@@ -130,8 +130,9 @@ def post_worker_init(worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Tell the Prometheus multiprocess collector that a worker's files are final."""
+    """Fold a dead worker's metric files into the archive (cds_service/ops/metrics_files.py),
+    so that restarts do not fill PROMETHEUS_MULTIPROC_DIR."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from cds_service.ops.metrics_files import archive_dead_worker
 
-        multiprocess.mark_process_dead(worker.pid)
+        archive_dead_worker(worker.pid)

@@ -163,12 +163,17 @@ def readyz() -> tuple[Response, int]:
 
 @health_blueprint.get("/metrics")
 def metrics() -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    try:
+        text = generate_latest(registry)
+    except FileNotFoundError:
+        # The master folded a dead worker's file into the archive while this scrape was
+        # reading the folder (ops/metrics_files.py): read it again.
+        text = generate_latest(registry)
+    return Response(text, mimetype=CONTENT_TYPE_LATEST)
 
 
 def _start_timer() -> None:
