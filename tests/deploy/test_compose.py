@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from cds_service import config as cds_config
+from tests.support.proxy import with_certificate
+from tests.support.tls import TestCertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[2]
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -88,7 +90,12 @@ def test_services_and_their_images(compose: dict[str, Any]) -> None:
     assert services["postgres"]["image"] == "postgres:16-alpine"
     assert services["redis"]["image"] == "redis:7-alpine"
     assert services["fhir"]["image"] == "hapiproject/hapi:latest"
-    assert services["fhir"]["ports"] == ["8090:8080"]
+    # Issue 24: HAPI (writable, test data) on the internal network only, never on 0.0.0.0.
+    assert "ports" not in services["fhir"]
+    assert services["fhir"]["networks"] == ["backend"]
+    assert compose["networks"]["backend"]["internal"] is True
+    dev_fhir = _yaml("docker-compose.dev.yml")["services"]["fhir"]
+    assert all(port.startswith("127.0.0.1:") for port in dev_fhir["ports"])
     assert _environment(services["fhir"])["hapi.fhir.fhir_version"] == "R4"
     # The loader runs the script from the service's own image, once.
     loader = services["fhir-loader"]
@@ -109,10 +116,12 @@ def test_cds_runs_replicated_behind_the_proxy(compose: dict[str, Any]) -> None:
         "redis": {"condition": "service_healthy"},
     }
     proxy = services["proxy"]
-    assert proxy["ports"] == ["8080:8080"]
+    assert proxy["ports"] == ["8080:8080", "8443:8443"]  # 8443: TLS, the dashboard's only way
     assert proxy["depends_on"]["cds"]["condition"] == "service_healthy"
     mounts = [v.split(":") for v in proxy["volumes"]]
     assert ["./deploy/nginx.conf", "/etc/nginx/conf.d/default.conf", "ro"] in mounts
+    assert ["./deploy/tls", "/etc/nginx/tls", "ro"] in mounts
+    assert _environment(cds)["CDS_BEHIND_PROXY"] == "true"  # it listens on 0.0.0.0
     assert "postgres-data" in compose["volumes"]
     assert any(v.startswith("postgres-data:") for v in services["postgres"]["volumes"])
 
@@ -200,6 +209,7 @@ def test_the_dev_override_allows_the_http_hapi_demo(
     cds_config.validate_config(settings)
     assert cds_config.is_development(settings)
     assert settings["FHIR_ALLOW_UNAUTHENTICATED"] is True
+    assert settings["FHIR_ALLOW_PRIVATE_HOSTS"] == ["fhir"]  # HAPI by its internal name
 
 
 def _dockerfile() -> list[tuple[str, str]]:
@@ -286,6 +296,8 @@ def test_nginx_accepts_the_conf(tmp_path: Path) -> None:
     if nginx is None:
         pytest.skip("nginx is not installed")
     site = (ROOT / "deploy" / "nginx.conf").read_text().replace("cds:8080", "127.0.0.1:8080")
+    # The TLS listener's certificate is the site's (deploy/tls/): a test CA's here.
+    site = with_certificate(site, TestCertificateAuthority(tmp_path / "tls"))
     (tmp_path / "site.conf").write_text(site)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"

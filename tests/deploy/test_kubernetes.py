@@ -279,3 +279,36 @@ def test_migration_job_script_migrates_a_database(
     with sqlite3.connect(database) as connection:
         [(revision,)] = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     assert revision
+
+
+# --- Issue 24: egress to the EHR's hosts only, fhir_servers, a proxy in front --------------
+
+
+def test_https_egress_goes_to_listed_hosts_only(k8s: dict[str, dict[str, Any]]) -> None:
+    """Not 443 to the whole internet: one ipBlock per EHR host, each a single address."""
+    policy = k8s["NetworkPolicy"]["spec"]
+    https = [r for r in policy["egress"] if any(p["port"] == 443 for p in r["ports"])]
+    peers = [peer for rule in https for peer in rule["to"]]
+    assert peers
+    for peer in peers:
+        cidr = peer["ipBlock"]["cidr"]
+        assert cidr.endswith(("/32", "/128")), cidr
+        assert cidr.startswith("192.0.2."), "example addresses are from the documentation range"
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    for peer in peers:
+        assert peer["ipBlock"]["cidr"].removesuffix("/32") in docs  # placeholders documented
+
+
+def test_the_example_issuer_lists_its_fhir_servers_and_the_proxy(
+    k8s: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    for name, value in {**k8s["ConfigMap"]["data"], **SECRET_EXAMPLE}.items():
+        monkeypatch.setenv(name, value)
+    config = load_config()
+    assert all(issuer.get("fhir_servers") for issuer in config.trusted_issuers.values())
+    assert config.behind_proxy  # the pods listen on 0.0.0.0 for the ingress controller
+    annotations = k8s["Ingress"]["metadata"]["annotations"]
+    assert int(annotations["nginx.ingress.kubernetes.io/limit-connections"]) > 0
