@@ -506,8 +506,8 @@ def _validate_jwks_file(name: str, jwks_file: Any, production: bool) -> None:
         return
     if not isinstance(jwks_file, str) or not Path(jwks_file).is_file():
         raise ConfigError(f"{name}.jwks_file: {jwks_file!r} is not a readable file")
-    # Imported here: the security package imports this module.
-    from cds_service.security.jwks import holds_a_key_of, load_jwks_file
+    # Imported here: it imports this module.
+    from cds_service.jwk_sets import holds_a_key_of, load_jwks_file
 
     where = f"{name}.jwks_file {jwks_file!r}"
     if Path(jwks_file).stat().st_size > MAX_JWKS_FILE_BYTES:

@@ -13,56 +13,15 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import requests
-from jwt import PyJWK, PyJWKError, PyJWTError
 
-from ..config import ConfigError
+from ..jwk_sets import JwkDict, holds_a_key_of, load_jwks_file, parse_jwks
 from .errors import AuthenticationError
 
 logger = logging.getLogger(__name__)
 
-JwkDict = dict[str, Any]
-
-
-def parse_jwks(document: Any) -> dict[str, JwkDict]:
-    """The usable signature keys of a JWKS document, by kid; others are left out."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
-        raise ValueError("not a JWKS document")
-    keys: dict[str, JwkDict] = {}
-    for jwk in document["keys"]:
-        if not (
-            isinstance(jwk, dict)
-            and isinstance(jwk.get("kid"), str)
-            and jwk.get("kty") in ("EC", "RSA")
-            and jwk.get("use", "sig") == "sig"
-        ):
-            continue
-        try:
-            PyJWK(jwk)
-        except (PyJWKError, PyJWTError):
-            continue
-        keys[jwk["kid"]] = jwk
-    return keys
-
-
-def public_key_material(jwk: JwkDict) -> tuple[Any, ...]:
-    return tuple(jwk.get(name) for name in ("kty", "crv", "x", "y", "n", "e"))
-
-
-def holds_a_key_of(keys: Mapping[str, JwkDict], other: Mapping[str, JwkDict]) -> bool:
-    """Whether `keys` hold one of `other`'s public keys, under any kid."""
-    theirs = {public_key_material(jwk) for jwk in other.values()}
-    return any(public_key_material(jwk) in theirs for jwk in keys.values())
-
-
-def load_jwks_file(path: str) -> dict[str, JwkDict]:
-    try:
-        return parse_jwks(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"JWKS file {path!r} cannot be used: {error}") from error
+__all__ = ["JwkDict", "KeyStore", "holds_a_key_of", "load_jwks_file", "parse_jwks"]
 
 
 @dataclass(frozen=True)
