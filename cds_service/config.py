@@ -507,18 +507,18 @@ def _validate_jwks_file(name: str, jwks_file: Any, production: bool) -> None:
     if not isinstance(jwks_file, str) or not Path(jwks_file).is_file():
         raise ConfigError(f"{name}.jwks_file: {jwks_file!r} is not a readable file")
     # Imported here: it imports this module.
-    from cds_service.jwk_sets import holds_a_key_of, load_jwks_file
+    from cds_service.jwk_sets import holds_a_key_of, read_jwks_file
 
     where = f"{name}.jwks_file {jwks_file!r}"
     if Path(jwks_file).stat().st_size > MAX_JWKS_FILE_BYTES:
         raise ConfigError(f"{where} is larger than {MAX_JWKS_FILE_BYTES} bytes: not a JWKS file")
     try:
-        keys = load_jwks_file(jwks_file)
+        keys = read_jwks_file(jwks_file)
     except ConfigError:
         raise ConfigError(f"{where} is not a JWKS document (JSON with a 'keys' list)") from None
     if not keys:
         raise ConfigError(f"{where} holds no usable signature key (EC or RSA, with a kid)")
-    if production and holds_a_key_of(keys, load_jwks_file(SANDBOX_JWKS_FILE)):
+    if production and holds_a_key_of(keys, read_jwks_file(SANDBOX_JWKS_FILE)):
         raise ConfigError(f"{where} holds the public sandbox's key, refused in production")
 
 

@@ -106,7 +106,7 @@ from cds_service.config import load_config
 from cds_service.ops import serving
 from cds_service.ops.startup import check_startup
 check_startup(load_config(), ["127.0.0.1:8080"])
-print(sorted(m for m in ("requests", "urllib3", "flask") if m in sys.modules))
+print(sorted(m for m in ("requests", "urllib3", "flask", "jwt") if m in sys.modules))
 """
 
 
