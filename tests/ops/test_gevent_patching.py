@@ -10,20 +10,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import certifi
+
 from tests.support.network import free_port
 
 # What the master process runs before gunicorn forks its workers: the CLI, the settings check
-# (with a trusted issuer whose fhir_servers and jwks_url are URLs), gunicorn and its config.
+# (with a trusted issuer whose fhir_servers and jwks_url are URLs, and one with a pinned JWKS
+# file), the start-up checks (bind, CA bundle), gunicorn and its config. PyJWT too would copy
+# names out of ssl (jwt.jwks_client).
 MASTER_IMPORTS = """
 import sys
 from cds_service import cli
 from cds_service.ops import serving
 from cds_service.config import load_config, validate_worker_count
+from cds_service.ops.startup import check_startup
 settings = serving._gunicorn_settings()
 validate_worker_count(load_config(), settings["workers"])
+check_startup(load_config(), ["127.0.0.1:8080"])
 import gunicorn.app.base, gunicorn.arbiter
-print(sorted(m for m in ("requests", "urllib3", "flask") if m in sys.modules))
+print(sorted(m for m in ("requests", "urllib3", "flask", "jwt") if m in sys.modules))
 """
+PINNED_JWKS = Path(__file__).parents[1] / "security" / "data" / "jwt-example-jwks-public.json"
 
 
 def test_the_master_process_imports_neither_requests_nor_urllib3():
@@ -31,9 +38,14 @@ def test_the_master_process_imports_neither_requests_nor_urllib3():
         "https://ehr.example.org": {
             "jwks_url": "https://ehr.example.org/jwks.json",
             "fhir_servers": ["https://ehr.example.org/fhir"],
-        }
+        },
+        "https://other-ehr.example.org": {"jwks_file": str(PINNED_JWKS)},
     }
-    env = {**os.environ, "CDS_TRUSTED_ISSUERS": json.dumps(issuers)}
+    env = {
+        **os.environ,
+        "CDS_TRUSTED_ISSUERS": json.dumps(issuers),
+        "REQUESTS_CA_BUNDLE": certifi.where(),
+    }
     result = subprocess.run(
         [sys.executable, "-c", MASTER_IMPORTS],
         env=env,

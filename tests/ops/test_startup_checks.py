@@ -98,38 +98,3 @@ def test_plain_gunicorn_with_the_config_file_checks_the_bind_too(monkeypatch, ca
     assert "CDS_BEHIND_PROXY" in capsys.readouterr().err
     monkeypatch.setenv("CDS_BEHIND_PROXY", "true")
     gunicorn_conf.on_starting(server)
-
-
-MASTER_CHECKS = """
-import sys
-from cds_service.config import load_config
-from cds_service.ops import serving
-from cds_service.ops.startup import check_startup
-check_startup(load_config(), ["127.0.0.1:8080"])
-print(sorted(m for m in ("requests", "urllib3", "flask", "jwt") if m in sys.modules))
-"""
-
-
-def test_the_start_up_checks_import_neither_requests_nor_urllib3():
-    """They run in the production master, before the gevent workers patch ssl (issue 22):
-    reading a pinned JWKS file and the CA bundle must not bring the HTTP client in."""
-    import json
-    from pathlib import Path
-
-    jwks_file = Path(__file__).parents[1] / "security" / "data" / "jwt-example-jwks-public.json"
-    issuers = {"https://ehr.example.org": {"jwks_file": str(jwks_file)}}
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
-        **_production_env(),
-        "CDS_TRUSTED_ISSUERS": json.dumps(issuers),
-        "REQUESTS_CA_BUNDLE": certifi.where(),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", MASTER_CHECKS],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert result.stdout.strip() == "[]", result.stderr
