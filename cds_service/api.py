@@ -41,7 +41,8 @@ def error(status: int, message: str) -> Response:
 
 def _refused_fhir_server(service_id: str, hook_request: HookRequest) -> Response | None:
     """412 when the authenticated client's settings do not allow its fhirServer, so that the
-    service cannot be pointed at arbitrary hosts (CDS_TRUSTED_ISSUERS `fhir_servers`)."""
+    service cannot be pointed at arbitrary hosts (CDS_TRUSTED_ISSUERS `fhir_servers`); in
+    development, also when fhirServer is on a private or link-local address (fhir/targets.py)."""
     client = g.get("cds_client")
     if hook_request.fhir_server and _settings().development:
         allowed = _settings().fhir_allow_private_hosts
