@@ -12,7 +12,7 @@ or the development server could not see that the gevent workers' HTTPS calls all
 (issue 22): this stage does.
 
 Where nginx, PostgreSQL or Redis is missing the stage is skipped, unless
-CDS_AS_DEPLOYED_REQUIRED=1 (set by .ci/run), which makes a missing piece a failure.
+AS_DEPLOYED_STAGE_REQUIRED=1 (set by .ci/run), which makes a missing piece a failure.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     missing = _missing_pieces()
     if missing:
         message = f"the as-deployed stage needs {', '.join(missing)}"
-        if os.environ.get("CDS_AS_DEPLOYED_REQUIRED") == "1":
+        if os.environ.get("AS_DEPLOYED_STAGE_REQUIRED") == "1":
             pytest.fail(message)
         pytest.skip(message)
     workdir = tmp_path_factory.mktemp("as-deployed")
