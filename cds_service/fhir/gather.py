@@ -392,7 +392,8 @@ class _Gathering:
         for first in range(0, len(ids), MEDICATION_BATCH):
             batch = {i: by_id[i] for i in ids[first : first + MEDICATION_BATCH]}
             if len(batch) == 1:  # one is read (every server supports a read)
-                self._get(*batch.values(), partial(self._on_medications, batch, None))
+                [url] = batch.values()
+                self._get(url, partial(self._on_medications, batch, None))
                 continue
             search = f"Medication?_id={','.join(batch)}&_count={len(batch)}"
             self._get(self.server.url(search), partial(self._on_medications, batch, search))
@@ -414,7 +415,7 @@ class _Gathering:
                 self.medication_reads[url] = f"the FHIR server sent {page.problem}"
             return
         self.medication_resources += page.resources
-        found = {r.get("id") for r in page.resources}
+        found = {str(r.get("id")) for r in page.resources}
         for medication_id in found & wanted.keys():
             self.medication_reads[wanted.pop(medication_id)] = ""
         if wanted and search is not None and page.next_url is not None:

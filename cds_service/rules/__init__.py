@@ -67,9 +67,7 @@ def _febrile_now(finding: Finding, fever_text: str) -> None:
     )
 
 
-def _most_important(
-    findings: list[Finding], record: PatientRecord | None = None
-) -> list[Finding]:
+def _most_important(findings: list[Finding], record: PatientRecord | None = None) -> list[Finding]:
     def rank(finding: Finding) -> tuple[bool, int]:
         # The data-missing card comes first: the other cards were made without that data.
         data_missing = finding.rule == "DATA_QUALITY" and bool(record and record.unavailable)

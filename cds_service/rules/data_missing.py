@@ -66,7 +66,7 @@ def _what(kind: str, cut: datetime | None) -> str:
 
 
 def missing_summary(ctx: RuleContext) -> str:
-    """"Blood counts could not be read from the EHR: check the latest counts before acting on
+    """ "Blood counts could not be read from the EHR: check the latest counts before acting on
     azathioprine." Several kinds: the most decisive first, shortened to fit."""
     record = ctx.record
     kinds = _kinds(record)

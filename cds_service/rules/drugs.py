@@ -54,7 +54,8 @@ def mg_per_kg_line(
     if dose.weekly or methotrexate:
         return line + "."
     if record.weight is None and "weights" in record.unreadable:
-        return line + ("; body weight could not be read, so mg/kg/day not computed." if limit else ".")
+        unread = "; body weight could not be read, so mg/kg/day not computed."
+        return line + (unread if limit else ".")
     if record.weight is None:
         # Said only where a per-kg limit exists (azathioprine): elsewhere it is noise.
         return line + ("; no body weight on file, so mg/kg/day not computed." if limit else ".")

@@ -20,12 +20,6 @@ from cds_service.rules.assessments import (
     neutrophil_state,
     tier_a_current,
 )
-from cds_service.rules.data_missing import (
-    SOURCE,
-    missing_orders,
-    missing_recommendations,
-    missing_summary,
-)
 from cds_service.rules.base import (
     FEBRILE_NOW,
     MAX_SUMMARY,
@@ -33,6 +27,12 @@ from cds_service.rules.base import (
     Priority,
     RuleContext,
     SuggestedOrder,
+)
+from cds_service.rules.data_missing import (
+    SOURCE,
+    missing_orders,
+    missing_recommendations,
+    missing_summary,
 )
 
 
@@ -58,10 +58,12 @@ FEBRILE_LEAD = f"{FEBRILE_NOW}."
 
 
 def no_wbc_on_file(record: PatientRecord) -> str:
-    """"no WBC on file", or "no WBC since {date}" when older counts were not read (§2.6 v4:
+    """ "no WBC on file", or "no WBC since {date}" when older counts were not read (§2.6 v4:
     what was not read is never said to be absent)."""
     since = record.read_since.get("counts")
     return f"no WBC since {day(since)}" if since is not None else "no WBC on file"
+
+
 _FEBRILE_WBC_HOURS = 72
 
 
@@ -352,7 +354,8 @@ def data_quality(ctx: RuleContext) -> Finding | None:
         orders = missing_orders(ctx)
     else:
         sources = ["ucum"]
-        orders = [SuggestedOrder("cbc", "routine", "Order CBC with differential")] if warning else []
+        cbc = SuggestedOrder("cbc", "routine", "Order CBC with differential")
+        orders = [cbc] if warning else []
     return Finding(
         rule="DATA_QUALITY",
         indicator="warning" if warning else "info",
