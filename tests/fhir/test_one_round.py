@@ -12,8 +12,9 @@ from responses import matchers
 from cds_service.fhir import cache as fhir_cache
 from cds_service.fhir import client as fhir_client
 from cds_service.fhir.client import CallBudget, FetchRound, FhirServer, FhirUnavailable, get_json
-from cds_service.fhir.gather import gather, own_search
+from cds_service.fhir.gather import PreconditionFailed, gather, own_search
 from tests.support.fhir_stub import FhirStub
+from tests.support.network import eventually
 
 from .conftest import CONTEXT, FHIR_SERVER, PATIENT_ID, TOKEN, full_prefetch, resource, searchset
 
@@ -291,3 +292,18 @@ def test_answer_memory_is_bounded_in_bytes_oldest_out_first():
         cache.put(key, b"x" * 400, seconds=30, max_bytes=1000)
     assert cache.get(keys[0]) is None
     assert cache.get(keys[1]) == cache.get(keys[2]) == b"x" * 400
+
+
+def test_calls_abandoned_at_the_deadline_are_stopped(templates, config):
+    # Issue 22: a FHIR server trickling bytes kept every socket and thread (greenlet) of a
+    # hook call reading after the answer. Each answer here would take minutes to arrive.
+    # The deadline leaves time for a first connection in a fresh process (~0.5 s here).
+    config = replace(config, fhir_deadline_seconds=2.0, fhir_cache_seconds=0)
+    with FhirStub(patient_data(), token=TOKEN, trickle_seconds=0.25) as stub:
+        with pytest.raises(PreconditionFailed):  # nothing arrived in time
+            gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
+        assert len(stub.calls) == len(templates)
+        # The service closed every connection: nothing is trickling any more ...
+        assert eventually(lambda: stub.trickling == 0)
+    # ... and no thread of the hook call's FHIR round is left running.
+    assert eventually(lambda: not [t for t in threading.enumerate() if t.name.startswith("fhir")])

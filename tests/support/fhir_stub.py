@@ -4,7 +4,9 @@ It serves resources from Synthea transaction Bundles (their `urn:uuid:` referenc
 `Type/id`, as a real server stores them): reads (`Type/id`) and searches by `patient`/`subject`,
 `code` (token list, `system|code` or `code`), `_id`, `_sort=-date`, `_count` and
 `_include=<Type>:medication`, with `next` links for paging. It checks a Bearer token when given
-one, can answer slowly, records the calls it received and counts the most it served at once.
+one, can answer slowly or trickle its answers a byte at a time (counting the answers still
+trickling, to see whether a client stopped reading), records the calls it received and counts
+the most it served at once.
 
 It runs on aiohttp in one event loop (a thread of the test process): a slow answer is a timer,
 not a thread, so the server costs the benchmark's shared cores little besides the HTTP exchange
@@ -114,6 +116,7 @@ class FhirStub:
         delay_by_type: dict[str, float] | None = None,
         supports_include: bool = True,
         max_page_size: int = 1000,
+        trickle_seconds: float = 0.0,
     ) -> None:
         self.resources = list(resources)
         # Seconds before answering a search or read of a resource type (else delay_seconds).
@@ -128,6 +131,9 @@ class FhirStub:
         self.token = token
         self.delay_seconds = delay_seconds
         self.later_pages_delay_seconds = later_pages_delay_seconds
+        # Seconds between the bytes of an answer (0: sent at once); answers still being sent.
+        self.trickle_seconds = trickle_seconds
+        self.trickling = 0
         self.calls: list[RecordedCall] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -235,6 +241,8 @@ class FhirStub:
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             return await self._respond(request)
+        except ConnectionResetError:
+            raise web.HTTPException() from None  # nothing more to send on a closed connection
         finally:
             self._in_flight -= 1
 
@@ -253,6 +261,8 @@ class FhirStub:
             status, payload = self.encoded(*self.answer(request.path, query))
             if self.cache_answers:
                 self._answers[request.raw_path] = status, payload
+        if self.trickle_seconds:
+            return await self._trickle(request, status, payload)
         response = web.Response(status=status, body=payload, content_type="application/fhir+json")
         try:
             await response.prepare(request)
@@ -261,6 +271,32 @@ class FhirStub:
         except ConnectionError:
             pass  # the client gave up waiting (deadline tests)
         return response
+
+    async def _trickle(
+        self, request: web.Request, status: int, payload: bytes
+    ) -> web.StreamResponse:
+        """The whole answer, status line and headers included, one byte at a time, until it is
+        sent or the client closes the connection (written to the transport directly: a client
+        waiting for the headers has no read deadline to stop it, only the caller's)."""
+        head = (
+            f"HTTP/1.1 {status} OK\r\nContent-Type: application/fhir+json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        transport = request.transport
+        self.trickling += 1
+        try:
+            for byte in head + payload:
+                if transport is None or transport.is_closing():
+                    break  # the client closed the connection: what the deadline tests look for
+                transport.write(bytes([byte]))
+                await asyncio.sleep(self.trickle_seconds)
+            else:
+                self.answered.append(request.path)
+        finally:
+            self.trickling -= 1
+            if transport is not None:
+                transport.close()
+        raise ConnectionResetError  # the answer was written by hand: aiohttp sends nothing
 
 
 def _main(argv: list[str] | None = None) -> None:
