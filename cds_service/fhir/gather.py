@@ -270,11 +270,11 @@ class _Gathering:
         data = self.keys[key]
         data.resources += page.resources
         data.pages += 1
-        self._note_dates(data, page.resources)
         self.medication_resources += page.medications
         self.read_medications(page.resources)
         if page.next_url is None:
-            return  # the whole search is read
+            return  # the whole search is read (its dates are not needed: nothing to decide)
+        self._note_dates(data, page.resources)
         coverage = self._coverage(key)
         if coverage == "latest":
             self._search_latest(key, expected_type)

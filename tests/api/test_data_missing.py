@@ -162,3 +162,18 @@ def test_a_history_cut_short_names_the_date(client):
     if first["source"]["topic"]["code"] != "DATA_QUALITY":
         pytest.fail(f"the first card is {first['source']['topic']['code']}")
     assert first["summary"].startswith(f"Blood counts before {cut} could not be read")
+
+
+def test_records_of_another_patient_are_said_first_and_silence_nothing(client):
+    body = request_of(scenario(TIER_A_IN_ALL))
+    full = cards_by_rule(call(client, copy.deepcopy(body))[1]["cards"])
+    stray = copy.deepcopy(body["prefetch"]["conditions"]["entry"][0])
+    stray["resource"]["id"] = "someone-else"
+    stray["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    body["prefetch"]["conditions"]["entry"].append(stray)
+    status, answer = call(client, body)
+    assert status == 200
+    first = answer["cards"][0]
+    assert first["source"]["topic"]["code"] == "DATA_QUALITY"
+    assert first["summary"].startswith("Records of another patient were sent and ignored")
+    assert "FEBRILE_NEUTROPENIA" in full and "FEBRILE_NEUTROPENIA" in cards_by_rule(answer["cards"])

@@ -19,7 +19,8 @@ from cds_service.fhir.gather import gather
 from cds_service.knowledge import load_knowledge
 from cds_service.record.reading_plan import ReadingHorizon
 from cds_service.rules.reading import READING_NEEDS
-from tests.support.builders import ALC, ANC, NOW, TEMPERATURE, WBC, observation
+from tests.support.builders import ALC, ANC, NOW, TEMPERATURE, WBC, fhir_authorization, observation
+from tests.support.scenarios import SCENARIOS, call, request_of
 
 from .conftest import CONTEXT, FHIR_SERVER, TOKEN, full_prefetch, searchset
 
@@ -233,3 +234,18 @@ def test_temperatures_are_read_over_24_hours_only(templates, config, fhir, horiz
     gathered = gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config, horizon=horizon)
     assert len(server.calls) == 1  # 10 readings every 4 h reach back 37 h
     assert gathered.incomplete == {}
+
+
+@pytest.mark.parametrize("page_size", [10, 50, 100])
+def test_the_paged_fixture_fetched_at_any_page_size_gives_no_card(client, fhir, page_size):
+    # fixtures: v4-five-years-monthly-cbcs-paged-at-50, its counts read from the EHR's server
+    # instead of the prefetch, at 10, 50 or 100 per page.
+    [paged] = [s for s in SCENARIOS if s["name"] == "v4-five-years-monthly-cbcs-paged-at-50"]
+    body = request_of(paged)
+    server = PagedServer(first_resources(body["prefetch"].pop("counts")), page_size)
+    serve(fhir, server)
+    body["fhirServer"] = FHIR_SERVER
+    body["fhirAuthorization"] = fhir_authorization(TOKEN)
+    status, answer = call(client, body)
+    assert status == 200 and answer["cards"] == []
+    assert len(server.calls) == {10: 3, 50: 1, 100: 1}[page_size]
