@@ -94,9 +94,9 @@ def missing_recommendations(ctx: RuleContext, other_cards: bool) -> list[str]:
     record = ctx.record
     lines = [
         (
-            "The other cards were made without it"
+            "The other cards were made without this data"
             if other_cards
-            else "No clinical card could be made from it"
+            else "No clinical card was made"
         )
         + ": data that could not be read is neither absent nor normal."
     ]
