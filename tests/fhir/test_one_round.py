@@ -307,7 +307,9 @@ def test_calls_abandoned_at_the_deadline_are_stopped(templates, config):
     # hook call reading after the answer. Each answer here would take minutes to arrive.
     # The deadline leaves time for a first connection in a fresh process (~0.5 s here).
     config = replace(config, fhir_deadline_seconds=2.0, fhir_cache_seconds=0)
-    with FhirStub(patient_data(), token=TOKEN, trickle_seconds=0.25) as stub:
+    stub = FhirStub(patient_data(), token=TOKEN)
+    stub.trickle_seconds = 0.25
+    with stub:
         with pytest.raises(PreconditionFailed):  # nothing arrived in time
             gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
         assert len(stub.calls) == len(templates)

@@ -110,7 +110,9 @@ def test_fetch_calls_abandoned_at_the_deadline_are_stopped_in_gevent_workers(pro
     # greenlets of each hook call reading long after the answer (2 s deadline here).
     base, _ = production
     body = _febrile_neutropenia_request()
-    with FhirStub(served_resources(body), trickle_seconds=0.25) as stub:
+    stub = FhirStub(served_resources(body))
+    stub.trickle_seconds = 0.25
+    with stub:
         fetching = {k: v for k, v in body.items() if k != "prefetch"} | {
             "fhirServer": stub.base_url
         }

@@ -116,7 +116,6 @@ class FhirStub:
         delay_by_type: dict[str, float] | None = None,
         supports_include: bool = True,
         max_page_size: int = 1000,
-        trickle_seconds: float = 0.0,
     ) -> None:
         self.resources = list(resources)
         # Seconds before answering a search or read of a resource type (else delay_seconds).
@@ -127,13 +126,14 @@ class FhirStub:
         self.answered: list[str] = []
         # Benchmarks: compute each distinct query's answer once (the data never changes).
         self.cache_answers = False
+        # Deadline tests: seconds between the bytes of an answer (0: sent at once), and the
+        # answers still being sent.
+        self.trickle_seconds = 0.0
+        self.trickling = 0
         self._answers: dict[str, tuple[int, bytes]] = {}
         self.token = token
         self.delay_seconds = delay_seconds
         self.later_pages_delay_seconds = later_pages_delay_seconds
-        # Seconds between the bytes of an answer (0: sent at once); answers still being sent.
-        self.trickle_seconds = trickle_seconds
-        self.trickling = 0
         self.calls: list[RecordedCall] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -241,8 +241,6 @@ class FhirStub:
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             return await self._respond(request)
-        except ConnectionResetError:
-            raise web.HTTPException() from None  # nothing more to send on a closed connection
         finally:
             self._in_flight -= 1
 
@@ -296,7 +294,8 @@ class FhirStub:
             self.trickling -= 1
             if transport is not None:
                 transport.close()
-        raise ConnectionResetError  # the answer was written by hand: aiohttp sends nothing
+        # The answer was written by hand: nothing more to send on the closed connection.
+        raise web.HTTPException()
 
 
 def _main(argv: list[str] | None = None) -> None:
