@@ -109,8 +109,11 @@ class Settings:
     # FHIR calls one hook call makes at the same time (at least its prefetch keys plus the
     # Medications they refer to).
     fhir_max_concurrent_calls: int = 16
-    # Bundle pages read per prefetch key (the first included); more pages are noted, not read.
-    fhir_max_pages: int = 5
+    # A guard against a server whose `next` links never end: pages read per prefetch key at
+    # most. Not what bounds reading: a search is read until its results cover the history the
+    # rules need (clinical rules §2.6), within the call's time and byte budget, whatever the
+    # page size (10 per page for 5 years of monthly CBCs is ~20 pages).
+    fhir_max_pages: int = 1000
     # Largest FHIR response body read (bytes); bigger responses are abandoned mid-stream.
     # A page of 500 Observations is about 0.5 MB.
     fhir_max_response_bytes: int = 2 * 1024 * 1024

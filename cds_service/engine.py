@@ -17,6 +17,8 @@ from cds_service.knowledge import Knowledge
 from cds_service.protocol.hooks import ORDER_HOOKS, ORDER_SELECT
 from cds_service.protocol.request import HookRequest
 from cds_service.record import PatientRecord, build_record, names_other_patient
+from cds_service.record.missing import read_since_kinds, unreadable_kinds
+from cds_service.record.reading_plan import ReadingHorizon
 from cds_service.rules import evaluate_rules
 from cds_service.rules.base import Finding
 from cds_service.rules.reading import READING_NEEDS
@@ -51,6 +53,7 @@ def evaluate(
         request.access_token,
         config,
         context_resources=drafts,
+        horizon=ReadingHorizon(READING_NEEDS, knowledge, now),
     )
     resources = data.all_resources()
     mine = [r for r in resources if not names_other_patient(r, request.patient_id)]
@@ -70,6 +73,8 @@ def evaluate(
         draft_orders=draft_bundle,
         selections=list(selections) if isinstance(selections, list) else None,
         only_what_rules_read=READING_NEEDS,
+        unreadable=unreadable_kinds(data.unavailable, data.incomplete, data.read_back_to),
+        read_since=read_since_kinds(data.read_since),
     )
     findings = evaluate_rules(record, knowledge, service.hook, service.rules)
     cards = [render_card(f, request.patient_id, knowledge) for f in findings]

@@ -4,17 +4,25 @@ each in time and size, and the access token sent only to fhirServer's origin.
 
 Failures become `FhirUnavailable` with a short reason that never contains a URL, a token or
 patient data, because reasons end up in logs and in cards.
+
+Calls still out at the deadline are stopped, not left running (issue 22: a server trickling
+bytes kept 9 sockets and greenlets per hook call): their sockets are shut down, which ends a
+blocked read in a thread or a greenlet at once, and under gevent their greenlets are killed.
 """
 
 from __future__ import annotations
 
+import _socket
+import contextlib
 import logging
 import os
 import queue
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, lru_cache, partial
 from itertools import count
@@ -26,6 +34,9 @@ import requests
 from gevent import monkey
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
+from urllib3 import PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from cds_service.config import Settings
 from cds_service.fhir import links as fhir_links
@@ -82,6 +93,92 @@ def fhir_server_for(base_url: str | None, access_token: str | None, config: Sett
     return FhirServer(base_url, access_token or None)
 
 
+# The connections the FHIR call running in this thread or greenlet has used (FetchRound sets
+# it per call): what to shut down when the call is abandoned at the deadline. A context
+# variable, because greenlets and threads each have their own context (a threading.local made
+# before gevent patches the worker would be shared by all its greenlets).
+class _CallConnections:
+    """The connections one FHIR call has used, and whether the call was abandoned."""
+
+    def __init__(self) -> None:
+        self.connections: list[HTTPConnection] = []
+        self.stopped = False
+
+    def stop(self) -> None:
+        """Shut down every connection, and any the call opens from now on."""
+        self.stopped = True
+        for connection in list(self.connections):
+            _shut_down(connection)
+
+
+_CALL_CONNECTIONS: ContextVar[_CallConnections | None] = ContextVar(
+    "fhir_call_connections", default=None
+)
+
+
+def _used_by_this_call(connection: HTTPConnection) -> None:
+    call = _CALL_CONNECTIONS.get()
+    if call is not None:
+        call.connections.append(connection)
+        if call.stopped:  # abandoned while connecting: end it now
+            _shut_down(connection)
+
+
+class _CallHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _used_by_this_call(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _used_by_this_call(self)  # a pooled connection, reused
+        super().request(*args, **kwargs)
+
+
+class _CallHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _used_by_this_call(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _used_by_this_call(self)
+        super().request(*args, **kwargs)
+
+
+class _CallHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _CallHTTPConnection
+
+
+class _CallHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _CallHTTPSConnection
+
+
+_CALL_POOLS = {"http": _CallHTTPConnectionPool, "https": _CallHTTPSConnectionPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter whose connections tell the call using them (see _CALL_CONNECTIONS)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _CALL_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> PoolManager:
+        manager: PoolManager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools have connections of their own
+            manager.pool_classes_by_scheme = _CALL_POOLS
+        return manager
+
+
+def _shut_down(connection: HTTPConnection) -> None:
+    """End a connection of an abandoned call: a read blocked on it returns at once. The OS
+    socket is shut down (not the SSL layer, which another thread may be inside; gevent keeps
+    the OS socket in `_sock`)."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError, TypeError):
+            _socket.socket.shutdown(getattr(sock, "_sock", sock), socket.SHUT_RDWR)
+
+
 # Calls go to requests' transport adapter directly, not through a Session: a Session's
 # per-call work (cookie jars, hooks, environment lookups for proxies, CA bundle and .netrc)
 # cost about half of a FHIR call's CPU, and none of it is wanted: no cookie may carry over
@@ -92,7 +189,7 @@ def fhir_server_for(base_url: str | None, access_token: str | None, config: Sett
 def _adapter() -> HTTPAdapter:
     # Connections kept per FHIR host: enough for several hook calls' queries at once (a
     # gevent worker serves many calls); beyond it connections are opened and then closed.
-    return HTTPAdapter(pool_connections=16, pool_maxsize=POOL_CONNECTIONS_PER_HOST)
+    return _Adapter(pool_connections=16, pool_maxsize=POOL_CONNECTIONS_PER_HOST)
 
 
 @cache
@@ -240,7 +337,8 @@ class FetchRound:
     time; more wait their turn. At the budget's deadline the calls still out are abandoned
     (their own timeouts are capped by the same deadline) and their handlers, and those of the
     calls not started, get FhirUnavailable. A handler receives either the call's result or a
-    FhirUnavailable."""
+    FhirUnavailable. An abandoned call is stopped: its connections are shut down and, in a
+    gevent worker, its greenlet killed, so nothing of it outlives the hook call."""
 
     def __init__(self, budget: CallBudget, config: Settings) -> None:
         self.budget = budget
@@ -250,6 +348,9 @@ class FetchRound:
         self._numbers = count()
         self._answers: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self._threads: ThreadPoolExecutor | None = None
+        # Per call out: the connections it has used, and its greenlet (gevent workers).
+        self._connections: dict[int, _CallConnections] = {}
+        self._greenlets: dict[int, gevent.Greenlet] = {}
 
     def submit(self, call: Callable[[], Any], handle: Handler) -> None:
         self._not_started.append((call, handle))
@@ -260,12 +361,13 @@ class FetchRound:
             call, handle = self._not_started.popleft()
             number = next(self._numbers)
             self._out[number] = handle
-            self._start(partial(self._answer, number, call))
+            self._connections[number] = _CallConnections()
+            self._start(number, partial(self._answer, number, call))
 
-    def _start(self, task: Callable[[], None]) -> None:
+    def _start(self, number: int, task: Callable[[], None]) -> None:
         if _greenlets():
             # A gevent worker: a greenlet costs a fraction of a (patched) thread pool's work.
-            gevent.spawn(task)
+            self._greenlets[number] = gevent.spawn(task)
             return
         if self._threads is None:
             # Per hook call, so one call's queries never queue behind another call's.
@@ -273,6 +375,10 @@ class FetchRound:
         self._threads.submit(task)
 
     def _answer(self, number: int, call: Callable[[], Any]) -> None:
+        connections = self._connections.get(number)
+        if connections is None:
+            return  # abandoned before it started
+        _CALL_CONNECTIONS.set(connections)
         try:
             outcome = call()
         except FhirUnavailable as error:
@@ -294,16 +400,30 @@ class FetchRound:
                 except queue.Empty:
                     break
                 handle = self._out.pop(number)
+                self._connections.pop(number, None)
+                self._greenlets.pop(number, None)
                 self._start_calls()
                 handle(outcome)
         finally:
             late = [*self._out.values(), *(handle for _, handle in self._not_started)]
             self._out.clear()
             self._not_started.clear()
-            if self._threads is not None:
-                self._threads.shutdown(wait=False, cancel_futures=True)
+            self._stop_abandoned()
         for handle in late:
             handle(FhirUnavailable(LATE))
+
+    def _stop_abandoned(self) -> None:
+        """Stop the calls still out: their sockets are shut down (a thread or greenlet blocked
+        reading returns at once with an error) and their greenlets killed; threads then end on
+        their own, and no new one starts."""
+        for call in self._connections.values():
+            call.stop()
+        self._connections.clear()
+        if self._greenlets:
+            gevent.killall(list(self._greenlets.values()), block=False)
+            self._greenlets.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _greenlets() -> bool:

@@ -2,27 +2,39 @@
 where that falls short, from the EHR's FHIR server.
 
 Per key:
-- present with data: used; a Bundle's `next` pages are read too (up to FHIR_MAX_PAGES);
+- present with data: used; a Bundle's `next` pages are read too, until the results cover the
+  history the rules need (`HistoryHorizon`, clinical rules §2.6), within the call's budget;
 - present as `null` or an empty searchset: the EHR has no data; nothing is fetched;
 - present as an OperationOutcome (or a Bundle of outcomes) or as something unusable: the client
   could not get it, so it is fetched if the request allows, else marked unavailable;
 - absent: fetched; when the request gives no way to fetch (no fhirServer, no usable token) the
   call cannot be answered (412).
 Medications referred to by `medicationReference` and not already gathered are read under
-`medications`: the service's own medication searches `_include` them, the others are read as soon
-as the resource naming them arrives. Every FHIR call of one request is in flight at once (only
-paging is sequential) and they share one budget of time (FHIR_DEADLINE_SECONDS) and bytes
-(FHIR_MAX_CALL_BYTES): the answer comes as soon as the data is complete, or at the deadline.
+`medications`: the service's own medication searches `_include` them, the others are searched
+by id in batches (`Medication?_id=a,b,c`) as soon as the resource naming them arrives, at most
+MAX_MEDICATION_READS per call (more are reported missing, never guessed). Every FHIR call of one
+request is in flight at once (only paging is sequential) and they share one budget of time
+(FHIR_DEADLINE_SECONDS) and bytes (FHIR_MAX_CALL_BYTES): the answer comes as soon as the data
+is complete, or at the deadline.
+
+Paging (clinical rules §2.6): a search is read page after page (its `next` links, from the
+prefetch or from the service's own search) until the results held reach back past the key's
+horizon, whatever the page size; a page out of date order means the server did not sort, so
+reading goes on to the end. A key cut short before its horizon is `incomplete` with the date
+before which its results could not be read (`read_back_to`). When the horizon is covered but a
+kind of result whose last value of any age the rules quote is not among the results held, one
+more search asks for it (`_count=1`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from cds_service.config import Settings
 from cds_service.fhir.bundles import FhirResource, Page, medication_references, read_page
@@ -53,15 +65,45 @@ class GatheredData:
     resources: dict[str, list[FhirResource]] = field(default_factory=dict)
     # Per prefetch key that could not be obtained: a short reason without PHI or tokens.
     unavailable: dict[str, str] = field(default_factory=dict)
-    # Per key whose data arrived but may be partial (page cap, a later page failed or pointed
-    # outside fhirServer, Medications not obtained): a short reason without PHI or tokens.
+    # Per key whose data arrived but may be partial (its history cut short before the
+    # horizon, Medications not obtained): a short reason without PHI or tokens.
     incomplete: dict[str, str] = field(default_factory=dict)
+    # Per incomplete key with a dated horizon: the date before which its results could not be
+    # read (None: results of any date may be missing, e.g. a server that does not sort).
+    read_back_to: dict[str, datetime | None] = field(default_factory=dict)
+    # Per key whose horizon was covered but whose older results could not be searched for the
+    # latest value of any age: the oldest result held (absence before it is unknown).
+    read_since: dict[str, datetime] = field(default_factory=dict)
     # Per prefetch key, for the metrics: (what the prefetch held: present, null, absent or
     # unusable; the result: used, fetched or unavailable).
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def all_resources(self) -> list[FhirResource]:
         return [resource for key in self.resources for resource in self.resources[key]]
+
+
+class HistoryHorizon(Protocol):
+    """How far back the rules read each key's results (record/reading_plan.py implements it
+    from the rules' declared needs)."""
+
+    def result_time(self, resource: FhirResource) -> datetime | None:
+        """The date a result is sorted by (servers sort `-date` on it)."""
+        ...
+
+    def start(self, key: str, resources: Sequence[FhirResource]) -> datetime | None:
+        """The date the key's results must reach back past, given those held; None: the whole
+        search is needed (no horizon for this key, or results of any age)."""
+        ...
+
+    def missing_latest(self, key: str, resources: Sequence[FhirResource]) -> list[str]:
+        """Code lists (`system|code,...`) of the kinds of result whose last value of any age
+        the rules quote and that `resources` lack."""
+        ...
+
+
+# What the results held cover: read more (or say the history is cut short), only ask for the
+# latest values missing, or enough.
+Coverage = Literal["needed", "latest", "covered"]
 
 
 @dataclass
@@ -72,6 +114,14 @@ class _KeyData:
     pages: int = 0
     # The URL without `_include`, for a server that refuses the first one (HTTP 400).
     fallback_url: str | None = None
+    # The search relative to fhirServer as the service runs it (for the latest-value search).
+    own_query: str | None = None
+    # Dates of the results read, in the order read: the oldest, and whether they came newest
+    # first (a page out of date order means the server did not sort: read to the end).
+    oldest: datetime | None = None
+    in_order: bool = True
+    read_back_to: datetime | None = None
+    read_since: datetime | None = None
 
 
 # Searches whose resources name a Medication: the service's own queries ask the server to
@@ -107,10 +157,29 @@ def _is_small_count(parameter: str) -> bool:
     return name == "_count" and (not value.isdigit() or int(value) < OWN_PAGE_SIZE)
 
 
+def latest_search(relative_url: str, codes: str) -> str:
+    """The key's search narrowed to `codes`, newest result only: the last value of any age."""
+    path, _, query = relative_url.partition("?")
+    kept = [
+        p
+        for p in query.split("&")
+        if p and p.split("=", 1)[0] not in ("code", "_count", "_include", "_sort")
+    ]
+    return f"{path}?{'&'.join([*kept, f'code={codes}', '_sort=-date', '_count=1'])}"
+
+
+# Medications referenced but not included by a search are searched by id, this many per
+# search (a URL of 50 ids of up to 64 characters stays under 4 kB), and at most
+# MAX_MEDICATION_READS per hook call: a call naming thousands must not become thousands of
+# GETs (issue 22). Beyond the cap the references are reported as not obtained.
+MEDICATION_BATCH = 50
+MAX_MEDICATION_READS = 500
+
+
 class _Gathering:
     """One hook call's data: the prefetch read, and every missing piece fetched in one round
-    (FetchRound): each key's query, next pages as their previous page arrives, Medications
-    as soon as a resource naming them arrives."""
+    (FetchRound): each key's query, next pages as their previous page arrives (until the
+    horizon is covered), Medications as soon as a resource naming them arrives."""
 
     def __init__(
         self,
@@ -118,8 +187,10 @@ class _Gathering:
         no_access: str,
         config: Settings,
         context_resources: list[FhirResource],
+        horizon: HistoryHorizon | None = None,
     ) -> None:
         self.server, self.no_access, self.config = server, no_access, config
+        self.horizon = horizon
         self.budget = CallBudget(config.fhir_deadline_seconds, config.fhir_max_call_bytes)
         self.round = FetchRound(self.budget, config)
         self.keys: dict[str, _KeyData] = {}
@@ -134,13 +205,14 @@ class _Gathering:
 
     def start_key(self, key: str, template: str, context: Mapping[str, Any], prefetch: Any) -> None:
         query = plan_query(template, context)
+        own = query.relative_url and own_search(query.relative_url, query.resource_type)
         if key in prefetch:
             if prefetch[key] is None:
                 self.keys[key] = _KeyData()
                 return
             page = read_page(prefetch[key], query.resource_type)
             if page.problem is None:
-                self.keys[key] = _KeyData()
+                self.keys[key] = _KeyData(own_query=own)
                 self._take_page(key, page, query.resource_type)
                 return
             problem = f"the prefetch held {page.problem}"
@@ -149,16 +221,17 @@ class _Gathering:
             problem = "not in the prefetch"
         if self.server is None:
             self.keys[key] = _KeyData(unavailable=f"{problem}; not fetched: {self.no_access}")
-        elif query.relative_url is None:
+        elif query.relative_url is None or own is None:
             self.keys[key] = _KeyData(
                 unavailable=f"{problem}; not fetched: {query.unfilled_token} has no value"
             )
         else:
-            relative_url = own_search(query.relative_url, query.resource_type)
-            fallback = query.relative_url if relative_url != query.relative_url else None
-            self.keys[key] = _KeyData(fallback_url=fallback and self.server.url(fallback))
+            fallback = query.relative_url if own != query.relative_url else None
+            self.keys[key] = _KeyData(
+                fallback_url=fallback and self.server.url(fallback), own_query=own
+            )
             self.fetched.add(key)
-            self._fetch_page(key, self.server.url(relative_url), query.resource_type)
+            self._fetch_page(key, self.server.url(own), query.resource_type)
 
     def _get(self, url: str, handle: Callable[[Any], None]) -> None:
         """GET `url` from fhirServer in this call's round; `handle` gets the answer."""
@@ -175,21 +248,21 @@ class _Gathering:
         if isinstance(value, FhirUnavailable):
             if first and data.fallback_url and value.status == 400:
                 # A server that refuses `_include` (or the page size) is asked again with the
-                # template's own query; the Medications are then read one by one.
+                # template's own query; the Medications are then searched by id.
                 self._fetch_page(key, data.fallback_url, expected_type)
                 data.fallback_url = None
             elif first:
                 data.unavailable = str(value)
             else:
-                # The first page (the newest results: queries sort by -date) is still used.
-                data.incomplete = f"later pages: {value}"
+                # The pages read (the newest results: queries sort by -date) are still used.
+                self._cut_short(key, f"later pages: {value}")
             return
         page = read_page(value, expected_type)
         if page.problem:
             if first:
                 data.unavailable = f"the FHIR server sent {page.problem}"
             else:
-                data.incomplete = f"a later page held {page.problem}"
+                self._cut_short(key, f"a later page held {page.problem}")
             return
         self._take_page(key, page, expected_type)
 
@@ -200,13 +273,73 @@ class _Gathering:
         self.medication_resources += page.medications
         self.read_medications(page.resources)
         if page.next_url is None:
+            return  # the whole search is read (its dates are not needed: nothing to decide)
+        self._note_dates(data, page.resources)
+        coverage = self._coverage(key)
+        if coverage == "latest":
+            self._search_latest(key, expected_type)
+        elif coverage == "covered":
             return
-        if data.pages >= self.config.fhir_max_pages:
-            data.incomplete = f"only the first {data.pages} pages were read"
+        elif data.pages >= self.config.fhir_max_pages:
+            self._cut_short(key, f"only the first {data.pages} pages were read")
         elif self.server is None:
-            data.incomplete = f"later pages: {self.no_access}"
+            self._cut_short(key, f"later pages: {self.no_access}")
         else:
             self._fetch_page(key, page.next_url, expected_type)
+
+    # --- the history horizon (clinical rules §2.6) ---
+
+    def _note_dates(self, data: _KeyData, resources: Iterable[FhirResource]) -> None:
+        if self.horizon is None:
+            return
+        for resource in resources:
+            time = self.horizon.result_time(resource)
+            if time is None:
+                continue
+            if data.oldest is not None and time > data.oldest:
+                data.in_order = False  # the server did not sort: any later page may matter
+            data.oldest = time if data.oldest is None else min(data.oldest, time)
+
+    def _coverage(self, key: str) -> Coverage:
+        data = self.keys[key]
+        if self.horizon is None:
+            return "needed"
+        start = self.horizon.start(key, data.resources)
+        if start is None or not data.in_order or data.oldest is None or data.oldest >= start:
+            return "needed"
+        return "latest" if self.horizon.missing_latest(key, data.resources) else "covered"
+
+    def _cut_short(self, key: str, reason: str) -> None:
+        """The key's search stopped before its end: say so if the horizon was not covered."""
+        data = self.keys[key]
+        coverage = self._coverage(key)
+        if coverage == "needed":
+            data.incomplete = reason
+            has_horizon = self.horizon is not None and self.horizon.start(key, []) is not None
+            data.read_back_to = data.oldest if has_horizon and data.in_order else None
+        elif coverage == "latest":
+            data.read_since = data.oldest
+
+    def _search_latest(self, key: str, expected_type: str | None) -> None:
+        """One search per kind of result whose last value of any age is not held."""
+        data = self.keys[key]
+        assert self.horizon is not None
+        if self.server is None or data.own_query is None:
+            data.read_since = data.oldest
+            return
+        for codes in self.horizon.missing_latest(key, data.resources):
+            url = self.server.url(latest_search(data.own_query, codes))
+            self._get(url, partial(self._on_latest, key, expected_type))
+
+    def _on_latest(self, key: str, expected_type: str | None, value: Any) -> None:
+        data = self.keys[key]
+        page = Page(problem="no answer") if isinstance(value, FhirUnavailable) else None
+        page = page or read_page(value, expected_type)
+        if page.problem:
+            data.read_since = data.oldest
+            return
+        held = {r.get("id") for r in data.resources}
+        data.resources += [r for r in page.resources if r.get("id") not in held]
 
     # --- Medications ---
 
@@ -230,28 +363,66 @@ class _Gathering:
         }
 
     def read_medications(self, resources: Iterable[FhirResource]) -> None:
-        """Starts reading the Medications these resources name and nobody has read yet."""
+        """Starts reading the Medications these resources name and nobody has read yet: those
+        on fhirServer's base in `_id` searches of MEDICATION_BATCH, others one by one, at most
+        MAX_MEDICATION_READS per call."""
+        if self.server is None:
+            return
         known = self._known_medication_ids()
-        for reference in medication_references(resources):
+        by_id: dict[str, str] = {}  # id -> URL, for the `_id` searches
+        own_base = self.server.url("")
+        for reference in sorted(medication_references(resources)):
             match = MEDICATION_REFERENCE.fullmatch(reference)
             if match and match["id"] in known:
                 continue
             url, _ = self._medication_url(reference)
-            if url is None or url in self.medication_reads:
+            if match is None or url is None or url in self.medication_reads:
+                continue
+            if len(self.medication_reads) >= MAX_MEDICATION_READS:
+                self.medication_reads[url] = (
+                    f"more than {MAX_MEDICATION_READS} Medications referenced; not read"
+                )
                 continue
             self.medication_reads[url] = None
-            self._get(url, partial(self._on_medication, url))
+            if url == f"{own_base}Medication/{match['id']}":
+                by_id[match["id"]] = url
+            else:
+                self._get(url, partial(self._on_medications, {match["id"]: url}, None))
+        ids = list(by_id)
+        for first in range(0, len(ids), MEDICATION_BATCH):
+            batch = {i: by_id[i] for i in ids[first : first + MEDICATION_BATCH]}
+            if len(batch) == 1:  # one is read (every server supports a read)
+                [url] = batch.values()
+                self._get(url, partial(self._on_medications, batch, None))
+                continue
+            search = f"Medication?_id={','.join(batch)}&_count={len(batch)}"
+            self._get(self.server.url(search), partial(self._on_medications, batch, search))
 
-    def _on_medication(self, url: str, value: Any) -> None:
+    def _on_medications(self, wanted: dict[str, str], search: str | None, value: Any) -> None:
+        """The answer to a Medication read or `_id` search (`search`: its query, for the
+        fallback to reads when a server refuses it, and its next pages)."""
         if isinstance(value, FhirUnavailable):
-            self.medication_reads[url] = str(value)
+            if search is not None and value.status == 400:
+                for medication_id, url in wanted.items():  # no `_id` search here: read each
+                    self._get(url, partial(self._on_medications, {medication_id: url}, None))
+                return
+            for url in wanted.values():
+                self.medication_reads[url] = str(value)
             return
         page = read_page(value, "Medication")
         if page.problem:
-            self.medication_reads[url] = f"the FHIR server sent {page.problem}"
+            for url in wanted.values():
+                self.medication_reads[url] = f"the FHIR server sent {page.problem}"
             return
-        self.medication_reads[url] = ""
         self.medication_resources += page.resources
+        found = {str(r.get("id")) for r in page.resources}
+        for medication_id in found & wanted.keys():
+            self.medication_reads[wanted.pop(medication_id)] = ""
+        if wanted and search is not None and page.next_url is not None:
+            self._get(page.next_url, partial(self._on_medications, wanted, search))
+            return
+        for url in wanted.values():
+            self.medication_reads[url] = "not found on the FHIR server"
 
     def medication_problems(self, gathered: GatheredData) -> list[str]:
         """Why referenced Medications are missing, one entry per reference.
@@ -302,11 +473,14 @@ def gather(
     access_token: str | None,
     config: Settings,
     context_resources: Iterable[FhirResource] = (),
+    horizon: HistoryHorizon | None = None,
 ) -> GatheredData:
     """Resources per prefetch key, from the prefetch and from `fhir_server`; keys that could
     not be obtained are in `unavailable`. Raises PreconditionFailed (and nothing else) when a
     key is absent and the request gives no way to fetch it, or when no data arrived at all.
-    `context_resources` (the order hooks' draft orders) have their Medications resolved too."""
+    `context_resources` (the order hooks' draft orders) have their Medications resolved too.
+    With a `horizon`, a search's pages are read until its results cover it; without one,
+    every page is read (within the budget)."""
     prefetch = prefetch or {}
     try:
         server: FhirServer | None = fhir_server_for(fhir_server, access_token, config)
@@ -318,7 +492,7 @@ def gather(
         raise PreconditionFailed(f"prefetch keys not supplied ({', '.join(absent)}): {no_access}")
 
     drafts = list(context_resources)
-    gathering = _Gathering(server, no_access, config, drafts)
+    gathering = _Gathering(server, no_access, config, drafts, horizon)
     for key, template in templates.items():
         gathering.start_key(key, template, context, prefetch)
     gathering.read_medications(drafts)
@@ -350,6 +524,9 @@ def _assemble(templates: Iterable[str], settled: Mapping[str, _KeyData]) -> Gath
         gathered.resources[key] = data.resources
         if data.incomplete:
             gathered.incomplete[key] = data.incomplete
+            gathered.read_back_to[key] = data.read_back_to
+        elif data.read_since is not None:
+            gathered.read_since[key] = data.read_since
     return gathered
 
 

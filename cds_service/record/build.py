@@ -49,6 +49,8 @@ def build_record(
     draft_orders: Any = None,
     selections: list[str] | None = None,
     only_what_rules_read: ReadingNeeds | None = None,
+    unreadable: Mapping[str, datetime | None] | None = None,
+    read_since: Mapping[str, datetime] | None = None,
 ) -> PatientRecord:
     """The PatientRecord of `resources`.
 
@@ -56,7 +58,9 @@ def build_record(
     must be among `resources` to resolve references); `selections` None = all evaluated.
     With `only_what_rules_read` (the rules' `READING_NEEDS`), old Observations that no rule
     can reach are not parsed (see `reading_plan`); the rules then decide exactly as on the full
-    record, but `counts` and `unusable` hold only the recent part of the history."""
+    record, but `counts` and `unusable` hold only the recent part of the history.
+    `unreadable` and `read_since` (record/missing.py) say which kinds of data could not be
+    read, so that no rule reads them as absent."""
     builder, record = None, None
     if only_what_rules_read is not None:
         plan = plan_reading(resources, knowledge, now, only_what_rules_read)
@@ -71,4 +75,6 @@ def build_record(
     if draft_orders is not None:
         builder.draft_orders(draft_orders, selections)
     record.unavailable = dict(unavailable or {})
+    record.unreadable = dict(unreadable or {})
+    record.read_since = dict(read_since or {})
     return record

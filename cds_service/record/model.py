@@ -239,6 +239,13 @@ class PatientRecord:
     pharmacogenomics: list[PharmacogenomicResult] = field(default_factory=list)
     duffy_null: bool = False
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Kinds of data (record/missing.py: counts, temperatures, medications ...) that could not
+    # be read, with the date before which their results are missing (None: none could be read,
+    # or results of any date may be missing). Never read as absent (clinical rules §1.2).
+    unreadable: dict[str, datetime | None] = field(default_factory=dict)
+    # Kinds whose results before this date were not read (the horizon was covered, but the
+    # last value of any age could not be searched for): absence before it is unknown.
+    read_since: dict[str, datetime] = field(default_factory=dict)
     draft_orders: list[DraftOrder] = field(default_factory=list)
     draft_notes: list[str] = field(default_factory=list)  # what could not be read, and why
 

@@ -5,14 +5,17 @@ The rules declare how far back they read each kind of result (`ReadingNeeds`, de
 window. Results are linked to each other by specimen or by time (same draw: 1 h, flow
 cytometry: 1 day), so the cut is made in a quiet gap and never splits a specimen; after
 building, `ReadingPlan.holds_for` checks that every count window was covered, and the full
-record is built otherwise. Same cards either way."""
+record is built otherwise. Same cards either way.
+
+The same needs decide how far back a FHIR search is read (`ReadingHorizon`, clinical rules
+§2.6): pages are read until the results held reach back past the horizon of their key."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from cds_service.knowledge import Knowledge
 from cds_service.record import terminology
@@ -47,10 +50,19 @@ class ReadingNeeds:
     trend_results: int  # the latest count and the earlier ones a card lists
     temperatures: tuple[LookBack, ...]
     unusable: tuple[LookBack, ...]  # results of any kind that could not be interpreted
+    # How far back weights are read from the FHIR server (the newest of any age is needed too:
+    # a card flags a weight older than this).
+    weights: tuple[LookBack, ...] = ()
 
     @property
     def windows(self) -> tuple[LookBack, ...]:
-        return self.counts + self.counts_before_latest + self.temperatures + self.unusable
+        return (
+            self.counts
+            + self.counts_before_latest
+            + self.temperatures
+            + self.unusable
+            + self.weights
+        )
 
     def thresholds(self) -> frozenset[str]:
         """The names of the thresholds the windows are made of."""
@@ -154,3 +166,57 @@ def _old_counts(
     if any(specimen_of(r) in kept_specimens for _, r in old):
         return []
     return old
+
+
+class ReadingHorizon:
+    """How far back each prefetch key's search is read (clinical rules §2.6), for
+    `cds_service.fhir.gather`: the counts back past every count window (6 months before now,
+    and before the latest count), the temperatures over the fever window (24 h), the weights
+    over 6 months. Holding a count older than the horizon also gives the latest count before
+    each cyclophosphamide dose within it (results come newest first). Other keys (conditions,
+    medications, TPMT/NUDT15 and Duffy results of any age) have no horizon: read to the end.
+    The last WBC, ANC and ALC of any age (CBC_STALE, ORDER_NO_RECENT_CBC) and the newest
+    weight are asked for by one more search when the horizon holds none."""
+
+    def __init__(self, needs: ReadingNeeds, knowledge: Knowledge, now: datetime) -> None:
+        k = self.knowledge = knowledge
+        self._since = {
+            "counts": now - _longest(needs.counts + needs.unusable, k),
+            "temperatures": now - _longest(needs.temperatures, k),
+            "weights": now - _longest(needs.weights + needs.unusable, k),
+        }
+        self._before_latest = _longest(needs.counts_before_latest, k)
+        latest: dict[str, list[str]] = {}
+        for system, code in k.codes_by_kind.get("count", ()):
+            group = COUNT_GROUPS.get(k.loinc_analyte.get(code, ""))
+            if group:
+                latest.setdefault(group, []).append(f"{system}|{code}")
+        self._latest_counts = {group: ",".join(codes) for group, codes in latest.items()}
+        self._weight_codes = ",".join(f"{s}|{c}" for s, c in k.codes_by_kind.get("weight", ()))
+
+    def result_time(self, resource: Raw) -> datetime | None:
+        return observation_time(resource) if resource.get("resourceType") == "Observation" else None
+
+    def start(self, key: str, resources: Sequence[Raw]) -> datetime | None:
+        since = self._since.get(key)
+        if since is not None and key == "counts":
+            times = [t for r in resources if (t := self.result_time(r)) is not None]
+            if times:  # the history compared with the latest count reaches back from it
+                since = min(since, max(times) - self._before_latest)
+        return since
+
+    def missing_latest(self, key: str, resources: Sequence[Raw]) -> list[str]:
+        if key == "counts":
+            held = {self._group(r) for r in resources}
+            return [codes for group, codes in self._latest_counts.items() if group not in held]
+        if key == "weights" and self._weight_codes:
+            weighed = any(self._analyte(r) == "weight" for r in resources)
+            return [] if weighed else [self._weight_codes]
+        return []
+
+    def _analyte(self, resource: Raw) -> str | None:
+        matched = terminology.analyte_of(resource.get("code"), self.knowledge)
+        return matched[0] if matched else None
+
+    def _group(self, resource: Raw) -> Any:
+        return COUNT_GROUPS.get(self._analyte(resource) or "")

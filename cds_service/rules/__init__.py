@@ -6,7 +6,10 @@ Two steps follow the rules (v3):
 - fever changes every other cytopenia card (§2.4 "fever with other cytopenia"): it leads with
   "Febrile now: same-day assessment and CBC with differential stat" and is at least a warning;
 - at most 3 cards per response (issue 11 "cards read in seconds"): by indicator (critical,
-  warning, info), then catalogue order.
+  warning, info), then catalogue order; the data-missing card first of all (§2.6 v4).
+
+A rule that would read as absent data which could not be read stays silent
+(rules/unreadable.py, §1.2 v4).
 
 "Clinical rules §N" in this package refers to docs/clinical-rules.md, the clinical contract as
 this service implements it.
@@ -29,6 +32,7 @@ from cds_service.rules.base import (
     SuggestedOrder,
 )
 from cds_service.rules.catalogue import BY_ID, CATALOGUE, FAMILIES, CatalogueRow
+from cds_service.rules.unreadable import silenced
 
 # Every rule by id, in run order.
 RULES: dict[str, Rule] = {row.id: row.function for row in CATALOGUE}
@@ -63,8 +67,13 @@ def _febrile_now(finding: Finding, fever_text: str) -> None:
     )
 
 
-def _most_important(findings: list[Finding]) -> list[Finding]:
-    ranked = sorted(findings, key=lambda f: _PRIORITY[f.indicator])  # stable: catalogue order
+def _most_important(findings: list[Finding], record: PatientRecord | None = None) -> list[Finding]:
+    def rank(finding: Finding) -> tuple[bool, int]:
+        # The data-missing card comes first: the other cards were made without that data.
+        data_missing = finding.rule == "DATA_QUALITY" and bool(record and record.unavailable)
+        return not data_missing, _PRIORITY[finding.indicator]
+
+    ranked = sorted(findings, key=rank)  # stable: catalogue order
     return ranked[:MAX_CARDS]
 
 
@@ -93,6 +102,8 @@ def evaluate_rules(
             continue
         if context.has_fired(*row.suppressed_by):
             continue  # one card per problem (§3.2): the card before it said it
+        if silenced(row.id, record):
+            continue  # it would read data that could not be read as absent (§1.2 v4)
         finding = row.function(context)
         if finding is not None:
             context.fired.append(finding)
@@ -101,4 +112,4 @@ def evaluate_rules(
         for finding in context.fired:
             if BY_ID[finding.rule].fever_leads:
                 _febrile_now(finding, found_fever.description)
-    return _most_important(context.fired)
+    return _most_important(context.fired, record)

@@ -53,6 +53,9 @@ def mg_per_kg_line(
         return line + "; dose per kg not computed."
     if dose.weekly or methotrexate:
         return line + "."
+    if record.weight is None and "weights" in record.unreadable:
+        unread = "; body weight could not be read, so mg/kg/day not computed."
+        return line + (unread if limit else ".")
     if record.weight is None:
         # Said only where a per-kg limit exists (azathioprine): elsewhere it is noise.
         return line + ("; no body weight on file, so mg/kg/day not computed." if limit else ".")
@@ -276,6 +279,7 @@ def drug_sources(ingredients: list[Ingredient]) -> list[str]:
 
 def _orders_for(ctx: RuleContext, ingredients: list[Ingredient]) -> list[SuggestedOrder]:
     orders = [SuggestedOrder("cbc", "urgent", "Order CBC with differential", recommended=True)]
-    if any(i.thiopurine for i in ingredients) and not ctx.record.pharmacogenomics:
+    genotype_unknown = not ctx.record.pharmacogenomics and "phenotypes" not in ctx.record.unreadable
+    if any(i.thiopurine for i in ingredients) and genotype_unknown:
         orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing"))
     return orders

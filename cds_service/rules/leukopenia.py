@@ -82,6 +82,8 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     lupus = ctx.record.lupus
     if wbc is None or lupus is None or tier_a_current(ctx.record):
         return None
+    if "medications" in ctx.record.unreadable:
+        return None  # (a) says "no tier A drug": not known when medications were not read
     if not (severe_high <= wbc.value and is_low_wbc(wbc, k)):
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc"):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from cds_service.fhir.dates import day, days_between
-from cds_service.record import COUNT_GROUPS, SAME_DRAW, Count, DrugExposure, UnusableResult
+from cds_service.record import (
+    COUNT_GROUPS,
+    SAME_DRAW,
+    Count,
+    DrugExposure,
+    PatientRecord,
+    UnusableResult,
+)
 from cds_service.rules.assessments import (
     fever,
     fmt,
@@ -20,6 +27,12 @@ from cds_service.rules.base import (
     Priority,
     RuleContext,
     SuggestedOrder,
+)
+from cds_service.rules.data_missing import (
+    SOURCE,
+    missing_orders,
+    missing_recommendations,
+    missing_summary,
 )
 
 
@@ -42,6 +55,15 @@ def is_low_count(count: Count, ctx: RuleContext) -> bool:
 
 
 FEBRILE_LEAD = f"{FEBRILE_NOW}."
+
+
+def no_wbc_on_file(record: PatientRecord) -> str:
+    """ "no WBC on file", or "no WBC since {date}" when older counts were not read (§2.6 v4:
+    what was not read is never said to be absent)."""
+    since = record.read_since.get("counts")
+    return f"no WBC since {day(since)}" if since is not None else "no WBC on file"
+
+
 _FEBRILE_WBC_HOURS = 72
 
 
@@ -59,7 +81,7 @@ def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
     latest = record.latest("wbc", include_preliminary=True)
     if latest is not None and latest.time >= record.now - timedelta(hours=_FEBRILE_WBC_HOURS):
         return None
-    last = f"last WBC {day(latest.time)}" if latest else "no WBC on file"
+    last = f"last WBC {day(latest.time)}" if latest else no_wbc_on_file(record)
     return f"Fever: {found.description}; {last}, none in the last {_FEBRILE_WBC_HOURS} h"
 
 
@@ -101,7 +123,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     for exposure in tier_a_current(record):
         window = stale_window_days(ctx, exposure)
         if latest_wbc is None or days_between(latest_wbc.time, record.now) > window:
-            last = f"last WBC {day(latest_wbc.time)}" if latest_wbc else "no WBC on file"
+            last = f"last WBC {day(latest_wbc.time)}" if latest_wbc else no_wbc_on_file(record)
             reasons.append(f"{exposure.describe()}: {last}; monitoring interval {window:g} days")
     current_days = ctx.threshold("current_days")
     for analyte in ("wbc", "anc", "alc"):
@@ -283,7 +305,7 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     )
     warning = bool(record.unavailable) or bool(severe) or (no_usable_wbc and bool(unusable))
     if record.unavailable:
-        summary = "Some patient data could not be retrieved: cards may be incomplete."
+        summary = missing_summary(ctx)  # §2.6 v4: the data-missing card
     elif severe:
         first = severe[0]
         summary = _fit(
@@ -306,14 +328,17 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     else:
         summary = "A marrow-toxic drug has medication status 'unknown': confirm it."
     others = [f for f in ctx.fired if f.rule != "DATA_QUALITY"]
-    recommendations = [
-        (
-            "The other cards did not use these results"
-            if others
-            else "No clinical card was made from these results"
-        )
-        + ": an uninterpretable or missing value is not a normal value."
-    ]
+    if record.unavailable:
+        recommendations = missing_recommendations(ctx, bool(others))
+    else:
+        recommendations = [
+            (
+                "The other cards did not use these results"
+                if others
+                else "No clinical card was made from these results"
+            )
+            + ": an uninterpretable or missing value is not a normal value."
+        ]
     if severe:
         recommendations.append(
             "Resolve with the lab today: the number would be severe in any count unit."
@@ -322,13 +347,22 @@ def data_quality(ctx: RuleContext) -> Finding | None:
         recommendations.append("Ask the lab to correct the unit or repeat the test.")
     if unknown_status:
         recommendations.append("Confirm whether the drug is being taken.")
+    if record.unavailable:
+        # §2.6 v4: no units standard unless a result with a unit problem is listed too; a CBC
+        # only when the counts themselves are missing on a tier A drug.
+        sources = [SOURCE, *(["ucum"] if unusable else [])]
+        orders = missing_orders(ctx)
+    else:
+        sources = ["ucum"]
+        cbc = SuggestedOrder("cbc", "routine", "Order CBC with differential")
+        orders = [cbc] if warning else []
     return Finding(
         rule="DATA_QUALITY",
         indicator="warning" if warning else "info",
         summary=summary,
         evidence=evidence,
-        recommendations=recommendations,
-        sources=["ucum"],
-        orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")] if warning else [],
+        recommendations=recommendations[:5],
+        sources=sources,
+        orders=orders,
         override_reasons=["already-addressed", "data-incorrect"],
     )

@@ -44,7 +44,7 @@ from cds_service.rules.drafts import (
     reduce_draft,
 )
 from cds_service.rules.drugs import mg_per_kg_line
-from cds_service.rules.monitoring import is_low_count
+from cds_service.rules.monitoring import is_low_count, no_wbc_on_file
 
 _STABLE_DROP = "dose_review_drop_fraction"
 
@@ -310,7 +310,7 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     evidence = [d.describe() for d in drugs]
     latest_wbc = record.latest("wbc")
     if latest_wbc is None:
-        evidence.append("No WBC result on file.")
+        evidence.append(f"{upper_first(no_wbc_on_file(record))}.")
     elif latest_wbc not in lows:
         evidence.append(f"Last WBC {latest_wbc.describe()}")
     evidence += [

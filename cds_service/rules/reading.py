@@ -28,6 +28,9 @@ READING_NEEDS = ReadingNeeds(
     temperatures=(LookBack("fever_window_hours", unit="hours"),),
     # DATA_QUALITY: the results that could not be interpreted.
     unusable=(LookBack("data_quality_lookback_days"),),
+    # The mg/kg lines read the newest weight and flag one older than this (clinical rules
+    # §2.5, §2.6: weights are read from the FHIR server over 6 months).
+    weights=(LookBack("weight_stale_days"),),
 )
 
 # Durations the rules read that reach back over no older result, and why.
@@ -37,5 +40,4 @@ NOT_LOOK_BACKS = {
     "persistent_min_days_apart": "a span inside the refractory window",
     "stale_cbc_days": "the age of the latest WBC (CBC_STALE)",
     "stale_cbc_new_drug_days": "the age of the latest WBC (CBC_STALE)",
-    "weight_stale_days": "the age of the newest weight (mg/kg lines)",
 }

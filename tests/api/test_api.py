@@ -207,7 +207,9 @@ def test_unreachable_fhir_server_with_partial_data_gives_an_honest_card(client, 
     cards = {c["source"]["topic"]["code"]: c for c in response.get_json()["cards"]}
     assert cards["NEUTROPENIA_SEVERE"]["indicator"] == "critical"
     assert cards["DATA_QUALITY"]["indicator"] == "warning"
-    assert "could not be retrieved" in cards["DATA_QUALITY"]["summary"]
+    assert "could not be read from the EHR" in cards["DATA_QUALITY"]["summary"]
+    # The data-missing card comes first, before the critical card (clinical rules §2.6 v4).
+    assert next(iter(cards)) == "DATA_QUALITY"
     assert "very-secret-token" not in caplog.text
     assert body["context"]["patientId"] not in caplog.text
 
@@ -259,7 +261,7 @@ def test_scope_data_that_cannot_be_had_is_said_never_an_empty_card_list(client):
     assert response.status_code == 200
     cards = {c["source"]["topic"]["code"]: c for c in response.get_json()["cards"]}
     assert cards["DATA_QUALITY"]["indicator"] == "warning"
-    assert "could not be retrieved" in cards["DATA_QUALITY"]["summary"]
+    assert "could not be read from the EHR" in cards["DATA_QUALITY"]["summary"]
     # Named in the clinician's words (diagnoses, medication list, medication orders).
     for words in ("diagnoses", "medication list", "medication orders"):
         assert f"Data not available from the EHR: {words}" in cards["DATA_QUALITY"]["detail"]

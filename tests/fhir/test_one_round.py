@@ -3,8 +3,10 @@ and the call's budget of time and bytes."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from responses import matchers
@@ -12,8 +14,15 @@ from responses import matchers
 from cds_service.fhir import cache as fhir_cache
 from cds_service.fhir import client as fhir_client
 from cds_service.fhir.client import CallBudget, FetchRound, FhirServer, FhirUnavailable, get_json
-from cds_service.fhir.gather import gather, own_search
+from cds_service.fhir.gather import (
+    MAX_MEDICATION_READS,
+    MEDICATION_BATCH,
+    PreconditionFailed,
+    gather,
+    own_search,
+)
 from tests.support.fhir_stub import FhirStub
+from tests.support.network import eventually
 
 from .conftest import CONTEXT, FHIR_SERVER, PATIENT_ID, TOKEN, full_prefetch, resource, searchset
 
@@ -291,3 +300,65 @@ def test_answer_memory_is_bounded_in_bytes_oldest_out_first():
         cache.put(key, b"x" * 400, seconds=30, max_bytes=1000)
     assert cache.get(keys[0]) is None
     assert cache.get(keys[1]) == cache.get(keys[2]) == b"x" * 400
+
+
+def test_calls_abandoned_at_the_deadline_are_stopped(templates, config):
+    # Issue 22: a FHIR server trickling bytes kept every socket and thread (greenlet) of a
+    # hook call reading after the answer. Each answer here would take minutes to arrive.
+    # The deadline leaves time for a first connection in a fresh process (~0.5 s here).
+    config = replace(config, fhir_deadline_seconds=2.0, fhir_cache_seconds=0)
+    stub = FhirStub(patient_data(), token=TOKEN)
+    stub.trickle_seconds = 0.25
+    with stub:
+        with pytest.raises(PreconditionFailed):  # nothing arrived in time
+            gather(templates, CONTEXT, None, stub.base_url, TOKEN, config)
+        assert len(stub.calls) == len(templates)
+        # The service closed every connection: nothing is trickling any more ...
+        assert eventually(lambda: stub.trickling == 0)
+    # ... and no thread of the hook call's FHIR round is left running.
+    assert eventually(lambda: not [t for t in threading.enumerate() if t.name.startswith("fhir")])
+
+
+def test_twenty_thousand_medications_are_a_few_id_searches_and_a_note(templates, config, fhir):
+    # Issue 22: one call naming 20,000 Medications made 1,513 GETs. They are now searched by
+    # `_id` in batches, and past the cap reported missing (a data-missing card, not silence).
+    def medication_search(request):
+        ids = parse_qs(urlsplit(request.url).query)["_id"][0].split(",")
+        found = [resource("Medication", i, code={"text": "azathioprine"}) for i in ids]
+        return 200, FHIR_HEADERS, json.dumps(searchset(*found))
+
+    fhir.add_callback("GET", f"{FHIR_SERVER}/Medication", callback=medication_search)
+    named = [
+        resource(
+            "MedicationRequest", f"rx{n}", medicationReference={"reference": f"Medication/m{n}"}
+        )
+        for n in range(20_000)
+    ]
+    prefetch = full_prefetch(templates) | {"medicationRequests": searchset(*named)}
+    gathered = gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    assert len(fhir.calls) == MAX_MEDICATION_READS // MEDICATION_BATCH == 10
+    assert all("_id=" in call.request.url for call in fhir.calls)
+    assert len(gathered.resources["medications"]) == MAX_MEDICATION_READS
+    reason = gathered.incomplete["medications"]
+    assert reason.startswith("19500 referenced Medications not obtained: more than 500")
+
+
+def test_a_server_refusing_id_searches_gets_reads(templates, config, fhir):
+    fhir.get(f"{FHIR_SERVER}/Medication", status=400, json={"resourceType": "OperationOutcome"})
+    for medication_id in ("m1", "m2"):
+        fhir.get(
+            f"{FHIR_SERVER}/Medication/{medication_id}", json=resource("Medication", medication_id)
+        )
+    named = [
+        resource(
+            "MedicationRequest", f"rx{n}", medicationReference={"reference": f"Medication/m{n}"}
+        )
+        for n in (1, 2, 3)
+    ]
+    prefetch = full_prefetch(templates) | {"medicationRequests": searchset(*named)}
+    gathered = gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    urls = [call.request.url for call in fhir.calls]
+    assert urls[0] == f"{FHIR_SERVER}/Medication?_id=m1,m2,m3&_count=3"
+    assert sorted(urls[1:]) == [f"{FHIR_SERVER}/Medication/m{n}" for n in (1, 2, 3)]
+    assert sorted(m["id"] for m in gathered.resources["medications"]) == ["m1", "m2"]
+    assert gathered.incomplete["medications"].startswith("1 referenced Medications not obtained")

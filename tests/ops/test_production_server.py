@@ -19,7 +19,7 @@ import requests
 
 from tests.support.conformance import check_response
 from tests.support.fhir_stub import FhirStub, served_resources
-from tests.support.network import worker_pids
+from tests.support.network import eventually, worker_pids
 from tests.support.production_server import production_server, wait_for_workers
 from tests.support.scenarios import SCENARIOS, request_of
 
@@ -103,3 +103,20 @@ def test_fetch_mode_in_gevent_workers_sends_every_query_at_once(production):
     assert in_one_round == len(body["prefetch"])  # one call's queries, all out at once
     assert "FEBRILE_NEUTROPENIA" in _rules(prefetched)
     assert [_rules(answer) for answer in [alone, *together]] == [_rules(prefetched)] * 5
+
+
+def test_fetch_calls_abandoned_at_the_deadline_are_stopped_in_gevent_workers(production):
+    # Issue 22: a FHIR server trickling its answers a byte at a time kept the 9 sockets and
+    # greenlets of each hook call reading long after the answer (2 s deadline here).
+    base, _ = production
+    body = _febrile_neutropenia_request()
+    stub = FhirStub(served_resources(body))
+    stub.trickle_seconds = 0.25
+    with stub:
+        fetching = {k: v for k, v in body.items() if k != "prefetch"} | {
+            "fhirServer": stub.base_url
+        }
+        answer = requests.post(f"{base}{SERVICE}", json=fetching, timeout=30)
+        assert answer.status_code == 412  # no data arrived in time
+        assert len(stub.calls) == len(body["prefetch"])
+        assert eventually(lambda: stub.trickling == 0)  # every connection was closed

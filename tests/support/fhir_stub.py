@@ -4,7 +4,9 @@ It serves resources from Synthea transaction Bundles (their `urn:uuid:` referenc
 `Type/id`, as a real server stores them): reads (`Type/id`) and searches by `patient`/`subject`,
 `code` (token list, `system|code` or `code`), `_id`, `_sort=-date`, `_count` and
 `_include=<Type>:medication`, with `next` links for paging. It checks a Bearer token when given
-one, can answer slowly, records the calls it received and counts the most it served at once.
+one, can answer slowly or trickle its answers a byte at a time (counting the answers still
+trickling, to see whether a client stopped reading), records the calls it received and counts
+the most it served at once.
 
 It runs on aiohttp in one event loop (a thread of the test process): a slow answer is a timer,
 not a thread, so the server costs the benchmark's shared cores little besides the HTTP exchange
@@ -126,6 +128,10 @@ class FhirStub:
         self.answered: list[str] = []
         # Benchmarks: compute each distinct query's answer once (the data never changes).
         self.cache_answers = False
+        # Deadline tests: seconds between the bytes of an answer (0: sent at once), and the
+        # answers still being sent.
+        self.trickle_seconds = 0.0
+        self.trickling = 0
         self._answers: dict[str, tuple[int, bytes]] = {}
         self.token = token
         self.delay_seconds = delay_seconds
@@ -263,6 +269,8 @@ class FhirStub:
             status, payload = self.encoded(*self.answer(request.path, query))
             if self.cache_answers:
                 self._answers[request.raw_path] = status, payload
+        if self.trickle_seconds:
+            return await self._trickle(request, status, payload)
         response = web.Response(status=status, body=payload, content_type="application/fhir+json")
         try:
             await response.prepare(request)
@@ -271,6 +279,33 @@ class FhirStub:
         except ConnectionError:
             pass  # the client gave up waiting (deadline tests)
         return response
+
+    async def _trickle(
+        self, request: web.Request, status: int, payload: bytes
+    ) -> web.StreamResponse:
+        """The whole answer, status line and headers included, one byte at a time, until it is
+        sent or the client closes the connection (written to the transport directly: a client
+        waiting for the headers has no read deadline to stop it, only the caller's)."""
+        head = (
+            f"HTTP/1.1 {status} OK\r\nContent-Type: application/fhir+json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        transport = request.transport
+        self.trickling += 1
+        try:
+            for byte in head + payload:
+                if transport is None or transport.is_closing():
+                    break  # the client closed the connection: what the deadline tests look for
+                transport.write(bytes([byte]))
+                await asyncio.sleep(self.trickle_seconds)
+            else:
+                self.answered.append(request.path)
+        finally:
+            self.trickling -= 1
+            if transport is not None:
+                transport.close()
+        # The answer was written by hand: nothing more to send on the closed connection.
+        raise web.HTTPException()
 
 
 def _main(argv: list[str] | None = None) -> None:
