@@ -26,6 +26,7 @@ from cds_service.rules.leukopenia import (
     steroid_leukocytosis_note,
 )
 from cds_service.rules.lymphopenia import lymphopenia_info, lymphopenia_profound
+from cds_service.rules.methotrexate import methotrexate_daily_dosing
 from cds_service.rules.monitoring import cbc_stale, data_quality
 from cds_service.rules.neutropenia import (
     febrile_neutropenia,
@@ -91,6 +92,17 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
         precedence="Silent when FEBRILE_NEUTROPENIA fired (with fever and no febrile card it "
         "speaks, led by the fever); "
         "stays beside REFRACTORY_LEUKOPENIA_REFERRAL (the acute problem beside the course).",
+    ),
+    CatalogueRow(
+        "METHOTREXATE_DAILY_DOSING",
+        methotrexate_daily_dosing,
+        "Methotrexate on more than 2 days a week",
+        hooks=SUPPORTED_HOOKS,
+        scope="order",
+        family="order",
+        # After the critical patient-state cards (an emergency comes first), before every
+        # other card: a daily methotrexate order is the gravest thing about the order.
+        precedence="Stands beside any cytopenia card: the dosing error is its own problem.",
     ),
     CatalogueRow(
         "REFRACTORY_LEUKOPENIA_REFERRAL",
