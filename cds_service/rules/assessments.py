@@ -26,6 +26,17 @@ def fmt(value: float) -> str:
     return format_count(value)
 
 
+def quoted(count: Count) -> str:
+    """A count as a summary quotes it (clinical rules §3 wording v4): a censored value keeps its
+    sign and the lab's own precision ("< 0.5", never "0.50"; "at most 0.5" for `<=`, as the
+    text never writes `<=`); any other value at most 3 significant digits ("0.80")."""
+    if count.comparator == "<":
+        return f"< {count.value:g}"
+    if count.comparator == "<=":
+        return f"at most {count.value:g}"
+    return fmt(count.value)
+
+
 @dataclass(frozen=True)
 class NeutrophilState:
     """The latest current WBC and ANC (clinical rules §2.4 "current" = at most 30 days old).

@@ -37,7 +37,8 @@ def test_seed004_gets_one_card_per_problem() -> None:
         "REFRACTORY_LEUKOPENIA_REFERRAL",
     ]
     severe = cards[0]
-    assert "ANC <= WBC = 0.05" in severe["summary"] and "ANC < 1.0" not in severe["detail"]
+    assert "ANC at most 0.05: WBC 0.05 with no differential" in severe["summary"]
+    assert "ANC < 1.0" not in severe["detail"]
     assert "Mycophenolate mofetil 1000 mg twice daily" in severe["detail"]
 
 
