@@ -241,6 +241,10 @@ class PatientRecord:
     weight: Weight | None = None
     pharmacogenomics: list[PharmacogenomicResult] = field(default_factory=list)
     duffy_null: bool = False
+    # Why the immunosuppressants are given (clinical rules §3 wording v4): a counted
+    # transplant-status Condition, or a rheumatic disease other than lupus (its display).
+    transplant: str | None = None
+    rheumatic: str | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
     draft_orders: list[DraftOrder] = field(default_factory=list)
     draft_notes: list[str] = field(default_factory=list)  # what could not be read, and why

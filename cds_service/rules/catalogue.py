@@ -144,6 +144,9 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
             "NEUTROPENIA_SEVERE",
             "REFRACTORY_LEUKOPENIA_REFERRAL",
         ),
+        # v4: an ALC < 0.5 on a tier A drug is one card, graded by episode, carrying the
+        # infection screen and prophylaxis lines.
+        absorbs=("LYMPHOPENIA_PROFOUND",),
     ),
     CatalogueRow(
         "ORDER_MYELOTOXIC_LOW_COUNTS",
@@ -179,6 +182,7 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
         scope="patient",
         family="cytopenia",
         fever_leads=True,
+        suppressed_by=("DRUG_CYTOPENIA_DOSE_REVIEW",),
     ),
     CatalogueRow(
         "LYMPHOPENIA_INFO",

@@ -17,6 +17,7 @@ from cds_service.rules.assessments import (
 )
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, upper_first
 from cds_service.rules.drugs import drug_lines, own_drugs_first
+from cds_service.rules.indication import indication, transplant_line
 
 
 def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
@@ -66,7 +67,14 @@ def _pulse_line(record: PatientRecord, pulse: datetime) -> str:
 def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     """At most two lines: the tier A drugs to hold pending review (and the tier B drugs and,
     when not explained by lupus or another drug, hydroxychloroquine to review: clinical rules
-    §1.6), then a recent cyclophosphamide pulse by its nadir, never "hold" (v3 wording)."""
+    §1.6), then a recent cyclophosphamide pulse by its nadir, never "hold" (v3 wording).
+    v4: for a transplant recipient no drug is held on the card's own advice ("discuss with the
+    transplant team today before changing tacrolimus / mycophenolate mofetil"); for an unknown
+    indication the card adds "inform the prescribing team".
+
+    Choice where the spec is silent: a transplant recipient's every current immunosuppressant
+    (tier A or B, not a cyclophosphamide pulse) is treated as possibly anti-rejection, as the
+    card cannot tell which one protects the graft."""
     record = ctx.record
     drugs = record.immunosuppressants()
     held = [e.ingredient.display for e in drugs if e.ingredient.is_tier_a]
@@ -78,11 +86,20 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
         cause = "lupus or another drug does" if record.lupus else "another drug does"
         review.append(f"hydroxychloroquine if {cause} not explain it (label)")
     parts = []
-    if held:
-        parts.append(f"Hold {', '.join(held)} pending review")
-    if review:
-        parts.append(f"{'also review' if held else 'Review'} {', '.join(review)}")
-    lines = ["; ".join(parts) + "."] if parts else []
+    who = indication(record)
+    if who == "transplant" and (held or drugs):
+        # v4: an anti-rejection drug is never withheld on the card's own advice.
+        names = [e.ingredient.display for e in drugs if e.ingredient.id != "cyclophosphamide"]
+        lines = [transplant_line(names)] if names else []
+        hcq = [line for line in review if line.startswith("hydroxychloroquine")]
+        lines += [f"Review {hcq[0]}."] if hcq else []
+    else:
+        if held:
+            inform = " and inform the prescribing team" if who == "unknown" else ""
+            parts.append(f"Hold {', '.join(held)} pending review{inform}")
+        if review:
+            parts.append(f"{'also review' if held else 'Review'} {', '.join(review)}")
+        lines = ["; ".join(parts) + "."] if parts else []
     pulse = cyclophosphamide_last_pulse(ctx)
     if pulse is not None:
         lines.append(_pulse_line(record, pulse))

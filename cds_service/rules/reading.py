@@ -21,6 +21,9 @@ READING_NEEDS = ReadingNeeds(
         LookBack("baseline_median_days"),
         # DRUG_CYTOPENIA_DOSE_REVIEW: stable for `stable_days`, judged over twice that span.
         LookBack("stable_days", times=2),
+        # DRUG_CYTOPENIA_DOSE_REVIEW (v4 lymphopenia episodes): an ALC >= 0.5 in the 12 months
+        # before the latest makes a new episode.
+        LookBack("lymphopenia_episode_days"),
     ),
     # assessments.trend: the latest value and the 4 earlier ones the evidence lists.
     trend_results=5,
