@@ -44,7 +44,7 @@ from cds_service.rules.drafts import (
     reduce_draft,
 )
 from cds_service.rules.drugs import mg_per_kg_line
-from cds_service.rules.monitoring import is_low_count
+from cds_service.rules.monitoring import is_low_count, monitoring_schedules
 
 _STABLE_DROP = "dose_review_drop_fraction"
 
@@ -293,6 +293,9 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     in the last 30 days: info, asking for a baseline CBC with differential; warning when the
     last known WBC, ANC or ALC of any age was low (the CBC_STALE limits), shown on the card.
 
+    v4: after the baseline CBC the card quotes the ordered drug's own label schedule
+    (leflunomide: monthly for 6 months, then every 6-8 weeks ...), never another drug's.
+
     Choice where the spec is silent: "low" uses the same limits as CBC_STALE (WBC < 4.0 or the
     lab's LLN, ANC < 1.5, ALC < 0.5); a preliminary WBC does not count as recent.
     """
@@ -307,6 +310,8 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
         if (latest := record.latest(analyte)) is not None and is_low_count(latest, ctx)
     ]
     names = ", ".join(dict.fromkeys(d.ingredient.display for d in drugs))
+    # v4: the ordered drug's own label schedule, never another drug's.
+    schedules = monitoring_schedules([d.ingredient for d in drugs])
     evidence = [d.describe() for d in drugs]
     latest_wbc = record.latest("wbc")
     if latest_wbc is None:
@@ -335,11 +340,11 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
         summary=summary,
         evidence=evidence,
         recommendations=[
-            "Baseline CBC with differential before starting; then monitor at the label's "
-            "interval (azathioprine: weekly in month 1, twice monthly in months 2-3, then "
-            "monthly).",
+            "Baseline CBC with differential before starting, then as the drug's label says.",
+            *(line for line, _ in schedules),
         ],
-        sources=[d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
+        sources=[source for _, source in schedules]
+        or [d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
         orders=[
             cbc_order(
                 "urgent" if lows else "routine", "Order CBC with differential", recommended=True

@@ -36,6 +36,8 @@ READING_NEEDS = ReadingNeeds(
 # Durations the rules read that reach back over no older result, and why.
 NOT_LOOK_BACKS = {
     "cyclophosphamide_nadir_days": "the date of the last dose (medications are read in full)",
+    "exposure_run_gap_days": "a gap between medication records (read in full), CBC_STALE",
+    "new_drug_days": "the age of a start or dose increase (medications), CBC_STALE",
     "fever_sustained_minutes": "a span inside the fever window",
     "persistent_min_days_apart": "a span inside the refractory window",
     "stale_cbc_days": "the age of the latest WBC (CBC_STALE)",
