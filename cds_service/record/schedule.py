@@ -17,17 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.fhir.dates import as_datetime
-from cds_service.record.dosing import timing_repeat
+from cds_service.record.dosing import PERIOD_DAYS, timing_repeat
 
-_UNIT_DAYS = {
-    "s": 1 / 86400,
-    "min": 1 / 1440,
-    "h": 1 / 24,
-    "d": 1.0,
-    "wk": 7.0,
-    "mo": 30.0,
-    "a": 365.0,
-}
 # HL7 v3 GTSAbbreviation timing codes: days with a dose in 7 (sent as timing.code).
 _TIMING_CODES = {
     "QD": 7.0,
@@ -94,8 +85,8 @@ def _course_days(repeat: Mapping[str, Any], interval_days: float) -> float | Non
     duration = repeat.get("boundsDuration")
     if isinstance(duration, dict):
         value, unit = _number(duration.get("value")), duration.get("unit") or duration.get("code")
-        if value is not None and unit in _UNIT_DAYS:
-            limits.append(max(1.0, math.ceil(value * _UNIT_DAYS[str(unit)] - 1e-9)))
+        if value is not None and unit in PERIOD_DAYS:
+            limits.append(max(1.0, math.ceil(value * PERIOD_DAYS[str(unit)] - 1e-9)))
     bounds = repeat.get("boundsPeriod")
     if isinstance(bounds, dict):
         start, end = as_datetime(bounds.get("start")), as_datetime(bounds.get("end"))
@@ -110,13 +101,13 @@ def _from_repeat(repeat: Mapping[str, Any]) -> DoseDays | None:
         named = len({str(d) for d in weekdays})
         return DoseDays(float(named), f"timing: on {named} named day{'s' if named > 1 else ''}")
     unit = repeat.get("periodUnit")
-    if not isinstance(unit, str) or unit not in _UNIT_DAYS:
+    if not isinstance(unit, str) or unit not in PERIOD_DAYS:
         return None
     frequency = _number(repeat.get("frequencyMax")) or _number(repeat.get("frequency")) or 1.0
     period = _number(repeat.get("period")) or 1.0
     if frequency <= 0 or period <= 0:
         return None
-    period_days = period * _UNIT_DAYS[unit]
+    period_days = period * PERIOD_DAYS[unit]
     shown = f"{frequency:g} per {period:g} {unit}"
     if period_days >= 7 and frequency * 7 / period_days <= 3:
         # Weekly or less often, or a weekly dose split into up to 3 doses: with a period of a
