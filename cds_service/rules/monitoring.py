@@ -243,8 +243,8 @@ def monitoring_interval(ctx: RuleContext, exposure: DrugExposure, window: float)
     return Interval(
         drug,
         name,
-        f"an established dose, and no CBC in the last {window:g} days",
-        f"no CBC in {window:g} days",
+        f"an established dose, and no usable WBC in the last {window:g} days",
+        f"no usable WBC in {window:g} days",
     )
 
 

@@ -322,7 +322,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     else:
         assert state.wbc is not None  # anc_below_one_by_wbc reads the WBC
         decisive = _anc_at_most_wbc(state.wbc)
-        summary = f"{decisive}: treat as severe neutropenia; ask about fever now."
+        summary = f"{decisive}. Treat as severe neutropenia; ask about fever now."
         bound = f"{decisive} (x10^9/L): treated as ANC < {threshold:g} (CTCAE v5 grade 4)" + (
             "; below 0.1, profound agranulocytosis." if state.wbc.value < 0.1 else "."
         )

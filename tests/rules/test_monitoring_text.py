@@ -103,7 +103,7 @@ def test_the_reason_for_a_start_and_for_an_established_dose(knowledge):
     established = stale_card(
         [sle(), order(METHOTREXATE, 15, 700), observation(WBC, 6, days_ago=120)], knowledge
     )
-    assert "an established dose, and no CBC in the last 90 days" in text(established)
+    assert "an established dose, and no usable WBC in the last 90 days" in text(established)
     assert "every 14 days" not in text(established)
 
 
