@@ -154,10 +154,24 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
         summary=f"Profound lymphopenia (ALC {fmt(alc.value)} x10^9/L): screen for infection, "
         "review immunosuppression.",
         evidence=evidence,
-        recommendations=lymphopenia_advice(ctx),
+        recommendations=_with_transplant_team(ctx, lymphopenia_advice(ctx)),
         sources=[*LYMPHOPENIA_SOURCES, *(["label_methotrexate"] if on_methotrexate else [])],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
     )
+
+
+def _with_transplant_team(ctx: RuleContext, advice: list[str]) -> list[str]:
+    """A transplant recipient's immunosuppression is reviewed with the transplant team (v4:
+    never changed on the card's own advice)."""
+    if not ctx.record.transplant:
+        return advice
+    return [
+        line.replace(
+            "intensity of immunosuppression.",
+            "intensity of immunosuppression with the transplant team.",
+        )
+        for line in advice
+    ]
 
 
 def lymphopenia_info(ctx: RuleContext) -> Finding | None:

@@ -174,3 +174,13 @@ def test_severe_neutropenia_in_a_transplant_recipient_holds_nothing_on_its_own(k
     joined = " ".join(card.recommendations)
     assert "Hold " not in joined
     assert "Discuss with the transplant team today before changing" in joined
+
+
+def test_profound_lymphopenia_on_tacrolimus_alone_reviews_with_the_transplant_team(knowledge):
+    resources = [
+        condition("Z94.0", ICD10),
+        medication_request(TACROLIMUS, dose_mg=3, per_day=2, days_ago=900),
+        *alcs((0.9, 60), (0.4, 1)),
+    ]
+    card = findings(resources, knowledge)["LYMPHOPENIA_PROFOUND"]  # tier B: no dose review
+    assert any("with the transplant team" in line for line in card.recommendations)
