@@ -178,6 +178,22 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     ALC < 0.5 is the only criterion the advice is the lymphopenia advice (BSR/BHPR 2017:
     withhold and discuss with the specialist team; infection screen), not the neutrophil
     advice of the drug's label. The summary names the drug to review and the decisive value.
+
+    v4: an ALC < 0.5 on a current tier A drug is one card: this one absorbs
+    LYMPHOPENIA_PROFOUND (its infection screen, glucocorticoid and PJP lines come along). With
+    the ALC as the only criterion it is graded by episode (`lymphopenia_episode`, the service's
+    own rule: BSR/BHPR 2017 gives the 0.5 action value, not episodes): warning for a new
+    episode, a fall >= 30% or an ALC < 0.2, info when stable for 3 months; the evidence shows
+    the last three ALCs. Who decides (`indication`): a transplant recipient's drugs are never
+    withheld on the card's own advice ("discuss with the transplant team today before changing
+    tacrolimus / mycophenolate mofetil"); BSR/BHPR "withhold and discuss" is for rheumatic
+    indications; otherwise "inform the prescribing team". Duffy-null is no override reason for
+    a lymphopenia card.
+
+    Choices where v4 is silent: for a transplant recipient with a neutrophil criterion the
+    label's advice (interrupt, reduce, stop) moves to the evidence, addressed to the transplant
+    team, and every current tier A or B drug is named, as the card cannot tell which protects
+    the graft; a stable lymphopenia (info) offers a routine CBC, not an urgent one.
     """
     k = ctx.knowledge
     drugs = tier_a_current(ctx.record)
