@@ -13,7 +13,6 @@ from cds_service.rules.assessments import (
     count_evidence,
     dangerous_combinations,
     dose_review_reasons,
-    fmt,
     is_low_wbc,
     neutrophil_state,
     quoted,
@@ -293,7 +292,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
         indicator="info",
-        summary=f"Mild leukopenia on {first_drug} (WBC {fmt(state.wbc.value)} x10^9/L): "
+        summary=f"Mild leukopenia on {first_drug} (WBC {quoted(state.wbc)} x10^9/L): "
         "keep monitoring.",
         evidence=evidence,
         recommendations=[
@@ -304,7 +303,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         ],
         sources=drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
-        decisive=f"WBC {fmt(state.wbc.value)} x10^9/L",
+        decisive=f"WBC {quoted(state.wbc)} x10^9/L",
     )
 
 

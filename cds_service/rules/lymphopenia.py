@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from cds_service.fhir.dates import day, days_between
 from cds_service.record import Count, PatientRecord
-from cds_service.rules.assessments import fmt, quoted, trend
+from cds_service.rules.assessments import quoted, trend
 from cds_service.rules.base import Finding, Indicator, RuleContext, SuggestedOrder, shown_period
 
 # The sources of the profound-lymphopenia advice (infection risk in SLE, seed000's references).
@@ -148,10 +148,10 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
         evidence.append("Glucocorticoids: " + ", ".join(e.describe() for e in glucocorticoids))
     evidence.append(f"Threshold: ALC < {limit:g} x10^9/L")
     return Finding(
-        decisive=f"ALC {fmt(alc.value)} x10^9/L",
+        decisive=f"ALC {quoted(alc)} x10^9/L",
         rule="LYMPHOPENIA_PROFOUND",
         indicator="warning" if sle else "info",
-        summary=f"Profound lymphopenia (ALC {fmt(alc.value)} x10^9/L): screen for infection, "
+        summary=f"Profound lymphopenia (ALC {quoted(alc)} x10^9/L): screen for infection, "
         "review immunosuppression.",
         evidence=evidence,
         recommendations=_with_transplant_team(ctx, lymphopenia_advice(ctx)),
@@ -191,7 +191,7 @@ def lymphopenia_info(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="LYMPHOPENIA_INFO",
         indicator="info",
-        summary=f"Lymphopenia (ALC {fmt(alc.value)} x10^9/L), common in SLE: watch for infection.",
+        summary=f"Lymphopenia (ALC {quoted(alc)} x10^9/L), common in SLE: watch for infection.",
         evidence=[f"ALC {alc.describe()}", f"Diagnosis: {ctx.record.lupus.describe()}"],
         recommendations=[
             "Usually needs no treatment; it is a risk factor for severe bacterial "

@@ -12,9 +12,9 @@ from cds_service.record.dosing import DailyDose
 from cds_service.record.medications import current_run
 from cds_service.rules.assessments import (
     fever,
-    fmt,
     is_low_wbc,
     neutrophil_state,
+    quoted,
     tier_a_current,
 )
 from cds_service.rules.base import (
@@ -89,7 +89,7 @@ def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
         else f"the WBC of {day(wbc.time)}"
     )
     return (
-        f"Last ANC {earlier.comparator}{fmt(earlier.value)} on {day(earlier.time)} was low; "
+        f"Last ANC {quoted(earlier)} on {day(earlier.time)} was low; "
         f"{drawn} has no differential: repeat it."
     )
 
@@ -131,7 +131,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
             and is_low_count(latest, ctx)
         ):
             reasons.append(
-                f"last {analyte.upper()} was low ({fmt(latest.value)} x10^9/L, "
+                f"last {analyte.upper()} was low ({quoted(latest)} x10^9/L, "
                 f"{day(latest.time)}) and has not been repeated"
             )
     low_anc = _low_anc_without_new_differential(ctx)

@@ -378,7 +378,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     if not low <= state.anc.value < high:
         return None
     return Finding(
-        decisive=f"ANC {fmt(state.anc.value)} x10^9/L",
+        decisive=f"ANC {quoted(state.anc)} x10^9/L",
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
         summary=f"Moderate neutropenia (ANC {_anc_value(state)} x10^9/L): repeat CBC with "

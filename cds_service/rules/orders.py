@@ -18,6 +18,7 @@ from cds_service.rules.assessments import (
     fmt,
     is_mycophenolate,
     neutrophil_state,
+    quoted,
     six_month_median,
 )
 from cds_service.rules.base import (
@@ -319,14 +320,14 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     elif latest_wbc not in lows:
         evidence.append(f"Last WBC {latest_wbc.describe()}")
     evidence += [
-        f"Last {c.analyte.upper()} was low ({fmt(c.value)} x10^9/L on {c.time:%Y-%m-%d}) "
+        f"Last {c.analyte.upper()} was low ({quoted(c)} x10^9/L on {c.time:%Y-%m-%d}) "
         "and has not been repeated"
         for c in lows
     ]
     if lows:
         low = lows[0]
         summary = (
-            f"Last {low.analyte.upper()} was low ({fmt(low.value)} x10^9/L, {low.time:%Y-%m-%d}):"
+            f"Last {low.analyte.upper()} was low ({quoted(low)} x10^9/L, {low.time:%Y-%m-%d}):"
             f" CBC before signing {names}."
         )
     else:

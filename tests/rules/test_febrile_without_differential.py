@@ -66,3 +66,12 @@ def test_afebrile_censored_wbc_is_worded_without_a_formula(knowledge):
     for card in (severe, at_most):
         text = card.summary + " ".join(card.evidence + card.recommendations)
         assert "<=" not in text and ">=" not in text and "0.50" not in text
+
+
+def test_a_censored_count_keeps_its_sign_on_the_dose_review_card(knowledge):
+    from tests.support.builders import AZATHIOPRINE, medication_request
+
+    resources = [sle(), medication_request(AZATHIOPRINE, dose_mg=100, days_ago=400)]
+    card = findings(resources + [censored_wbc(3.0)], knowledge)["DRUG_CYTOPENIA_DOSE_REVIEW"]
+    assert card.summary == "Review azathioprine: WBC < 3 x10^9/L, below 3.5."
+    assert "3.00" not in card.summary + " ".join(card.evidence)
