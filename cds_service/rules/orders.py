@@ -45,6 +45,7 @@ from cds_service.rules.drafts import (
     reduce_draft,
 )
 from cds_service.rules.drugs import mg_per_kg_line
+from cds_service.rules.methotrexate import too_frequent
 from cds_service.rules.monitoring import is_low_count, monitoring_schedules
 
 _STABLE_DROP = "dose_review_drop_fraction"
@@ -122,6 +123,10 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     contract speaks of a 1/3-1/4 reduction for both): no reduced dose is offered for it, and
     cancelling whichever of the two is drafted is recommended.
 
+    v4: a methotrexate draft that METHOTREXATE_DAILY_DOSING flags is left to that card (one card
+    per problem: its "update to once weekly" and a "keep the order" here would contradict each
+    other); the order is judged again when the updated draft comes back.
+
     Choices where the spec is silent: "stable" = not fallen >= 30% (the significant-drop
     fraction) from the baseline (6-month median, or the earlier value), and no earlier value
     means not stable; a draft whose dose cannot be compared with the current one is treated as
@@ -135,7 +140,15 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     drugs = evaluated_drugs(record)
     combinations = drafted_combinations(ctx, drugs)
     combined = {c.drafted.ingredient.id for c in combinations}
-    candidates = [d for d in drugs if d.ingredient.is_tier_a or d.ingredient.id in combined]
+    # v4: a daily methotrexate draft is the daily-dosing card's (update to once weekly, or
+    # cancel): "keep the order" here would contradict it. Its combinations are still judged.
+    daily = ctx.has_fired("METHOTREXATE_DAILY_DOSING")
+    candidates = [
+        d
+        for d in drugs
+        if (d.ingredient.is_tier_a and not (daily and too_frequent(d.medication)))
+        or d.ingredient.id in combined
+    ]
     if not candidates:
         return None
     tier_a = [d.ingredient for d in candidates if d.ingredient.is_tier_a]

@@ -201,3 +201,13 @@ def test_fever_does_not_rewrite_the_dosing_card() -> None:
     febrile = normal_counts() + [count("temp", 38.6, 0.05), mtx_current(mtx_dosage())]
     finding = _patient_view(febrile)[RULE]
     assert not finding.summary.startswith("Febrile now")
+
+
+def test_a_daily_draft_with_low_counts_gets_one_card_about_the_order() -> None:
+    low = [sle(), count("wbc", 3.2, 2), count("anc", 2.0, 2)]
+    found = cards(low, [mtx_draft(mtx_dosage())])
+    assert found[RULE].indicator == "critical"
+    assert "ORDER_MYELOTOXIC_LOW_COUNTS" not in found  # no "keep the order" beside "weekly"
+    weekly = cards(low, [mtx_draft(mtx_dosage(unit="wk"))])
+    assert weekly["ORDER_MYELOTOXIC_LOW_COUNTS"].indicator == "warning"
+    assert RULE not in weekly
