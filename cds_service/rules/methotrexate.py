@@ -289,7 +289,9 @@ def methotrexate_daily_dosing(ctx: RuleContext) -> Finding | None:
 
     Choices where the spec is silent: in order hooks only the drafts are judged (the chart's
     current records are the patient-view card's); with several such drafts the first is the
-    card's subject; the newest current record is judged in patient-view. The card is not
+    card's subject; in patient-view the newest current record with such a schedule is the
+    subject, even beside a newer weekly record (a daily entry still active on the list is
+    what a pharmacist or carer may read, so it is worth confirming). The card is not
     about the counts, so fever does not rewrite it; it stands beside any cytopenia card (a
     dosing error is its own problem)."""
     if ctx.hook == "patient-view":
