@@ -31,6 +31,11 @@ OVERRIDE_REASONS = {
     "duffy-null": "Patient is Duffy-null (known low neutrophil count)",
     "data-incorrect": "The data shown are incorrect",
     "hematology-advised": "Advised by hematology",
+    # METHOTREXATE_DAILY_DOSING (clinical rules §3 v4): the protocols that dose more often.
+    "oncology-protocol": "Oncology protocol",
+    "obstetric-protocol": "Obstetric protocol (e.g. ectopic pregnancy)",
+    "specialist-protocol": "Other specialist protocol",
+    "weekly-dose-split": "A weekly dose split over one day",
 }
 
 _ORDERABLES = {

@@ -69,6 +69,8 @@ class Ingredient:
     thiopurine: bool = False
     recent_days: int | None = None
     dose_review_advice: str = ""
+    # The drug's own CBC monitoring schedule as its label gives it (cited to `label`).
+    cbc_schedule: str = ""
 
     @property
     def is_tier_a(self) -> bool:
@@ -186,6 +188,7 @@ def _ingredients(raw: Mapping[str, Any]) -> dict[str, Ingredient]:
             thiopurine=bool(entry.get("thiopurine", False)),
             recent_days=entry.get("recent_days"),
             dose_review_advice=" ".join(str(entry.get("dose_review_advice", "")).split()),
+            cbc_schedule=" ".join(str(entry.get("cbc_schedule", "")).split()),
         )
         for key, entry in raw["ingredients"].items()
     }

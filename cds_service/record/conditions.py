@@ -16,7 +16,8 @@ from cds_service.record.reader import ChartReader
 
 
 class ConditionReader(ChartReader):
-    """Sets the lupus diagnosis, the fever Conditions and the Duffy-null phenotype."""
+    """Sets the lupus diagnosis, the fever Conditions, the Duffy-null phenotype and the
+    indication of the immunosuppressants (transplant status, another rheumatic disease)."""
 
     def conditions(self, conditions: Iterable[Raw]) -> None:
         found: dict[str, list[tuple[bool, str]]] = {}
@@ -47,6 +48,12 @@ class ConditionReader(ChartReader):
                 continue
             found.setdefault(group, []).append((suspected, display))
         self.record.lupus = self._lupus(found)
+        # A suspected transplant status counts too: anti-rejection drugs are never to be
+        # withheld on the card's own advice when it may be true.
+        self.record.transplant = (
+            sorted(found["transplant"])[0][1] if "transplant" in found else None
+        )
+        self.record.rheumatic = sorted(found["rheumatic"])[0][1] if "rheumatic" in found else None
 
     def _lupus(self, found: dict[str, list[tuple[bool, str]]]) -> LupusDiagnosis | None:
         def best(group: str) -> tuple[bool, str]:
@@ -62,6 +69,11 @@ class ConditionReader(ChartReader):
             suspected, display = best("lupus_unspecified")
             return LupusDiagnosis("unspecified", suspected, display)
         return None
+
+
+def _best_display(found: dict[str, list[tuple[bool, str]]], group: str) -> str | None:
+    """The display of the group's Condition, a confirmed one before a suspected one."""
+    return sorted(found[group])[0][1] if group in found else None
 
 
 def site_duffy_entry(resource: Raw, knowledge: Knowledge) -> Mapping[str, Any] | None:

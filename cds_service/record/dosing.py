@@ -14,7 +14,8 @@ from typing import Any
 
 from cds_service.knowledge import Product
 
-_PERIOD_DAYS = {
+# Days in one FHIR `Timing.repeat.periodUnit` (clinical rules §2.5: s, min, h, d, wk, mo, a).
+PERIOD_DAYS = {
     "s": 1 / 86400,
     "min": 1 / 1440,
     "h": 1 / 24,
@@ -159,13 +160,13 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
     repeat = timing_repeat(dosage)
     period_unit = repeat.get("periodUnit")
-    if not isinstance(period_unit, str) or period_unit not in _PERIOD_DAYS:
+    if not isinstance(period_unit, str) or period_unit not in PERIOD_DAYS:
         return DailyDose(None, f"{dose_text} with no usable frequency")
     frequency = repeat.get("frequency") or 1
     period = repeat.get("period") or 1
     if not isinstance(frequency, int | float) or not isinstance(period, int | float) or period <= 0:
         return DailyDose(None, f"{dose_text} with no usable frequency")
-    period_days = period * _PERIOD_DAYS[period_unit]
+    period_days = period * PERIOD_DAYS[period_unit]
     prescribed = f"{dose_text} {frequency_text(float(frequency), float(period), period_unit)}"
     weekly = period_unit == "wk" or period_days >= 7
     if dose_mg is None:

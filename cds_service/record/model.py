@@ -48,7 +48,7 @@ def format_count(value: float) -> str:
 def received_as_shown(received: str, value: float) -> bool:
     """True when the value as received is the normalised value (its unit is only another
     spelling of the normalised unit, e.g. "2.8 10*3/uL"): cards then show it once (issue 11)."""
-    number = received.split(" ", 1)[0]
+    number = received.split(" ", 1)[0].lstrip("<>=")  # a censored "<0.1" is its bound
     try:
         return math.isclose(float(number), value, rel_tol=1e-9, abs_tol=1e-12)
     except ValueError:
@@ -78,7 +78,10 @@ class Count:
         return self.status == PRELIMINARY
 
     def describe(self) -> str:
-        shown = f"{self.comparator}{format_count(self.value)} x10^9/L"
+        # A censored value keeps its sign and the lab's precision ("< 0.5", never "<0.50").
+        value = f"{self.value:g}" if self.comparator else format_count(self.value)
+        sign = {"<": "< ", "<=": "at most "}.get(self.comparator, "")
+        shown = f"{sign}{value} x10^9/L"
         received = (
             f" (received {self.received})"
             if self.received and not received_as_shown(self.received, self.value)
@@ -238,6 +241,10 @@ class PatientRecord:
     weight: Weight | None = None
     pharmacogenomics: list[PharmacogenomicResult] = field(default_factory=list)
     duffy_null: bool = False
+    # Why the immunosuppressants are given (clinical rules §3 wording v4): a counted
+    # transplant-status Condition, or a rheumatic disease other than lupus (its display).
+    transplant: str | None = None
+    rheumatic: str | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
     # Kinds of data (record/missing.py: counts, temperatures, medications ...) that could not
     # be read, with the date before which their results are missing (None: none could be read,

@@ -58,12 +58,24 @@ def analyte_of(concept: CodeableConcept | None, knowledge: Knowledge) -> tuple[s
     return None
 
 
+_CONDITION_GROUPS = (
+    "drug_induced_sle",
+    "sle",
+    "cutaneous_lupus",
+    "fever",
+    "lupus_unspecified",
+    "transplant",
+    "rheumatic",
+)
+
+
 def condition_group(concept: CodeableConcept | None, knowledge: Knowledge) -> str | None:
     """Which condition value set (sle, drug_induced_sle, lupus_unspecified, cutaneous_lupus,
-    fever) a Condition code belongs to; more specific groups are tried first."""
+    fever, transplant, rheumatic) a Condition code belongs to; more specific groups are tried
+    first."""
     pairs = {(str(c.get("system")), str(c.get("code"))) for c in codings(concept)}
     icd10 = [code for system, code in pairs if system == ICD10CM]
-    for group in ("drug_induced_sle", "sle", "cutaneous_lupus", "fever", "lupus_unspecified"):
+    for group in _CONDITION_GROUPS:
         if pairs & knowledge.condition_codes[group]:
             return group
         prefixes = knowledge.condition_prefixes[group]

@@ -26,6 +26,24 @@ def fmt(value: float) -> str:
     return format_count(value)
 
 
+def quoted(count: Count) -> str:
+    """A count as a summary quotes it (clinical rules §3 wording v4): a censored value keeps its
+    sign and the lab's own precision ("< 0.5", never "0.50"; "at most 0.5" for `<=`, as the
+    text never writes `<=`); any other value at most 3 significant digits ("0.80")."""
+    if count.comparator == "<":
+        return f"< {count.value:g}"
+    if count.comparator == "<=":
+        return f"at most {count.value:g}"
+    return fmt(count.value)
+
+
+def below(count: Count, limit: float) -> str:
+    """ "3.20 < 3.5 x10^9/L"; a censored value is not a formula ("< 3 x10^9/L, below 3.5")."""
+    if count.comparator:
+        return f"{quoted(count)} x10^9/L, below {limit:g}"
+    return f"{quoted(count)} < {limit:g} x10^9/L"
+
+
 @dataclass(frozen=True)
 class NeutrophilState:
     """The latest current WBC and ANC (clinical rules §2.4 "current" = at most 30 days old).
@@ -161,7 +179,7 @@ def six_month_median(record: PatientRecord, latest: Count, k: Knowledge) -> floa
 def trend(record: PatientRecord, analyte: str, limit: int = 4) -> str:
     """Earlier values, newest first, for the evidence text."""
     values = record.series(analyte)[1 : limit + 1]
-    return ", ".join(f"{fmt(c.value)} on {day(c.time)}" for c in values)
+    return ", ".join(f"{quoted(c)} on {day(c.time)}" for c in values)
 
 
 def count_evidence(record: PatientRecord, k: Knowledge, state: NeutrophilState) -> list[str]:
@@ -202,12 +220,10 @@ def dose_review_reasons(
     anc_limit = k.threshold("dose_review_anc_mycophenolate" if mycophenolate else "dose_review_anc")
     neutrophil_reasons: list[str] = []
     if state.wbc and state.wbc.value < k.threshold("dose_review_wbc"):
-        neutrophil_reasons.append(
-            f"WBC {fmt(state.wbc.value)} < {k.threshold('dose_review_wbc'):g} x10^9/L"
-        )
+        neutrophil_reasons.append(f"WBC {below(state.wbc, k.threshold('dose_review_wbc'))}")
     if state.anc and state.anc.value < anc_limit:
         neutrophil_reasons.append(
-            f"ANC {fmt(state.anc.value)} < {anc_limit:g} x10^9/L"
+            f"ANC {below(state.anc, anc_limit)}"
             + (" (mycophenolate label)" if mycophenolate else "")
         )
     for count in (state.wbc, state.anc):
@@ -222,7 +238,7 @@ def dose_review_reasons(
         neutrophil_reasons = []
     reasons = neutrophil_reasons
     if alc and alc.value < k.threshold("dose_review_alc"):
-        reasons.append(f"ALC {fmt(alc.value)} < {k.threshold('dose_review_alc'):g} x10^9/L")
+        reasons.append(f"ALC {below(alc, k.threshold('dose_review_alc'))}")
     return reasons
 
 
@@ -246,7 +262,7 @@ def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) 
     if fallen >= k.threshold("dose_review_drop_fraction") and count.value < lower_limit:
         name = count.analyte.upper()
         return (
-            f"{name} {fmt(count.value)} fell {fallen:.0%} from the {found.describe()}, below "
+            f"{name} {quoted(count)} fell {fallen:.0%} from the {found.describe()}, below "
             f"the lower limit {fmt(lower_limit)} x10^9/L"
         )
     return None

@@ -26,6 +26,7 @@ from cds_service.rules.leukopenia import (
     steroid_leukocytosis_note,
 )
 from cds_service.rules.lymphopenia import lymphopenia_info, lymphopenia_profound
+from cds_service.rules.methotrexate import methotrexate_daily_dosing
 from cds_service.rules.monitoring import cbc_stale, data_quality
 from cds_service.rules.neutropenia import (
     febrile_neutropenia,
@@ -93,6 +94,17 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
         "stays beside REFRACTORY_LEUKOPENIA_REFERRAL (the acute problem beside the course).",
     ),
     CatalogueRow(
+        "METHOTREXATE_DAILY_DOSING",
+        methotrexate_daily_dosing,
+        "Methotrexate on more than 2 days a week",
+        hooks=SUPPORTED_HOOKS,
+        scope="order",
+        family="order",
+        # After the critical patient-state cards (an emergency comes first), before every
+        # other card: a daily methotrexate order is the gravest thing about the order.
+        precedence="Stands beside any cytopenia card: the dosing error is its own problem.",
+    ),
+    CatalogueRow(
         "REFRACTORY_LEUKOPENIA_REFERRAL",
         refractory_leukopenia_referral,
         "Refractory leukopenia: referral",
@@ -132,6 +144,9 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
             "NEUTROPENIA_SEVERE",
             "REFRACTORY_LEUKOPENIA_REFERRAL",
         ),
+        # v4: an ALC < 0.5 on a tier A drug is one card, graded by episode, carrying the
+        # infection screen and prophylaxis lines.
+        absorbs=("LYMPHOPENIA_PROFOUND",),
     ),
     CatalogueRow(
         "ORDER_MYELOTOXIC_LOW_COUNTS",
@@ -167,6 +182,7 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
         scope="patient",
         family="cytopenia",
         fever_leads=True,
+        suppressed_by=("DRUG_CYTOPENIA_DOSE_REVIEW",),
     ),
     CatalogueRow(
         "LYMPHOPENIA_INFO",

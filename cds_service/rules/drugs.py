@@ -13,9 +13,9 @@ from cds_service.rules.assessments import (
     count_evidence,
     dangerous_combinations,
     dose_review_reasons,
-    fmt,
     is_low_wbc,
     neutrophil_state,
+    quoted,
     tier_a_current,
 )
 from cds_service.rules.base import (
@@ -26,6 +26,18 @@ from cds_service.rules.base import (
     shown_limit,
     shown_period,
     upper_first,
+)
+from cds_service.rules.indication import (
+    drug_names,
+    indication,
+    transplant_evidence,
+    transplant_line,
+)
+from cds_service.rules.lymphopenia import (
+    LYMPHOPENIA_SOURCES,
+    LymphopeniaEpisode,
+    lymphopenia_advice,
+    lymphopenia_episode,
 )
 
 
@@ -168,6 +180,22 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     ALC < 0.5 is the only criterion the advice is the lymphopenia advice (BSR/BHPR 2017:
     withhold and discuss with the specialist team; infection screen), not the neutrophil
     advice of the drug's label. The summary names the drug to review and the decisive value.
+
+    v4: an ALC < 0.5 on a current tier A drug is one card: this one absorbs
+    LYMPHOPENIA_PROFOUND (its infection screen, glucocorticoid and PJP lines come along). With
+    the ALC as the only criterion it is graded by episode (`lymphopenia_episode`, the service's
+    own rule: BSR/BHPR 2017 gives the 0.5 action value, not episodes): warning for a new
+    episode, a fall >= 30% or an ALC < 0.2, info when stable for 3 months; the evidence shows
+    the last three ALCs. Who decides (`indication`): a transplant recipient's drugs are never
+    withheld on the card's own advice ("discuss with the transplant team today before changing
+    tacrolimus / mycophenolate mofetil"); BSR/BHPR "withhold and discuss" is for rheumatic
+    indications; otherwise "inform the prescribing team". Duffy-null is no override reason for
+    a lymphopenia card.
+
+    Choices where v4 is silent: for a transplant recipient with a neutrophil criterion the
+    label's advice (interrupt, reduce, stop) moves to the evidence, addressed to the transplant
+    team, and every current tier A or B drug is named, as the card cannot tell which protects
+    the graft; a stable lymphopenia (info) offers a routine CBC, not an urgent one.
     """
     k = ctx.knowledge
     drugs = tier_a_current(ctx.record)
@@ -186,28 +214,49 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     evidence += drug_lines(ctx, drugs)
     first_drug = drugs[0].ingredient.display
     if reasons or combinations:
-        evidence += [f"Dose-review criterion met: {r}." for r in reasons]
-        lymphopenia = [
-            f"ALC < {ctx.threshold('dose_review_alc'):g} x10^9/L: withhold {first_drug} "
-            "and discuss with the specialist team (BSR/BHPR 2017); screen for infection."
+        alc = ctx.record.latest("alc", max_age_days=ctx.threshold("current_days"))
+        episode = (
+            lymphopenia_episode(ctx, alc)
+            if alc is not None and any(r.startswith("ALC") for r in reasons)
+            else None
+        )
+        evidence += [f"Dose-review criterion met: {r}." for r in reasons if not r.startswith("ALC")]
+        if episode is not None and alc is not None:
+            evidence.append(
+                f"Dose-review criterion met: ALC {quoted(alc)} < "
+                f"{ctx.threshold('dose_review_alc'):g} x10^9/L, {episode.why}; last ALCs: "
+                f"{episode.last_three}."
+            )
+        evidence += transplant_evidence(ctx.record)
+        only_alc = episode is not None and _lymphopenia_only(reasons) and not combinations
+        label_advice = [
+            e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice
         ]
-        if _lymphopenia_only(reasons) and not combinations:
-            advice = lymphopenia
-        else:
-            advice = [
-                e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice
-            ]
-            advice += lymphopenia if any(r.startswith("ALC") for r in reasons) else []
+        advice: list[str] = []
+        if not only_alc and indication(ctx.record) == "transplant":
+            # v4: never "withhold" an anti-rejection drug on the card's own advice; the label's
+            # advice is shown for the transplant team to weigh.
+            advice.append(transplant_line(_immunosuppressant_names(ctx)))
+            evidence += [f"Label advice for the transplant team: {line}" for line in label_advice]
+        elif not only_alc:
+            advice += label_advice
+        if episode is not None:
+            advice.append(_lymphopenia_team_line(ctx, first_drug, episode))
+            advice += lymphopenia_advice(ctx, brief=True)
         advice += [advice_text for _, _, advice_text in combinations]
         advice += lupus_drug_advice(ctx.record)
         advice.append("Repeat CBC with differential to confirm and follow the trend.")
         why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
-        summary = f"Review {first_drug}: {why}."
-        if len(summary) > MAX_SUMMARY:
-            summary = f"Review {first_drug}: {why.split(' from ')[0]}."
+        if only_alc and episode is not None and alc is not None:
+            summary = _lymphopenia_summary(ctx, first_drug, quoted(alc), episode)
+        else:
+            summary = f"Review {first_drug}: {why}."
+            if len(summary) > MAX_SUMMARY:
+                summary = f"Review {first_drug}: {why.split(' from ')[0]}."
+        stable = only_alc and episode is not None and episode.stable
         return Finding(
             rule="DRUG_CYTOPENIA_DOSE_REVIEW",
-            indicator="warning",
+            indicator="info" if stable else "warning",
             summary=summary,
             evidence=evidence,
             recommendations=list(dict.fromkeys(advice))[:5],
@@ -217,18 +266,20 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
                     + [c.source for c in k.combinations if _combined(c, combinations)]
                     + _partner_sources(k, combinations)
                     + ["bsr_dmard_2017"]
+                    + (LYMPHOPENIA_SOURCES if episode is not None else [])
                     + hcq_source(advice)
                     + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else [])
                 )
             ),
-            orders=_orders_for(ctx, ingredients),
-            override_reasons=[
-                "already-addressed",
-                "counts-reviewed",
-                "benefit-outweighs-risk",
-                "duffy-null",
-            ],
-            decisive=why,
+            orders=(
+                [SuggestedOrder("cbc", "routine", "Order CBC with differential")]
+                if stable
+                else _orders_for(ctx, ingredients)
+            ),
+            # Duffy-null status explains no lymphopenia (v4 override reasons fit the card).
+            override_reasons=["already-addressed", "counts-reviewed", "benefit-outweighs-risk"]
+            + ([] if only_alc else ["duffy-null"]),
+            decisive=f"ALC {quoted(alc)} x10^9/L" if only_alc and alc is not None else why,
         )
     if state.wbc is None or not is_low_wbc(state.wbc, k):
         return None
@@ -244,7 +295,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
         indicator="info",
-        summary=f"Mild leukopenia on {first_drug} (WBC {fmt(state.wbc.value)} x10^9/L): "
+        summary=f"Mild leukopenia on {first_drug} (WBC {quoted(state.wbc)} x10^9/L): "
         "keep monitoring.",
         evidence=evidence,
         recommendations=[
@@ -255,8 +306,64 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         ],
         sources=drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
-        decisive=f"WBC {fmt(state.wbc.value)} x10^9/L",
+        decisive=f"WBC {quoted(state.wbc)} x10^9/L",
     )
+
+
+def _immunosuppressant_names(ctx: RuleContext) -> list[str]:
+    """The patient's current tier A and tier B drugs: for a transplant recipient each may be
+    an anti-rejection drug (the card cannot tell which)."""
+    return [
+        e.ingredient.display
+        for e in ctx.record.exposures.values()
+        if e.current and e.ingredient.is_immunosuppressant
+    ]
+
+
+def _lymphopenia_team_line(ctx: RuleContext, drug: str, episode: LymphopeniaEpisode) -> str:
+    """Who decides about the drug for an ALC < 0.5 (clinical rules §3 wording v4): the
+    transplant team (never "withhold" an anti-rejection drug on the card's own advice), the
+    specialist team with BSR/BHPR 2017's "withhold and discuss" for a rheumatic indication, or
+    the prescribing team when the indication is unknown."""
+    limit = f"{ctx.threshold('dose_review_alc'):g}"
+    who = indication(ctx.record)
+    if who == "transplant":
+        names = _immunosuppressant_names(ctx)
+        if episode.stable:
+            return (
+                "Known, stable lymphopenia: the transplant team reviews it at the next planned "
+                f"visit; do not change {drug_names(names)} on this card's advice."
+            )
+        return transplant_line(names)
+    if who == "rheumatic":
+        if episode.stable:
+            return (
+                f"Known, stable lymphopenia: review {drug} with the specialist team at the next "
+                f"planned visit (BSR/BHPR 2017 action value {limit} x10^9/L)."
+            )
+        return (
+            f"ALC < {limit} x10^9/L: withhold {drug} and discuss with the specialist team "
+            "(BSR/BHPR 2017)."
+        )
+    if episode.stable:
+        return "Known, stable lymphopenia: make sure the prescribing team knows of it."
+    return f"Inform the prescribing team today: they decide whether to change {drug}."
+
+
+def _lymphopenia_summary(ctx: RuleContext, drug: str, alc: str, episode: LymphopeniaEpisode) -> str:
+    """The summary quotes the ALC, the decisive criterion of a lymphopenia trigger (v4)."""
+    if episode.stable:
+        return f"Stable lymphopenia on {drug} (ALC {alc}, {episode.short}): keep monitoring."
+    who = indication(ctx.record)
+    if who == "transplant":
+        return (
+            f"Lymphopenia (ALC {alc}, {episode.short}) on {drug}: discuss with the transplant "
+            "team today."
+        )
+    if who == "rheumatic":
+        limit = f"{ctx.threshold('dose_review_alc'):g}"
+        return f"Review {drug}: ALC {alc} < {limit} x10^9/L ({episode.short})."
+    return f"Lymphopenia (ALC {alc}, {episode.short}) on {drug}: inform the prescribing team today."
 
 
 def _combined(combination: Combination, found: list[tuple[str, str, str]]) -> bool:

@@ -11,6 +11,7 @@ from cds_service.rules.assessments import (
     fmt,
     is_low_wbc,
     neutrophil_state,
+    quoted,
     tier_a_current,
     trend,
 )
@@ -52,9 +53,9 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             decisive = f"WBC {flag.received} (lab-flagged critically low)"
         else:
             assert wbc is not None  # without a flag, the condition above read the WBC
-            decisive = f"WBC {fmt(wbc.value)} x10^9/L, ANC unknown"
+            decisive = f"WBC {quoted(wbc)} x10^9/L, ANC unknown"
             summary = (
-                f"Severe leukopenia (WBC {fmt(wbc.value)} x10^9/L), ANC unknown: CBC with "
+                f"Severe leukopenia (WBC {quoted(wbc)} x10^9/L), ANC unknown: CBC with "
                 "manual differential today."
             )
             evidence = _wbc_evidence(ctx, wbc)
@@ -119,10 +120,10 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             "The lupus type is not specified in the record (coded as lupus erythematosus)."
         )
     return Finding(
-        decisive=f"WBC {fmt(wbc.value)} x10^9/L",
+        decisive=f"WBC {quoted(wbc)} x10^9/L",
         rule="LEUKOPENIA_MONITOR",
         indicator="info",
-        summary=f"Leukopenia (WBC {fmt(wbc.value)} x10^9/L) in "
+        summary=f"Leukopenia (WBC {quoted(wbc)} x10^9/L) in "
         f"{_lupus_short(lupus.kind, lupus.suspected)}: repeat CBC with differential.",
         evidence=evidence,
         recommendations=recommendations,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cds_service.fhir.dates import day, days_between
+from cds_service.knowledge import Ingredient
 from cds_service.record import (
     COUNT_GROUPS,
     SAME_DRAW,
@@ -13,11 +15,13 @@ from cds_service.record import (
     PatientRecord,
     UnusableResult,
 )
+from cds_service.record.dosing import DailyDose
+from cds_service.record.medications import current_run
 from cds_service.rules.assessments import (
     fever,
-    fmt,
     is_low_wbc,
     neutrophil_state,
+    quoted,
     tier_a_current,
 )
 from cds_service.rules.base import (
@@ -27,6 +31,8 @@ from cds_service.rules.base import (
     Priority,
     RuleContext,
     SuggestedOrder,
+    shown_period,
+    upper_first,
 )
 from cds_service.rules.data_missing import (
     SOURCE,
@@ -34,6 +40,7 @@ from cds_service.rules.data_missing import (
     missing_recommendations,
     missing_summary,
 )
+from cds_service.rules.drugs import shown_dose
 
 
 def stale_window_days(ctx: RuleContext, exposure: DrugExposure) -> float:
@@ -104,7 +111,7 @@ def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
         else f"the WBC of {day(wbc.time)}"
     )
     return (
-        f"Last ANC {earlier.comparator}{fmt(earlier.value)} on {day(earlier.time)} was low; "
+        f"Last ANC {quoted(earlier)} on {day(earlier.time)} was low; "
         f"{drawn} has no differential: repeat it."
     )
 
@@ -115,16 +122,28 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     or ALC is older than 30 days and was low: a low count never repeated is still news.
     v3: a low ANC followed by a newer WBC without a differential (repeat it), and a febrile
     patient on a tier A drug with no WBC in 72 h. Whenever the patient is febrile the card
-    leads with the fever words (clinical rules §2.4 "fever with other cytopenia")."""
+    leads with the fever words (clinical rules §2.4 "fever with other cytopenia").
+    v4: the card names each overdue drug with its dose as prescribed and why its interval
+    applies ("dose increased from 15 mg once weekly to 20 mg once weekly on {date}, so a CBC
+    every 14 days until stable"), and quotes that drug's own label schedule; the febrile
+    variant names the drug and leads with the fever, nothing else (no schedule lines).
+
+    Choices where the spec is silent: the schedules quoted are those of the overdue drugs, or
+    of every current tier A drug when the card is about a low count alone; the 14-day and
+    90-day intervals stay the service's settings (BSR/BHPR 2017, cited), the label schedule is
+    shown beside them."""
     record = ctx.record
     latest_wbc = record.latest("wbc")
     evidence: list[str] = []
     reasons: list[str] = []
+    stale: list[tuple[DrugExposure, Interval]] = []
     for exposure in tier_a_current(record):
         window = stale_window_days(ctx, exposure)
         if latest_wbc is None or days_between(latest_wbc.time, record.now) > window:
             last = f"last WBC {day(latest_wbc.time)}" if latest_wbc else no_wbc_on_file(record)
-            reasons.append(f"{exposure.describe()}: {last}; monitoring interval {window:g} days")
+            interval = monitoring_interval(ctx, exposure, window)
+            stale.append((exposure, interval))
+            reasons.append(f"{interval.drug}: {interval.why}; {last}")
     current_days = ctx.threshold("current_days")
     for analyte in ("wbc", "anc", "alc"):
         latest = record.latest(analyte)
@@ -134,7 +153,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
             and is_low_count(latest, ctx)
         ):
             reasons.append(
-                f"last {analyte.upper()} was low ({fmt(latest.value)} x10^9/L, "
+                f"last {analyte.upper()} was low ({quoted(latest)} x10^9/L, "
                 f"{day(latest.time)}) and has not been repeated"
             )
     low_anc = _low_anc_without_new_differential(ctx)
@@ -150,16 +169,21 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
         evidence.append(f"Latest WBC {latest_wbc.describe()}")
     low_not_repeated = any("not been repeated" in r for r in reasons)
     is_febrile = febrile is not None or fever(record, ctx.knowledge) is not None
+    drugs = [e for e, _ in stale] or tier_a_current(record)
     if is_febrile:
-        summary = FEBRILE_LEAD
+        # v4: the febrile variant names the drug and leads with the fever, nothing else.
+        named = f" (on {drugs[0].ingredient.display})" if drugs else ""
+        summary = f"{FEBRILE_NOW}{named}."
     elif low_anc:
         summary = low_anc
     elif low_not_repeated:
         summary = "Last count was low and has not been repeated: order CBC with differential."
+    elif stale:
+        summary = _stale_summary(stale[0][1])
     else:
         summary = "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
     priority: Priority = "stat" if is_febrile else "routine"
-    schedules = _monitoring_schedules(ctx)
+    schedules = [] if is_febrile else monitoring_schedules(drugs)
     return Finding(
         rule="CBC_STALE",
         indicator="warning",
@@ -169,7 +193,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
             FEBRILE_LEAD if is_febrile else "Order a CBC with differential.",
             *(line for line, _ in schedules),
         ],
-        sources=[source for _, source in schedules] or ["bsr_dmard_2017"],
+        sources=list(dict.fromkeys([source for _, source in schedules] + ["bsr_dmard_2017"])),
         orders=[
             SuggestedOrder(
                 "cbc",
@@ -181,30 +205,89 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     )
 
 
-_THIOPURINE_SCHEDULE = (
-    "Azathioprine label: weekly in month 1, twice monthly in months 2-3, then monthly.",
-    "label_azathioprine",
-)
-# Verified in NHS shared-care summaries of the guideline (grade C, docs/clinical-rules.md).
-_DMARD_SCHEDULE = (
-    "BSR/BHPR 2017: every 2 weeks until the dose is stable for 6 weeks, monthly for 3 months, "
-    "then every 3 months.",
-    "bsr_dmard_2017",
-)
+@dataclass(frozen=True)
+class Interval:
+    """Why a drug's CBC interval applies (clinical rules §3 CBC_STALE v4)."""
+
+    drug: str  # the drug with its dose as prescribed: "Methotrexate 20 mg once weekly"
+    name: str  # "methotrexate"
+    why: str  # "dose increased from ... on 2025-12-20, so a CBC every 14 days until stable"
+    short: str  # for the summary: "every 14 days since the dose increase on 2025-12-20"
 
 
-def _monitoring_schedules(ctx: RuleContext) -> list[tuple[str, str]]:
-    """The CBC schedule that fits the patient's own drugs (v3 wording: text fits the patient):
-    the azathioprine label for a thiopurine, the BSR/BHPR DMARD schedule for methotrexate,
-    mycophenolate or leflunomide; none for cyclophosphamide pulses (counted by pulse and nadir)
-    or when the card is about a low count alone."""
-    drugs = {e.ingredient.id for e in tier_a_current(ctx.record)}
-    schedules = []
-    if drugs & {"azathioprine", "mercaptopurine"}:
-        schedules.append(_THIOPURINE_SCHEDULE)
-    if drugs - {"azathioprine", "mercaptopurine", "cyclophosphamide"}:
-        schedules.append(_DMARD_SCHEDULE)
-    return schedules
+def _last_increase(
+    ctx: RuleContext, exposure: DrugExposure
+) -> tuple[datetime, DailyDose, DailyDose] | None:
+    """The newest dose increase of the current run within the new-drug window: (when, the dose
+    before, the dose after), read as `medications._dose_increased` reads it (§2.1)."""
+    record = ctx.record
+    run = current_run(
+        list(exposure.records), record.now, timedelta(days=ctx.threshold("exposure_run_gap_days"))
+    )
+    since = record.now - timedelta(days=ctx.threshold("new_drug_days"))
+    dosed = [(m.start, m.dose) for m in run if m.start is not None and m.dose.mg_per_day]
+    found = None
+    for (_, before), (start, after) in zip(dosed, dosed[1:], strict=False):
+        assert before.mg_per_day is not None and after.mg_per_day is not None
+        if start >= since and after.mg_per_day > before.mg_per_day * 1.001:
+            found = (start, before, after)
+    return found
+
+
+def monitoring_interval(ctx: RuleContext, exposure: DrugExposure, window: float) -> Interval:
+    """The drug, its dose as prescribed, and why its interval is `window` days: a dose
+    increase ("dose increased from 15 mg once weekly to 20 mg once weekly on {date}"), a
+    start, or an established dose (clinical rules §3 CBC_STALE v4).
+
+    Choice where the spec is silent: an increase is said only when the previous dose is
+    known (a record whose dose cannot be read is neither the increase nor its baseline)."""
+    name = exposure.ingredient.display
+    drug = upper_first(shown_dose(name, exposure.latest_dose))
+    every = f"a CBC every {window:g} days"
+    increase = _last_increase(ctx, exposure) if exposure.dose_increased_recently else None
+    if increase is not None:
+        when, before, after = increase
+        return Interval(
+            drug,
+            name,
+            f"dose increased from {before.description} to {after.description} on "
+            f"{day(when)}, so {every} until stable",
+            f"every {window:g} days since the dose increase on {day(when)}",
+        )
+    if exposure.started_recently and exposure.start is not None:
+        return Interval(
+            drug,
+            name,
+            f"started on {day(exposure.start)}, so {every} in the first "
+            f"{shown_period(ctx.threshold('new_drug_days'))}",
+            f"every {window:g} days after the start on {day(exposure.start)}",
+        )
+    return Interval(
+        drug,
+        name,
+        f"an established dose, and no usable WBC in the last {window:g} days",
+        f"no usable WBC in {window:g} days",
+    )
+
+
+def _stale_summary(interval: Interval) -> str:
+    summary = f"CBC overdue on {interval.name} ({interval.short}): order CBC with differential."
+    if len(summary) <= MAX_SUMMARY:
+        return summary
+    return f"CBC overdue on {interval.name}: order CBC with differential."
+
+
+def monitoring_schedules(drugs: list[DrugExposure] | list[Ingredient]) -> list[tuple[str, str]]:
+    """(schedule, source) of each drug's own label (clinical rules §3 CBC_STALE and
+    ORDER_NO_RECENT_CBC v4): a card never quotes another drug's schedule (a leflunomide card
+    quoting the azathioprine label was the v3 error). Each schedule once, cited to the drug's
+    label."""
+    ingredients = [d.ingredient if isinstance(d, DrugExposure) else d for d in drugs]
+    found: dict[str, str] = {}
+    for ingredient in ingredients:
+        if ingredient.cbc_schedule and ingredient.label:
+            found.setdefault(ingredient.cbc_schedule, ingredient.label)
+    return list(found.items())
 
 
 # Severe in any count unit (clinical rules §2.3): the largest factor of the §2.3 table is 1

@@ -5,17 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from cds_service.fhir.dates import day, days_between
-from cds_service.record import LabFlag, PatientRecord
+from cds_service.record import Count, LabFlag, PatientRecord
 from cds_service.rules.assessments import (
     NeutrophilState,
     critical_state,
     fever,
     fmt,
     neutrophil_state,
+    quoted,
     trend,
 )
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, upper_first
 from cds_service.rules.drugs import drug_lines, own_drugs_first
+from cds_service.rules.indication import indication, transplant_line
 
 
 def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
@@ -65,7 +67,14 @@ def _pulse_line(record: PatientRecord, pulse: datetime) -> str:
 def _drugs_to_hold(ctx: RuleContext) -> list[str]:
     """At most two lines: the tier A drugs to hold pending review (and the tier B drugs and,
     when not explained by lupus or another drug, hydroxychloroquine to review: clinical rules
-    §1.6), then a recent cyclophosphamide pulse by its nadir, never "hold" (v3 wording)."""
+    §1.6), then a recent cyclophosphamide pulse by its nadir, never "hold" (v3 wording).
+    v4: for a transplant recipient no drug is held on the card's own advice ("discuss with the
+    transplant team today before changing tacrolimus / mycophenolate mofetil"); for an unknown
+    indication the card adds "inform the prescribing team".
+
+    Choice where the spec is silent: a transplant recipient's every current immunosuppressant
+    (tier A or B, not a cyclophosphamide pulse) is treated as possibly anti-rejection, as the
+    card cannot tell which one protects the graft."""
     record = ctx.record
     drugs = record.immunosuppressants()
     held = [e.ingredient.display for e in drugs if e.ingredient.is_tier_a]
@@ -77,11 +86,20 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
         cause = "lupus or another drug does" if record.lupus else "another drug does"
         review.append(f"hydroxychloroquine if {cause} not explain it (label)")
     parts = []
-    if held:
-        parts.append(f"Hold {', '.join(held)} pending review")
-    if review:
-        parts.append(f"{'also review' if held else 'Review'} {', '.join(review)}")
-    lines = ["; ".join(parts) + "."] if parts else []
+    who = indication(record)
+    if who == "transplant" and (held or drugs):
+        # v4: an anti-rejection drug is never withheld on the card's own advice.
+        names = [e.ingredient.display for e in drugs if e.ingredient.id != "cyclophosphamide"]
+        lines = [transplant_line(names)] if names else []
+        hcq = [line for line in review if line.startswith("hydroxychloroquine")]
+        lines += [f"Review {hcq[0]}."] if hcq else []
+    else:
+        if held:
+            inform = " and inform the prescribing team" if who == "unknown" else ""
+            parts.append(f"Hold {', '.join(held)} pending review{inform}")
+        if review:
+            parts.append(f"{'also review' if held else 'Review'} {', '.join(review)}")
+        lines = ["; ".join(parts) + "."] if parts else []
     pulse = cyclophosphamide_last_pulse(ctx)
     if pulse is not None:
         lines.append(_pulse_line(record, pulse))
@@ -89,8 +107,21 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
 
 
 def _anc_value(state: NeutrophilState) -> str:
-    """The ANC as judged, with its comparator when the lab censored it ("<0.10")."""
-    return f"{state.anc.comparator}{fmt(state.anc.value)}" if state.anc else "unknown"
+    """The ANC as judged, with its comparator when the lab censored it ("< 0.1")."""
+    return quoted(state.anc) if state.anc else "unknown"
+
+
+def _anc_at_most_wbc(wbc: Count) -> str:
+    """What a WBC with no differential says of the ANC (clinical rules §2.4 "ANC unknown" v4):
+    "ANC at most 0.05: WBC 0.05 with no differential"; a censored WBC keeps its sign ("ANC
+    below 0.5: WBC < 0.5 with no differential"). Never a formula such as "ANC <= WBC"."""
+    if wbc.comparator == "<":
+        bound = f"below {wbc.value:g}"
+    elif wbc.comparator:
+        bound = f"at most {wbc.value:g}"
+    else:
+        bound = f"at most {fmt(wbc.value)}"
+    return f"ANC {bound}: WBC {quoted(wbc)} with no differential"
 
 
 def lab_flagged_anc(ctx: RuleContext) -> LabFlag | None:
@@ -152,6 +183,11 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     reports (J Rheumatol 2006; Hellmich et al. 1999), which also give the lowest-effective-dose
     advice. It absorbs DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence) and carries its drug lines.
 
+    v4: with no differential and a WBC below the febrile-neutropenia ANC cut-off (setting, 1.0)
+    the ANC is below it too: "Febrile neutropenia: ANC below 0.80 (WBC 0.80, no differential
+    yet)", not "possible"; a censored WBC keeps its sign ("WBC < 0.5"). "Possible febrile
+    neutropenia: ANC not yet available" is for a WBC from the cut-off to < 2.0.
+
     Choices where the spec is silent: the ANC used is the latest within the 30-day current
     window; if it is older than the latest WBC, the ANC is treated as unknown and the WBC path
     applies too, so a febrile patient is never missed because a differential is stale. In the
@@ -164,7 +200,8 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         return None
     state = critical_state(ctx.record, k)
     flag = lab_flagged_anc(ctx)
-    anc_below = state.anc is not None and state.anc.value < ctx.threshold("febrile_neutropenia_anc")
+    fn_anc = ctx.threshold("febrile_neutropenia_anc")
+    anc_below = state.anc is not None and state.anc.value < fn_anc
     anc_low = anc_below or flag is not None
     wbc_low = (
         state.anc_unknown
@@ -184,8 +221,16 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         summary = (
             f"Febrile neutropenia ({decisive}): evaluate now, cultures, antibiotics within 1 h."
         )
+    elif wbc_low and state.wbc is not None and state.wbc.value < fn_anc:
+        # v4: the ANC is below the WBC, so below the cut-off: febrile neutropenia, not
+        # "possible"; a censored WBC keeps its sign ("WBC < 0.5", never "0.50").
+        below = f"{state.wbc.value:g}" if state.wbc.comparator else fmt(state.wbc.value)
+        decisive = f"ANC below {below} (WBC {quoted(state.wbc)}, no differential yet)"
+        summary = (
+            f"Febrile neutropenia: {decisive}: evaluate now, cultures, antibiotics within 1 h."
+        )
     elif wbc_low and state.wbc is not None:
-        decisive = f"WBC {fmt(state.wbc.value)} x10^9/L, ANC not yet available"
+        decisive = f"WBC {quoted(state.wbc)} x10^9/L, ANC not yet available"
         summary = (
             f"Possible febrile neutropenia ({decisive}): evaluate now, CBC with differential stat."
         )
@@ -248,8 +293,9 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     """Latest ANC < 0.5 x10^9/L (CTCAE grade 4), or WBC < 1.0 with ANC unknown (ANC <= WBC),
     silenced by a FEBRILE_NEUTROPENIA card (catalogue precedence), not by fever alone. It
     absorbs DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence) and carries its drug lines. With ANC
-    unknown the card quotes the bound the WBC gives ("ANC <= WBC = 0.05"), never "ANC < 1.0"
-    (v3 wording); below 0.1 it names profound agranulocytosis.
+    unknown the card quotes the bound the WBC gives ("ANC at most 0.05: WBC 0.05 with no
+    differential", v4 wording), never "ANC < 1.0" (v3); below 0.1 it names profound
+    agranulocytosis.
 
     Choice where the spec is silent: beside a firing REFRACTORY_LEUKOPENIA_REFERRAL this card
     stays (the contract's precedence does not merge them): it is the acute problem (same-day
@@ -275,16 +321,10 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         bound = f"Threshold: ANC < {threshold:g} x10^9/L (CTCAE v5 grade 4)."
     else:
         assert state.wbc is not None  # anc_below_one_by_wbc reads the WBC
-        wbc = fmt(state.wbc.value)
-        decisive = f"ANC <= WBC = {wbc} x10^9/L"
-        summary = (
-            f"WBC {wbc} x10^9/L, no differential: ANC <= WBC = {wbc}. Treat as severe "
-            "neutropenia; ask about fever now."
-        )
-        bound = (
-            f"ANC <= WBC = {wbc} x10^9/L without a differential: treated as ANC < {threshold:g} "
-            "(CTCAE v5 grade 4)"
-            + ("; below 0.1, profound agranulocytosis." if state.wbc.value < 0.1 else ".")
+        decisive = _anc_at_most_wbc(state.wbc)
+        summary = f"{decisive}. Treat as severe neutropenia; ask about fever now."
+        bound = f"{decisive} (x10^9/L): treated as ANC < {threshold:g} (CTCAE v5 grade 4)" + (
+            "; below 0.1, profound agranulocytosis." if state.wbc.value < 0.1 else "."
         )
     found_fever = fever(ctx.record, k)
     fever_lines = [f"Fever: {found_fever.description}"] if found_fever else []
@@ -338,7 +378,7 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     if not low <= state.anc.value < high:
         return None
     return Finding(
-        decisive=f"ANC {fmt(state.anc.value)} x10^9/L",
+        decisive=f"ANC {quoted(state.anc)} x10^9/L",
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
         summary=f"Moderate neutropenia (ANC {_anc_value(state)} x10^9/L): repeat CBC with "

@@ -18,6 +18,7 @@ from cds_service.rules.assessments import (
     fmt,
     is_mycophenolate,
     neutrophil_state,
+    quoted,
     six_month_median,
 )
 from cds_service.rules.base import (
@@ -44,7 +45,8 @@ from cds_service.rules.drafts import (
     reduce_draft,
 )
 from cds_service.rules.drugs import mg_per_kg_line
-from cds_service.rules.monitoring import is_low_count, no_wbc_on_file
+from cds_service.rules.methotrexate import too_frequent
+from cds_service.rules.monitoring import is_low_count, monitoring_schedules, no_wbc_on_file
 
 _STABLE_DROP = "dose_review_drop_fraction"
 
@@ -121,6 +123,10 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     contract speaks of a 1/3-1/4 reduction for both): no reduced dose is offered for it, and
     cancelling whichever of the two is drafted is recommended.
 
+    v4: a methotrexate draft that METHOTREXATE_DAILY_DOSING flags is left to that card (one card
+    per problem: its "update to once weekly" and a "keep the order" here would contradict each
+    other); the order is judged again when the updated draft comes back.
+
     Choices where the spec is silent: "stable" = not fallen >= 30% (the significant-drop
     fraction) from the baseline (6-month median, or the earlier value), and no earlier value
     means not stable; a draft whose dose cannot be compared with the current one is treated as
@@ -134,7 +140,15 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     drugs = evaluated_drugs(record)
     combinations = drafted_combinations(ctx, drugs)
     combined = {c.drafted.ingredient.id for c in combinations}
-    candidates = [d for d in drugs if d.ingredient.is_tier_a or d.ingredient.id in combined]
+    # v4: a daily methotrexate draft is the daily-dosing card's (update to once weekly, or
+    # cancel): "keep the order" here would contradict it. Its combinations are still judged.
+    daily = ctx.has_fired("METHOTREXATE_DAILY_DOSING")
+    candidates = [
+        d
+        for d in drugs
+        if (d.ingredient.is_tier_a and not (daily and too_frequent(d.medication)))
+        or d.ingredient.id in combined
+    ]
     if not candidates:
         return None
     tier_a = [d.ingredient for d in candidates if d.ingredient.is_tier_a]
@@ -293,6 +307,9 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     in the last 30 days: info, asking for a baseline CBC with differential; warning when the
     last known WBC, ANC or ALC of any age was low (the CBC_STALE limits), shown on the card.
 
+    v4: after the baseline CBC the card quotes the ordered drug's own label schedule
+    (leflunomide: monthly for 6 months, then every 6-8 weeks ...), never another drug's.
+
     Choice where the spec is silent: "low" uses the same limits as CBC_STALE (WBC < 4.0 or the
     lab's LLN, ANC < 1.5, ALC < 0.5); a preliminary WBC does not count as recent.
     """
@@ -307,6 +324,8 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
         if (latest := record.latest(analyte)) is not None and is_low_count(latest, ctx)
     ]
     names = ", ".join(dict.fromkeys(d.ingredient.display for d in drugs))
+    # v4: the ordered drug's own label schedule, never another drug's.
+    schedules = monitoring_schedules([d.ingredient for d in drugs])
     evidence = [d.describe() for d in drugs]
     latest_wbc = record.latest("wbc")
     if latest_wbc is None:
@@ -314,14 +333,14 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     elif latest_wbc not in lows:
         evidence.append(f"Last WBC {latest_wbc.describe()}")
     evidence += [
-        f"Last {c.analyte.upper()} was low ({fmt(c.value)} x10^9/L on {c.time:%Y-%m-%d}) "
+        f"Last {c.analyte.upper()} was low ({quoted(c)} x10^9/L on {c.time:%Y-%m-%d}) "
         "and has not been repeated"
         for c in lows
     ]
     if lows:
         low = lows[0]
         summary = (
-            f"Last {low.analyte.upper()} was low ({fmt(low.value)} x10^9/L, {low.time:%Y-%m-%d}):"
+            f"Last {low.analyte.upper()} was low ({quoted(low)} x10^9/L, {low.time:%Y-%m-%d}):"
             f" CBC before signing {names}."
         )
     else:
@@ -335,11 +354,11 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
         summary=summary,
         evidence=evidence,
         recommendations=[
-            "Baseline CBC with differential before starting; then monitor at the label's "
-            "interval (azathioprine: weekly in month 1, twice monthly in months 2-3, then "
-            "monthly).",
+            "Baseline CBC with differential before starting, then as the drug's label says.",
+            *(line for line, _ in schedules),
         ],
-        sources=[d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
+        sources=[source for _, source in schedules]
+        or [d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
         orders=[
             cbc_order(
                 "urgent" if lows else "routine", "Order CBC with differential", recommended=True

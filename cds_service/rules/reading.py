@@ -21,6 +21,9 @@ READING_NEEDS = ReadingNeeds(
         LookBack("baseline_median_days"),
         # DRUG_CYTOPENIA_DOSE_REVIEW: stable for `stable_days`, judged over twice that span.
         LookBack("stable_days", times=2),
+        # DRUG_CYTOPENIA_DOSE_REVIEW (v4 lymphopenia episodes): an ALC >= 0.5 in the 12 months
+        # before the latest makes a new episode.
+        LookBack("lymphopenia_episode_days"),
     ),
     # assessments.trend: the latest value and the 4 earlier ones the evidence lists.
     trend_results=5,
@@ -36,6 +39,8 @@ READING_NEEDS = ReadingNeeds(
 # Durations the rules read that reach back over no older result, and why.
 NOT_LOOK_BACKS = {
     "cyclophosphamide_nadir_days": "the date of the last dose (medications are read in full)",
+    "exposure_run_gap_days": "a gap between medication records (read in full), CBC_STALE",
+    "new_drug_days": "the age of a start or dose increase (medications), CBC_STALE",
     "fever_sustained_minutes": "a span inside the fever window",
     "persistent_min_days_apart": "a span inside the refractory window",
     "stale_cbc_days": "the age of the latest WBC (CBC_STALE)",

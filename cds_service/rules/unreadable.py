@@ -20,6 +20,8 @@ SILENT_WITHOUT: Mapping[str, frozenset[str]] = {
     "FEBRILE_NEUTROPENIA": frozenset({"counts"}),
     # From counts present; fever lines only when a fever is found.
     "NEUTROPENIA_SEVERE": frozenset(),
+    # From a methotrexate schedule present; counts present only raise it to critical.
+    "METHOTREXATE_DAILY_DOSING": frozenset(),
     "NEUTROPENIA_MODERATE": frozenset(),
     # From counts and drugs present (drugs.py words a weight or genotype it could not read).
     "DRUG_CYTOPENIA_DOSE_REVIEW": frozenset(),

@@ -37,7 +37,8 @@ def test_seed004_gets_one_card_per_problem() -> None:
         "REFRACTORY_LEUKOPENIA_REFERRAL",
     ]
     severe = cards[0]
-    assert "ANC <= WBC = 0.05" in severe["summary"] and "ANC < 1.0" not in severe["detail"]
+    assert "ANC at most 0.05: WBC 0.05 with no differential" in severe["summary"]
+    assert "ANC < 1.0" not in severe["detail"]
     assert "Mycophenolate mofetil 1000 mg twice daily" in severe["detail"]
 
 
@@ -83,9 +84,10 @@ def test_cyclophosphamide_pulse_severe_neutropenia_names_the_nadir() -> None:
 
 
 def test_the_monitoring_schedule_fits_the_patients_drug() -> None:
-    """A methotrexate patient's overdue-CBC card gives the DMARD schedule, not azathioprine's."""
+    """A methotrexate patient's overdue-CBC card gives methotrexate's own label schedule (v4),
+    not azathioprine's."""
     found = card("methotrexate-cbc-120-days-old", "CBC_STALE")
-    assert "BSR/BHPR 2017: every 2 weeks" in found["detail"]
+    assert "Methotrexate label: blood counts at least monthly" in found["detail"]
     assert "Azathioprine" not in found["detail"]
     thiopurine = card("azathioprine-new-start-cbc-16-days-old", "CBC_STALE")
-    assert "Azathioprine label: weekly in month 1" in thiopurine["detail"]
+    assert "Azathioprine label: CBC weekly in month 1" in thiopurine["detail"]

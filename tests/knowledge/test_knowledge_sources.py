@@ -46,7 +46,13 @@ URL_SHAPES = {
     ),
     "pubmed": re.compile(r"^https://pubmed\.ncbi\.nlm\.nih\.gov/\d+/$"),
 }
-PUBLISHER_HOSTS = {"ctep.cancer.gov", "cpicpgx.org", "ucum.org", "cds-hooks.hl7.org"}
+PUBLISHER_HOSTS = {
+    "ctep.cancer.gov",
+    "cpicpgx.org",
+    "ucum.org",
+    "cds-hooks.hl7.org",
+    "www.ismp.org",
+}
 SEARCH_MARKS = ("search", "?q=", "&q=", "query=", "term=", "?p=")
 
 
