@@ -7,7 +7,8 @@ that cannot reach the database shows every card (the safe direction).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,13 +20,13 @@ from cds_service.governance.database import insert_ignoring_duplicates
 from cds_service.governance.feedback import Feedback
 from cds_service.governance.models import CardFeedback, IssuedCard, utc_now
 from cds_service.governance.privacy import patient_key
-from cds_service.governance.recorder import CardHistoryWriter
+from cds_service.governance.recorder import CallCount, CardHistoryWriter, Row
 
 log = logging.getLogger(__name__)
 
 Card = Mapping[str, Any]
+SilentCard = tuple[str, str]  # (rule id, indicator) of a silent rule's finding
 Clock = Callable[[], datetime]
-CRITICAL = "critical"
 
 
 def rule_id_of(card: Card) -> str | None:
@@ -77,12 +78,29 @@ class Storage:
         patient_id: str,
         cards: Iterable[Card],
         knowledge_version: str,
+        *,
+        silent: Iterable[SilentCard] = (),
+        all_live: Sequence[str] | None = None,
+        in_scope: bool | None = None,
     ) -> None:
-        """Queue the cards of one hook response for the history; returns at once."""
+        """Queue the cards of one hook response for the history; returns at once.
+        `silent`: the (rule id, indicator) of the silent rules' findings, recorded as silent
+        cards; `all_live`: the rule ids of the answer had every rule been live (None: every
+        rule was); `in_scope`: whether the patient was in scope, counting the call in the
+        day's denominators (None for cards that are not a hook call's, e.g. an import)."""
         try:
             key = patient_key(patient_id, self._secret)
             issued_at = self._clock()
-            rows = []
+            common = {
+                "service_id": service_id,
+                "hook": hook,
+                "hook_instance": hook_instance,
+                "knowledge_version": knowledge_version,
+                "patient_key": key,
+                "issued_at": issued_at,
+                "all_live_answer": None if all_live is None else " ".join(all_live),
+            }
+            rows: list[Row] = []
             for card in cards:
                 rule_id = rule_id_of(card)
                 if not card.get("uuid") or rule_id is None:
@@ -91,48 +109,50 @@ class Storage:
                     continue
                 rows.append(
                     {
+                        **common,
                         "card_uuid": card["uuid"],
-                        "service_id": service_id,
-                        "hook": hook,
-                        "hook_instance": hook_instance,
                         "rule_id": rule_id,
-                        "knowledge_version": knowledge_version,
                         "indicator": card.get("indicator"),
-                        "patient_key": key,
-                        "issued_at": issued_at,
+                        "mode": "live",
                     }
                 )
+            for rule_id, indicator in silent:
+                rows.append(
+                    {
+                        **common,
+                        "card_uuid": str(uuid.uuid4()),
+                        "rule_id": rule_id,
+                        "indicator": indicator,
+                        "mode": "silent",
+                    }
+                )
+            if in_scope is not None:
+                rows.append(CallCount(issued_at.date(), service_id, in_scope))
             self._writer.submit(rows)
         except Exception:  # history is secondary: the hook response must still go out
             log.exception("card history could not be queued")
 
-    def filter_snoozed(
-        self, cards: Sequence[Card], service_id: str, patient_id: str
-    ) -> tuple[list[Card], list[Card]]:
-        """Split cards into (shown, suppressed): a non-critical card is suppressed while its
-        rule is snoozed for this patient by an "already addressed" override."""
+    def snoozed_rules(
+        self, service_id: str, patient_id: str, rule_ids: Collection[str]
+    ) -> set[str]:
+        """Of `rule_ids`, the rules snoozed for this patient by an "already addressed"
+        override (the answer step's `Snoozed` port: it asks only for non-critical cards).
+        A database that cannot answer snoozes nothing: a card too many is safe."""
+        if not rule_ids or not self._snooze_codes:
+            return set()
         try:
-            rule_ids = (rule_id_of(c) for c in cards if c.get("indicator") != CRITICAL)
-            candidates = {rule_id for rule_id in rule_ids if rule_id is not None}
-            if not candidates or not self._snooze_codes:
-                return list(cards), []
-            snoozed = self._snoozed_rules(service_id, patient_id, candidates)
+            return self._snoozed_rules(service_id, patient_id, set(rule_ids))
         except Exception as error:  # showing a card too many is safe; failing the call is not
             self.counters.increment(SNOOZE_CHECK_FAILURES)
             log.error("snooze look-up failed (%s): all cards shown", type(error).__name__)
-            return list(cards), []
-        shown: list[Card] = []
-        suppressed: list[Card] = []
-        for card in cards:
-            rule_id = rule_id_of(card)
-            if card.get("indicator") != CRITICAL and rule_id in snoozed:
-                suppressed.append(card)
-                self.counters.increment(CARDS_SUPPRESSED)
-                self.counters.increment(f"{CARDS_SUPPRESSED}.{rule_id}")
-                log.info("card suppressed by snooze: service=%s rule=%s", service_id, rule_id)
-            else:
-                shown.append(card)
-        return shown, suppressed
+            return set()
+
+    def count_snoozed(self, service_id: str, rule_ids: Iterable[str]) -> None:
+        """Count (and log, without the patient) the cards a snooze held back."""
+        for rule_id in rule_ids:
+            self.counters.increment(CARDS_SUPPRESSED)
+            self.counters.increment(f"{CARDS_SUPPRESSED}.{rule_id}")
+            log.info("card suppressed by snooze: service=%s rule=%s", service_id, rule_id)
 
     def _snoozed_rules(self, service_id: str, patient_id: str, rule_ids: set[str]) -> set[str]:
         parameters = {
