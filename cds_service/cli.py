@@ -83,7 +83,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     # No app and no database: evaluating a file touches nothing but the file.
     config = load_config()
     knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    services = load_services(config.hooks_dir, knowledge=knowledge)
+    services = load_services(config.hooks_dir, knowledge, config.rule_modes)
     document = json.loads(Path(args.file).read_text())
     hook = document.get("hook") or args.hook
     service = next(

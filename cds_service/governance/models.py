@@ -6,9 +6,19 @@ this database never saw, and it is kept (flagged) rather than refused.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -50,8 +60,51 @@ class IssuedCard(Base):
     # HMAC of the patient id (cds_service.governance.privacy.patient_key), never the id itself.
     patient_key: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # "live" (returned) or "silent" (CDS_RULE_MODES: recorded, never returned); rows written
+    # before migration 0003 are live.
+    mode: Mapped[str] = mapped_column(String(8), server_default="live")
+    # When a rule was silent: the rule ids, space-separated, of the answer had every rule been
+    # live (empty: no card); NULL when every rule was live (the answer was that).
+    all_live_answer: Mapped[str | None] = mapped_column(String(2000))
 
-    __table_args__ = (Index("ix_cds_issued_card_patient_rule", "patient_key", "rule_id"),)
+    __table_args__ = (
+        Index("ix_cds_issued_card_patient_rule", "patient_key", "rule_id"),
+        # Distinct patients per rule over a date range (the console): read from the index alone.
+        Index(
+            "ix_cds_issued_card_governance",
+            "service_id",
+            "issued_at",
+            "rule_id",
+            "mode",
+            "patient_key",
+        ),
+    )
+
+
+class DailyCalls(Base):
+    """Hook calls per service and UTC day, and those whose patient was in scope: the
+    denominators of the governance console. Counts only, nothing about a patient."""
+
+    __tablename__ = "cds_daily_calls"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    in_scope_calls: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyCards(Base):
+    """Cards per UTC day, service, rule, mode and knowledge version, kept as cards are
+    recorded, so the console's counts and weekly trends never scan the card history."""
+
+    __tablename__ = "cds_daily_cards"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    knowledge_version: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cards: Mapped[int] = mapped_column(BigInteger)
 
 
 class CardFeedback(Base):

@@ -1,0 +1,65 @@
+"""Rule modes and the governance console's daily counts (issue 26).
+
+Backward compatible: the card history gains a `mode` column that defaults to "live" (every
+card recorded before was shown) and a nullable `all_live_answer`, so code of the previous
+release still writes and reads it; two new tables hold daily counts, the cards' filled from
+the history already there. Calls were not counted before: days before this migration have no
+denominators (the console says so rather than guess).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("cds_issued_card") as table:
+        table.add_column(sa.Column("mode", sa.String(8), nullable=False, server_default="live"))
+        table.add_column(sa.Column("all_live_answer", sa.String(2000), nullable=True))
+    op.create_index(
+        "ix_cds_issued_card_governance",
+        "cds_issued_card",
+        ["service_id", "issued_at", "rule_id", "mode", "patient_key"],
+    )
+    op.create_table(
+        "cds_daily_calls",
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("service_id", sa.String(200), primary_key=True),
+        sa.Column("calls", sa.BigInteger(), nullable=False),
+        sa.Column("in_scope_calls", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
+        "cds_daily_cards",
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("service_id", sa.String(200), primary_key=True),
+        sa.Column("rule_id", sa.String(100), primary_key=True),
+        sa.Column("mode", sa.String(8), primary_key=True),
+        sa.Column("knowledge_version", sa.String(100), primary_key=True),
+        sa.Column("cards", sa.BigInteger(), nullable=False),
+    )
+    # date() reads a timestamp on both SQLite and PostgreSQL.
+    op.execute(
+        "INSERT INTO cds_daily_cards (day, service_id, rule_id, mode, knowledge_version, cards) "
+        "SELECT date(issued_at), service_id, rule_id, mode, knowledge_version, COUNT(*) "
+        "FROM cds_issued_card "
+        "GROUP BY date(issued_at), service_id, rule_id, mode, knowledge_version"
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("cds_daily_cards")
+    op.drop_table("cds_daily_calls")
+    op.drop_index("ix_cds_issued_card_governance", table_name="cds_issued_card")
+    with op.batch_alter_table("cds_issued_card") as table:
+        table.drop_column("all_live_answer")
+        table.drop_column("mode")
