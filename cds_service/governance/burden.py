@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Executable, Row, func, select
+from sqlalchemy import BigInteger, Engine, Executable, Row, cast, func, select
 
 from cds_service.governance.models import CardFeedback, DailyCalls, DailyCards, IssuedCard
 from cds_service.governance.report import _reason_code, _reason_display, iso_week
@@ -166,12 +166,17 @@ def _of_service(column: Any, period: Period) -> list[Any]:
     return [] if period.service_id is None else [column == period.service_id]
 
 
+def _total(column: Any) -> Any:
+    # PostgreSQL sums a bigint as numeric (a Decimal in Python): cast back to a whole number.
+    return cast(func.sum(column), BigInteger)
+
+
 def _daily_calls(period: Period) -> Executable:
     return (
         select(
             DailyCalls.day,
-            func.sum(DailyCalls.calls).label("calls"),
-            func.sum(DailyCalls.in_scope_calls).label("in_scope_calls"),
+            _total(DailyCalls.calls).label("calls"),
+            _total(DailyCalls.in_scope_calls).label("in_scope_calls"),
         )
         .where(DailyCalls.day >= period.first, DailyCalls.day <= period.last)
         .where(*_of_service(DailyCalls.service_id, period))
@@ -186,7 +191,7 @@ def _daily_cards(period: Period) -> Executable:
             DailyCards.rule_id,
             DailyCards.mode,
             DailyCards.knowledge_version,
-            func.sum(DailyCards.cards).label("cards"),
+            _total(DailyCards.cards).label("cards"),
         )
         .where(DailyCards.day >= period.first, DailyCards.day <= period.last)
         .where(*_of_service(DailyCards.service_id, period))

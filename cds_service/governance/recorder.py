@@ -133,7 +133,9 @@ class CardHistoryWriter:
         calls = [row for row in rows if isinstance(row, CallCount)]
         with self._engine.begin() as connection:
             new = insert_ignoring_duplicates(connection, IssuedCard, cards, returning="card_uuid")
-            _count_cards(connection, [card for card in cards if card["card_uuid"] in new])
+            # Each card inserted counted once (a batch may hold the same card twice).
+            first = {card["card_uuid"]: card for card in reversed(cards)}
+            _count_cards(connection, [first[uuid] for uuid in new])
             _count_calls(connection, calls)
 
     def _lost(self, rows: list[Row], error: Exception) -> None:
