@@ -45,6 +45,6 @@ def init_app(
     app.extensions[EXTENSION_KEY] = storage
     known_ids = service_ids if callable(service_ids) else (lambda: service_ids)
     app.register_blueprint(feedback_blueprint(known_ids))
-    app.register_blueprint(dashboard_blueprint(config), url_prefix="/admin")
+    app.register_blueprint(dashboard_blueprint(config, known_ids), url_prefix="/admin")
     atexit.register(storage.close)
     return storage

@@ -70,6 +70,14 @@ class Storage:
     def now(self) -> datetime:
         return self._clock()
 
+    @property
+    def snooze_system(self) -> str:
+        return self._snooze_system
+
+    @property
+    def snooze_codes(self) -> tuple[str, ...]:
+        return tuple(self._snooze_codes)
+
     def record_cards(
         self,
         service_id: str,
