@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Engine, Executable, Row, cast, func, select
 
 from cds_service.governance.models import CardFeedback, DailyCalls, DailyCards, IssuedCard
+from cds_service.governance.report import ReasonCount as Reason
 from cds_service.governance.report import _reason_code, _reason_display, iso_week
 
 MODES = ("live", "silent")
@@ -40,13 +41,6 @@ class Period:
     @property
     def days(self) -> int:
         return (self.last - self.first).days + 1
-
-
-@dataclass(frozen=True)
-class Reason:
-    code: str
-    display: str
-    count: int
 
 
 @dataclass(frozen=True)
@@ -200,22 +194,29 @@ def _daily_cards(period: Period) -> Executable:
 
 
 def _distinct_patients(period: Period) -> Executable:
+    """Distinct (rule, mode, patient) first, then counted: both databases read it from the
+    governance index in order, without sorting the cards (COUNT(DISTINCT) sorted them)."""
     start, end = _bounds(period)
-    return (
-        select(
-            IssuedCard.rule_id,
-            IssuedCard.mode,
-            func.count(IssuedCard.patient_key.distinct()).label("patients"),
-        )
+    pairs = (
+        select(IssuedCard.rule_id, IssuedCard.mode, IssuedCard.patient_key)
+        # SQLite's planner prefers the issued_at index whatever the range, then reads every
+        # card's row and sorts them: 15.7 s for a year of 1,000,000 cards, 1.7 s this way.
+        .with_hint(IssuedCard, "INDEXED BY ix_cds_issued_card_governance", "sqlite")
         .where(IssuedCard.issued_at >= start, IssuedCard.issued_at < end)
         .where(*_of_service(IssuedCard.service_id, period))
-        .group_by(IssuedCard.rule_id, IssuedCard.mode)
+        .distinct()
+        .subquery()
+    )
+    return select(pairs.c.rule_id, pairs.c.mode, func.count().label("patients")).group_by(
+        pairs.c.rule_id, pairs.c.mode
     )
 
 
 def _latest_outcomes(period: Period) -> Executable:
-    """Per rule, outcome, reason and whether the card was critical: the cards whose latest
-    feedback (in the order the service received it) is that."""
+    """Per rule, outcome, reason and card indicator: the cards whose latest feedback (in the
+    order the service received it) is that. Feedback carries its card's rule, indicator and
+    issue time, so the card history is not joined; feedback for a card the service had no
+    record of is left out. The service is the one the feedback was sent to."""
     start, end = _bounds(period)
     latest = func.row_number().over(
         partition_by=CardFeedback.card_uuid,
@@ -223,16 +224,15 @@ def _latest_outcomes(period: Period) -> Executable:
     )
     ranked = (
         select(
-            IssuedCard.rule_id,
-            IssuedCard.indicator,
+            CardFeedback.rule_id,
+            CardFeedback.card_indicator.label("indicator"),
             CardFeedback.outcome,
             CardFeedback.reason_system,
             CardFeedback.reason_code,
             latest.label("rank"),
         )
-        .join(IssuedCard, IssuedCard.card_uuid == CardFeedback.card_uuid)
-        .where(IssuedCard.issued_at >= start, IssuedCard.issued_at < end)
-        .where(*_of_service(IssuedCard.service_id, period))
+        .where(CardFeedback.card_issued_at >= start, CardFeedback.card_issued_at < end)
+        .where(*_of_service(CardFeedback.service_id, period))
     ).subquery()
     columns = (
         ranked.c.rule_id,

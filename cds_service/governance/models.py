@@ -69,14 +69,16 @@ class IssuedCard(Base):
 
     __table_args__ = (
         Index("ix_cds_issued_card_patient_rule", "patient_key", "rule_id"),
-        # Distinct patients per rule over a date range (the console): read from the index alone.
+        # Distinct patients per rule over a date range (the console): read from this index
+        # alone, in the order the count needs (rule, mode, patient), so neither SQLite nor
+        # PostgreSQL sorts the cards (benchmarks/governance.py).
         Index(
             "ix_cds_issued_card_governance",
-            "service_id",
-            "issued_at",
             "rule_id",
             "mode",
             "patient_key",
+            "issued_at",
+            "service_id",
         ),
     )
 
@@ -127,6 +129,11 @@ class CardFeedback(Base):
     # True when no card with this uuid was in the history when the feedback arrived.
     unknown_card: Mapped[bool]
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The card's rule, indicator and issue time, copied when the feedback is stored (NULL for
+    # an unknown card), so the console counts outcomes without joining the card history.
+    rule_id: Mapped[str | None] = mapped_column(String(100))
+    card_indicator: Mapped[str | None] = mapped_column(String(16))
+    card_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     __table_args__ = (
         UniqueConstraint("card_uuid", "outcome", "outcome_at", name="uq_cds_card_feedback_once"),

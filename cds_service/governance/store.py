@@ -178,14 +178,20 @@ class Storage:
         """Store feedback; a repeat of the same card, outcome and time is stored once."""
         uuids = {item.card_uuid for item in items}
         with self.engine.connect() as connection:
-            known = set(
-                connection.scalars(
-                    select(IssuedCard.card_uuid).where(IssuedCard.card_uuid.in_(uuids))
+            known = {
+                card.card_uuid: card
+                for card in connection.execute(
+                    select(
+                        IssuedCard.card_uuid,
+                        IssuedCard.rule_id,
+                        IssuedCard.indicator,
+                        IssuedCard.issued_at,
+                    ).where(IssuedCard.card_uuid.in_(uuids))
                 )
-            )
+            }
         received_at = self._clock()
         rows = [
-            _feedback_row(service_id, item, item.card_uuid not in known, received_at)
+            _feedback_row(service_id, item, known.get(item.card_uuid), received_at)
             for item in items
         ]
         unknown = sum(row["unknown_card"] for row in rows)
@@ -204,10 +210,14 @@ class Storage:
 
 
 def _feedback_row(
-    service_id: str, item: Feedback, unknown_card: bool, received_at: datetime
+    service_id: str, item: Feedback, card: Any, received_at: datetime
 ) -> dict[str, Any]:
+    """`card`: the card's (rule_id, indicator, issued_at) row, None when unknown."""
     reason = item.override_reason
     return {
+        "rule_id": card.rule_id if card else None,
+        "card_indicator": card.indicator if card else None,
+        "card_issued_at": card.issued_at if card else None,
         "service_id": service_id,
         "card_uuid": item.card_uuid,
         "outcome": item.outcome,
@@ -217,6 +227,6 @@ def _feedback_row(
         "reason_code": reason.code if reason else None,
         "reason_display": reason.display if reason else None,
         "user_comment": reason.user_comment if reason else None,
-        "unknown_card": unknown_card,
+        "unknown_card": card is None,
         "received_at": received_at,
     }

@@ -88,14 +88,19 @@ def test_default_period_is_the_last_26_weeks(app: Flask, clock: Clock) -> None:
     assert "No cards in this period." in page
 
 
-def test_override_reason_text_from_clients_is_escaped(app: Flask, clock: Clock) -> None:
+def override_with_client_code(app: Flask, code: str) -> None:
+    """A card overridden with a reason code outside the catalogue: shown as sent (displays
+    from clients are never shown)."""
     storage = app.extensions["cds_storage"]
     card = make_card("CBC_STALE")
     storage.record_cards(SERVICE_ID, "patient-view", "h", "Patient/1", [card], "v")
     storage.flush()
-    # A code outside the catalogue is shown as sent (displays from clients are never shown).
-    item = feedback_item(card["uuid"], code="<script>alert(1)</script>")
+    item = feedback_item(card["uuid"], code=code)
     app.test_client().post(f"/cds-services/{SERVICE_ID}/feedback", json={"feedback": [item]})
+
+
+def test_override_reason_text_from_clients_is_escaped(app: Flask, clock: Clock) -> None:
+    override_with_client_code(app, "<script>alert(1)</script>")
     page = app.test_client().get("/admin/?from=2025-03-01", headers=basic(USER, PASSWORD))
     assert "<script>" not in page.get_data(as_text=True)
     assert "&lt;script&gt;" in page.get_data(as_text=True)
@@ -184,12 +189,7 @@ def test_unknown_exports_and_rules_are_404(app: Flask, clock: Clock) -> None:
 
 
 def test_a_reason_code_from_a_client_cannot_become_a_formula(app: Flask, clock: Clock) -> None:
-    storage = app.extensions["cds_storage"]
-    card = make_card("CBC_STALE")
-    storage.record_cards(SERVICE_ID, "patient-view", "h", "Patient/1", [card], "v")
-    storage.flush()
-    item = feedback_item(card["uuid"], code='=HYPERLINK("http://x","y")')
-    app.test_client().post(f"/cds-services/{SERVICE_ID}/feedback", json={"feedback": [item]})
+    override_with_client_code(app, '=HYPERLINK("http://x","y")')
     exported = get(app, "/admin/export/reasons.csv?from=2025-03-01").get_data(True)
     [row] = list(csv.DictReader(io.StringIO(exported)))
     assert row["reason"].startswith("'") and not row["code"].startswith("=")

@@ -2,9 +2,10 @@
 
 Backward compatible: the card history gains a `mode` column that defaults to "live" (every
 card recorded before was shown) and a nullable `all_live_answer`, so code of the previous
-release still writes and reads it; two new tables hold daily counts, the cards' filled from
-the history already there. Calls were not counted before: days before this migration have no
-denominators (the console says so rather than guess).
+release still writes and reads it; feedback gains nullable copies of its card's rule,
+indicator and issue time (filled for the feedback already there); two new tables hold daily
+counts, the cards' filled from the history already there. Calls were not counted before:
+days before this migration have no denominators (the console says so rather than guess).
 
 Revision ID: 0003
 Revises: 0002
@@ -29,8 +30,22 @@ def upgrade() -> None:
     op.create_index(
         "ix_cds_issued_card_governance",
         "cds_issued_card",
-        ["service_id", "issued_at", "rule_id", "mode", "patient_key"],
+        ["rule_id", "mode", "patient_key", "issued_at", "service_id"],
     )
+    with op.batch_alter_table("cds_card_feedback") as table:
+        table.add_column(sa.Column("rule_id", sa.String(100), nullable=True))
+        table.add_column(sa.Column("card_indicator", sa.String(16), nullable=True))
+        table.add_column(sa.Column("card_issued_at", sa.DateTime(), nullable=True))
+    for column, source in (
+        ("rule_id", "rule_id"),
+        ("card_indicator", "indicator"),
+        ("card_issued_at", "issued_at"),
+    ):
+        op.execute(
+            f"UPDATE cds_card_feedback SET {column} = (SELECT c.{source} FROM cds_issued_card c "
+            "WHERE c.card_uuid = cds_card_feedback.card_uuid)"
+        )
+    op.create_index("ix_cds_card_feedback_card_issued_at", "cds_card_feedback", ["card_issued_at"])
     op.create_table(
         "cds_daily_calls",
         sa.Column("day", sa.Date(), primary_key=True),
@@ -57,6 +72,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cds_card_feedback_card_issued_at", table_name="cds_card_feedback")
+    with op.batch_alter_table("cds_card_feedback") as table:
+        for column in ("card_issued_at", "card_indicator", "rule_id"):
+            table.drop_column(column)
     op.drop_table("cds_daily_cards")
     op.drop_table("cds_daily_calls")
     op.drop_index("ix_cds_issued_card_governance", table_name="cds_issued_card")
