@@ -146,10 +146,11 @@ def _governance_report(args: argparse.Namespace) -> int:
     except ValueError:
         print("cds-service: --from and --to are dates, e.g. 2026-01-31", file=sys.stderr)
         return 2
-    if first > last:
-        print("cds-service: --from is after --to", file=sys.stderr)
+    try:
+        period = Period(first, last, args.service)
+    except ValueError as error:
+        print(f"cds-service: --from and --to: {error}", file=sys.stderr)
         return 2
-    period = Period(first, last, args.service)
     print(governance_report_main(load_config(), period, args.format, args.table), end="")
     return 0
 

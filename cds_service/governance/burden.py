@@ -32,11 +32,18 @@ from cds_service.governance.report import _reason_code, _reason_display, iso_wee
 MODES = ("live", "silent")
 
 
+MAX_DAYS = 3 * 366  # a committee looks at weeks to a year or two; more is a mistyped date
+
+
 @dataclass(frozen=True)
 class Period:
     first: date
     last: date  # inclusive
     service_id: str | None = None  # None: every service
+
+    def __post_init__(self) -> None:
+        if not 0 < self.days <= MAX_DAYS or self.last >= date.max - timedelta(days=7):
+            raise ValueError(f"a period is 1 to {MAX_DAYS} days, from before to after")
 
     @property
     def days(self) -> int:

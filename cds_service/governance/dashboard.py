@@ -148,9 +148,12 @@ def _period(services: Collection[str]) -> Period:
     except ValueError:
         abort(400, description="from and to must be dates, e.g. 2025-01-31")
     service = request.args.get("service") or None
-    if first > last or (service is not None and service not in services):
-        abort(400, description="from must not be after to; service must be one of ours")
-    return Period(first, last, service)
+    if service is not None and service not in services:
+        abort(400, description="service must be one of this server's services")
+    try:
+        return Period(first, last, service)
+    except ValueError as error:
+        abort(400, description=str(error))
 
 
 def _report(period: Period) -> GovernanceReport:

@@ -174,6 +174,8 @@ def test_every_table_exports_as_csv_with_the_seeded_numbers(app: Flask, clock: C
     [
         "from=last-week",
         "from=2025-03-10&to=2025-03-01",
+        "from=2000-01-01&to=9999-12-31",
+        "to=9999-12-31",
         "service=not-ours",
     ],
 )
