@@ -32,6 +32,7 @@ from cds_service.config import load_config
 from cds_service.governance.burden import Period, governance_report
 from cds_service.governance.database import create_database_engine, migrate
 from cds_service.governance.models import CardFeedback, IssuedCard
+from cds_service.governance.outcomes import recount
 from cds_service.rules.catalogue import CATALOGUE
 
 RESULTS = Path(__file__).parent / "results" / "governance.md"
@@ -128,6 +129,7 @@ def seed(engine: Engine, rows: int) -> float:
             for day in range(DAYS)
             for service in SERVICES
         ]
+        recount(connection)  # the outcome counts as storing the feedback would have kept them
         connection.execute(text("DELETE FROM cds_daily_calls"))
         connection.execute(
             text(

@@ -109,6 +109,23 @@ class DailyCards(Base):
     cards: Mapped[int] = mapped_column(BigInteger)
 
 
+class DailyOutcomes(Base):
+    """Cards by their latest feedback, per UTC day the card was issued, service (the one the
+    feedback was sent to), rule, card indicator, outcome and reason (empty when none), kept as
+    feedback is stored: a card whose outcome changes moves from one count to the other."""
+
+    __tablename__ = "cds_daily_outcomes"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    indicator: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason_system: Mapped[str] = mapped_column(String(500), primary_key=True)
+    reason_code: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cards: Mapped[int] = mapped_column(BigInteger)
+
+
 class CardFeedback(Base):
     """One feedback item; the same card, outcome and timestamp is stored once."""
 

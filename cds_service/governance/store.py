@@ -16,9 +16,9 @@ from sqlalchemy import Engine, bindparam, select
 
 from cds_service.config import Settings
 from cds_service.governance.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES, Counters
-from cds_service.governance.database import insert_ignoring_duplicates
 from cds_service.governance.feedback import Feedback
 from cds_service.governance.models import CardFeedback, IssuedCard, utc_now
+from cds_service.governance.outcomes import store_counted
 from cds_service.governance.privacy import patient_key
 from cds_service.governance.recorder import CallCount, CardHistoryWriter, Row
 
@@ -198,7 +198,7 @@ class Storage:
         if unknown:
             log.warning("feedback for %d card(s) this service has no record of", unknown)
         with self.engine.begin() as connection:
-            insert_ignoring_duplicates(connection, CardFeedback, rows)
+            store_counted(connection, rows)
 
     def flush(self) -> None:
         """Wait until queued card history is written (tests, shutdown)."""

@@ -86,6 +86,15 @@ def test_migration_0003_keeps_the_history_live_and_counts_it_by_day(database_url
             upgrade_connection(connection, "0002")
             connection.execute(insert, {"uuid": "a", "at": "2025-03-03 09:00:00"})
             connection.execute(insert, {"uuid": "b", "at": "2025-03-03 23:59:00"})
+            for row_id, outcome, at in ((1, "overridden", "10:00"), (2, "accepted", "11:00")):
+                connection.execute(
+                    text(
+                        "INSERT INTO cds_card_feedback (id, service_id, card_uuid, outcome, "
+                        "outcome_at, unknown_card, received_at) VALUES "
+                        "(:id, 's', 'a', :outcome, :at, false, :at)"
+                    ),
+                    {"id": row_id, "outcome": outcome, "at": f"2025-03-03 {at}:00"},
+                )
         migrate(database_url)
         with engine.begin() as connection:
             connection.execute(insert, {"uuid": "c", "at": "2025-03-04 01:00:00"})
@@ -93,7 +102,14 @@ def test_migration_0003_keeps_the_history_live_and_counts_it_by_day(database_url
             daily = connection.execute(
                 text("SELECT day, rule_id, mode, knowledge_version, cards FROM cds_daily_cards")
             ).all()
+            outcomes = connection.execute(
+                text("SELECT day, rule_id, indicator, outcome, cards FROM cds_daily_outcomes")
+            ).all()
         assert modes == [("live",)]
+        # The card's latest feedback only: accepted, after its override.
+        assert [(str(day), *rest) for day, *rest in outcomes] == [
+            ("2025-03-03", "CBC_STALE", "warning", "accepted", 1)
+        ]
         assert [(str(day), *rest) for day, *rest in daily] == [
             ("2025-03-03", "CBC_STALE", "live", "k1", 2)
         ]

@@ -47,6 +47,29 @@ def upgrade() -> None:
         )
     op.create_index("ix_cds_card_feedback_card_issued_at", "cds_card_feedback", ["card_issued_at"])
     op.create_table(
+        "cds_daily_outcomes",
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("service_id", sa.String(200), primary_key=True),
+        sa.Column("rule_id", sa.String(100), primary_key=True),
+        sa.Column("indicator", sa.String(16), primary_key=True),
+        sa.Column("outcome", sa.String(16), primary_key=True),
+        sa.Column("reason_system", sa.String(500), primary_key=True),
+        sa.Column("reason_code", sa.String(200), primary_key=True),
+        sa.Column("cards", sa.BigInteger(), nullable=False),
+    )
+    # Each known card once, with its latest feedback (governance/outcomes.py keeps it so).
+    op.execute(
+        "INSERT INTO cds_daily_outcomes (day, service_id, rule_id, indicator, outcome, "
+        "reason_system, reason_code, cards) "
+        "SELECT date(card_issued_at), service_id, rule_id, card_indicator, outcome, "
+        "COALESCE(reason_system, ''), COALESCE(reason_code, ''), COUNT(*) FROM ("
+        "SELECT *, row_number() OVER (PARTITION BY card_uuid "
+        "ORDER BY received_at DESC, id DESC) AS latest "
+        "FROM cds_card_feedback WHERE rule_id IS NOT NULL) AS ranked WHERE latest = 1 "
+        "GROUP BY date(card_issued_at), service_id, rule_id, card_indicator, outcome, "
+        "COALESCE(reason_system, ''), COALESCE(reason_code, '')"
+    )
+    op.create_table(
         "cds_daily_calls",
         sa.Column("day", sa.Date(), primary_key=True),
         sa.Column("service_id", sa.String(200), primary_key=True),
@@ -72,6 +95,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("cds_daily_outcomes")
     op.drop_index("ix_cds_card_feedback_card_issued_at", table_name="cds_card_feedback")
     with op.batch_alter_table("cds_card_feedback") as table:
         for column in ("card_issued_at", "card_indicator", "rule_id"):
