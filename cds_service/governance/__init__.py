@@ -1,7 +1,8 @@
 """Persistence: card history, feedback, alert-fatigue snoozes, governance report and dashboard.
 
 The app factory calls `init_app`; the hook path then uses `app.extensions["cds_storage"]`:
-`filter_snoozed` before answering and `record_cards` with the cards it answers with.
+`snoozed_rules` (the answer step's snooze port) and `record_cards` with the cards it answers
+with, the silent cards and the call's scope.
 """
 
 from __future__ import annotations
