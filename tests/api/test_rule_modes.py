@@ -125,9 +125,11 @@ def test_a_bad_rule_mode_stops_the_start_up(
     # The command line: one line naming the setting, exit status 2.
     monkeypatch.setenv("CDS_RULE_MODES", json.dumps(modes))
     monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{tmp_path}/cli.sqlite3")
-    assert main(["serve", "--port", "1"]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "CDS_RULE_MODES" in error
+    for serve in (["serve", "--port", "1"], ["serve", "--production", "--port", "1"]):
+        # Production: checked once in gunicorn's master, before any worker starts.
+        assert main(serve) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "CDS_RULE_MODES" in error
 
 
 def test_the_start_up_log_says_which_rules_are_silent_or_off(
