@@ -101,8 +101,13 @@ def call_service(service_id: str) -> Response:
     if refusal := _refused_fhir_server(service_id, hook_request):
         return refusal
     knowledge = current_app.extensions["cds_knowledge"]
+    storage = current_app.extensions["cds_storage"]
+
+    def snoozed(rule_ids: frozenset[str]) -> set[str]:
+        return set(storage.snoozed_rules(service.id, hook_request.patient_id, rule_ids))
+
     try:
-        result = evaluate(service, hook_request, knowledge, _settings(), datetime.now(UTC))
+        result = evaluate(service, hook_request, knowledge, _settings(), datetime.now(UTC), snoozed)
     except PreconditionFailed as exc:
         log.info(
             "precondition failed",
@@ -117,8 +122,8 @@ def call_service(service_id: str) -> Response:
         if _settings().development:
             return error(412, f"{UNAVAILABLE}: {exc}")
         return error(412, UNAVAILABLE)
-    storage = current_app.extensions["cds_storage"]
-    cards, suppressed = storage.filter_snoozed(result.cards, service.id, hook_request.patient_id)
+    cards, answer = result.cards, result.answer
+    storage.count_snoozed(service.id, [finding.rule for finding in answer.snoozed])
     metrics.observe_cards(cards)
     metrics.observe_prefetch(service.id, result.sources)
     metrics.observe_validations(validation.take_counts())
@@ -129,6 +134,9 @@ def call_service(service_id: str) -> Response:
         hook_request.patient_id,
         cards,
         knowledge.version,
+        silent=[(finding.rule, finding.indicator) for finding in answer.silent],
+        all_live=answer.all_live,
+        in_scope=result.in_scope,
     )
     log.info(
         "answered",
@@ -136,7 +144,8 @@ def call_service(service_id: str) -> Response:
             "service": service_id,
             "hook_instance": hook_request.correlation_id,
             "cards": [card["source"]["topic"]["code"] for card in cards],
-            "suppressed": len(suppressed),
+            "suppressed": len(answer.snoozed),
+            "silent": [finding.rule for finding in answer.silent],
             "ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )

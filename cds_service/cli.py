@@ -116,7 +116,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     # No app and no database: evaluating a file touches nothing but the file.
     config = load_config()
     knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    services = load_services(config.hooks_dir, knowledge=knowledge)
+    services = load_services(config.hooks_dir, knowledge, config.rule_modes)
     document = read_document(args.file, config.max_content_length)
     hook = document.get("hook") or args.hook
     service = next(
@@ -179,6 +179,28 @@ def _feedback_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _governance_report(args: argparse.Namespace) -> int:
+    from datetime import date, timedelta
+
+    from cds_service.config import load_config
+    from cds_service.governance.burden import Period
+    from cds_service.governance.tables import governance_report_main
+
+    try:
+        last = date.fromisoformat(args.to) if args.to else datetime.now(UTC).date()
+        first = date.fromisoformat(args.since) if args.since else last - timedelta(days=27)
+    except ValueError:
+        print("cds-service: --from and --to are dates, e.g. 2026-01-31", file=sys.stderr)
+        return 2
+    try:
+        period = Period(first, last, args.service)
+    except ValueError as error:
+        print(f"cds-service: --from and --to: {error}", file=sys.stderr)
+        return 2
+    print(governance_report_main(load_config(), period, args.format, args.table), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--format", choices=["text", "json", "csv"], default="text")
     report.add_argument("--since", help="first day (YYYY-MM-DD)")
     report.set_defaults(run=_feedback_report)
+    governance = commands.add_parser(
+        "governance-report",
+        help="per rule: live and silent cards per 100 calls, patients, outcomes, weekly trend",
+    )
+    governance.add_argument("--from", dest="since", help="first day (YYYY-MM-DD; default: 4 weeks)")
+    governance.add_argument("--to", help="last day, included (YYYY-MM-DD; default: today, UTC)")
+    governance.add_argument("--service", help="one service id (default: every service)")
+    governance.add_argument("--format", choices=["text", "json", "csv"], default="text")
+    governance.add_argument(
+        "--table", choices=["rules", "weeks", "reasons"], help="one table (CSV: default rules)"
+    )
+    governance.set_defaults(run=_governance_report)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run  # each subcommand's set_defaults
     from cds_service.config import ConfigError

@@ -94,6 +94,9 @@ class Settings:
     clinical_settings: Mapping[str, Any] = field(default_factory=_no_overrides)
     # Directory of CDS service definitions; empty = the packaged hooks/.
     hooks_dir: str = ""
+    # Rules not live, per service: {"<service id>|*": {"<rule id>|*": "live|silent|off"}}.
+    # Silent rules run and are recorded but never shown (cds_service/rule_modes.py).
+    rule_modes: Mapping[str, Mapping[str, str]] = field(default_factory=_no_overrides)
     # Secret for keyed hashes of patient ids (logs, card history). Set it in production.
     patient_key_secret: str = "development-only-secret"
     # --- Fetching from the EHR's FHIR server (cds_service/fhir/gather.py) ---------------------
@@ -249,7 +252,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"CDS_{key} must be a string (quote a numeric one: '\"123\"')")
     if not isinstance(config["MAX_CONTENT_LENGTH"], int) or config["MAX_CONTENT_LENGTH"] <= 0:
         raise ConfigError("CDS_MAX_CONTENT_LENGTH must be a positive number of bytes")
-    for key in ("THRESHOLDS", "CLINICAL_SETTINGS"):
+    for key in ("THRESHOLDS", "CLINICAL_SETTINGS", "RULE_MODES"):
         if not isinstance(config[key], Mapping):
             raise ConfigError(f"CDS_{key} must be a JSON object")
     if not isinstance(config["BEHIND_PROXY"], bool):

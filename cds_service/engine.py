@@ -19,8 +19,7 @@ from cds_service.protocol.request import HookRequest
 from cds_service.record import PatientRecord, build_record, names_other_patient
 from cds_service.record.missing import read_since_kinds, unreadable_kinds
 from cds_service.record.reading_plan import ReadingHorizon
-from cds_service.rules import evaluate_rules
-from cds_service.rules.base import Finding
+from cds_service.rules.answer import Answer, Snoozed, make_answer
 from cds_service.rules.reading import READING_NEEDS
 from cds_service.services import ServiceDefinition
 
@@ -28,10 +27,17 @@ from cds_service.services import ServiceDefinition
 @dataclass
 class Evaluation:
     record: PatientRecord
-    findings: list[Finding]
-    cards: list[dict[str, Any]]
+    answer: Answer  # the findings shown, snoozed and silent (rules/answer.py)
+    cards: list[dict[str, Any]]  # the shown findings rendered
     # Per prefetch key: (what the prefetch held, the result), for the metrics.
     sources: dict[str, tuple[str, str]] = dataclass_field(default_factory=dict)
+    hook: str = ""
+
+    @property
+    def in_scope(self) -> bool:
+        """The patient is in the population the rules speak for (§2.2; on order hooks a tier
+        A/B draft also brings them in): the denominator of "cards per 100 in-scope calls"."""
+        return self.record.in_scope_for_orders if self.hook in ORDER_HOOKS else self.record.in_scope
 
 
 def evaluate(
@@ -40,7 +46,10 @@ def evaluate(
     knowledge: Knowledge,
     config: Settings,
     now: datetime,
+    snoozed: Snoozed | None = None,
 ) -> Evaluation:
+    """`snoozed` (the view passes the governance store's look-up) tells which rules are
+    snoozed for this patient; without it nothing is."""
     draft_bundle = request.context.get("draftOrders") if service.hook in ORDER_HOOKS else None
     # order-select evaluates only the selected drafts; order-sign every draft (clinical rules §3).
     selections = request.context.get("selections") if service.hook == ORDER_SELECT else None
@@ -76,9 +85,11 @@ def evaluate(
         unreadable=unreadable_kinds(data.unavailable, data.incomplete, data.read_back_to),
         read_since=read_since_kinds(data.read_since),
     )
-    findings = evaluate_rules(record, knowledge, service.hook, service.rules)
-    cards = [render_card(f, request.patient_id, knowledge) for f in findings]
-    return Evaluation(record, findings, cards, data.sources)
+    answer = make_answer(
+        record, knowledge, service.hook, service.rules, service.rule_modes, snoozed
+    )
+    cards = [render_card(f, request.patient_id, knowledge) for f in answer.cards]
+    return Evaluation(record, answer, cards, data.sources, service.hook)
 
 
 def _missing_data_reasons(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from cds_service.config import ConfigError
 from cds_service.fhir.templates import fill_code_lists
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.protocol.hooks import SUPPORTED_HOOKS
+from cds_service.rule_modes import resolve_rule_modes
+from cds_service.rules.answer import RuleMode
 from cds_service.rules.catalogue import BY_ID
 
 # CDS Hooks 2.0 prefetch tokens (§prefetch-tokens): context fields and the four user tokens.
@@ -44,6 +46,8 @@ class ServiceDefinition:
     description: str
     prefetch: dict[str, str]
     rules: tuple[str, ...]
+    # The rules not live (CDS_RULE_MODES, cds_service/rule_modes.py): silent or off.
+    rule_modes: Mapping[str, RuleMode] = field(default_factory=dict)
 
     def discovery_entry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -112,10 +116,13 @@ def _extended(data: Any, definitions: Mapping[str, Any], origin: str) -> Any:
 
 
 def load_services(
-    hooks_dir: str = "", knowledge: Knowledge | None = None
+    hooks_dir: str = "",
+    knowledge: Knowledge | None = None,
+    rule_modes: Mapping[str, Any] | None = None,
 ) -> dict[str, ServiceDefinition]:
     """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder.
-    `knowledge` (default: without site overrides) gives the code lists prefetch names."""
+    `knowledge` (default: without site overrides) gives the code lists prefetch names;
+    `rule_modes` is the CDS_RULE_MODES setting (default: every rule live)."""
     if hooks_dir:
         files = sorted(Path(hooks_dir).glob("*.yaml"))
         if not files:
@@ -137,4 +144,5 @@ def load_services(
         if service.id in services:
             raise ConfigError(f"{origin}: duplicate service id {service.id!r}")
         services[service.id] = service
-    return services
+    modes = resolve_rule_modes(rule_modes or {}, {s.id: s.rules for s in services.values()})
+    return {id_: replace(service, rule_modes=modes[id_]) for id_, service in services.items()}

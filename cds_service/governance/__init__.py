@@ -1,7 +1,8 @@
 """Persistence: card history, feedback, alert-fatigue snoozes, governance report and dashboard.
 
 The app factory calls `init_app`; the hook path then uses `app.extensions["cds_storage"]`:
-`filter_snoozed` before answering and `record_cards` with the cards it answers with.
+`snoozed_rules` (the answer step's snooze port) and `record_cards` with the cards it answers
+with, the silent cards and the call's scope.
 """
 
 from __future__ import annotations
@@ -46,6 +47,6 @@ def init_app(
     app.extensions[EXTENSION_KEY] = storage
     known_ids = service_ids if callable(service_ids) else (lambda: service_ids)
     app.register_blueprint(feedback_blueprint(known_ids))
-    app.register_blueprint(dashboard_blueprint(config), url_prefix="/admin")
+    app.register_blueprint(dashboard_blueprint(config, known_ids), url_prefix="/admin")
     atexit.register(storage.close)
     return storage

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,45 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 
 def insert_ignoring_duplicates(
-    connection: Connection, model: type[DeclarativeBase], rows: Iterable[Mapping[str, Any]]
-) -> None:
+    connection: Connection,
+    model: type[DeclarativeBase],
+    rows: Iterable[Mapping[str, Any]],
+    returning: str | None = None,
+) -> set[Any]:
     """INSERT into `model`'s table that skips rows hitting a unique constraint: duplicates
-    are not errors."""
+    are not errors. With `returning`, the values of that column of the rows inserted."""
     rows = list(rows)
     if not rows:
-        return
+        return set()
     dialect = {"sqlite": sqlite, "postgresql": postgresql}[connection.dialect.name]
     # The Table itself: SQLAlchemy types `model.__table__` as any FromClause.
     table = model.metadata.tables[model.__tablename__]
-    connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    statement = dialect.insert(table).on_conflict_do_nothing()
+    if returning is None:
+        connection.execute(statement, rows)
+        return set()
+    return set(connection.scalars(statement.returning(table.c[returning]), rows))
+
+
+def add_to_counts(
+    connection: Connection,
+    model: type[DeclarativeBase],
+    rows: Sequence[Mapping[str, Any]],
+    counts: tuple[str, ...],
+) -> None:
+    """Add each row's `counts` to the row of the same key, or insert it: an atomic upsert on
+    both databases, so workers adding to the same day's counts at once lose nothing."""
+    if not rows:
+        return
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}[connection.dialect.name]
+    table = model.metadata.tables[model.__tablename__]
+    statement = dialect.insert(table)
+    keys = [column.name for column in table.primary_key.columns]
+    statement = statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={name: table.c[name] + statement.excluded[name] for name in counts},
+    )
+    connection.execute(statement, list(rows))
 
 
 def migrate(database_url: str, timeout_seconds: float = 5) -> None:

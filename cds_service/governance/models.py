@@ -6,9 +6,19 @@ this database never saw, and it is kept (flagged) rather than refused.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -50,8 +60,70 @@ class IssuedCard(Base):
     # HMAC of the patient id (cds_service.governance.privacy.patient_key), never the id itself.
     patient_key: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # "live" (returned) or "silent" (CDS_RULE_MODES: recorded, never returned); rows written
+    # before migration 0003 are live.
+    mode: Mapped[str] = mapped_column(String(8), server_default="live")
+    # When a rule was silent: the rule ids, space-separated, of the answer had every rule been
+    # live (empty: no card); NULL when every rule was live (the answer was that).
+    all_live_answer: Mapped[str | None] = mapped_column(String(2000))
 
-    __table_args__ = (Index("ix_cds_issued_card_patient_rule", "patient_key", "rule_id"),)
+    __table_args__ = (
+        Index("ix_cds_issued_card_patient_rule", "patient_key", "rule_id"),
+        # Distinct patients per rule over a date range (the console): read from this index
+        # alone, in the order the count needs (rule, mode, patient), so neither SQLite nor
+        # PostgreSQL sorts the cards (benchmarks/governance.py).
+        Index(
+            "ix_cds_issued_card_governance",
+            "rule_id",
+            "mode",
+            "patient_key",
+            "issued_at",
+            "service_id",
+        ),
+    )
+
+
+class DailyCalls(Base):
+    """Hook calls per service and UTC day, and those whose patient was in scope: the
+    denominators of the governance console. Counts only, nothing about a patient."""
+
+    __tablename__ = "cds_daily_calls"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    in_scope_calls: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyCards(Base):
+    """Cards per UTC day, service, rule, mode and knowledge version, kept as cards are
+    recorded, so the console's counts and weekly trends never scan the card history."""
+
+    __tablename__ = "cds_daily_cards"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    knowledge_version: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cards: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyOutcomes(Base):
+    """Cards by their latest feedback, per UTC day the card was issued, service (the one the
+    feedback was sent to), rule, card indicator, outcome and reason (empty when none), kept as
+    feedback is stored: a card whose outcome changes moves from one count to the other."""
+
+    __tablename__ = "cds_daily_outcomes"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    indicator: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason_system: Mapped[str] = mapped_column(String(500), primary_key=True)
+    reason_code: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cards: Mapped[int] = mapped_column(BigInteger)
 
 
 class CardFeedback(Base):
@@ -74,6 +146,11 @@ class CardFeedback(Base):
     # True when no card with this uuid was in the history when the feedback arrived.
     unknown_card: Mapped[bool]
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The card's rule, indicator and issue time, copied when the feedback is stored (NULL for
+    # an unknown card), so the console counts outcomes without joining the card history.
+    rule_id: Mapped[str | None] = mapped_column(String(100))
+    card_indicator: Mapped[str | None] = mapped_column(String(16))
+    card_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     __table_args__ = (
         UniqueConstraint("card_uuid", "outcome", "outcome_at", name="uq_cds_card_feedback_once"),

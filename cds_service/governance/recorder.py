@@ -2,6 +2,11 @@
 
 A bounded queue keeps memory flat when the database is slow or away; rows that do not fit, or
 whose write fails, are counted as lost and logged (count only, no card content).
+
+Each batch also adds to the daily counts the governance console reads (issue 26): the cards
+per day, service, rule, mode and knowledge version, and the hook calls per day and service
+(a `CallCount` item, one per call), in the same transaction as the rows, so the counts and
+the history agree. A card already recorded (the same uuid) is not counted again.
 """
 
 from __future__ import annotations
@@ -10,19 +15,33 @@ import logging
 import os
 import queue
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cds_service.governance.counters import CARDS_LOST, CARDS_RECORDED, Counters
-from cds_service.governance.database import insert_ignoring_duplicates
-from cds_service.governance.models import IssuedCard
+from cds_service.governance.database import add_to_counts, insert_ignoring_duplicates
+from cds_service.governance.models import DailyCalls, DailyCards, IssuedCard
 
 log = logging.getLogger(__name__)
 
-Row = Mapping[str, Any]
+
+@dataclass(frozen=True)
+class CallCount:
+    """One hook call, for the daily denominators: its day, service and whether its patient
+    was in scope. Nothing else about the call or the patient."""
+
+    day: date
+    service_id: str
+    in_scope: bool
+
+
+Row = Mapping[str, Any] | CallCount
 _STOP = None
 _BATCH_SIZE = 200
 
@@ -50,7 +69,7 @@ class CardHistoryWriter:
             try:
                 self._queue.put_nowait(row)
             except queue.Full:
-                lost = len(rows) - index
+                lost = _cards_in(rows[index:])
                 self._counters.increment(CARDS_LOST, lost)
                 log.warning("card history queue full: %d card records dropped", lost)
                 return
@@ -107,16 +126,57 @@ class CardHistoryWriter:
             for row in rows:
                 self._write([row])
         else:
-            self._counters.increment(CARDS_RECORDED, len(rows))
+            self._counters.increment(CARDS_RECORDED, _cards_in(rows))
 
     def _insert(self, rows: list[Row]) -> None:
+        cards = [row for row in rows if not isinstance(row, CallCount)]
+        calls = [row for row in rows if isinstance(row, CallCount)]
         with self._engine.begin() as connection:
-            insert_ignoring_duplicates(connection, IssuedCard, rows)
+            new = insert_ignoring_duplicates(connection, IssuedCard, cards, returning="card_uuid")
+            # Each card inserted counted once (a batch may hold the same card twice).
+            first = {card["card_uuid"]: card for card in reversed(cards)}
+            _count_cards(connection, [first[uuid] for uuid in new])
+            _count_calls(connection, calls)
 
     def _lost(self, rows: list[Row], error: Exception) -> None:
-        self._counters.increment(CARDS_LOST, len(rows))
+        cards = _cards_in(rows)
+        self._counters.increment(CARDS_LOST, cards)
         log.error(
-            "card history write failed (%s): %d card records lost",
+            "card history write failed (%s): %d card records lost, and %d call counts",
             type(error).__name__,
-            len(rows),
+            cards,
+            len(rows) - cards,
         )
+
+
+def _cards_in(rows: Sequence[Row]) -> int:
+    return sum(not isinstance(row, CallCount) for row in rows)
+
+
+def _count_cards(connection: Connection, cards: Sequence[Mapping[str, Any]]) -> None:
+    counts = Counter(
+        (
+            card["issued_at"].date(),
+            card["service_id"],
+            card["rule_id"],
+            card.get("mode", "live"),
+            card["knowledge_version"],
+        )
+        for card in cards
+    )
+    keys = ("day", "service_id", "rule_id", "mode", "knowledge_version")
+    rows = [{**dict(zip(keys, key, strict=True)), "cards": n} for key, n in counts.items()]
+    add_to_counts(connection, DailyCards, rows, ("cards",))
+
+
+def _count_calls(connection: Connection, calls: Sequence[CallCount]) -> None:
+    totals: Counter[tuple[date, str]] = Counter()
+    in_scope: Counter[tuple[date, str]] = Counter()
+    for call in calls:
+        totals[(call.day, call.service_id)] += 1
+        in_scope[(call.day, call.service_id)] += call.in_scope
+    rows = [
+        {"day": day, "service_id": service, "calls": n, "in_scope_calls": in_scope[(day, service)]}
+        for (day, service), n in totals.items()
+    ]
+    add_to_counts(connection, DailyCalls, rows, ("calls", "in_scope_calls"))

@@ -51,7 +51,7 @@ class RuleWeekStats:
         return {**asdict(self), "acceptance_rate": self.acceptance_rate}
 
 
-def iso_week(moment: datetime) -> str:
+def iso_week(moment: date) -> str:
     year, week, _ = moment.isocalendar()
     return f"{year}-W{week:02d}"
 

@@ -8,7 +8,8 @@ shows every card (the safe direction).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,17 +17,17 @@ from sqlalchemy import Engine, bindparam, select
 
 from cds_service.config import Settings
 from cds_service.governance.counters import CARDS_SUPPRESSED, SNOOZE_CHECK_FAILURES, Counters
-from cds_service.governance.database import insert_ignoring_duplicates
 from cds_service.governance.feedback import Feedback
 from cds_service.governance.models import CardFeedback, IssuedCard, utc_now
+from cds_service.governance.outcomes import store_counted
 from cds_service.governance.privacy import patient_key
-from cds_service.governance.recorder import CardHistoryWriter
+from cds_service.governance.recorder import CallCount, CardHistoryWriter, Row
 
 log = logging.getLogger(__name__)
 
 Card = Mapping[str, Any]
+SilentCard = tuple[str, str]  # (rule id, indicator) of a silent rule's finding
 Clock = Callable[[], datetime]
-CRITICAL = "critical"
 
 
 def rule_id_of(card: Card) -> str | None:
@@ -79,6 +80,14 @@ class Storage:
     def now(self) -> datetime:
         return self._clock()
 
+    @property
+    def snooze_system(self) -> str:
+        return self._snooze_system
+
+    @property
+    def snooze_codes(self) -> tuple[str, ...]:
+        return tuple(self._snooze_codes)
+
     def record_cards(
         self,
         service_id: str,
@@ -87,12 +96,29 @@ class Storage:
         patient_id: str,
         cards: Iterable[Card],
         knowledge_version: str,
+        *,
+        silent: Iterable[SilentCard] = (),
+        all_live: Sequence[str] | None = None,
+        in_scope: bool | None = None,
     ) -> None:
-        """Queue the cards of one hook response for the history; returns at once."""
+        """Queue the cards of one hook response for the history; returns at once.
+        `silent`: the (rule id, indicator) of the silent rules' findings, recorded as silent
+        cards; `all_live`: the rule ids of the answer had every rule been live (None: every
+        rule was); `in_scope`: whether the patient was in scope, counting the call in the
+        day's denominators (None for cards that are not a hook call's, e.g. an import)."""
         try:
             key = patient_key(patient_id, self._secret)
             issued_at = self._clock()
-            rows = []
+            common = {
+                "service_id": service_id,
+                "hook": hook,
+                "hook_instance": hook_instance,
+                "knowledge_version": knowledge_version,
+                "patient_key": key,
+                "issued_at": issued_at,
+                "all_live_answer": None if all_live is None else " ".join(all_live),
+            }
+            rows: list[Row] = []
             for card in cards:
                 rule_id = rule_id_of(card)
                 if not card.get("uuid") or rule_id is None:
@@ -101,48 +127,50 @@ class Storage:
                     continue
                 rows.append(
                     {
+                        **common,
                         "card_uuid": card["uuid"],
-                        "service_id": service_id,
-                        "hook": hook,
-                        "hook_instance": hook_instance,
                         "rule_id": rule_id,
-                        "knowledge_version": knowledge_version,
                         "indicator": card.get("indicator"),
-                        "patient_key": key,
-                        "issued_at": issued_at,
+                        "mode": "live",
                     }
                 )
+            for rule_id, indicator in silent:
+                rows.append(
+                    {
+                        **common,
+                        "card_uuid": str(uuid.uuid4()),
+                        "rule_id": rule_id,
+                        "indicator": indicator,
+                        "mode": "silent",
+                    }
+                )
+            if in_scope is not None:
+                rows.append(CallCount(issued_at.date(), service_id, in_scope))
             self._writer.submit(rows)
         except Exception:  # history is secondary: the hook response must still go out
             log.exception("card history could not be queued")
 
-    def filter_snoozed(
-        self, cards: Sequence[Card], service_id: str, patient_id: str
-    ) -> tuple[list[Card], list[Card]]:
-        """Split cards into (shown, suppressed): a non-critical card is suppressed while its
-        rule is snoozed for this patient by an "already addressed" override."""
+    def snoozed_rules(
+        self, service_id: str, patient_id: str, rule_ids: Collection[str]
+    ) -> set[str]:
+        """Of `rule_ids`, the rules snoozed for this patient by an "already addressed"
+        override (the answer step's `Snoozed` port: it asks only for non-critical cards).
+        A database that cannot answer snoozes nothing: a card too many is safe."""
+        if not rule_ids or not self._snooze_codes:
+            return set()
         try:
-            rule_ids = (rule_id_of(c) for c in cards if c.get("indicator") != CRITICAL)
-            candidates = {rule_id for rule_id in rule_ids if rule_id is not None}
-            if not candidates or not self._snooze_codes:
-                return list(cards), []
-            snoozed = self._snoozed_rules(service_id, patient_id, candidates)
+            return self._snoozed_rules(service_id, patient_id, set(rule_ids))
         except Exception as error:  # showing a card too many is safe; failing the call is not
             self.counters.increment(SNOOZE_CHECK_FAILURES)
             log.error("snooze look-up failed (%s): all cards shown", type(error).__name__)
-            return list(cards), []
-        shown: list[Card] = []
-        suppressed: list[Card] = []
-        for card in cards:
-            rule_id = rule_id_of(card)
-            if card.get("indicator") != CRITICAL and rule_id in snoozed:
-                suppressed.append(card)
-                self.counters.increment(CARDS_SUPPRESSED)
-                self.counters.increment(f"{CARDS_SUPPRESSED}.{rule_id}")
-                log.info("card suppressed by snooze: service=%s rule=%s", service_id, rule_id)
-            else:
-                shown.append(card)
-        return shown, suppressed
+            return set()
+
+    def count_snoozed(self, service_id: str, rule_ids: Iterable[str]) -> None:
+        """Count (and log, without the patient) the cards a snooze held back."""
+        for rule_id in rule_ids:
+            self.counters.increment(CARDS_SUPPRESSED)
+            self.counters.increment(f"{CARDS_SUPPRESSED}.{rule_id}")
+            log.info("card suppressed by snooze: service=%s rule=%s", service_id, rule_id)
 
     def _snoozed_rules(self, service_id: str, patient_id: str, rule_ids: set[str]) -> set[str]:
         parameters = {
@@ -160,21 +188,27 @@ class Storage:
         """Store feedback; a repeat of the same card, outcome and time is stored once."""
         uuids = {item.card_uuid for item in items}
         with self.engine.connect() as connection:
-            known = set(
-                connection.scalars(
-                    select(IssuedCard.card_uuid).where(IssuedCard.card_uuid.in_(uuids))
+            known = {
+                card.card_uuid: card
+                for card in connection.execute(
+                    select(
+                        IssuedCard.card_uuid,
+                        IssuedCard.rule_id,
+                        IssuedCard.indicator,
+                        IssuedCard.issued_at,
+                    ).where(IssuedCard.card_uuid.in_(uuids))
                 )
-            )
+            }
         received_at = self._clock()
         rows = [
-            _feedback_row(service_id, item, item.card_uuid not in known, received_at)
+            _feedback_row(service_id, item, known.get(item.card_uuid), received_at)
             for item in items
         ]
         unknown = sum(row["unknown_card"] for row in rows)
         if unknown:
             log.warning("feedback for %d card(s) this service has no record of", unknown)
         with self.engine.begin() as connection:
-            insert_ignoring_duplicates(connection, CardFeedback, rows)
+            store_counted(connection, rows)
 
     def flush(self) -> None:
         """Wait until queued card history is written (tests, shutdown)."""
@@ -187,10 +221,14 @@ class Storage:
 
 
 def _feedback_row(
-    service_id: str, item: Feedback, unknown_card: bool, received_at: datetime
+    service_id: str, item: Feedback, card: Any, received_at: datetime
 ) -> dict[str, Any]:
+    """`card`: the card's (rule_id, indicator, issued_at) row, None when unknown."""
     reason = item.override_reason
     return {
+        "rule_id": card.rule_id if card else None,
+        "card_indicator": card.indicator if card else None,
+        "card_issued_at": card.issued_at if card else None,
         "service_id": service_id,
         "card_uuid": item.card_uuid,
         "outcome": item.outcome,
@@ -200,6 +238,6 @@ def _feedback_row(
         "reason_code": reason.code if reason else None,
         "reason_display": reason.display if reason else None,
         "user_comment": reason.user_comment if reason else None,
-        "unknown_card": unknown_card,
+        "unknown_card": card is None,
         "received_at": received_at,
     }

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.config import ConfigError, load_config, validate_worker_count
+from cds_service.knowledge import load_knowledge
 from cds_service.ops.startup import check_startup
+from cds_service.services import load_services
 
 CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -41,8 +43,13 @@ def _gunicorn_settings() -> dict[str, Any]:
 def serve_production(host: str, port: int) -> int:
     settings = _gunicorn_settings()
     try:
-        validate_worker_count(load_config(), settings["workers"])
-        check_startup(load_config(), [host])
+        config = load_config()
+        validate_worker_count(config, settings["workers"])
+        check_startup(config, [host])
+        # The service definitions and rule modes too, here, once: a bad one would otherwise
+        # fail every worker at boot.
+        knowledge = load_knowledge(config.thresholds, config.clinical_settings)
+        load_services(config.hooks_dir, knowledge, config.rule_modes)
     except ConfigError as error:
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         return 2

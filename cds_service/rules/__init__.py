@@ -2,11 +2,10 @@
 precedence are rows of rules/catalogue.py): one pure function per rule id, run in catalogue
 order, each seeing the findings of the rules before it.
 
-Two steps follow the rules (v3):
-- fever changes every other cytopenia card (§2.4 "fever with other cytopenia"): it leads with
-  "Febrile now: same-day assessment and CBC with differential stat" and is at least a warning;
-- at most 3 cards per response (issue 11 "cards read in seconds"): by indicator (critical,
-  warning, info), then catalogue order; the data-missing card first of all (§2.6 v4).
+One step follows the rules (v3): fever changes every other cytopenia card (§2.4 "fever with
+other cytopenia"): it leads with "Febrile now: same-day assessment and CBC with differential
+stat" and is at least a warning. The rest of the answer (rule modes, snoozes, the 3-card cap,
+the data-missing card first) is rules/answer.py.
 
 A rule that would read as absent data which could not be read stays silent
 (rules/unreadable.py, §1.2 v4).
@@ -37,9 +36,6 @@ from cds_service.rules.unreadable import silenced
 # Every rule by id, in run order.
 RULES: dict[str, Rule] = {row.id: row.function for row in CATALOGUE}
 
-MAX_CARDS = 3
-_PRIORITY = {"critical": 0, "warning": 1, "info": 2}
-
 
 def _febrile_now(finding: Finding, fever_text: str) -> None:
     """Lead the card with the fever (it changes what the count means) and make it at least a
@@ -67,16 +63,6 @@ def _febrile_now(finding: Finding, fever_text: str) -> None:
     )
 
 
-def _most_important(findings: list[Finding], record: PatientRecord | None = None) -> list[Finding]:
-    def rank(finding: Finding) -> tuple[bool, int]:
-        # The data-missing card comes first: the other cards were made without that data.
-        data_missing = finding.rule == "DATA_QUALITY" and bool(record and record.unavailable)
-        return not data_missing, _PRIORITY[finding.indicator]
-
-    ranked = sorted(findings, key=rank)  # stable: catalogue order
-    return ranked[:MAX_CARDS]
-
-
 def _speaks(row: CatalogueRow, record: PatientRecord, hook: str) -> bool:
     """The row's scope (rules/catalogue.py Scope)."""
     if row.scope == "always" and (record.unavailable or record.draft_notes):
@@ -91,7 +77,8 @@ def evaluate_rules(
 ) -> list[Finding]:
     """Run the named rules in catalogue order. Out-of-scope patients get no cards (§2.2),
     except that missing or unreadable data is always said. Fever then leads every other
-    cytopenia card, and at most MAX_CARDS findings are returned, most urgent first."""
+    cytopenia card. Every finding is returned, in catalogue order: rules/answer.py makes the
+    answer of them."""
     wanted = set(rule_ids)
     unknown = wanted - BY_ID.keys()
     if unknown:
@@ -112,4 +99,4 @@ def evaluate_rules(
         for finding in context.fired:
             if BY_ID[finding.rule].fever_leads:
                 _febrile_now(finding, found_fever.description)
-    return _most_important(context.fired, record)
+    return context.fired

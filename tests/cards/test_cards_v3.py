@@ -10,7 +10,9 @@ import pytest
 
 from cds_service.record import format_count, received_as_shown
 from cds_service.record.dosing import daily_dose, frequency_text, sig3
-from cds_service.rules import MAX_CARDS, _most_important, evaluate_rules
+from cds_service.rules import evaluate_rules
+from cds_service.rules.answer import MAX_CARDS
+from cds_service.rules.answer import most_important as _most_important
 from cds_service.rules.base import Finding
 from cds_service.services import load_services
 from tests.support.order_builders import (

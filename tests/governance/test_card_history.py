@@ -14,7 +14,7 @@ from sqlalchemy import select
 from cds_service.config import Settings
 from cds_service.governance import Storage, init_app
 from cds_service.governance.counters import CARDS_LOST, CARDS_RECORDED, Counters
-from cds_service.governance.models import IssuedCard
+from cds_service.governance.models import DailyCalls, DailyCards, IssuedCard
 from cds_service.governance.privacy import patient_key
 from cds_service.governance.recorder import CardHistoryWriter
 
@@ -83,6 +83,22 @@ def test_recording_the_same_card_twice_keeps_one_row(storage: Storage) -> None:
         storage.record_cards(SERVICE_ID, "patient-view", "h", PATIENT, [card], "v")
     storage.flush()
     assert len(history(storage)) == 1
+    with storage.engine.connect() as connection:
+        daily = connection.execute(select(DailyCards.rule_id, DailyCards.cards)).all()
+    assert daily == [("A", 1)]  # the daily count is of cards recorded, not of attempts
+
+
+def test_every_call_is_counted_for_its_day_with_its_scope(storage: Storage) -> None:
+    """The denominators: one count per hook call, whether or not it had cards."""
+    storage.record_cards(SERVICE_ID, "patient-view", "h1", PATIENT, [], "v", in_scope=True)
+    storage.record_cards(SERVICE_ID, "patient-view", "h2", "Patient/9", [], "v", in_scope=False)
+    storage.record_cards(SERVICE_ID, "patient-view", "h3", PATIENT, [make_card("A")], "v")
+    storage.flush()
+    with storage.engine.connect() as connection:
+        calls = connection.execute(
+            select(DailyCalls.service_id, DailyCalls.calls, DailyCalls.in_scope_calls)
+        ).all()
+    assert calls == [(SERVICE_ID, 2, 1)]  # the third is no call (in_scope not given)
 
 
 def test_database_down_does_not_raise_and_counts_the_loss(

@@ -1,5 +1,6 @@
-"""filter_snoozed: an "already addressed" override quiets the same rule for the same patient
-for SNOOZE_DAYS; critical cards always show; a database outage shows everything."""
+"""snoozed_rules (the answer step's snooze port): an "already addressed" override quiets the
+same rule for the same patient for SNOOZE_DAYS; a database outage snoozes nothing. (Critical
+cards are never asked about: tests/rules/test_answer.py.)"""
 
 from __future__ import annotations
 
@@ -46,8 +47,10 @@ def show_and_override(
     assert response.status_code == 200
 
 
-def rules(cards: list[dict[str, Any]]) -> list[str]:
-    return [card["source"]["topic"]["code"] for card in cards]
+def snoozed(
+    storage: Storage, *rule_ids: str, service_id: str = SERVICE_ID, patient: str = PATIENT
+) -> set[str]:
+    return storage.snoozed_rules(service_id, patient, frozenset(rule_ids))
 
 
 def test_already_addressed_snoozes_the_rule_for_that_patient(
@@ -55,11 +58,10 @@ def test_already_addressed_snoozes_the_rule_for_that_patient(
 ) -> None:
     show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
     clock.advance(days=1)
-    cards = [make_card("LEUKOPENIA_MONITOR"), make_card("CBC_STALE", "info")]
     with caplog.at_level(logging.INFO):
-        shown, suppressed = storage.filter_snoozed(cards, SERVICE_ID, PATIENT)
-    assert rules(shown) == ["CBC_STALE"]
-    assert rules(suppressed) == ["LEUKOPENIA_MONITOR"]
+        held = snoozed(storage, "LEUKOPENIA_MONITOR", "CBC_STALE")
+        storage.count_snoozed(SERVICE_ID, held)
+    assert held == {"LEUKOPENIA_MONITOR"}
     counts = storage.counters.snapshot()
     assert counts[CARDS_SUPPRESSED] == 1
     assert counts[f"{CARDS_SUPPRESSED}.LEUKOPENIA_MONITOR"] == 1
@@ -70,21 +72,9 @@ def test_already_addressed_snoozes_the_rule_for_that_patient(
 def test_snooze_expires_after_snooze_days(app: Flask, storage: Storage, clock: Clock) -> None:
     show_and_override(app, "LEUKOPENIA_MONITOR", "counts-reviewed", clock)
     clock.advance(days=7)
-    _, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)
-    assert rules(suppressed) == ["LEUKOPENIA_MONITOR"]
+    assert snoozed(storage, "LEUKOPENIA_MONITOR") == {"LEUKOPENIA_MONITOR"}
     clock.advance(seconds=1)
-    shown, suppressed = storage.filter_snoozed(
-        [make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT
-    )
-    assert (rules(shown), suppressed) == (["LEUKOPENIA_MONITOR"], [])
-
-
-def test_critical_cards_are_never_snoozed(app: Flask, storage: Storage, clock: Clock) -> None:
-    show_and_override(app, "FEBRILE_NEUTROPENIA", "already-addressed", clock, indicator="critical")
-    shown, suppressed = storage.filter_snoozed(
-        [make_card("FEBRILE_NEUTROPENIA", "critical")], SERVICE_ID, PATIENT
-    )
-    assert (rules(shown), suppressed) == (["FEBRILE_NEUTROPENIA"], [])
+    assert snoozed(storage, "LEUKOPENIA_MONITOR") == set()
 
 
 @pytest.mark.parametrize("code", [None, "benefit-outweighs-risk"])
@@ -92,16 +82,14 @@ def test_other_overrides_do_not_snooze(
     app: Flask, storage: Storage, clock: Clock, code: str | None
 ) -> None:
     show_and_override(app, "LEUKOPENIA_MONITOR", code, clock)
-    _, suppressed = storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)
-    assert suppressed == []
+    assert snoozed(storage, "LEUKOPENIA_MONITOR") == set()
 
 
 def test_snooze_is_per_patient_service_and_rule(app: Flask, storage: Storage, clock: Clock) -> None:
     show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
-    card = make_card("LEUKOPENIA_MONITOR")
-    assert storage.filter_snoozed([card], SERVICE_ID, "Patient/other")[1] == []
-    assert storage.filter_snoozed([card], "leukopenia-order-sign", PATIENT)[1] == []
-    assert storage.filter_snoozed([make_card("CBC_STALE")], SERVICE_ID, PATIENT)[1] == []
+    assert snoozed(storage, "LEUKOPENIA_MONITOR", patient="Patient/other") == set()
+    assert snoozed(storage, "LEUKOPENIA_MONITOR", service_id="leukopenia-order-sign") == set()
+    assert snoozed(storage, "CBC_STALE") == set()
 
 
 def test_accepted_feedback_does_not_snooze(app: Flask, storage: Storage, clock: Clock) -> None:
@@ -110,7 +98,7 @@ def test_accepted_feedback_does_not_snooze(app: Flask, storage: Storage, clock: 
     storage.flush()
     item = feedback_item(card["uuid"], outcome="accepted", code="already-addressed")
     assert app.test_client().post(URL, json={"feedback": [item]}).status_code == 200
-    assert storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)[1] == []
+    assert snoozed(storage, "LEUKOPENIA_MONITOR") == set()
 
 
 def test_snooze_codes_and_days_are_settings(database_url: str, clock: Clock) -> None:
@@ -125,9 +113,8 @@ def test_snooze_codes_and_days_are_settings(database_url: str, clock: Clock) -> 
         show_and_override(app, "NEUTROPENIA_MODERATE", "duffy-null", clock)
         show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
         clock.advance(days=20)
-        cards = [make_card("NEUTROPENIA_MODERATE"), make_card("LEUKOPENIA_MONITOR")]
-        _, suppressed = storage.filter_snoozed(cards, SERVICE_ID, PATIENT)
-        assert rules(suppressed) == ["NEUTROPENIA_MODERATE"]
+        held = snoozed(storage, "NEUTROPENIA_MODERATE", "LEUKOPENIA_MONITOR")
+        assert held == {"NEUTROPENIA_MODERATE"}
     finally:
         storage.close()
 
@@ -148,25 +135,23 @@ def test_a_client_clock_in_the_future_cannot_stretch_the_snooze(
     clock.now = real_now
     assert app.test_client().post(URL, json={"feedback": [item]}).status_code == 200
     clock.advance(days=8)
-    assert storage.filter_snoozed([make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT)[1] == []
+    assert snoozed(storage, "LEUKOPENIA_MONITOR") == set()
 
 
 def test_database_down_shows_every_card() -> None:
     app = Flask(__name__)
     storage = init_app(app, make_config(UNREACHABLE_DATABASE_URL), {SERVICE_ID})
     try:
-        cards = [make_card("LEUKOPENIA_MONITOR")]
-        shown, suppressed = storage.filter_snoozed(cards, SERVICE_ID, PATIENT)
-        assert (shown, suppressed) == (cards, [])
+        assert snoozed(storage, "LEUKOPENIA_MONITOR") == set()
         assert storage.counters.snapshot()[SNOOZE_CHECK_FAILURES] == 1
     finally:
         storage.close()
 
 
-def test_a_malformed_card_is_shown_not_raised(storage: Storage) -> None:
-    cards = [{"uuid": "u", "indicator": "warning", "source": "not an object"}]
-    assert storage.filter_snoozed(cards, SERVICE_ID, PATIENT) == (cards, [])
-    assert storage.counters.snapshot()[SNOOZE_CHECK_FAILURES] == 1
+def test_no_rule_asked_needs_no_look_up(storage: Storage) -> None:
+    storage.engine.dispose()
+    assert snoozed(storage) == set()
+    assert SNOOZE_CHECK_FAILURES not in storage.counters.snapshot()
 
 
 def _lookup_steps(storage: Storage) -> int:
@@ -183,12 +168,10 @@ def _lookup_steps(storage: Storage) -> int:
 
     event.listen(storage.engine, "checkout", on_checkout)
     try:
-        _, suppressed = storage.filter_snoozed(
-            [make_card("LEUKOPENIA_MONITOR")], SERVICE_ID, PATIENT
-        )
+        held = snoozed(storage, "LEUKOPENIA_MONITOR")
     finally:
         event.remove(storage.engine, "checkout", on_checkout)
-    assert rules(suppressed) == ["LEUKOPENIA_MONITOR"]
+    assert held == {"LEUKOPENIA_MONITOR"}
     return steps[0]
 
 
