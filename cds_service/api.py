@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from cds_service.config import SETTINGS_EXTENSION, Settings
+from cds_service.deadline import Deadline, DeadlinePassed
 from cds_service.engine import evaluate
 from cds_service.fhir import links as fhir_links
 from cds_service.fhir import validation
@@ -67,14 +68,18 @@ def _refused_fhir_server(service_id: str, hook_request: HookRequest) -> Response
     return error(412, UNAVAILABLE)
 
 
-def _read_json() -> Any:
+def _read_json(settings: Settings) -> tuple[Any, Deadline]:
+    """The body's JSON, and the call's deadline, counted from when the body has arrived (a
+    client sending slowly holds only its own greenlet while it does)."""
     mimetype = request.mimetype or ""
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
         raise BadRequest("Content-Type must be application/json", status=415)
+    raw = request.get_data(cache=False)
+    deadline = Deadline.starting_now(settings.fhir_deadline_seconds)
     try:
-        return json_body.loads_request_body(request.get_data(cache=False))
+        return json_body.loads_request_body(raw), deadline
     except json_body.BodyRefused as exc:
-        raise BadRequest(str(exc)) from exc
+        raise BadRequest(str(exc), exc.status) from exc
 
 
 @blueprint.get("/cds-services")
@@ -91,7 +96,8 @@ def call_service(service_id: str) -> Response:
         return error(404, "unknown CDS service")
     started = time.perf_counter()
     try:
-        hook_request = parse_request(_read_json(), service.hook)
+        body, deadline = _read_json(_settings())
+        hook_request = parse_request(body, service.hook)
     except BadRequest as exc:
         log.info(
             "rejected request",
@@ -107,7 +113,23 @@ def call_service(service_id: str) -> Response:
         return set(storage.snoozed_rules(service.id, hook_request.patient_id, rule_ids))
 
     try:
-        result = evaluate(service, hook_request, knowledge, _settings(), datetime.now(UTC), snoozed)
+        result = evaluate(
+            service, hook_request, knowledge, _settings(), datetime.now(UTC), snoozed, deadline
+        )
+    except DeadlinePassed as exc:
+        # Not the client's fault as such (a loaded worker, a slow FHIR server and a large
+        # chart together): it may try again; no partial answer, whose missing cards could be
+        # read as "nothing to report".
+        log.warning(
+            "deadline passed",
+            extra={
+                "service": service_id,
+                "hook_instance": hook_request.correlation_id,
+                "stage": str(exc),
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return error(503, "the call could not be evaluated within its deadline")
     except PreconditionFailed as exc:
         log.info(
             "precondition failed",

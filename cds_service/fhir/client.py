@@ -286,6 +286,8 @@ def _get_json(server: FhirServer, url: str, budget: CallBudget, config: Settings
         value = json_body.loads(body)
     except json_body.TooDeep:
         raise FhirUnavailable("the FHIR server sent JSON nested too deeply") from None
+    except json_body.TooLarge:
+        raise FhirUnavailable("the FHIR server sent too many JSON values in one answer") from None
     except ValueError:
         raise FhirUnavailable("the FHIR server sent malformed JSON") from None
     if remembered is None:  # only answers that parsed are remembered

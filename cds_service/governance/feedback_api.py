@@ -30,7 +30,7 @@ def feedback_blueprint(service_ids: Callable[[], Collection[str]]) -> Blueprint:
         try:
             body = json_body.loads_request_body(request.get_data(cache=False))
         except json_body.BodyRefused as error:
-            return jsonify(error=str(error)), 400
+            return jsonify(error=str(error)), error.status
         try:
             items = parse_feedback(body)
         except FeedbackError as error:

@@ -78,3 +78,57 @@ def test_invalid_and_nan_json_are_refused():
     for raw in (b"{", b"[NaN]", b'{"a": Infinity}', b"[" * 2000 + b"]" * 2000):
         with pytest.raises(ValueError):
             json_body.loads(raw)
+
+
+def true_value_count(value) -> int:
+    children = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    )
+    return 1 + sum(true_value_count(child) for child in children)
+
+
+def empty_containers(value) -> int:
+    if isinstance(value, dict | list) and not value:
+        return 1
+    children = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    )
+    return sum(empty_containers(child) for child in children)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON_VALUES, st.booleans())
+def test_value_count_is_exact_but_for_empty_containers(value, std_json):
+    # Never fewer than the values there are (the limit cannot be slipped past), and more only
+    # by the empty arrays and objects, which FHIR does not allow anyway.
+    raw = json.dumps(value).encode() if std_json else orjson.dumps(value)
+    assert json_body.value_count(raw) == true_value_count(value) + empty_containers(value)
+
+
+def zeros(values: int) -> bytes:
+    """An array holding `values` values in all (itself and values - 1 zeros)."""
+    return b"[" + b",".join([b"0"] * (values - 1)) + b"]"
+
+
+@pytest.mark.parametrize("values, accepted", [(9_999, True), (10_000, True), (10_001, False)])
+def test_value_limit_edges(values, accepted):
+    raw = zeros(values)
+    assert json_body.value_count(raw) == values
+    if accepted:
+        assert len(json_body.loads(raw, max_values=10_000)) == values - 1
+    else:
+        with pytest.raises(json_body.TooLarge):
+            json_body.loads(raw, max_values=10_000)
+
+
+def test_the_default_value_limit_refuses_a_million_element_array_as_a_413():
+    assert json_body.loads(zeros(json_body.MAX_VALUES)) is not None
+    with pytest.raises(json_body.BodyRefused) as refused:
+        json_body.loads_request_body(zeros(1_000_000))
+    assert refused.value.status == 413
+    assert "more than 500000 JSON values" in str(refused.value)
+
+
+def test_values_inside_strings_are_not_counted():
+    raw = orjson.dumps({"div": "[1, 2, 3], {4, 5}" * 1000, "escaped": '\\", [,,,]'})
+    assert json_body.value_count(raw) == 3
