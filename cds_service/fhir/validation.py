@@ -7,6 +7,12 @@ years of CBCs. A verdict depends only on the resource's content, so it is rememb
 digest of that content. Every resource reaches us through orjson (request bodies and FHIR
 server answers alike), which rejects NaN and Infinity, so equal serialised bytes mean equal
 content; the digest is 128-bit BLAKE2b, so a crafted collision is not a practical concern.
+
+Validation costs ~15-25 µs per JSON value, so a resource of more than MAX_RESOURCE_VALUES values
+is not validated but refused as too large (its value count is read on its serialised bytes, in
+C speed): one resource can then cost at most ~0.1-0.2 s, and the call's deadline is checked
+between resources (`record.build`). Real resources hold tens to a few hundred values (a panel
+with 30 components, each with its reference range and extensions, ~1,500).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from typing import Any
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
+
+from cds_service.protocol import json_body
+
+MAX_RESOURCE_VALUES = 10_000
 
 # About 100 bytes an entry: 50,000 verdicts (some 150 patients' five-year histories) ~5 MB.
 # CDS_VALIDATION_CACHE_SIZE sets it per worker (create_app); 0 turns the cache off.
@@ -104,10 +114,11 @@ def take_counts() -> dict[str, int]:
 
 def invalid_reason(resource: Mapping[str, Any]) -> str | None:
     """None when the resource is valid FHIR R4B, else a short reason naming the element."""
-    key = _digest(resource) if _capacity else None
-    if key is None:
+    serialised = _serialised(resource)
+    if serialised is None or not _capacity:
         _count("off")
-        return _validate(resource)
+        return _verdict(resource, serialised)
+    key = hashlib.blake2b(serialised, digest_size=16).digest()
     try:
         remembered = _verdicts[key]  # one lookup: another thread may evict it meanwhile
     except KeyError:
@@ -115,7 +126,7 @@ def invalid_reason(resource: Mapping[str, Any]) -> str | None:
     else:
         _count("hit")
         return remembered
-    verdict = _validate(resource)
+    verdict = _verdict(resource, serialised)
     with _lock:  # gthread workers: iterating while another thread inserts would raise
         while _verdicts and len(_verdicts) >= _capacity:
             del _verdicts[next(iter(_verdicts))]  # the oldest: dicts keep insertion order
@@ -124,11 +135,17 @@ def invalid_reason(resource: Mapping[str, Any]) -> str | None:
     return verdict
 
 
-def _digest(resource: Mapping[str, Any]) -> bytes | None:
+def _serialised(resource: Mapping[str, Any]) -> bytes | None:
     try:
-        return hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
+        return orjson.dumps(resource)
     except (orjson.JSONEncodeError, TypeError):
         return None  # not plain JSON data (only in-process callers): not cached
+
+
+def _verdict(resource: Mapping[str, Any], serialised: bytes | None) -> str | None:
+    if serialised is not None and json_body.value_count(serialised) > MAX_RESOURCE_VALUES:
+        return f"too large to check (more than {MAX_RESOURCE_VALUES} JSON values)"
+    return _validate(resource)
 
 
 def _count(outcome: str) -> None:
