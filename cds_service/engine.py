@@ -11,6 +11,7 @@ from typing import Any
 
 from cds_service.cards import render_card
 from cds_service.config import Settings
+from cds_service.deadline import Deadline
 from cds_service.fhir.bundles import flatten
 from cds_service.fhir.gather import gather
 from cds_service.knowledge import Knowledge
@@ -47,9 +48,12 @@ def evaluate(
     config: Settings,
     now: datetime,
     snoozed: Snoozed | None = None,
+    deadline: Deadline | None = None,
 ) -> Evaluation:
     """`snoozed` (the view passes the governance store's look-up) tells which rules are
-    snoozed for this patient; without it nothing is."""
+    snoozed for this patient; without it nothing is. With a `deadline` (the HTTP layer's), the
+    fetch ends at its `fetch_by` and DeadlinePassed is raised when the evaluation runs past its
+    `answer_by`."""
     draft_bundle = request.context.get("draftOrders") if service.hook in ORDER_HOOKS else None
     # order-select evaluates only the selected drafts; order-sign every draft (clinical rules §3).
     selections = request.context.get("selections") if service.hook == ORDER_SELECT else None
@@ -63,6 +67,7 @@ def evaluate(
         config,
         context_resources=drafts,
         horizon=ReadingHorizon(READING_NEEDS, knowledge, now),
+        fetch_by=deadline.fetch_by if deadline else None,
     )
     resources = data.all_resources()
     mine = [r for r in resources if not names_other_patient(r, request.patient_id)]
@@ -84,7 +89,10 @@ def evaluate(
         only_what_rules_read=READING_NEEDS,
         unreadable=unreadable_kinds(data.unavailable, data.incomplete, data.read_back_to),
         read_since=read_since_kinds(data.read_since),
+        deadline=deadline,
     )
+    if deadline:
+        deadline.check("rules")
     answer = make_answer(
         record, knowledge, service.hook, service.rules, service.rule_modes, snoozed
     )

@@ -34,6 +34,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from time import monotonic
 from typing import Any, Literal, Protocol
 
 from cds_service.config import Settings
@@ -188,10 +189,14 @@ class _Gathering:
         config: Settings,
         context_resources: list[FhirResource],
         horizon: HistoryHorizon | None = None,
+        fetch_by: float | None = None,
     ) -> None:
         self.server, self.no_access, self.config = server, no_access, config
         self.horizon = horizon
-        self.budget = CallBudget(config.fhir_deadline_seconds, config.fhir_max_call_bytes)
+        # The fetch ends at the hook call's deadline (counted from its arrival), else after
+        # FHIR_DEADLINE_SECONDS from now.
+        seconds = config.fhir_deadline_seconds if fetch_by is None else fetch_by - monotonic()
+        self.budget = CallBudget(seconds, config.fhir_max_call_bytes)
         self.round = FetchRound(self.budget, config)
         self.keys: dict[str, _KeyData] = {}
         self.fetched: set[str] = set()
@@ -474,13 +479,15 @@ def gather(
     config: Settings,
     context_resources: Iterable[FhirResource] = (),
     horizon: HistoryHorizon | None = None,
+    fetch_by: float | None = None,
 ) -> GatheredData:
     """Resources per prefetch key, from the prefetch and from `fhir_server`; keys that could
     not be obtained are in `unavailable`. Raises PreconditionFailed (and nothing else) when a
     key is absent and the request gives no way to fetch it, or when no data arrived at all.
     `context_resources` (the order hooks' draft orders) have their Medications resolved too.
     With a `horizon`, a search's pages are read until its results cover it; without one,
-    every page is read (within the budget)."""
+    every page is read (within the budget). `fetch_by` (a `monotonic()` time) ends the fetch;
+    None: FHIR_DEADLINE_SECONDS from now."""
     prefetch = prefetch or {}
     try:
         server: FhirServer | None = fhir_server_for(fhir_server, access_token, config)
@@ -492,7 +499,7 @@ def gather(
         raise PreconditionFailed(f"prefetch keys not supplied ({', '.join(absent)}): {no_access}")
 
     drafts = list(context_resources)
-    gathering = _Gathering(server, no_access, config, drafts, horizon)
+    gathering = _Gathering(server, no_access, config, drafts, horizon, fetch_by)
     for key, template in templates.items():
         gathering.start_key(key, template, context, prefetch)
     gathering.read_medications(drafts)

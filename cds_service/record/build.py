@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from cds_service.deadline import Deadline
 from cds_service.knowledge import Knowledge
 from cds_service.record.conditions import ConditionReader, is_duffy_null
 from cds_service.record.drafts import DraftReader
@@ -24,6 +25,7 @@ class RecordBuilder(ObservationReader, ConditionReader, DraftReader):
         (only their Duffy phenotype, a cheap look at the code, is still read)."""
         conditions = []
         for resource in self.resources:
+            self.check_deadline()
             kind = resource.get("resourceType")
             if kind == "Observation" and id(resource) in skipped:
                 self.record.duffy_null = self.record.duffy_null or is_duffy_null(resource, self.k)
@@ -51,6 +53,7 @@ def build_record(
     only_what_rules_read: ReadingNeeds | None = None,
     unreadable: Mapping[str, datetime | None] | None = None,
     read_since: Mapping[str, datetime] | None = None,
+    deadline: Deadline | None = None,
 ) -> PatientRecord:
     """The PatientRecord of `resources`.
 
@@ -66,11 +69,13 @@ def build_record(
         plan = plan_reading(resources, knowledge, now, only_what_rules_read)
         if plan.skipped:
             lean_builder = RecordBuilder(knowledge, now, patient_id, resources)
+            lean_builder.deadline = deadline
             lean = lean_builder.build(plan.skipped)
             if plan.holds_for(lean):
                 builder, record = lean_builder, lean
     if builder is None or record is None:
         builder = RecordBuilder(knowledge, now, patient_id, resources)
+        builder.deadline = deadline
         record = builder.build()
     if draft_orders is not None:
         builder.draft_orders(draft_orders, selections)

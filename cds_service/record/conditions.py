@@ -22,6 +22,7 @@ class ConditionReader(ChartReader):
     def conditions(self, conditions: Iterable[Raw]) -> None:
         found: dict[str, list[tuple[bool, str]]] = {}
         for condition in conditions:
+            self.check_deadline()
             group = terminology.condition_group(condition.get("code"), self.k)
             if group is None and not has_duffy_code(condition, self.k):
                 continue

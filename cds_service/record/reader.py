@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from cds_service.deadline import Deadline
 from cds_service.fhir.dates import as_datetime
 from cds_service.knowledge import Knowledge
 from cds_service.record import units
@@ -21,6 +22,9 @@ class ChartReader:
     """The state of one build: the knowledge, the record being filled and the gathered
     resources (by reference, to resolve `medicationReference`)."""
 
+    # Set by build_record for a call with a deadline.
+    deadline: Deadline | None = None
+
     def __init__(
         self, knowledge: Knowledge, now: datetime, patient_id: str, resources: Sequence[Raw]
     ) -> None:
@@ -30,6 +34,12 @@ class ChartReader:
         self.by_reference = {
             reference_of(r): r for r in resources if r.get("resourceType") and r.get("id")
         }
+
+    def check_deadline(self) -> None:
+        """Between resources: DeadlinePassed once the call is past its deadline (one resource
+        costs at most ~0.2 s, fhir.validation.MAX_RESOURCE_VALUES)."""
+        if self.deadline is not None:
+            self.deadline.check("reading the patient's data")
 
     def unusable(
         self,
