@@ -20,7 +20,7 @@ from cds_service.fhir import links as fhir_links
 from cds_service.fhir import validation
 from cds_service.fhir.gather import PreconditionFailed
 from cds_service.fhir.targets import refused_in_development
-from cds_service.ops import metrics
+from cds_service.ops import memory, metrics
 from cds_service.protocol import json_body
 from cds_service.protocol.request import BadRequest, HookRequest, parse_request
 
@@ -80,6 +80,14 @@ def _read_json(settings: Settings) -> tuple[Any, Deadline]:
         return json_body.loads_request_body(raw), deadline
     except json_body.BodyRefused as exc:
         raise BadRequest(str(exc), exc.status) from exc
+
+
+@blueprint.after_request
+def _release_memory(response: Response) -> Response:
+    # Once the answer is sent, when the call's parsed body and record are long freed.
+    if request.method == "POST" and memory.is_large(request.content_length):
+        response.call_on_close(memory.release)
+    return response
 
 
 @blueprint.get("/cds-services")
