@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from cds_service.fhir import validation
+from cds_service.fhir.gather import gather
 from cds_service.knowledge import load_knowledge
 from cds_service.protocol import json_body
 from cds_service.record import build_record
@@ -20,6 +21,10 @@ from tests.support.builders import (
     observation,
     sle,
 )
+
+from .conftest import CONTEXT, FHIR_SERVER, TOKEN, full_prefetch, searchset
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +78,16 @@ def test_a_too_large_count_becomes_a_data_quality_finding():
     findings = evaluate_rules(record, knowledge, "patient-view", ["DATA_QUALITY"])
     assert [f.rule for f in findings] == ["DATA_QUALITY"]
     assert any("too large to check" in line for line in findings[0].evidence)
+
+
+def test_a_fetched_page_over_the_value_limit_is_a_failed_read(templates, config, fhir):
+    # A 2 MB page of a million values once cost a hook call 12 s of reading; it is now refused
+    # as it arrives, and the key is "could not be retrieved" (the DATA_QUALITY path).
+    huge = observation(WBC, 3.2) | {"interpretation": [0] * 600_000}
+    fhir.get(f"{FHIR_SERVER}/Observation", body=orjson.dumps(searchset(huge)), headers=FHIR_JSON)
+    prefetch = {k: v for k, v in full_prefetch(templates).items() if k != "counts"}
+    gathered = gather(templates, CONTEXT, prefetch, FHIR_SERVER, TOKEN, config)
+    assert gathered.unavailable == {
+        "counts": "the FHIR server sent too many JSON values in one answer"
+    }
+    assert "counts" not in gathered.resources
