@@ -54,11 +54,12 @@ def large_request(megabytes: float) -> bytes:
 def dense_request(megabytes: float) -> bytes:
     """A patient-view request of about `megabytes` MB of small, recent WBC results: the most
     values and resources per byte a plausible chart has (each is validated and read)."""
-    return small_results_request(int(megabytes * 1e6 / 215))
+    per_result = len(small_results_request(1001)) - len(small_results_request(1))
+    return small_results_request(int(megabytes * 1e6 * 1000 / per_result))
 
 
 def small_results_request(results: int) -> bytes:
-    """The small synthetic patient with `results` small, distinct WBC results of today (~215
+    """The small synthetic patient with `results` small, distinct WBC results of today (~290
     bytes each) in place of its counts."""
     body = patient_view_request("small", datetime.now(UTC))
     template = {
