@@ -101,7 +101,7 @@ def hostile_bodies() -> dict[str, bytes]:
         # The worst accepted inputs: each costs its worker at most the deadline plus 1 s.
         "9,950 small recent results (the resource limit)": small_results_request(9_950),
         "45 Observations of ~9,990 values (the per-resource limit)": orjson.dumps(forty_five_large),
-        "10,001 resources": small_results_request(10_000),
+        "over 10,000 resources": small_results_request(10_000),
     }
 
 

@@ -300,3 +300,11 @@ def test_too_many_items_is_a_400_not_a_503(app: Flask, storage: Storage) -> None
     assert response.get_json()["error"] == "'feedback' has more than 1000 items; send them in parts"
     assert client.post(URL, json={"feedback": items[:1000]}).status_code == 200
     assert len(stored(storage)) == 1000
+
+
+def test_a_body_of_a_million_values_is_a_413(app: Flask, storage: Storage) -> None:
+    raw = b'{"feedback": [' + b",".join([b"0"] * 1_000_000) + b"]}"
+    response = app.test_client().post(URL, data=raw, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "the request body holds more than 500000 JSON values"}
+    assert stored(storage) == []
