@@ -3,6 +3,7 @@ rules are given up one second later (HTTP 503), never answered with a partial re
 
 from __future__ import annotations
 
+import math
 from time import monotonic
 
 import orjson
@@ -25,8 +26,8 @@ SERVICE = "/cds-services/leukopenia-patient-view"
 FEBRILE = request_of(
     next(s for s in SCENARIOS if s["name"] == "sle-azathioprine-febrile-neutropenia")
 )
-PAST = Deadline(fetch_by=monotonic() - 10, answer_by=monotonic() - 5)
-FAR = Deadline(fetch_by=monotonic() + 600, answer_by=monotonic() + 601)
+PAST = Deadline(fetch_by=-math.inf, answer_by=-math.inf)
+FAR = Deadline(fetch_by=math.inf, answer_by=math.inf)
 
 
 def test_the_evaluation_ends_one_second_after_the_fetch():
