@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from cds_service.knowledge import Knowledge
 from cds_service.record import units
+from cds_service.record.draws import ChosenDraws, DrawIndex
 from cds_service.record.model import PRELIMINARY, SAME_DRAW, Count, Raw
 from cds_service.record.reader import ChartReader, specimen_of
 
@@ -37,15 +38,6 @@ class _Percent:
     what: str
 
 
-def same_draw(
-    a_time: datetime, a_specimen: str | None, b_time: datetime, b_specimen: str | None
-) -> bool:
-    """Same specimen, or (no specimens to compare) drawn within 1 h (clinical rules §1.4)."""
-    if a_specimen and b_specimen:
-        return a_specimen == b_specimen
-    return abs(a_time - b_time) <= SAME_DRAW
-
-
 class CountReader(ChartReader):
     """Collects count candidates while Observations are read; `finish_counts` picks them."""
 
@@ -58,6 +50,7 @@ class CountReader(ChartReader):
         self.bands: list[Count] = []
         self.percents: list[_Percent] = []
         self.count_aliases = knowledge.units["count_factor_to_10e9_per_L"]["exact"]
+        self.wbcs: DrawIndex[Count] = DrawIndex([])  # the WBCs by draw, once all are read
 
     def count(
         self,
@@ -157,8 +150,10 @@ class CountReader(ChartReader):
 
     def finish_counts(self) -> None:
         """Pick one ANC and one ALC per draw, drop superseded preliminaries, sort."""
+        self.wbcs = DrawIndex(self.candidates["wbc"])
         self.candidates["anc"].extend(self._segmented_plus_bands())
         for pct in self.percents:
+            self.check_deadline()
             wbc = self._wbc_of_draw(pct.time, pct.specimen)
             if wbc is None:
                 self.unusable(
@@ -193,19 +188,16 @@ class CountReader(ChartReader):
         self._flag_contradictions()
 
     def _wbc_of_draw(self, time: datetime, specimen: str | None) -> Count | None:
-        matches = [
-            w for w in self.candidates["wbc"] if same_draw(time, specimen, w.time, w.specimen)
-        ]
+        matches = self.wbcs.of_draw(time, specimen)
         matches.sort(key=lambda w: (w.is_preliminary, abs((w.time - time).total_seconds())))
         return matches[0] if matches else None
 
     def _segmented_plus_bands(self) -> list[Count]:
         totals = []
+        bands = DrawIndex(self.bands)
         for seg in self.segmented:
-            band = next(
-                (b for b in self.bands if same_draw(seg.time, seg.specimen, b.time, b.specimen)),
-                None,
-            )
+            self.check_deadline()
+            band = next(iter(bands.of_draw(seg.time, seg.specimen)), None)
             totals.append(
                 Count(
                     analyte="anc",
@@ -228,14 +220,12 @@ class CountReader(ChartReader):
         """Best source per draw; a preliminary result yields to a final one of the same draw."""
         ranked = sorted(candidates, key=lambda c: (c.is_preliminary, _METHOD_PRIORITY[c.method]))
         chosen: list[Count] = []
+        draws = ChosenDraws()
         for count in ranked:
             tolerance = timedelta(days=1) if count.method == "flow" else SAME_DRAW
-            if not any(
-                (c.specimen and count.specimen and c.specimen == count.specimen)
-                or abs(c.time - count.time) <= tolerance
-                for c in chosen
-            ):
+            if not draws.holds(count.time, count.specimen, tolerance):
                 chosen.append(count)
+                draws.add(count.time, count.specimen)
         return chosen
 
     def _flag_contradictions(self) -> None:
@@ -243,6 +233,7 @@ class CountReader(ChartReader):
         for analyte in ("anc", "alc"):
             kept = []
             for count in self.record.counts[analyte]:
+                self.check_deadline()
                 wbc = self._wbc_of_draw(count.time, count.specimen)
                 if wbc is not None and count.value > wbc.value * 1.05 + 0.05:
                     self.unusable(
