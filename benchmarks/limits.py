@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -58,22 +58,32 @@ def dense_request(megabytes: float) -> bytes:
     return small_results_request(int(megabytes * 1e6 * 1000 / per_result))
 
 
-def small_results_request(results: int) -> bytes:
-    """The small synthetic patient with `results` small, distinct WBC results of today (~290
-    bytes each) in place of its counts."""
+def small_results_request(
+    results: int, minutes_apart: float = 0, value: float = 5.1, percents: int = 0
+) -> bytes:
+    """The small synthetic patient with `results` small, distinct WBC results (~290 bytes
+    each; the newest now, then `minutes_apart` apart), and `percents` neutrophil % results of
+    now, in place of its counts."""
     body = patient_view_request("small", datetime.now(UTC))
-    template = {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "6690-2"}]},
-        "subject": {"reference": "Patient/bench-large"},
-        "valueQuantity": {"value": 5.1, "unit": "10*3/uL"},
-    }
     now = datetime.now(UTC)
+
+    def result(n: int, code: str, number: float, unit: str, minutes: float) -> dict[str, Any]:
+        when = (now - timedelta(minutes=minutes)).isoformat()
+        return {
+            "resource": {
+                "resourceType": "Observation",
+                "id": f"{code}-{n}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "subject": {"reference": "Patient/bench-large"},
+                "effectiveDateTime": when,
+                "valueQuantity": {"value": number, "unit": unit},
+            }
+        }
+
     body["prefetch"]["counts"]["entry"] = [
-        {"resource": {**template, "id": f"wbc{n}", "effectiveDateTime": now.isoformat()}}
-        for n in range(results)
-    ]
+        result(n, "6690-2", value, "10*3/uL", n * minutes_apart) for n in range(results)
+    ] + [result(n, "770-8", 50.0, "%", 0) for n in range(percents)]
     return orjson.dumps(body).replace(b"bench-small", b"bench-large")
 
 
@@ -101,6 +111,8 @@ def hostile_bodies() -> dict[str, bytes]:
         # The worst accepted inputs: each costs its worker at most the deadline plus 1 s.
         "9,950 small recent results (the resource limit)": small_results_request(9_950),
         "45 Observations of ~9,990 values (the per-resource limit)": orjson.dumps(forty_five_large),
+        "9,900 low WBCs 9 minutes apart (many draws)": small_results_request(9_900, 9, 1.5),
+        "4,950 WBCs and 4,950 % of one draw": small_results_request(4_950, percents=4_950),
         "over 10,000 resources": small_results_request(10_000),
     }
 
