@@ -63,7 +63,8 @@ def build_record(
     can reach are not parsed (see `reading_plan`); the rules then decide exactly as on the full
     record, but `counts` and `unusable` hold only the recent part of the history.
     `unreadable` and `read_since` (record/missing.py) say which kinds of data could not be
-    read, so that no rule reads them as absent."""
+    read, so that no rule reads them as absent. With a `deadline`, DeadlinePassed is raised
+    between resources once it is past its `answer_by`."""
     builder, record = None, None
     if only_what_rules_read is not None:
         plan = plan_reading(resources, knowledge, now, only_what_rules_read)
