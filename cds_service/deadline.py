@@ -4,9 +4,10 @@ CDS_FHIR_DEADLINE_SECONDS is the whole call's budget, not only the fetch's: the 
 at `fetch_by`, and reading the data, the rules and the cards must be done `EVALUATION_GRACE`
 later (`answer_by`), or the call is given up (HTTP 503). The grace lets a call whose data came
 at the last moment still be answered (a heavy chart reads in ~0.1-0.4 s); the input limits
-(`protocol.json_body`, `fhir.validation`) keep every accepted input well within it on an idle
-worker, and the checks between resources stop one that is not, so no call holds a worker for
-more than the budget plus a second of CPU.
+(`protocol.json_body`, `protocol.request`, `fhir.validation`) keep realistic inputs well within
+it, and the checks between resources stop one that is not. The grace is 0.75 s, not 1 s: the
+resource being read when it ends (at most ~0.2 s, fhir.validation.MAX_RESOURCE_VALUES) and the
+503 still fit in one second, so no call holds a worker for more than the budget plus a second.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from time import monotonic
 
-EVALUATION_GRACE = 1.0
+EVALUATION_GRACE = 0.75
 
 
 class DeadlinePassed(Exception):
