@@ -122,7 +122,13 @@ def call_service(service_id: str) -> Response:
 
     try:
         result = evaluate(
-            service, hook_request, knowledge, _settings(), datetime.now(UTC), snoozed, deadline
+            service,
+            hook_request,
+            knowledge,
+            _settings(),
+            datetime.now(UTC),
+            snoozed,
+            deadline=deadline,
         )
     except DeadlinePassed as exc:
         # Not the client's fault as such (a loaded worker, a slow FHIR server and a large

@@ -56,7 +56,7 @@ def test_the_fetch_ends_at_the_calls_deadline(fhir_request_mock):
     config = load_config({"ENV": "testing"})
     late = Deadline(fetch_by=monotonic() - 1, answer_by=monotonic() + 60)
     with pytest.raises(PreconditionFailed, match="did not answer in time"):
-        evaluate(service, request, load_knowledge(), config, NOW, late)
+        evaluate(service, request, load_knowledge(), config, NOW, deadline=late)
     assert len(fhir_request_mock.calls) == 0
 
 
