@@ -55,6 +55,12 @@ def received_as_shown(received: str, value: float) -> bool:
         return False
 
 
+def shown_comparator(comparator: str) -> str:
+    """A FHIR comparator for card text: "<" and ">" stay; "<=" and ">=" become "at most " and
+    "at least " (clinical rules §3 plain clinical English, v4)."""
+    return {"<=": "at most ", ">=": "at least "}.get(comparator, comparator)
+
+
 @dataclass(frozen=True)
 class Count:
     """A cell count in 10^9/L with what was received."""
@@ -77,8 +83,14 @@ class Count:
     def is_preliminary(self) -> bool:
         return self.status == PRELIMINARY
 
+    @property
+    def bound(self) -> str:
+        """The value as judged, with a censored result's comparator in words or < > (v4: card
+        text never shows "<=" or ">="): "<0.10", "at most 0.10", "0.80"."""
+        return f"{shown_comparator(self.comparator)}{format_count(self.value)}"
+
     def describe(self) -> str:
-        shown = f"{self.comparator}{format_count(self.value)} x10^9/L"
+        shown = f"{self.bound} x10^9/L"
         received = (
             f" (received {self.received})"
             if self.received and not received_as_shown(self.received, self.value)
@@ -145,6 +157,10 @@ class PharmacogenomicResult:
     phenotype: str | None  # normal | intermediate | poor | low activity | None (bare number)
     received: str
     time: datetime | None
+    # Each gene's own phenotype when the lab names the genes ("TPMT normal metabolizer; NUDT15
+    # intermediate metabolizer"): (("TPMT", "normal"), ("NUDT15", "intermediate")). Empty when
+    # the lab gives one phenotype for the result without naming a gene.
+    genes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ Two steps follow the rules (v3):
 - fever changes every other cytopenia card (§2.4 "fever with other cytopenia"): it leads with
   "Febrile now: same-day assessment and CBC with differential stat" and is at least a warning;
 - at most 3 cards per response (issue 11 "cards read in seconds"): by indicator (critical,
-  warning, info), then catalogue order.
+  warning, info), then (v4, order hooks) the cards about an evaluated draft first, then
+  catalogue order;
+- (v4) one CBC-order action and one hematology referral per response (one_order.py
+  `one_order_each`): the highest card offering one carries it.
 
 "Clinical rules §N" in this package refers to docs/clinical-rules.md, the clinical contract as
 this service implements it.
@@ -29,6 +32,7 @@ from cds_service.rules.base import (
     SuggestedOrder,
 )
 from cds_service.rules.catalogue import BY_ID, CATALOGUE, FAMILIES, CatalogueRow
+from cds_service.rules.one_order import one_order_each
 
 # Every rule by id, in run order.
 RULES: dict[str, Rule] = {row.id: row.function for row in CATALOGUE}
@@ -63,9 +67,15 @@ def _febrile_now(finding: Finding, fever_text: str) -> None:
     )
 
 
-def _most_important(findings: list[Finding]) -> list[Finding]:
-    ranked = sorted(findings, key=lambda f: _PRIORITY[f.indicator])  # stable: catalogue order
-    return ranked[:MAX_CARDS]
+def _most_important(findings: list[Finding], hook: str) -> list[Finding]:
+    """Critical, warning, info; within an indicator, in order hooks, the card about the order
+    being written first (v4: it is about what the clinician is doing), then catalogue order."""
+
+    def rank(finding: Finding) -> tuple[int, int]:
+        about_draft = hook in ORDER_HOOKS and BY_ID[finding.rule].scope == "order"
+        return _PRIORITY[finding.indicator], 0 if about_draft else 1
+
+    return sorted(findings, key=rank)[:MAX_CARDS]  # stable: catalogue order
 
 
 def _speaks(row: CatalogueRow, record: PatientRecord, hook: str) -> bool:
@@ -101,4 +111,4 @@ def evaluate_rules(
         for finding in context.fired:
             if BY_ID[finding.rule].fever_leads:
                 _febrile_now(finding, found_fever.description)
-    return _most_important(context.fired)
+    return one_order_each(_most_important(context.fired, hook))

@@ -116,6 +116,8 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
             "FEBRILE_NEUTROPENIA",
             "REFRACTORY_LEUKOPENIA_REFERRAL",
         ),
+        # v4: one card for one neutropenia on a tier A drug, carrying the drug lines.
+        absorbs=("DRUG_CYTOPENIA_DOSE_REVIEW",),
         precedence="Silent when FEBRILE_NEUTROPENIA fired; with fever and no febrile card, "
         "fever leads it (at least a warning).",
     ),
@@ -131,6 +133,7 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
             "FEBRILE_NEUTROPENIA",
             "NEUTROPENIA_SEVERE",
             "REFRACTORY_LEUKOPENIA_REFERRAL",
+            "NEUTROPENIA_MODERATE",
         ),
     ),
     CatalogueRow(

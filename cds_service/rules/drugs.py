@@ -13,6 +13,7 @@ from cds_service.rules.assessments import (
     count_evidence,
     dangerous_combinations,
     dose_review_reasons,
+    duffy_null_could_explain,
     fmt,
     is_low_wbc,
     neutrophil_state,
@@ -196,6 +197,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
             ]
             advice += lymphopenia if any(r.startswith("ALC") for r in reasons) else []
         advice += [advice_text for _, _, advice_text in combinations]
+        advice += _pgx_advice(ctx, ingredients)
         advice += lupus_drug_advice(ctx.record)
         advice.append("Repeat CBC with differential to confirm and follow the trend.")
         why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
@@ -223,7 +225,11 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
                 "already-addressed",
                 "counts-reviewed",
                 "benefit-outweighs-risk",
-                "duffy-null",
+                *(
+                    ["duffy-null"]
+                    if not combinations and duffy_null_could_explain(ctx.record, k, reasons)
+                    else []
+                ),
             ],
             decisive=why,
         )
@@ -274,8 +280,24 @@ def drug_sources(ingredients: list[Ingredient]) -> list[str]:
     return list(dict.fromkeys(i.label for i in ingredients if i.label))
 
 
+def _no_pgx_result(ctx: RuleContext, ingredients: list[Ingredient]) -> bool:
+    """A thiopurine with no TPMT/NUDT15 result on file, the results having been read (a card
+    never asks for a test when a result is on file, nor calls unread results absent: v4)."""
+    return (
+        any(i.thiopurine for i in ingredients)
+        and not ctx.record.pharmacogenomics
+        and "phenotypes" not in ctx.record.unavailable
+    )
+
+
+def _pgx_advice(ctx: RuleContext, ingredients: list[Ingredient]) -> list[str]:
+    if not _no_pgx_result(ctx, ingredients):
+        return []
+    return ["No TPMT/NUDT15 result on file: check TPMT and NUDT15 status."]
+
+
 def _orders_for(ctx: RuleContext, ingredients: list[Ingredient]) -> list[SuggestedOrder]:
     orders = [SuggestedOrder("cbc", "urgent", "Order CBC with differential", recommended=True)]
-    if any(i.thiopurine for i in ingredients) and not ctx.record.pharmacogenomics:
+    if _no_pgx_result(ctx, ingredients):
         orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing"))
     return orders

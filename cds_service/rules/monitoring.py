@@ -82,7 +82,7 @@ def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
         else f"the WBC of {day(wbc.time)}"
     )
     return (
-        f"Last ANC {earlier.comparator}{fmt(earlier.value)} on {day(earlier.time)} was low; "
+        f"Last ANC {earlier.bound} on {day(earlier.time)} was low; "
         f"{drawn} has no differential: repeat it."
     )
 

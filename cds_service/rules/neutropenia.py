@@ -9,13 +9,29 @@ from cds_service.record import LabFlag, PatientRecord
 from cds_service.rules.assessments import (
     NeutrophilState,
     critical_state,
+    dangerous_combinations,
     fever,
     fmt,
     neutrophil_state,
+    tier_a_current,
     trend,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, upper_first
-from cds_service.rules.drugs import drug_lines, own_drugs_first
+from cds_service.rules.base import (
+    MAX_SUMMARY,
+    Finding,
+    RuleContext,
+    SuggestedOrder,
+    shown_limit,
+    upper_first,
+)
+from cds_service.rules.drugs import (
+    drug_lines,
+    drug_sources,
+    hcq_source,
+    lupus_drug_advice,
+    own_drugs_first,
+)
+from cds_service.rules.pharmacogenomics import with_genotype_note
 
 
 def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
@@ -90,7 +106,7 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
 
 def _anc_value(state: NeutrophilState) -> str:
     """The ANC as judged, with its comparator when the lab censored it ("<0.10")."""
-    return f"{state.anc.comparator}{fmt(state.anc.value)}" if state.anc else "unknown"
+    return state.anc.bound if state.anc else "unknown"
 
 
 def lab_flagged_anc(ctx: RuleContext) -> LabFlag | None:
@@ -210,7 +226,7 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         if pulse and not (anc_low or wbc_low)
         else "Emergency evaluation now: assess for sepsis, blood cultures."
     )
-    return Finding(
+    finding = Finding(
         rule="FEBRILE_NEUTROPENIA",
         indicator="critical",
         summary=summary,
@@ -242,14 +258,16 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         override_reasons=["already-addressed", "data-incorrect"],
         decisive=decisive,
     )
+    return with_genotype_note(ctx, finding)
 
 
 def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     """Latest ANC < 0.5 x10^9/L (CTCAE grade 4), or WBC < 1.0 with ANC unknown (ANC <= WBC),
     silenced by a FEBRILE_NEUTROPENIA card (catalogue precedence), not by fever alone. It
     absorbs DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence) and carries its drug lines. With ANC
-    unknown the card quotes the bound the WBC gives ("ANC <= WBC = 0.05"), never "ANC < 1.0"
-    (v3 wording); below 0.1 it names profound agranulocytosis.
+    unknown the card quotes the bound the WBC gives ("ANC at most 0.05: WBC 0.05 with no
+    differential", v4 plain English), never "ANC < 1.0" (v3 wording); below 0.1 it names
+    profound agranulocytosis.
 
     Choice where the spec is silent: beside a firing REFRACTORY_LEUKOPENIA_REFERRAL this card
     stays (the contract's precedence does not merge them): it is the acute problem (same-day
@@ -276,14 +294,14 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     else:
         assert state.wbc is not None  # anc_below_one_by_wbc reads the WBC
         wbc = fmt(state.wbc.value)
-        decisive = f"ANC <= WBC = {wbc} x10^9/L"
+        decisive = f"ANC at most {wbc} x10^9/L"
         summary = (
-            f"WBC {wbc} x10^9/L, no differential: ANC <= WBC = {wbc}. Treat as severe "
+            f"ANC at most {wbc}: WBC {wbc} x10^9/L with no differential. Treat as severe "
             "neutropenia; ask about fever now."
         )
         bound = (
-            f"ANC <= WBC = {wbc} x10^9/L without a differential: treated as ANC < {threshold:g} "
-            "(CTCAE v5 grade 4)"
+            f"ANC at most {wbc}: WBC {wbc} x10^9/L with no differential, treated as ANC < "
+            f"{threshold:g} (CTCAE v5 grade 4)"
             + ("; below 0.1, profound agranulocytosis." if state.wbc.value < 0.1 else ".")
         )
     found_fever = fever(ctx.record, k)
@@ -293,7 +311,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             f"Severe neutropenia ({decisive}) with fever: evaluate now, cultures, antibiotics "
             "within 1 h."
         )
-    return Finding(
+    finding = Finding(
         rule="NEUTROPENIA_SEVERE",
         indicator="critical",
         summary=summary,
@@ -324,12 +342,20 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         override_reasons=["already-addressed", "counts-reviewed", "data-incorrect"],
         decisive=decisive,
     )
+    return with_genotype_note(ctx, finding)
 
 
 def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3). The severe,
     febrile and refractory cards suppress it (catalogue precedence); the refractory card
-    absorbs it (v3)."""
+    absorbs it (v3). (v4) On a current tier A drug it absorbs DRUG_CYTOPENIA_DOSE_REVIEW for
+    the same neutropenia: one card ("Moderate neutropenia (ANC 0.70) on azathioprine: reduce
+    or withhold per label; repeat CBC in 48-72 h") carrying the drug lines (dose as prescribed,
+    mg/kg/day, an interacting drug) and each drug's label action.
+
+    Choices where the spec is silent: the absorbed card's combination advice and its ALC < 0.5
+    lymphopenia line come along; "patient is Duffy-null" is never offered (an ANC < 1.0 is not
+    explained by a Duffy-null associated neutrophil count, v4)."""
     k = ctx.knowledge
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
     if state.anc is None:
@@ -337,25 +363,58 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     low, high = ctx.threshold("severe_neutropenia_anc"), ctx.threshold("moderate_neutropenia_anc")
     if not low <= state.anc.value < high:
         return None
-    return Finding(
+    anc = _anc_value(state)
+    fever_line = (
+        f"Tell the patient to report a fever of {ctx.threshold('fever_sustained_cel'):.1f} °C "
+        "or more at once."
+    )
+    drugs = tier_a_current(ctx.record)
+    evidence = _neutrophil_evidence(ctx, state) + [
+        f"Threshold: ANC {shown_limit(low)} to < {shown_limit(high, 1)} x10^9/L (CTCAE v5 grade 3)."
+    ]
+    summary = (
+        f"Moderate neutropenia (ANC {anc} x10^9/L): repeat CBC with differential within 48-72 h."
+    )
+    recommendations = ["Repeat CBC with differential within 48-72 hours."]
+    sources = ["ctcae_v5"]
+    if drugs:
+        evidence += drug_lines(ctx, drugs)
+        advice = [e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice]
+        advice += [text for _, _, text in dangerous_combinations(ctx.record, k)]
+        alc = ctx.record.latest("alc", max_age_days=ctx.threshold("current_days"))
+        if alc is not None and alc.value < ctx.threshold("dose_review_alc"):
+            advice.append(
+                f"ALC {fmt(alc.value)} x10^9/L is also below "
+                f"{shown_limit(ctx.threshold('dose_review_alc'))}: screen for infection."
+            )
+        recommendations += advice + [fever_line, *lupus_drug_advice(ctx.record)]
+        names = " and ".join(e.ingredient.display for e in drugs[:2])
+        summary = (
+            f"Moderate neutropenia (ANC {anc}) on {names}: reduce or withhold per label; "
+            "repeat CBC in 48-72 h."
+        )
+        if len(summary) > MAX_SUMMARY:
+            summary = (
+                f"Moderate neutropenia (ANC {anc}) on {drugs[0].ingredient.display}: reduce or "
+                "withhold per label; repeat CBC in 48-72 h."
+            )
+        sources += drug_sources([e.ingredient for e in drugs]) + ["bsr_dmard_2017"]
+        sources += hcq_source(recommendations)
+    else:
+        recommendations += [own_drugs_first(ctx), fever_line]
+    finding = Finding(
         decisive=f"ANC {fmt(state.anc.value)} x10^9/L",
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
-        summary=f"Moderate neutropenia (ANC {_anc_value(state)} x10^9/L): repeat CBC with "
-        "differential within 48-72 h.",
-        evidence=_neutrophil_evidence(ctx, state)
-        + [f"Threshold: ANC {low:g} to < {high:g} x10^9/L (CTCAE v5 grade 3)."],
-        recommendations=[
-            "Repeat CBC with differential within 48-72 hours.",
-            own_drugs_first(ctx),
-            f"Tell the patient to report fever (>= {ctx.threshold('fever_sustained_cel'):.1f} °C)"
-            " at once.",
-        ],
-        sources=["ctcae_v5"],
+        summary=summary,
+        evidence=evidence,
+        recommendations=list(dict.fromkeys(recommendations))[:5],
+        sources=list(dict.fromkeys(sources)),
         orders=[
             SuggestedOrder(
                 "cbc", "urgent", "Order CBC with differential (within 48-72 h)", recommended=True
             )
         ],
-        override_reasons=["already-addressed", "counts-reviewed", "duffy-null"],
+        override_reasons=["already-addressed", "counts-reviewed"],
     )
+    return with_genotype_note(ctx, finding)
