@@ -163,7 +163,9 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         dose_mg = None
         dose_text = f"{sig3(float(value))} tablet{'s' if value != 1 else ''}"
     else:
-        return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
+        # A unit code's braces never reach card text (v4): "{puff}" is shown as "puff".
+        shown = unit.strip("{}") or "missing"
+        return DailyDose(None, f"dose unit {shown} cannot be converted to mg")
     repeat = timing_repeat(dosage)
     period_unit = repeat.get("periodUnit")
     if not isinstance(period_unit, str) or period_unit not in _PERIOD_DAYS:

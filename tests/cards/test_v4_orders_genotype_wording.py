@@ -383,3 +383,8 @@ def test_a_duffy_null_fall_is_judged_against_the_duffy_null_reference(
     assert (found is not None) is fall
     if found:
         assert "below the lower limit 3.00" in found
+
+
+def test_an_unconvertible_unit_code_is_shown_without_its_braces() -> None:
+    dose = daily_dose([dosage(2, unit="{puff}")], None)
+    assert dose.description == "dose unit puff cannot be converted to mg"
