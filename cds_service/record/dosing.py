@@ -53,9 +53,11 @@ def sig3(value: float) -> str:
     (clinical rules §2.5 display)."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
-    rounded = round(value, 2 - math.floor(math.log10(abs(value))))
-    text = f"{rounded:.6f}".rstrip("0").rstrip(".")
-    return text
+    try:
+        rounded = round(value, 2 - math.floor(math.log10(abs(value))))
+        return f"{rounded:.6f}".rstrip("0").rstrip(".")
+    except OverflowError:  # near the float limit (a mistyped dose): never a 5xx
+        return f"{float(value):.3g}"
 
 
 _TIMES = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
@@ -166,6 +168,8 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         # A unit code's braces never reach card text (v4): "{puff}" is shown as "puff".
         shown = unit.strip("{}") or "missing"
         return DailyDose(None, f"dose unit {shown} cannot be converted to mg")
+    if dose_mg is not None and not math.isfinite(dose_mg):
+        return DailyDose(None, "dose too large to read")  # a mistyped dose: said, not computed
     repeat = timing_repeat(dosage)
     period_unit = repeat.get("periodUnit")
     if not isinstance(period_unit, str) or period_unit not in _PERIOD_DAYS:

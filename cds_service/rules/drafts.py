@@ -131,7 +131,7 @@ def fraction_range(drug: DraftDrug, low: float, high: float, low_text: str, high
 
 def _mg(value: float) -> str:
     """Whole milligrams from 10 mg up ("33", not "33.3"), else 3 significant digits."""
-    return sig3(round(value)) if value >= 10 else sig3(value)
+    return sig3(round(value)) if 10 <= value < 1e15 else sig3(value)
 
 
 def defer_draft(drug: DraftDrug, then: SuggestedOrder) -> DraftOrderChange:

@@ -388,3 +388,12 @@ def test_a_duffy_null_fall_is_judged_against_the_duffy_null_reference(
 def test_an_unconvertible_unit_code_is_shown_without_its_braces() -> None:
     dose = daily_dose([dosage(2, unit="{puff}")], None)
     assert dose.description == "dose unit puff cannot be converted to mg"
+
+
+def test_a_dose_near_the_float_limit_never_breaks_the_orderable_dose() -> None:
+    """Found by the fuzz test: 3.59e306 tablets of 50 mg is 1.8e308 mg; the label's range and
+    the rounding must still answer (the card is what matters, not the number's beauty)."""
+    allopurinol = med_request("allo", "allopurinol", status="active", dose=dosage(100), days=200)
+    draft = med_request("aza", AZA_DRAFT, code="197388", dose=dosage(3.59e306, unit="{tbl}"))
+    found = cards([sle(), allopurinol, count("wbc", 6.0, 2)], [draft])
+    assert found["ORDER_MYELOTOXIC_LOW_COUNTS"].indicator == "warning"
