@@ -197,14 +197,16 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
             ]
             advice += lymphopenia if any(r.startswith("ALC") for r in reasons) else []
         advice += [advice_text for _, _, advice_text in combinations]
-        advice += _pgx_advice(ctx, ingredients)
+        severe = state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc")
+        # After a severe cytopenia the urgent genotype line replaces the routine one (v4).
+        advice += [] if severe else _pgx_advice(ctx, ingredients)
         advice += lupus_drug_advice(ctx.record)
         advice.append("Repeat CBC with differential to confirm and follow the trend.")
         why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
         summary = f"Review {first_drug}: {why}."
         if len(summary) > MAX_SUMMARY:
             summary = f"Review {first_drug}: {why.split(' from ')[0]}."
-        return Finding(
+        finding = Finding(
             rule="DRUG_CYTOPENIA_DOSE_REVIEW",
             indicator="warning",
             summary=summary,
@@ -233,6 +235,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
             ],
             decisive=why,
         )
+        return with_genotype_note(ctx, finding, severe)
     if state.wbc is None or not is_low_wbc(state.wbc, k):
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):
@@ -280,13 +283,42 @@ def drug_sources(ingredients: list[Ingredient]) -> list[str]:
     return list(dict.fromkeys(i.label for i in ingredients if i.label))
 
 
+def phenotypes_unreadable(ctx: RuleContext) -> bool:
+    """Results that could not be read are not absent results (clinical rules §1.2 v4)."""
+    return "phenotypes" in ctx.record.unavailable
+
+
+def with_genotype_note(ctx: RuleContext, finding: Finding, severe: bool = True) -> Finding:
+    """The cytopenia card's one line about the urgent genotype (v4), when a thiopurine is
+    current or recent, no TPMT/NUDT15 result is on file (and the results could be read) and
+    the cytopenia is severe."""
+    thiopurines = [
+        e.ingredient.display
+        for e in ctx.record.exposures.values()
+        if e.ingredient.thiopurine and e.current_or_recent
+    ]
+    if not severe or not thiopurines or ctx.record.pharmacogenomics:
+        return finding
+    if phenotypes_unreadable(ctx):
+        return finding
+    line = (
+        f"No TPMT/NUDT15 result on file: genotype TPMT and NUDT15 urgently ({thiopurines[0]}: "
+        "severe cytopenia on a thiopurine)."
+    )
+    if len(finding.recommendations) < 5:
+        finding.recommendations.append(line)
+    else:
+        finding.evidence.append(line)
+    return finding
+
+
 def _no_pgx_result(ctx: RuleContext, ingredients: list[Ingredient]) -> bool:
     """A thiopurine with no TPMT/NUDT15 result on file, the results having been read (a card
     never asks for a test when a result is on file, nor calls unread results absent: v4)."""
     return (
         any(i.thiopurine for i in ingredients)
         and not ctx.record.pharmacogenomics
-        and "phenotypes" not in ctx.record.unavailable
+        and not phenotypes_unreadable(ctx)
     )
 
 

@@ -21,8 +21,7 @@ from cds_service.rules.base import (
     shown_limit,
     upper_first,
 )
-from cds_service.rules.drugs import drug_lines, hcq_source
-from cds_service.rules.pharmacogenomics import with_genotype_note
+from cds_service.rules.drugs import drug_lines, hcq_source, with_genotype_note
 
 _WARNING_OR_CRITICAL = ("warning", "critical")
 

@@ -30,8 +30,8 @@ from cds_service.rules.drugs import (
     hcq_source,
     lupus_drug_advice,
     own_drugs_first,
+    with_genotype_note,
 )
-from cds_service.rules.pharmacogenomics import with_genotype_note
 
 
 def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:

@@ -6,7 +6,7 @@ the draft); both give the same card.
 v4 (clinical rules §3 THIOPURINE_PGX):
 - no result and a severe cytopenia on the thiopurine (a critical card, ANC < 1.0 or WBC < 2.0):
   a warning with the genotype ordered `urgent`, and the cytopenia card carries one line saying
-  so (`with_genotype_note`);
+  so (`drugs.with_genotype_note`);
 - a phenotype on file: the summary names the gene(s) with an abnormal phenotype and the normal
   one, the card shows the dose as prescribed with mg/kg/day and only the CPIC tier that applies
   (one gene intermediate 30-80% of the normal starting dose; both intermediate 20-50%, CPIC
@@ -41,7 +41,7 @@ from cds_service.rules.drafts import (
     evaluated_drugs,
     reduce_draft,
 )
-from cds_service.rules.drugs import drug_lines, drug_sources
+from cds_service.rules.drugs import drug_lines, drug_sources, phenotypes_unreadable
 
 # Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
 REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
@@ -87,35 +87,6 @@ def severe_cytopenia(ctx: RuleContext) -> bool:
     anc_low = state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc")
     wbc_low = state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc")
     return anc_low or wbc_low
-
-
-def _phenotypes_unreadable(ctx: RuleContext) -> bool:
-    """Results that could not be read are not absent results (clinical rules §1.2 v4)."""
-    return "phenotypes" in ctx.record.unavailable
-
-
-def with_genotype_note(ctx: RuleContext, finding: Finding, severe: bool = True) -> Finding:
-    """The cytopenia card's one line about the urgent genotype (v4), when a thiopurine is
-    current or recent, no TPMT/NUDT15 result is on file (and the results could be read) and
-    the cytopenia is severe."""
-    thiopurines = [
-        e.ingredient.display
-        for e in ctx.record.exposures.values()
-        if e.ingredient.thiopurine and e.current_or_recent
-    ]
-    if not severe or not thiopurines or ctx.record.pharmacogenomics:
-        return finding
-    if _phenotypes_unreadable(ctx):
-        return finding
-    line = (
-        f"No TPMT/NUDT15 result on file: genotype TPMT and NUDT15 urgently ({thiopurines[0]}: "
-        "severe cytopenia on a thiopurine)."
-    )
-    if len(finding.recommendations) < 5:
-        finding.recommendations.append(line)
-    else:
-        finding.evidence.append(line)
-    return finding
 
 
 def _current_thiopurines(ctx: RuleContext) -> Finding | None:
@@ -215,7 +186,7 @@ def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Fin
             sources=["cpic_thiopurines", *drug_sources(ingredients)],
             override_reasons=["already-addressed"],
         )
-    if results or _phenotypes_unreadable(ctx):
+    if results or phenotypes_unreadable(ctx):
         return None  # a normal result, or results that could not be read (never "none")
     evidence.append("No TPMT or NUDT15 result on file.")
     if severe:

@@ -397,3 +397,15 @@ def test_a_dose_near_the_float_limit_never_breaks_the_orderable_dose() -> None:
     draft = med_request("aza", AZA_DRAFT, code="197388", dose=dosage(3.59e306, unit="{tbl}"))
     found = cards([sle(), allopurinol, count("wbc", 6.0, 2)], [draft])
     assert found["ORDER_MYELOTOXIC_LOW_COUNTS"].indicator == "warning"
+
+
+@pytest.mark.parametrize(("wbc", "urgent"), [(1.9, True), (2.0, False)])
+def test_the_dose_review_carries_the_urgent_genotype_line_after_a_severe_leukopenia(
+    wbc: float, urgent: bool
+) -> None:
+    found = patient_view([sle(), azathioprine(days=400), count("wbc", wbc, 0.2)])
+    review = found["DRUG_CYTOPENIA_DOSE_REVIEW"]
+    lines = [line for line in review.recommendations if "TPMT" in line]
+    assert len(lines) == 1
+    assert ("urgently" in lines[0]) is urgent
+    assert found["THIOPURINE_PGX"].indicator == ("warning" if urgent else "info")
