@@ -104,7 +104,14 @@ def _draft_suggestion(
         }
         for order in change.with_orders
     ]
-    return _suggestion(change.label, [action, *creates], change.recommended)
+    return _suggestion(draft_change_label(change), [action, *creates], change.recommended)
+
+
+def draft_change_label(change: DraftOrderChange) -> str:
+    """A suggestion's label names every action it takes (clinical rules §3 suggestions v4):
+    "Cancel the azathioprine order and order CBC with differential (stat)"."""
+    orders = "".join(f" and {o.label[:1].lower()}{o.label[1:]}" for o in change.with_orders)
+    return change.label + orders
 
 
 def _detail(finding: Finding) -> str:

@@ -71,6 +71,10 @@ class Ingredient:
     dose_review_advice: str = ""
     # The drug's own CBC monitoring schedule as its label gives it (cited to `label`).
     cbc_schedule: str = ""
+    # The smallest orderable dose step in mg when the product's strength is unknown.
+    dose_step_mg: float | None = None
+    # CPIC normal starting dose in mg/kg/day (low, high): thiopurines only.
+    cpic_normal_start_mg_per_kg: tuple[float, float] | None = None
 
     @property
     def is_tier_a(self) -> bool:
@@ -87,6 +91,7 @@ class Product:
     display: str
     strength_mg: float | None = None
     form: str | None = None
+    scored: bool = False  # the label says the tablet is scored: half a tablet can be given
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,15 @@ def _ingredients(raw: Mapping[str, Any]) -> dict[str, Ingredient]:
             recent_days=entry.get("recent_days"),
             dose_review_advice=" ".join(str(entry.get("dose_review_advice", "")).split()),
             cbc_schedule=" ".join(str(entry.get("cbc_schedule", "")).split()),
+            dose_step_mg=entry.get("dose_step_mg"),
+            cpic_normal_start_mg_per_kg=(
+                (
+                    float(entry["cpic_normal_start_mg_per_kg"][0]),
+                    float(entry["cpic_normal_start_mg_per_kg"][1]),
+                )
+                if entry.get("cpic_normal_start_mg_per_kg")
+                else None
+            ),
         )
         for key, entry in raw["ingredients"].items()
     }
@@ -261,6 +275,7 @@ def load_knowledge(
                 display=p["display"],
                 strength_mg=p.get("strength_mg"),
                 form=p.get("form"),
+                scored=bool(p.get("scored", False)),
             )
             for code, p in medications["products"].items()
         },

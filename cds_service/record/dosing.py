@@ -24,6 +24,7 @@ PERIOD_DAYS = {
     "mo": 30.0,
     "a": 365.0,
 }
+UCUM = "http://unitsofmeasure.org"
 _MG_PER_UNIT = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}
 # Countable dose units (clinical rules §3 DATA_QUALITY v3): one unit is one tablet or capsule of
 # the coded product's strength. The CDS Hooks sandbox sends `{pill}`.
@@ -53,9 +54,11 @@ def sig3(value: float) -> str:
     (clinical rules §2.5 display)."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
-    rounded = round(value, 2 - math.floor(math.log10(abs(value))))
-    text = f"{rounded:.6f}".rstrip("0").rstrip(".")
-    return text
+    try:
+        rounded = round(value, 2 - math.floor(math.log10(abs(value))))
+        return f"{rounded:.6f}".rstrip("0").rstrip(".")
+    except OverflowError:  # near the float limit (a mistyped dose): never a 5xx
+        return f"{float(value):.3g}"
 
 
 _TIMES = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
@@ -99,6 +102,12 @@ class DailyDose:
     # A countable unit ({pill}, tablet ...) whose tablet strength is unknown: the dose is
     # understood as written; only mg/kg cannot be computed (no DATA_QUALITY card for it).
     strength_unknown: bool = False
+    # What an orderable reduced dose is built from (clinical rules §3 suggestions v4): one
+    # dose in mg, the timing as written ("once daily"), and the product's tablet.
+    per_dose_mg: float | None = None
+    timing: str = ""
+    tablet_mg: float | None = None
+    scored: bool = False
 
 
 def timing_repeat(dosage: Any) -> Mapping[str, Any]:
@@ -157,7 +166,11 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
         dose_mg = None
         dose_text = f"{sig3(float(value))} tablet{'s' if value != 1 else ''}"
     else:
-        return DailyDose(None, f"dose unit {unit or 'missing'} cannot be converted to mg")
+        # A unit code's braces never reach card text (v4): "{puff}" is shown as "puff".
+        shown = unit.strip("{}") or "missing"
+        return DailyDose(None, f"dose unit {shown} cannot be converted to mg")
+    if dose_mg is not None and not math.isfinite(dose_mg):
+        return DailyDose(None, "dose too large to read")  # a mistyped dose: said, not computed
     repeat = timing_repeat(dosage)
     period_unit = repeat.get("periodUnit")
     if not isinstance(period_unit, str) or period_unit not in PERIOD_DAYS:
@@ -177,24 +190,56 @@ def daily_dose(dosages: Any, product: Product | None) -> DailyDose:
             strength_unknown=True,
         )
     return DailyDose(
-        dose_mg * frequency / period_days, prescribed, weekly, microgram=unit in ("ug", "mcg")
+        dose_mg * frequency / period_days,
+        prescribed,
+        weekly,
+        microgram=unit in ("ug", "mcg"),
+        per_dose_mg=dose_mg,
+        timing=frequency_text(float(frequency), float(period), period_unit),
+        tablet_mg=product.strength_mg if product else None,
+        scored=bool(product and product.scored),
     )
 
 
 @dataclass(frozen=True)
 class ReducedOrder:
-    """A copy of a draft medication order with every dose scaled down (an `update` action
-    carries the whole resource)."""
+    """A copy of a draft medication order at a lower, orderable dose (an `update` action
+    carries the whole resource). The dose is written in mg, never in a countable unit code
+    such as `{pill}` (clinical rules §3 suggestions v4)."""
 
     resource: dict[str, Any]
-    fraction: float  # the reduction actually applied (after rounding to a practical dose)
-    description: str  # e.g. "1 tablet (was 2 tablet)"
+    per_dose_mg: float
+    description: str  # e.g. "25 mg (half a 50 mg tablet) once daily"
 
 
-def _practical(value: float, unit: str) -> float:
-    """Round down to a dose that can be given: half tablets, whole milligrams."""
-    step = 0.5 if unit in _TABLET_UNITS else 1.0
-    return math.floor(value / step + 1e-9) * step
+def dose_step(dose: DailyDose, ingredient_step_mg: float | None) -> float | None:
+    """The smallest dose step the patient can take: half the tablet when it is scored, the
+    tablet otherwise, else the ingredient's step (azathioprine 25 mg); None when unknown."""
+    if dose.tablet_mg:
+        return dose.tablet_mg / 2 if dose.scored else dose.tablet_mg
+    return ingredient_step_mg
+
+
+def round_down(value_mg: float, step_mg: float) -> float:
+    return math.floor(value_mg / step_mg + 1e-9) * step_mg
+
+
+def tablet_text(dose_mg: float, tablet_mg: float | None, form: str = "tablet") -> str:
+    """ "25 mg (half a 50 mg tablet)", "100 mg (2 x 50 mg tablets)", or "25 mg"."""
+    if not tablet_mg:
+        return f"{sig3(dose_mg)} mg"
+    count = dose_mg / tablet_mg
+    if count == 0.5:
+        how = f"half a {sig3(tablet_mg)} mg {form}"
+    elif count == 1:
+        how = f"one {sig3(tablet_mg)} mg {form}"
+    elif count.is_integer():
+        how = f"{int(count)} x {sig3(tablet_mg)} mg {form}s"
+    elif (count * 2).is_integer():
+        how = f"{int(count)} and a half {sig3(tablet_mg)} mg {form}s"
+    else:
+        return f"{sig3(dose_mg)} mg"
+    return f"{sig3(dose_mg)} mg ({how})"
 
 
 def _dose_quantities(dosage: dict[str, Any]) -> list[dict[str, Any]]:
@@ -216,30 +261,49 @@ def _dose_quantities(dosage: dict[str, Any]) -> list[dict[str, Any]]:
     return [q for q in found if isinstance(q.get("value"), int | float)]
 
 
-def reduced_order(resource: Mapping[str, Any], fraction: float) -> ReducedOrder | None:
-    """The order with each dose cut to at most `fraction` of itself, or None when no dose can
-    be read or the rounded dose would be zero (then only the text can advise a reduction)."""
+def reduced_order(
+    resource: Mapping[str, Any], dose: DailyDose, per_dose_mg: float, keep_text: bool = False
+) -> ReducedOrder | None:
+    """The order with each dose set to `per_dose_mg` (already rounded to an orderable step),
+    written in mg; None when the order has no readable dose or the dose would be zero."""
+    if per_dose_mg <= 0 or dose.per_dose_mg is None:
+        return None
     order = copy.deepcopy(dict(resource))
     dosages = order.get("dosageInstruction")
-    quantities = [
-        (dosage, q)
+    readable = [
+        (dosage, quantity)
         for dosage in (dosages if isinstance(dosages, list) else [])
         if isinstance(dosage, dict)
-        for q in _dose_quantities(dosage)
+        for quantity in _dose_quantities(dosage)
     ]
-    if not quantities:
+    if not readable:
         return None
-    ratios: list[float] = []  # new / old of each dose; the first is reported
-    changed: list[tuple[dict[str, Any], str]] = []
-    for dosage, quantity in quantities:
-        old = float(quantity["value"])
-        new = _practical(old * fraction, _unit(quantity))
-        if new <= 0:
-            return None
-        quantity["value"] = int(new) if new.is_integer() else new
-        unit = str(quantity.get("unit") or quantity.get("code") or "")
-        ratios.append(new / old)
-        changed.append((dosage, f"{new:g} {unit} per dose (reduced from {old:g} {unit})"))
-    for dosage, text in changed:
-        dosage["text"] = f"{text}; timing as ordered"
-    return ReducedOrder(order, ratios[0], changed[0][1])
+    value: int | float = int(per_dose_mg) if float(per_dose_mg).is_integer() else per_dose_mg
+    shown = tablet_text(per_dose_mg, dose.tablet_mg)
+    description = f"{shown} {dose.timing}".strip()
+    for dosage, quantity in readable:
+        quantity.clear()
+        quantity.update({"value": value, "unit": "mg", "system": UCUM, "code": "mg"})
+        if not keep_text or not dosage.get("text"):
+            dosage["text"] = description
+    return ReducedOrder(order, per_dose_mg, description)
+
+
+def without_unit_codes(resource: Mapping[str, Any], dose: DailyDose) -> dict[str, Any]:
+    """A copy of the order at its own dose with no countable unit code such as `{pill}` left
+    in it (clinical rules §3 suggestions v4): written in mg when the tablet strength is known,
+    else as "tablet" in words (a unit with no code)."""
+    if dose.per_dose_mg is not None:
+        same = reduced_order(resource, dose, dose.per_dose_mg, keep_text=True)
+        if same is not None:
+            return same.resource
+    order = copy.deepcopy(dict(resource))
+    for dosage in order.get("dosageInstruction") or []:
+        if not isinstance(dosage, dict):
+            continue
+        for quantity in _dose_quantities(dosage):
+            if "{" in str(quantity.get("code") or "") + str(quantity.get("unit") or ""):
+                value = quantity["value"]
+                quantity.clear()
+                quantity.update({"value": value, "unit": "tablet"})
+    return order

@@ -55,6 +55,16 @@ def received_as_shown(received: str, value: float) -> bool:
         return False
 
 
+# A censored count's comparator in card text, spaced before the number ("< 0.5", "at most 0.5").
+_COMPARATOR_WORDS = {"<": "< ", ">": "> ", "<=": "at most ", ">=": "at least "}
+
+
+def shown_comparator(comparator: str) -> str:
+    """A FHIR comparator for card text: "<" and ">" stay; "<=" and ">=" become "at most " and
+    "at least " (clinical rules §3 plain clinical English, v4)."""
+    return {"<=": "at most ", ">=": "at least "}.get(comparator, comparator)
+
+
 @dataclass(frozen=True)
 class Count:
     """A cell count in 10^9/L with what was received."""
@@ -77,11 +87,19 @@ class Count:
     def is_preliminary(self) -> bool:
         return self.status == PRELIMINARY
 
+    @property
+    def bound(self) -> str:
+        """The value as judged, as card text quotes it (clinical rules §3 wording v4): a
+        censored value keeps its sign and the lab's own precision ("< 0.5", never "0.50"; "at
+        most 0.5" for `<=`, as card text never writes `<=` or `>=`); any other value at most 3
+        significant digits ("0.80"). The one display of a count's value: summaries, evidence
+        (`describe`) and trends all use it."""
+        if self.comparator:
+            return f"{_COMPARATOR_WORDS.get(self.comparator, self.comparator)}{self.value:g}"
+        return format_count(self.value)
+
     def describe(self) -> str:
-        # A censored value keeps its sign and the lab's precision ("< 0.5", never "<0.50").
-        value = f"{self.value:g}" if self.comparator else format_count(self.value)
-        sign = {"<": "< ", "<=": "at most "}.get(self.comparator, "")
-        shown = f"{sign}{value} x10^9/L"
+        shown = f"{self.bound} x10^9/L"
         received = (
             f" (received {self.received})"
             if self.received and not received_as_shown(self.received, self.value)
@@ -148,6 +166,10 @@ class PharmacogenomicResult:
     phenotype: str | None  # normal | intermediate | poor | low activity | None (bare number)
     received: str
     time: datetime | None
+    # Each gene's own phenotype when the lab names the genes ("TPMT normal metabolizer; NUDT15
+    # intermediate metabolizer"): (("TPMT", "normal"), ("NUDT15", "intermediate")). Empty when
+    # the lab gives one phenotype for the result without naming a gene.
+    genes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,27 @@ def _quantity_of_text(text: str) -> Raw | None:
     return quantity
 
 
+_GENES = ("TPMT", "NUDT15")
+_PHENOTYPE_WORDS = ("poor", "intermediate", "normal")
+
+
+def per_gene_phenotypes(text: str) -> tuple[tuple[str, str], ...]:
+    """Each named gene's phenotype in a lab's text ("tpmt normal metabolizer; nudt15
+    intermediate metabolizer"): the first phenotype word after a gene's name and before the
+    next gene's name. A combined result must never make both genes intermediate when only one
+    is (clinical rules §3 THIOPURINE_PGX v4)."""
+    lowered = text.lower()
+    marks = sorted((m.start(), gene) for gene in _GENES for m in re.finditer(gene.lower(), lowered))
+    found: dict[str, str] = {}
+    for index, (start, gene) in enumerate(marks):
+        end = marks[index + 1][0] if index + 1 < len(marks) else len(lowered)
+        segment = lowered[start:end]
+        word = next((p for p in _PHENOTYPE_WORDS if p in segment), None)
+        if word is not None:
+            found.setdefault(gene, word)
+    return tuple(found.items())
+
+
 class ObservationReader(CountReader):
     """Reads each Observation the rules use; the counts are then picked by `finish_counts`."""
 
@@ -168,4 +189,9 @@ class ObservationReader(CountReader):
                 phenotype = "low activity" if value < low else "normal"
         gene = "TPMT and NUDT15" if "NUDT15" in what else "TPMT"
         shown = received or terminology.concept_text(obs.get("valueCodeableConcept"))
-        self.record.pharmacogenomics.append(PharmacogenomicResult(gene, phenotype, shown, time))
+        genes = per_gene_phenotypes(joined)
+        if not genes and phenotype is not None and gene == "TPMT":
+            genes = (("TPMT", phenotype),)
+        self.record.pharmacogenomics.append(
+            PharmacogenomicResult(gene, phenotype, shown, time, genes)
+        )

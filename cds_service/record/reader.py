@@ -15,7 +15,7 @@ from cds_service.deadline import Deadline
 from cds_service.fhir.dates import as_datetime
 from cds_service.knowledge import Knowledge
 from cds_service.record import units
-from cds_service.record.model import PatientRecord, Raw, UnusableResult
+from cds_service.record.model import PatientRecord, Raw, UnusableResult, shown_comparator
 
 
 class ChartReader:
@@ -98,7 +98,9 @@ def received_text(quantity: Raw) -> str:
     """A quantity as the lab sent it, e.g. "<0.1 K/uL"."""
     value = quantity.get("value")
     comparator = quantity.get("comparator") if isinstance(quantity.get("comparator"), str) else ""
-    return f"{comparator}{value} {units.received_unit(quantity)}".strip()
+    return (
+        f"{shown_comparator(str(comparator or ''))}{value} {units.received_unit(quantity)}".strip()
+    )
 
 
 def as_list(value: Any) -> list[Any]:

@@ -4,8 +4,9 @@ order, each seeing the findings of the rules before it.
 
 One step follows the rules (v3): fever changes every other cytopenia card (§2.4 "fever with
 other cytopenia"): it leads with "Febrile now: same-day assessment and CBC with differential
-stat" and is at least a warning. The rest of the answer (rule modes, snoozes, the 3-card cap,
-the data-missing card first) is rules/answer.py.
+stat" and is at least a warning. The rest of the answer (rule modes, snoozes, the 3-card cap
+with the data-missing card first and, in order hooks, the cards about a draft first within
+their indicator, then one CBC order and one referral per answer) is rules/answer.py.
 
 A rule that would read as absent data which could not be read stays silent
 (rules/unreadable.py, §1.2 v4).
@@ -87,7 +88,7 @@ def evaluate_rules(
     for row in CATALOGUE:
         if row.id not in wanted or not _speaks(row, record, hook):
             continue
-        if context.has_fired(*row.suppressed_by):
+        if context.has_fired(*row.suppressed_by) or context.carried(row.id):
             continue  # one card per problem (§3.2): the card before it said it
         if silenced(row.id, record):
             continue  # it would read data that could not be read as absent (§1.2 v4)

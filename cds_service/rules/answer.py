@@ -8,8 +8,12 @@ issue 26 rule modes). In order:
    never returned);
 3. snoozes: the non-critical findings' rules are asked of a `Snoozed` port the caller passes in
    (the engine imports nothing from governance); a critical card is never snoozed;
-4. the 3-card cap (issue 11 "cards read in seconds"), by indicator (critical, warning, info),
-   then catalogue order, on what is left: a snoozed card makes room for the next finding.
+4. the 3-card cap (issue 11 "cards read in seconds") on what is left, so a snoozed card makes
+   room for the next finding: the data-missing card first of all (§2.6 v4), then by indicator
+   (critical, warning, info), within an indicator in order hooks the cards about an evaluated
+   draft first (v4: they are about what the clinician is doing), then catalogue order;
+5. one CBC order and one hematology referral per answer (rules/one_order.py, §3 precedence
+   v4), on the cards actually shown: a snoozed or capped card never carries the only order.
 
 Decision (the spec is silent): silent findings are the rules' findings before the cap, so a
 silent rule's firing count is how often it would fire; whether it would also have fitted in
@@ -21,13 +25,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Literal
 
 from cds_service.knowledge import Knowledge
+from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import PatientRecord
 from cds_service.rules import evaluate_rules
 from cds_service.rules.base import Finding
+from cds_service.rules.catalogue import BY_ID
+from cds_service.rules.one_order import one_order_each
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +58,25 @@ class Answer:
 
 
 def most_important(
-    findings: Iterable[Finding], record: PatientRecord | None = None
+    findings: Iterable[Finding], hook: str = "", record: PatientRecord | None = None
 ) -> list[Finding]:
-    """At most MAX_CARDS, by indicator then catalogue order; the data-missing card first of
-    all (§2.6 v4): the other cards were made without that data."""
+    """At most MAX_CARDS: the data-missing card first of all (§2.6 v4: the other cards were
+    made without that data), then by indicator; within an indicator, in order hooks, the cards
+    about an evaluated draft first (v4: the order being written comes first); then catalogue
+    order."""
 
-    def rank(finding: Finding) -> tuple[bool, int]:
+    def rank(finding: Finding) -> tuple[bool, int, bool]:
         data_missing = finding.rule == "DATA_QUALITY" and bool(record and record.unavailable)
-        return not data_missing, _PRIORITY[finding.indicator]
+        about_draft = hook in ORDER_HOOKS and BY_ID[finding.rule].scope == "order"
+        return not data_missing, _PRIORITY[finding.indicator], not about_draft
 
     return sorted(findings, key=rank)[:MAX_CARDS]  # sorted is stable: catalogue order
+
+
+def shown(findings: Iterable[Finding], hook: str, record: PatientRecord) -> list[Finding]:
+    """The cards shown of the findings left after snoozes: the cap, then one CBC order and one
+    referral among them (on copies: a finding may also be recorded as it was made)."""
+    return one_order_each([deepcopy(f) for f in most_important(findings, hook, record)])
 
 
 def make_answer(
@@ -79,11 +96,11 @@ def make_answer(
     held = _snoozed_rules(snoozed, [*live, *(everything or ())])
     cards, snoozed_findings = _unsnoozed(live, held)
     if everything is None:
-        return Answer(tuple(most_important(cards, record)), tuple(snoozed_findings), ())
+        return Answer(tuple(shown(cards, hook, record)), tuple(snoozed_findings), ())
     silent_ids = set(running) - set(live_ids)
-    would_be = most_important(_unsnoozed(everything, held)[0], record)
+    would_be = shown(_unsnoozed(everything, held)[0], hook, record)
     return Answer(
-        cards=tuple(most_important(cards, record)),
+        cards=tuple(shown(cards, hook, record)),
         snoozed=tuple(snoozed_findings),
         silent=tuple(f for f in everything if f.rule in silent_ids),
         all_live=tuple(f.rule for f in would_be),

@@ -26,22 +26,11 @@ def fmt(value: float) -> str:
     return format_count(value)
 
 
-def quoted(count: Count) -> str:
-    """A count as a summary quotes it (clinical rules §3 wording v4): a censored value keeps its
-    sign and the lab's own precision ("< 0.5", never "0.50"; "at most 0.5" for `<=`, as the
-    text never writes `<=`); any other value at most 3 significant digits ("0.80")."""
-    if count.comparator == "<":
-        return f"< {count.value:g}"
-    if count.comparator == "<=":
-        return f"at most {count.value:g}"
-    return fmt(count.value)
-
-
 def below(count: Count, limit: float) -> str:
     """ "3.20 < 3.5 x10^9/L"; a censored value is not a formula ("< 3 x10^9/L, below 3.5")."""
     if count.comparator:
-        return f"{quoted(count)} x10^9/L, below {limit:g}"
-    return f"{quoted(count)} < {limit:g} x10^9/L"
+        return f"{count.bound} x10^9/L, below {limit:g}"
+    return f"{count.bound} < {limit:g} x10^9/L"
 
 
 @dataclass(frozen=True)
@@ -122,7 +111,7 @@ def fever(record: PatientRecord, k: Knowledge) -> Fever | None:
                 break
             if later.time - first.time >= minimum:
                 return Fever(
-                    f"temperature >= {sustained:.1f} °C sustained over "
+                    f"temperature of at least {sustained:.1f} °C sustained over "
                     f"{shown_limit(minimum.total_seconds() / 3600)} h: "
                     f"{_reading(first)} and {_reading(later)}",
                     (first, later),
@@ -179,7 +168,7 @@ def six_month_median(record: PatientRecord, latest: Count, k: Knowledge) -> floa
 def trend(record: PatientRecord, analyte: str, limit: int = 4) -> str:
     """Earlier values, newest first, for the evidence text."""
     values = record.series(analyte)[1 : limit + 1]
-    return ", ".join(f"{quoted(c)} on {day(c.time)}" for c in values)
+    return ", ".join(f"{c.bound} on {day(c.time)}" for c in values)
 
 
 def count_evidence(record: PatientRecord, k: Knowledge, state: NeutrophilState) -> list[str]:
@@ -218,24 +207,31 @@ def dose_review_reasons(
     alc = record.latest("alc", max_age_days=k.threshold("current_days"))
     mycophenolate = any(is_mycophenolate(i) for i in ingredients)
     anc_limit = k.threshold("dose_review_anc_mycophenolate" if mycophenolate else "dose_review_anc")
+    # The gravest criterion first (v4: summaries quote the ANC before the WBC).
     neutrophil_reasons: list[str] = []
-    if state.wbc and state.wbc.value < k.threshold("dose_review_wbc"):
-        neutrophil_reasons.append(f"WBC {below(state.wbc, k.threshold('dose_review_wbc'))}")
     if state.anc and state.anc.value < anc_limit:
         neutrophil_reasons.append(
             f"ANC {below(state.anc, anc_limit)}"
             + (" (mycophenolate label)" if mycophenolate else "")
         )
+    if state.wbc and state.wbc.value < k.threshold("dose_review_wbc"):
+        neutrophil_reasons.append(f"WBC {below(state.wbc, k.threshold('dose_review_wbc'))}")
     for count in (state.wbc, state.anc):
         drop = _significant_drop(record, count, k)
         if drop:
             neutrophil_reasons.append(drop)
-    if (
-        neutrophil_reasons
-        and record.duffy_null
-        and _duffy_null_explains(record, state, k, mycophenolate)
-    ):
-        neutrophil_reasons = []
+    if neutrophil_reasons and record.duffy_null:
+        if _duffy_null_explains(record, state, k, mycophenolate):
+            neutrophil_reasons = []
+        elif (fall := _duffy_null_fall(record, state, k)) is not None:
+            # Within the Duffy-null limits the fall is what decided: quoted first (v4).
+            within = (
+                state.anc is not None
+                and state.wbc is not None
+                and state.anc.value >= duffy_null_anc_limit(k, mycophenolate)
+                and state.wbc.value >= k.threshold("duffy_null_wbc")
+            )
+            neutrophil_reasons.insert(0 if within else len(neutrophil_reasons), fall)
     reasons = neutrophil_reasons
     if alc and alc.value < k.threshold("dose_review_alc"):
         reasons.append(f"ALC {below(alc, k.threshold('dose_review_alc'))}")
@@ -249,23 +245,45 @@ def _significant_drop(record: PatientRecord, count: Count | None, k: Knowledge) 
     found = baseline(record, count, k)
     if found is None or found.value <= 0:
         return None
-    lower_limit = (
-        count.low
-        if count.low is not None
-        else (
-            k.threshold("leukopenia_wbc")
-            if count.analyte == "wbc"
-            else k.threshold("mild_neutropenia_anc")
+    if record.duffy_null:
+        # A Duffy-null patient's fall is judged against the Duffy-null reference low (ANC
+        # 1.21, WBC 3.00), not the lab's range (clinical rules §3 wording v4).
+        lower_limit = k.threshold(
+            "duffy_null_wbc" if count.analyte == "wbc" else "duffy_null_reference_anc"
         )
-    )
+    elif count.low is not None:
+        lower_limit = count.low
+    else:
+        lower_limit = k.threshold(
+            "leukopenia_wbc" if count.analyte == "wbc" else "mild_neutropenia_anc"
+        )
     fallen = (found.value - count.value) / found.value
     if fallen >= k.threshold("dose_review_drop_fraction") and count.value < lower_limit:
         name = count.analyte.upper()
         return (
-            f"{name} {quoted(count)} fell {fallen:.0%} from the {found.describe()}, below "
+            f"{name} {count.bound} fell {fallen:.0%} from the {found.describe()}, below "
             f"the lower limit {fmt(lower_limit)} x10^9/L"
         )
     return None
+
+
+def _duffy_null_fall(record: PatientRecord, state: NeutrophilState, k: Knowledge) -> str | None:
+    """The ANC fall that a Duffy-null associated neutrophil count does not explain (>= 25% or
+    >= 0.5 below the patient's 6-month median, clinical rules §2.4), in words."""
+    if state.anc is None or state.anc_unknown:
+        return None
+    found = baseline(record, state.anc, k)
+    if found is None or found.value <= 0:
+        return None
+    fall = found.value - state.anc.value
+    if fall < k.threshold("duffy_null_drop_absolute") and fall / found.value < k.threshold(
+        "duffy_null_drop_fraction"
+    ):
+        return None
+    return (
+        f"ANC {fmt(state.anc.value)} fell {fall / found.value:.0%} from the {found.describe()} "
+        "(not explained by Duffy-null status)"
+    )
 
 
 def _duffy_null_explains(
@@ -287,6 +305,24 @@ def _duffy_null_explains(
         fall >= k.threshold("duffy_null_drop_absolute")
         or (baseline > 0 and fall / baseline >= k.threshold("duffy_null_drop_fraction"))
     )
+
+
+def duffy_null_could_explain(record: PatientRecord, k: Knowledge, reasons: list[str]) -> bool:
+    """Whether "patient is Duffy-null" fits as an override reason (clinical rules §3
+    suggestions v4): only for a card triggered by counts a Duffy-null associated neutrophil
+    count could explain, that is an ANC of at least 1.0 and a WBC of at least the Duffy-null
+    reference low (3.00); never for a lymphopenia (ALC) trigger or a fall from the patient's
+    own baseline. Choice where the spec is silent: not offered when Duffy-null status is
+    already documented, because the rule has then judged the counts against the Duffy-null
+    reference and fired anyway."""
+    if record.duffy_null or not reasons:
+        return False
+    if any(r.startswith("ALC") or " fell " in r for r in reasons):
+        return False
+    state = neutrophil_state(record, k, include_preliminary=False)
+    anc_fits = state.anc is None or state.anc.value >= k.threshold("moderate_neutropenia_anc")
+    wbc_fits = state.wbc is None or state.wbc.value >= k.threshold("duffy_null_wbc")
+    return anc_fits and wbc_fits
 
 
 def tier_a_current(record: PatientRecord) -> list[DrugExposure]:

@@ -92,6 +92,11 @@ class Finding:
     # False for a card that is not about the counts (a dangerous combination with normal
     # counts): fever does not rewrite it.
     about_counts: bool = True
+    # Rules whose content this card carries when it fired (v4: one card per problem, e.g. a
+    # moderate-neutropenia card on a tier A drug carrying the dose review and, through it,
+    # the profound lymphopenia): they do not run after it, like `suppressed_by`, but only
+    # when this card really carried them.
+    carries: tuple[str, ...] = ()
 
 
 @dataclass
@@ -107,6 +112,10 @@ class RuleContext:
 
     def has_fired(self, *rules: str, indicators: tuple[str, ...] = _ANY_INDICATOR) -> bool:
         return any(f.rule in rules and f.indicator in indicators for f in self.fired)
+
+    def carried(self, rule: str) -> bool:
+        """Whether a card that fired carries `rule`'s content (Finding.carries)."""
+        return any(rule in f.carries for f in self.fired)
 
     def has_fired_family(
         self, family: Family, indicators: tuple[str, ...] = _ANY_INDICATOR

@@ -128,8 +128,13 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
             "FEBRILE_NEUTROPENIA",
             "REFRACTORY_LEUKOPENIA_REFERRAL",
         ),
+        # v4: one card for one neutropenia on a tier A drug, carrying the drug lines and, for
+        # an ALC < 0.5, the lymphopenia the dose review would have absorbed (only then, so not
+        # a catalogue suppression: Finding.carries).
+        absorbs=("DRUG_CYTOPENIA_DOSE_REVIEW",),
         precedence="Silent when FEBRILE_NEUTROPENIA fired; with fever and no febrile card, "
-        "fever leads it (at least a warning).",
+        "fever leads it (at least a warning). On a tier A drug it carries the profound "
+        "lymphopenia (Finding.carries), so LYMPHOPENIA_PROFOUND does not run after it.",
     ),
     CatalogueRow(
         "DRUG_CYTOPENIA_DOSE_REVIEW",
@@ -143,6 +148,7 @@ CATALOGUE: tuple[CatalogueRow, ...] = (
             "FEBRILE_NEUTROPENIA",
             "NEUTROPENIA_SEVERE",
             "REFRACTORY_LEUKOPENIA_REFERRAL",
+            "NEUTROPENIA_MODERATE",
         ),
         # v4: an ALC < 0.5 on a tier A drug is one card, graded by episode, carrying the
         # infection screen and prophylaxis lines.

@@ -3,19 +3,20 @@ interacting drug) that the cards absorbing it carry."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from cds_service.fhir.dates import day, days_between
 from cds_service.knowledge import Combination, Ingredient, Knowledge
-from cds_service.record import DrugExposure, PatientRecord
+from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose, sig3
 from cds_service.rules.assessments import (
     count_evidence,
     dangerous_combinations,
     dose_review_reasons,
+    duffy_null_could_explain,
     is_low_wbc,
     neutrophil_state,
-    quoted,
     tier_a_current,
 )
 from cds_service.rules.base import (
@@ -206,27 +207,19 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     combinations = dangerous_combinations(ctx.record, k)
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
     evidence = count_evidence(ctx.record, k, state)
-    if ctx.record.duffy_null:
-        evidence.append(
-            "Documented Duffy-null (Duffy-null associated neutrophil count: reference ANC "
-            "1.21-5.39, WBC 3.00-9.66 x10^9/L)."
-        )
-    evidence += drug_lines(ctx, drugs)
+    evidence += duffy_null_evidence(ctx.record) + drug_lines(ctx, drugs)
     first_drug = drugs[0].ingredient.display
     if reasons or combinations:
-        alc = ctx.record.latest("alc", max_age_days=ctx.threshold("current_days"))
-        episode = (
-            lymphopenia_episode(ctx, alc)
-            if alc is not None and any(r.startswith("ALC") for r in reasons)
+        lymphopenia = (
+            absorbed_lymphopenia(ctx, first_drug)
+            if any(r.startswith("ALC") for r in reasons)
             else None
         )
+        episode = lymphopenia.episode if lymphopenia is not None else None
+        alc = lymphopenia.alc if lymphopenia is not None else None
         evidence += [f"Dose-review criterion met: {r}." for r in reasons if not r.startswith("ALC")]
-        if episode is not None and alc is not None:
-            evidence.append(
-                f"Dose-review criterion met: ALC {quoted(alc)} < "
-                f"{ctx.threshold('dose_review_alc'):g} x10^9/L, {episode.why}; last ALCs: "
-                f"{episode.last_three}."
-            )
+        if lymphopenia is not None:
+            evidence.append(lymphopenia.evidence)
         evidence += transplant_evidence(ctx.record)
         only_alc = episode is not None and _lymphopenia_only(reasons) and not combinations
         label_advice = [
@@ -236,25 +229,27 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         if not only_alc and indication(ctx.record) == "transplant":
             # v4: never "withhold" an anti-rejection drug on the card's own advice; the label's
             # advice is shown for the transplant team to weigh.
-            advice.append(transplant_line(_immunosuppressant_names(ctx)))
+            advice.append(transplant_line(immunosuppressant_names(ctx)))
             evidence += [f"Label advice for the transplant team: {line}" for line in label_advice]
         elif not only_alc:
             advice += label_advice
-        if episode is not None:
-            advice.append(_lymphopenia_team_line(ctx, first_drug, episode))
-            advice += lymphopenia_advice(ctx, brief=True)
+        if lymphopenia is not None:
+            advice += lymphopenia.advice
         advice += [advice_text for _, _, advice_text in combinations]
+        severe = state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc")
+        # After a severe cytopenia the urgent genotype line replaces the routine one (v4).
+        advice += [] if severe else _pgx_advice(ctx, ingredients)
         advice += lupus_drug_advice(ctx.record)
         advice.append("Repeat CBC with differential to confirm and follow the trend.")
         why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
         if only_alc and episode is not None and alc is not None:
-            summary = _lymphopenia_summary(ctx, first_drug, quoted(alc), episode)
+            summary = _lymphopenia_summary(ctx, first_drug, alc.bound, episode)
         else:
             summary = f"Review {first_drug}: {why}."
             if len(summary) > MAX_SUMMARY:
                 summary = f"Review {first_drug}: {why.split(' from ')[0]}."
         stable = only_alc and episode is not None and episode.stable
-        return Finding(
+        finding = Finding(
             rule="DRUG_CYTOPENIA_DOSE_REVIEW",
             indicator="info" if stable else "warning",
             summary=summary,
@@ -266,7 +261,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
                     + [c.source for c in k.combinations if _combined(c, combinations)]
                     + _partner_sources(k, combinations)
                     + ["bsr_dmard_2017"]
-                    + (LYMPHOPENIA_SOURCES if episode is not None else [])
+                    + (lymphopenia.sources if lymphopenia is not None else [])
                     + hcq_source(advice)
                     + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else [])
                 )
@@ -276,11 +271,21 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
                 if stable
                 else _orders_for(ctx, ingredients)
             ),
-            # Duffy-null status explains no lymphopenia (v4 override reasons fit the card).
-            override_reasons=["already-addressed", "counts-reviewed", "benefit-outweighs-risk"]
-            + ([] if only_alc else ["duffy-null"]),
-            decisive=f"ALC {quoted(alc)} x10^9/L" if only_alc and alc is not None else why,
+            # v4 override reasons fit the card: Duffy-null status explains no lymphopenia, no
+            # combination and no fall from the patient's own baseline.
+            override_reasons=[
+                "already-addressed",
+                "counts-reviewed",
+                "benefit-outweighs-risk",
+                *(
+                    ["duffy-null"]
+                    if not combinations and duffy_null_could_explain(ctx.record, k, reasons)
+                    else []
+                ),
+            ],
+            decisive=f"ALC {alc.bound} x10^9/L" if only_alc and alc is not None else why,
         )
+        return with_genotype_note(ctx, finding, severe)
     if state.wbc is None or not is_low_wbc(state.wbc, k):
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):
@@ -295,7 +300,7 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="DRUG_CYTOPENIA_DOSE_REVIEW",
         indicator="info",
-        summary=f"Mild leukopenia on {first_drug} (WBC {quoted(state.wbc)} x10^9/L): "
+        summary=f"Mild leukopenia on {first_drug} (WBC {state.wbc.bound} x10^9/L): "
         "keep monitoring.",
         evidence=evidence,
         recommendations=[
@@ -306,11 +311,11 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         ],
         sources=drug_sources(ingredients) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
-        decisive=f"WBC {quoted(state.wbc)} x10^9/L",
+        decisive=f"WBC {state.wbc.bound} x10^9/L",
     )
 
 
-def _immunosuppressant_names(ctx: RuleContext) -> list[str]:
+def immunosuppressant_names(ctx: RuleContext) -> list[str]:
     """The patient's current tier A and tier B drugs: for a transplant recipient each may be
     an anti-rejection drug (the card cannot tell which)."""
     return [
@@ -318,6 +323,51 @@ def _immunosuppressant_names(ctx: RuleContext) -> list[str]:
         for e in ctx.record.exposures.values()
         if e.current and e.ingredient.is_immunosuppressant
     ]
+
+
+def duffy_null_evidence(record: PatientRecord) -> list[str]:
+    if not record.duffy_null:
+        return []
+    return [
+        "Documented Duffy-null (Duffy-null associated neutrophil count: reference ANC "
+        "1.21-5.39, WBC 3.00-9.66 x10^9/L)."
+    ]
+
+
+@dataclass(frozen=True)
+class AbsorbedLymphopenia:
+    """LYMPHOPENIA_PROFOUND's content on a current tier A drug, carried by the card that
+    absorbs it (v4: DRUG_CYTOPENIA_DOSE_REVIEW, or NEUTROPENIA_MODERATE when that absorbs the
+    dose review): the episode grading with the last three ALCs, who decides, the infection
+    screen, glucocorticoid and PJP lines."""
+
+    alc: Count
+    episode: LymphopeniaEpisode
+    evidence: str
+    advice: list[str]
+    sources: list[str]
+
+
+def absorbed_lymphopenia(ctx: RuleContext, drug: str) -> AbsorbedLymphopenia | None:
+    """The lymphopenia content when the current ALC is below the dose-review value (0.5)."""
+    alc = ctx.record.latest("alc", max_age_days=ctx.threshold("current_days"))
+    limit = ctx.threshold("dose_review_alc")
+    if alc is None or alc.value >= limit:
+        return None
+    episode = lymphopenia_episode(ctx, alc)
+    return AbsorbedLymphopenia(
+        alc=alc,
+        episode=episode,
+        evidence=(
+            f"Dose-review criterion met: ALC {alc.bound} < {limit:g} x10^9/L, {episode.why}; "
+            f"last ALCs: {episode.last_three}."
+        ),
+        advice=[
+            _lymphopenia_team_line(ctx, drug, episode),
+            *lymphopenia_advice(ctx, brief=True),
+        ],
+        sources=list(LYMPHOPENIA_SOURCES),
+    )
 
 
 def _lymphopenia_team_line(ctx: RuleContext, drug: str, episode: LymphopeniaEpisode) -> str:
@@ -328,7 +378,7 @@ def _lymphopenia_team_line(ctx: RuleContext, drug: str, episode: LymphopeniaEpis
     limit = f"{ctx.threshold('dose_review_alc'):g}"
     who = indication(ctx.record)
     if who == "transplant":
-        names = _immunosuppressant_names(ctx)
+        names = immunosuppressant_names(ctx)
         if episode.stable:
             return (
                 "Known, stable lymphopenia: the transplant team reviews it at the next planned "
@@ -384,9 +434,54 @@ def drug_sources(ingredients: list[Ingredient]) -> list[str]:
     return list(dict.fromkeys(i.label for i in ingredients if i.label))
 
 
+def phenotypes_unreadable(ctx: RuleContext) -> bool:
+    """Results that could not be read are not absent results (clinical rules §1.2 v4): the
+    phenotype results failed or were cut short (record/missing.py kinds)."""
+    return "phenotypes" in ctx.record.unreadable or "phenotypes" in ctx.record.unavailable
+
+
+def with_genotype_note(ctx: RuleContext, finding: Finding, severe: bool = True) -> Finding:
+    """The cytopenia card's one line about the urgent genotype (v4), when a thiopurine is
+    current or recent, no TPMT/NUDT15 result is on file (and the results could be read) and
+    the cytopenia is severe."""
+    thiopurines = [
+        e.ingredient.display
+        for e in ctx.record.exposures.values()
+        if e.ingredient.thiopurine and e.current_or_recent
+    ]
+    if not severe or not thiopurines or ctx.record.pharmacogenomics:
+        return finding
+    if phenotypes_unreadable(ctx):
+        return finding
+    line = (
+        f"No TPMT/NUDT15 result on file: genotype TPMT and NUDT15 urgently ({thiopurines[0]}: "
+        "severe cytopenia on a thiopurine)."
+    )
+    if len(finding.recommendations) < 5:
+        finding.recommendations.append(line)
+    else:
+        finding.evidence.append(line)
+    return finding
+
+
+def _no_pgx_result(ctx: RuleContext, ingredients: list[Ingredient]) -> bool:
+    """A thiopurine with no TPMT/NUDT15 result on file, the results having been read (a card
+    never asks for a test when a result is on file, nor calls unread results absent: v4)."""
+    return (
+        any(i.thiopurine for i in ingredients)
+        and not ctx.record.pharmacogenomics
+        and not phenotypes_unreadable(ctx)
+    )
+
+
+def _pgx_advice(ctx: RuleContext, ingredients: list[Ingredient]) -> list[str]:
+    if not _no_pgx_result(ctx, ingredients):
+        return []
+    return ["No TPMT/NUDT15 result on file: check TPMT and NUDT15 status."]
+
+
 def _orders_for(ctx: RuleContext, ingredients: list[Ingredient]) -> list[SuggestedOrder]:
     orders = [SuggestedOrder("cbc", "urgent", "Order CBC with differential", recommended=True)]
-    genotype_unknown = not ctx.record.pharmacogenomics and "phenotypes" not in ctx.record.unreadable
-    if any(i.thiopurine for i in ingredients) and genotype_unknown:
+    if _no_pgx_result(ctx, ingredients):
         orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing"))
     return orders

@@ -6,17 +6,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cds_service.fhir.dates import day, days_between
-from cds_service.record import SAME_DRAW, Count, LabFlag
+from cds_service.record import SAME_DRAW, Count, DrugExposure, LabFlag
 from cds_service.rules.assessments import (
     fmt,
     is_low_wbc,
     neutrophil_state,
-    quoted,
     tier_a_current,
     trend,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
-from cds_service.rules.drugs import drug_lines, hcq_source
+from cds_service.rules.base import (
+    Finding,
+    RuleContext,
+    SuggestedOrder,
+    shown_limit,
+    upper_first,
+)
+from cds_service.rules.drugs import drug_lines, hcq_source, with_genotype_note
+from cds_service.rules.indication import indication, transplant_evidence, transplant_line
 
 _WARNING_OR_CRITICAL = ("warning", "critical")
 
@@ -53,9 +59,9 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             decisive = f"WBC {flag.received} (lab-flagged critically low)"
         else:
             assert wbc is not None  # without a flag, the condition above read the WBC
-            decisive = f"WBC {quoted(wbc)} x10^9/L, ANC unknown"
+            decisive = f"WBC {wbc.bound} x10^9/L, ANC unknown"
             summary = (
-                f"Severe leukopenia (WBC {quoted(wbc)} x10^9/L), ANC unknown: CBC with "
+                f"Severe leukopenia (WBC {wbc.bound} x10^9/L), ANC unknown: CBC with "
                 "manual differential today."
             )
             evidence = _wbc_evidence(ctx, wbc)
@@ -120,10 +126,10 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             "The lupus type is not specified in the record (coded as lupus erythematosus)."
         )
     return Finding(
-        decisive=f"WBC {quoted(wbc)} x10^9/L",
+        decisive=f"WBC {wbc.bound} x10^9/L",
         rule="LEUKOPENIA_MONITOR",
         indicator="info",
-        summary=f"Leukopenia (WBC {quoted(wbc)} x10^9/L) in "
+        summary=f"Leukopenia (WBC {wbc.bound} x10^9/L) in "
         f"{_lupus_short(lupus.kind, lupus.suspected)}: repeat CBC with differential.",
         evidence=evidence,
         recommendations=recommendations,
@@ -174,9 +180,19 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence), so it runs before them, carries the drug lines
     (dose as prescribed, mg/kg/day, interacting drug) and names the patient's own drugs.
 
+    (v4) "Hold or reduce" names only current tier A drugs; a drug given in the past (a
+    rituximab infusion 150 days ago) is named as a suspect by its last dose ("do not re-dose
+    until the counts recover"). With rituximab in the last 12 months the card neither cites the
+    rituximab case report nor offers rituximab as a treatment: its source is the review of
+    rituximab-associated late-onset neutropenia (Wolach et al. 2010).
+
     Choices where the spec is silent: "persistent" follows §2.4, so a recovered value between
-    the two low results breaks the run. A recent cyclophosphamide pulse is named by its nadir,
-    not listed among the drugs to hold (v3 wording).
+    the two low results breaks the run. Rituximab and cyclophosphamide, given as infusions or
+    pulses, are always named by their last dose (never "hold or reduce"), current order or not;
+    current tier B drugs get "ask the rheumatologist about ..." (one verb per list, v4 wording).
+    For a transplant recipient (rules/indication.py) no current drug is held or reduced on the
+    card's own advice: "discuss with the transplant team today before changing tacrolimus /
+    mycophenolate mofetil" (v4 transplant wording), the suspects given in the past still named.
     """
     record = ctx.record
     if record.lupus is None:
@@ -196,29 +212,23 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     ) or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
     rituximab = record.exposure("rituximab")
     recent_rituximab = rituximab is not None and rituximab.current_or_recent
-    names = ", ".join(e.ingredient.display for e in drugs if e.ingredient.id != "cyclophosphamide")
-    recommendations = [
-        f"1. Drug toxicity first: hold or reduce {names} with the rheumatologist.",
-        "2. Exclude infection, B12/folate deficiency and marrow disease (smear, marrow "
-        "examination, anti-neutrophil antibodies).",
+    then = [
+        "Exclude infection, B12/folate deficiency and marrow disease (smear, marrow "
+        "examination, anti-neutrophil antibodies)."
     ]
-    if recent_rituximab:
-        recommendations.append(
-            "3. Rituximab in the last 12 months: consider rituximab-associated "
-            "late-onset neutropenia."
-        )
-    else:
-        recommendations.append(
-            "3. Only when drug toxicity is excluded: one case report describes recovery with "
+    if not recent_rituximab:
+        then.append(
+            "Only when drug toxicity is excluded: one case report describes recovery with "
             "rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025)."
         )
-    recommendations.append("Urgent joint hematology and rheumatology review throughout.")
-    decisive = f"{latest.analyte.upper()} {fmt(latest.value)} x10^9/L"
-    return Finding(
+    then.append("Urgent joint hematology and rheumatology review throughout.")
+    recommendations = _drug_toxicity_lines(ctx, drugs)[: 5 - len(then)] + then
+    decisive = f"{latest.analyte.upper()} {latest.bound} x10^9/L"
+    finding = Finding(
         rule="REFRACTORY_LEUKOPENIA_REFERRAL",
         indicator="critical" if critical else "warning",
-        summary=f"Persistent severe leukopenia on >= 2 immunosuppressants ({decisive}): joint "
-        "hematology-rheumatology review.",
+        summary=f"Persistent severe leukopenia on 2 or more immunosuppressants ({decisive}): "
+        "joint hematology-rheumatology review.",
         evidence=[
             f"First low: {first.analyte.upper()} {first.describe()}",
             f"Latest: {latest.analyte.upper()} {latest.describe()}",
@@ -229,18 +239,85 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
             ),
             *drug_lines(ctx, drugs),
             f"Diagnosis: {record.lupus.describe()}",
+            *transplant_evidence(record),
         ],
         recommendations=recommendations,
-        sources=["hanai_2025", *(["wolach_rituximab_lon_2010"] if recent_rituximab else [])],
+        # With rituximab the suspect, the card cites no rituximab-as-treatment report (v4).
+        sources=["wolach_rituximab_lon_2010"] if recent_rituximab else ["hanai_2025"],
         orders=[
             SuggestedOrder(
                 "hematology_referral", "urgent", "Refer to hematology (urgent)", recommended=True
             ),
             SuggestedOrder("cbc", "urgent", "Order CBC with differential and smear"),
         ],
-        evidence_level="The rituximab option is reported in a single case report.",
+        evidence_level=""
+        if recent_rituximab
+        else "The rituximab option is reported in a single case report.",
         decisive=decisive,
     )
+    return with_genotype_note(ctx, finding)
+
+
+def _last_given(exposure: DrugExposure) -> datetime | None:
+    """The last dose date (§2.1): the latest administration, else the newest record's end or
+    start."""
+    if exposure.last_dose is not None:
+        return exposure.last_dose
+    dates = [d for r in exposure.records for d in (r.end, r.start) if d is not None]
+    return max(dates) if dates else None
+
+
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _drug_toxicity_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
+    """Drug toxicity first (v4 wording): "hold or reduce" names only current tier A drugs;
+    the current tier B drugs get their own verb ("ask the rheumatologist about tacrolimus");
+    rituximab and the drugs given in the past are suspects named by their last dose ("do not
+    re-dose until counts recover"). A recent cyclophosphamide pulse is named the same way (its
+    nadir), never "hold"."""
+    record = ctx.record
+    current = [e for e in drugs if e.current and e.ingredient.id not in _GIVEN_AS_DOSES]
+    if indication(record) == "transplant" and current:
+        # v4: a transplant recipient's drugs may be anti-rejection drugs: never "hold or
+        # reduce" on the card's own advice; the transplant team decides, today.
+        lines = [transplant_line([e.ingredient.display for e in current])]
+    else:
+        hold = [e.ingredient.display for e in current if e.ingredient.is_tier_a]
+        ask = [e.ingredient.display for e in current if not e.ingredient.is_tier_a]
+        parts = []
+        if hold:
+            parts.append(f"hold or reduce {_joined(hold)} with the rheumatologist")
+        if ask:
+            parts.append(f"ask the rheumatologist about {_joined(ask)}")
+        lines = [f"Drug toxicity first: {'; '.join(parts)}."] if parts else []
+    for exposure in drugs:
+        if exposure in current:
+            continue
+        given = _last_given(exposure)
+        when = f"last {'infusion' if exposure.ingredient.id == 'rituximab' else 'dose'} " + (
+            f"{day(given)} ({int(days_between(given, record.now))} days ago)"
+            if given
+            else "unknown"
+        )
+        if exposure.ingredient.id == "rituximab":
+            lines.append(
+                f"Rituximab, {when}: suspect rituximab-associated late-onset neutropenia; do "
+                "not re-dose until the counts recover."
+            )
+        else:
+            lines.append(
+                f"{upper_first(exposure.ingredient.display)}, {when}: a suspect; do not "
+                "re-dose until the counts recover."
+            )
+    if not lines:
+        lines.append("Drug toxicity first: review every marrow-toxic drug with the rheumatologist.")
+    return lines
+
+
+# Drugs given as infusions or pulses: named by their last dose, never "hold or reduce".
+_GIVEN_AS_DOSES = ("rituximab", "cyclophosphamide")
 
 
 def _persistent_low_run(ctx: RuleContext, since: datetime) -> tuple[Count, Count] | None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from cds_service.fhir.dates import day, days_between
 from cds_service.record import Count, PatientRecord
-from cds_service.rules.assessments import quoted, trend
+from cds_service.rules.assessments import trend
 from cds_service.rules.base import Finding, Indicator, RuleContext, SuggestedOrder, shown_period
 
 # The sources of the profound-lymphopenia advice (infection risk in SLE, seed000's references).
@@ -29,7 +29,7 @@ class LymphopeniaEpisode:
 
 def _last_three(record: PatientRecord) -> str:
     values = record.series("alc")[:3]
-    return ", ".join(f"{quoted(c)} on {day(c.time)}" for c in values)
+    return ", ".join(f"{c.bound} on {day(c.time)}" for c in values)
 
 
 def lymphopenia_episode(ctx: RuleContext, alc: Count) -> LymphopeniaEpisode:
@@ -59,14 +59,14 @@ def lymphopenia_episode(ctx: RuleContext, alc: Count) -> LymphopeniaEpisode:
     previous = earlier[0]
     if previous.value >= limit:
         return warning(
-            f"new episode (the first ALC below {limit:g} after {quoted(previous)} on "
+            f"new episode (the first ALC below {limit:g} after {previous.bound} on "
             f"{day(previous.time)})",
             "new episode",
         )
     fall = (previous.value - alc.value) / previous.value if previous.value > 0 else 0.0
     if fall >= ctx.threshold("lymphopenia_fall_fraction") - 1e-9:
         return warning(
-            f"fallen {fall:.0%} from {quoted(previous)} on {day(previous.time)}",
+            f"fallen {fall:.0%} from {previous.bound} on {day(previous.time)}",
             f"fall of {fall:.0%}",
         )
     run = [alc]
@@ -148,10 +148,10 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
         evidence.append("Glucocorticoids: " + ", ".join(e.describe() for e in glucocorticoids))
     evidence.append(f"Threshold: ALC < {limit:g} x10^9/L")
     return Finding(
-        decisive=f"ALC {quoted(alc)} x10^9/L",
+        decisive=f"ALC {alc.bound} x10^9/L",
         rule="LYMPHOPENIA_PROFOUND",
         indicator="warning" if sle else "info",
-        summary=f"Profound lymphopenia (ALC {quoted(alc)} x10^9/L): screen for infection, "
+        summary=f"Profound lymphopenia (ALC {alc.bound} x10^9/L): screen for infection, "
         "review immunosuppression.",
         evidence=evidence,
         recommendations=_with_transplant_team(ctx, lymphopenia_advice(ctx)),
@@ -191,7 +191,7 @@ def lymphopenia_info(ctx: RuleContext) -> Finding | None:
     return Finding(
         rule="LYMPHOPENIA_INFO",
         indicator="info",
-        summary=f"Lymphopenia (ALC {quoted(alc)} x10^9/L), common in SLE: watch for infection.",
+        summary=f"Lymphopenia (ALC {alc.bound} x10^9/L), common in SLE: watch for infection.",
         evidence=[f"ALC {alc.describe()}", f"Diagnosis: {ctx.record.lupus.describe()}"],
         recommendations=[
             "Usually needs no treatment; it is a risk factor for severe bacterial "

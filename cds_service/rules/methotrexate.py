@@ -22,7 +22,6 @@ from cds_service.rules.assessments import (
     count_evidence,
     critical_state,
     is_low_wbc,
-    quoted,
 )
 from cds_service.rules.base import (
     MAX_SUMMARY,
@@ -202,9 +201,9 @@ def _cytopenia(ctx: RuleContext) -> str | None:
     k = ctx.knowledge
     state = critical_state(ctx.record, k)
     if state.anc is not None and state.anc.value < k.threshold("mild_neutropenia_anc"):
-        return f"ANC {quoted(state.anc)}"
+        return f"ANC {state.anc.bound}"
     if state.wbc is not None and is_low_wbc(state.wbc, k):
-        return f"WBC {quoted(state.wbc)}"
+        return f"WBC {state.wbc.bound}"
     flag = ctx.record.critical_low_flag(
         "anc", bool(k.settings["preliminary_critical_results"]), k.threshold("current_days")
     )

@@ -21,7 +21,6 @@ from cds_service.rules.assessments import (
     fever,
     is_low_wbc,
     neutrophil_state,
-    quoted,
     tier_a_current,
 )
 from cds_service.rules.base import (
@@ -111,7 +110,7 @@ def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
         else f"the WBC of {day(wbc.time)}"
     )
     return (
-        f"Last ANC {quoted(earlier)} on {day(earlier.time)} was low; "
+        f"Last ANC {earlier.bound} on {day(earlier.time)} was low; "
         f"{drawn} has no differential: repeat it."
     )
 
@@ -153,7 +152,7 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
             and is_low_count(latest, ctx)
         ):
             reasons.append(
-                f"last {analyte.upper()} was low ({quoted(latest)} x10^9/L, "
+                f"last {analyte.upper()} was low ({latest.bound} x10^9/L, "
                 f"{day(latest.time)}) and has not been repeated"
             )
     low_anc = _low_anc_without_new_differential(ctx)

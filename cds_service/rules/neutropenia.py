@@ -9,15 +9,33 @@ from cds_service.record import Count, LabFlag, PatientRecord
 from cds_service.rules.assessments import (
     NeutrophilState,
     critical_state,
+    dangerous_combinations,
     fever,
     fmt,
     neutrophil_state,
-    quoted,
+    tier_a_current,
     trend,
 )
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, upper_first
-from cds_service.rules.drugs import drug_lines, own_drugs_first
-from cds_service.rules.indication import indication, transplant_line
+from cds_service.rules.base import (
+    MAX_SUMMARY,
+    Finding,
+    RuleContext,
+    SuggestedOrder,
+    shown_limit,
+    upper_first,
+)
+from cds_service.rules.drugs import (
+    absorbed_lymphopenia,
+    drug_lines,
+    drug_sources,
+    duffy_null_evidence,
+    hcq_source,
+    immunosuppressant_names,
+    lupus_drug_advice,
+    own_drugs_first,
+    with_genotype_note,
+)
+from cds_service.rules.indication import indication, transplant_evidence, transplant_line
 
 
 def _neutrophil_evidence(ctx: RuleContext, state: NeutrophilState) -> list[str]:
@@ -108,20 +126,22 @@ def _drugs_to_hold(ctx: RuleContext) -> list[str]:
 
 def _anc_value(state: NeutrophilState) -> str:
     """The ANC as judged, with its comparator when the lab censored it ("< 0.1")."""
-    return quoted(state.anc) if state.anc else "unknown"
+    return state.anc.bound if state.anc else "unknown"
+
+
+def _anc_bound_by_wbc(wbc: Count) -> str:
+    """What a WBC with no differential says of the ANC (clinical rules §2.4 "ANC unknown" v4):
+    "ANC at most 0.05"; a censored WBC keeps its sign ("ANC below 0.5"). Never a formula such
+    as "ANC <= WBC"."""
+    if wbc.comparator == "<":
+        return f"ANC below {wbc.value:g}"
+    return f"ANC at most {wbc.value:g}" if wbc.comparator else f"ANC at most {fmt(wbc.value)}"
 
 
 def _anc_at_most_wbc(wbc: Count) -> str:
-    """What a WBC with no differential says of the ANC (clinical rules §2.4 "ANC unknown" v4):
-    "ANC at most 0.05: WBC 0.05 with no differential"; a censored WBC keeps its sign ("ANC
-    below 0.5: WBC < 0.5 with no differential"). Never a formula such as "ANC <= WBC"."""
-    if wbc.comparator == "<":
-        bound = f"below {wbc.value:g}"
-    elif wbc.comparator:
-        bound = f"at most {wbc.value:g}"
-    else:
-        bound = f"at most {fmt(wbc.value)}"
-    return f"ANC {bound}: WBC {quoted(wbc)} with no differential"
+    """ "ANC at most 0.05: WBC 0.05 with no differential"; "ANC below 0.5: WBC < 0.5 with no
+    differential" (v4 plain English)."""
+    return f"{_anc_bound_by_wbc(wbc)}: WBC {wbc.bound} with no differential"
 
 
 def lab_flagged_anc(ctx: RuleContext) -> LabFlag | None:
@@ -225,12 +245,12 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         # v4: the ANC is below the WBC, so below the cut-off: febrile neutropenia, not
         # "possible"; a censored WBC keeps its sign ("WBC < 0.5", never "0.50").
         below = f"{state.wbc.value:g}" if state.wbc.comparator else fmt(state.wbc.value)
-        decisive = f"ANC below {below} (WBC {quoted(state.wbc)}, no differential yet)"
+        decisive = f"ANC below {below} (WBC {state.wbc.bound}, no differential yet)"
         summary = (
             f"Febrile neutropenia: {decisive}: evaluate now, cultures, antibiotics within 1 h."
         )
     elif wbc_low and state.wbc is not None:
-        decisive = f"WBC {quoted(state.wbc)} x10^9/L, ANC not yet available"
+        decisive = f"WBC {state.wbc.bound} x10^9/L, ANC not yet available"
         summary = (
             f"Possible febrile neutropenia ({decisive}): evaluate now, CBC with differential stat."
         )
@@ -255,7 +275,7 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         if pulse and not (anc_low or wbc_low)
         else "Emergency evaluation now: assess for sepsis, blood cultures."
     )
-    return Finding(
+    finding = Finding(
         rule="FEBRILE_NEUTROPENIA",
         indicator="critical",
         summary=summary,
@@ -287,6 +307,7 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         override_reasons=["already-addressed", "data-incorrect"],
         decisive=decisive,
     )
+    return with_genotype_note(ctx, finding)
 
 
 def neutropenia_severe(ctx: RuleContext) -> Finding | None:
@@ -294,8 +315,8 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     silenced by a FEBRILE_NEUTROPENIA card (catalogue precedence), not by fever alone. It
     absorbs DRUG_CYTOPENIA_DOSE_REVIEW (v3 precedence) and carries its drug lines. With ANC
     unknown the card quotes the bound the WBC gives ("ANC at most 0.05: WBC 0.05 with no
-    differential", v4 wording), never "ANC < 1.0" (v3); below 0.1 it names profound
-    agranulocytosis.
+    differential", v4 plain English), never "ANC < 1.0" (v3 wording); below 0.1 it names
+    profound agranulocytosis.
 
     Choice where the spec is silent: beside a firing REFRACTORY_LEUKOPENIA_REFERRAL this card
     stays (the contract's precedence does not merge them): it is the acute problem (same-day
@@ -321,9 +342,12 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         bound = f"Threshold: ANC < {threshold:g} x10^9/L (CTCAE v5 grade 4)."
     else:
         assert state.wbc is not None  # anc_below_one_by_wbc reads the WBC
-        decisive = _anc_at_most_wbc(state.wbc)
-        summary = f"{decisive}. Treat as severe neutropenia; ask about fever now."
-        bound = f"{decisive} (x10^9/L): treated as ANC < {threshold:g} (CTCAE v5 grade 4)" + (
+        # The decisive value is the ANC bound (an order card quotes it: "Severe neutropenia
+        # (ANC at most 0.90): do not start ..."); the summary says where it comes from.
+        decisive = f"{_anc_bound_by_wbc(state.wbc)} x10^9/L"
+        words = _anc_at_most_wbc(state.wbc)
+        summary = f"{words}. Treat as severe neutropenia; ask about fever now."
+        bound = f"{words} (x10^9/L): treated as ANC < {threshold:g} (CTCAE v5 grade 4)" + (
             "; below 0.1, profound agranulocytosis." if state.wbc.value < 0.1 else "."
         )
     found_fever = fever(ctx.record, k)
@@ -333,7 +357,7 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             f"Severe neutropenia ({decisive}) with fever: evaluate now, cultures, antibiotics "
             "within 1 h."
         )
-    return Finding(
+    finding = Finding(
         rule="NEUTROPENIA_SEVERE",
         indicator="critical",
         summary=summary,
@@ -364,12 +388,30 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
         override_reasons=["already-addressed", "counts-reviewed", "data-incorrect"],
         decisive=decisive,
     )
+    return with_genotype_note(ctx, finding)
 
 
 def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     """Latest final ANC 0.5 to < 1.0 x10^9/L (CTCAE v5 grade 3). The severe,
     febrile and refractory cards suppress it (catalogue precedence); the refractory card
-    absorbs it (v3)."""
+    absorbs it (v3). (v4) On a current tier A drug it absorbs DRUG_CYTOPENIA_DOSE_REVIEW for
+    the same neutropenia: one card ("Moderate neutropenia (ANC 0.70) on azathioprine: reduce
+    or withhold per label; repeat CBC in 48-72 h") carrying the drug lines (dose as prescribed,
+    mg/kg/day, an interacting drug) and each drug's label action.
+
+    What the absorbed dose-review card would have said comes along (v4): an ALC < 0.5 brings
+    its lymphopenia content, graded by episode with the last three ALCs, the infection screen
+    and who decides (the dose-review card absorbs LYMPHOPENIA_PROFOUND, so this card carries
+    it and LYMPHOPENIA_PROFOUND does not run after it); who decides follows the indication
+    (rules/indication.py): "reduce or withhold per label" only for a rheumatic patient; a
+    transplant recipient's drugs are discussed with the transplant team today (the label's
+    advice moves to the evidence for that team), and for an unknown indication the card says
+    "inform the prescribing team".
+
+    Choices where the spec is silent: the absorbed card's combination advice comes along;
+    "patient is Duffy-null" is never offered (an ANC < 1.0 is not explained by a Duffy-null
+    associated neutrophil count, v4); the card stays a warning even when the lymphopenia it
+    carries is stable (the neutropenia decides)."""
     k = ctx.knowledge
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
     if state.anc is None:
@@ -377,25 +419,80 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     low, high = ctx.threshold("severe_neutropenia_anc"), ctx.threshold("moderate_neutropenia_anc")
     if not low <= state.anc.value < high:
         return None
-    return Finding(
-        decisive=f"ANC {quoted(state.anc)} x10^9/L",
+    anc = _anc_value(state)
+    fever_line = (
+        f"Tell the patient to report a fever of {ctx.threshold('fever_sustained_cel'):.1f} °C "
+        "or more at once."
+    )
+    drugs = tier_a_current(ctx.record)
+    evidence = _neutrophil_evidence(ctx, state) + [
+        f"Threshold: ANC {shown_limit(low)} to < {shown_limit(high, 1)} x10^9/L (CTCAE v5 grade 3)."
+    ]
+    summary = (
+        f"Moderate neutropenia (ANC {anc} x10^9/L): repeat CBC with differential within 48-72 h."
+    )
+    recommendations = ["Repeat CBC with differential within 48-72 hours.", fever_line]
+    sources = ["ctcae_v5"]
+    carries: tuple[str, ...] = ()
+    if drugs:
+        carries = ("DRUG_CYTOPENIA_DOSE_REVIEW",)
+        first = drugs[0].ingredient.display
+        evidence += duffy_null_evidence(ctx.record) + drug_lines(ctx, drugs)
+        evidence += transplant_evidence(ctx.record)
+        label_advice = [
+            e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice
+        ]
+        who = indication(ctx.record)
+        if who == "transplant":
+            # v4: an anti-rejection drug is never withheld on the card's own advice.
+            advice = [transplant_line(immunosuppressant_names(ctx))]
+            evidence += [f"Label advice for the transplant team: {line}" for line in label_advice]
+            action = "discuss with the transplant team today"
+        elif who == "rheumatic":
+            advice = label_advice
+            action = "reduce or withhold per label"
+        else:
+            advice = [
+                *label_advice,
+                f"Inform the prescribing team today: they decide whether to change {first}.",
+            ]
+            action = "inform the prescribing team today"
+        advice += [text for _, _, text in dangerous_combinations(ctx.record, k)]
+        lymphopenia = absorbed_lymphopenia(ctx, first)
+        if lymphopenia is not None:
+            carries += ("LYMPHOPENIA_PROFOUND",)
+            evidence.append(lymphopenia.evidence)
+            advice += lymphopenia.advice
+            sources_lymphopenia = lymphopenia.sources
+        else:
+            sources_lymphopenia = []
+        recommendations += advice + lupus_drug_advice(ctx.record)
+        names = " and ".join(e.ingredient.display for e in drugs[:2])
+        summary = f"Moderate neutropenia (ANC {anc}) on {names}: {action}; repeat CBC in 48-72 h."
+        if len(summary) > MAX_SUMMARY:
+            summary = (
+                f"Moderate neutropenia (ANC {anc}) on {first}: {action}; repeat CBC in 48-72 h."
+            )
+        sources += drug_sources([e.ingredient for e in drugs]) + ["bsr_dmard_2017"]
+        sources += sources_lymphopenia + hcq_source(recommendations)
+        if ctx.record.duffy_null:
+            sources += ["merz_duffy_2023", "hibbs_duffy_2025"]
+    else:
+        recommendations.insert(1, own_drugs_first(ctx))
+    finding = Finding(
+        decisive=f"ANC {state.anc.bound} x10^9/L",
         rule="NEUTROPENIA_MODERATE",
         indicator="warning",
-        summary=f"Moderate neutropenia (ANC {_anc_value(state)} x10^9/L): repeat CBC with "
-        "differential within 48-72 h.",
-        evidence=_neutrophil_evidence(ctx, state)
-        + [f"Threshold: ANC {low:g} to < {high:g} x10^9/L (CTCAE v5 grade 3)."],
-        recommendations=[
-            "Repeat CBC with differential within 48-72 hours.",
-            own_drugs_first(ctx),
-            f"Tell the patient to report fever (>= {ctx.threshold('fever_sustained_cel'):.1f} °C)"
-            " at once.",
-        ],
-        sources=["ctcae_v5"],
+        summary=summary,
+        evidence=evidence,
+        recommendations=list(dict.fromkeys(recommendations))[:5],
+        sources=list(dict.fromkeys(sources)),
         orders=[
             SuggestedOrder(
                 "cbc", "urgent", "Order CBC with differential (within 48-72 h)", recommended=True
             )
         ],
-        override_reasons=["already-addressed", "counts-reviewed", "duffy-null"],
+        override_reasons=["already-addressed", "counts-reviewed"],
+        carries=carries,
     )
+    return with_genotype_note(ctx, finding)

@@ -15,13 +15,14 @@ from cds_service.rules.assessments import (
     count_evidence,
     dose_review_reasons,
     duffy_null_anc_limit,
+    duffy_null_could_explain,
     fmt,
     is_mycophenolate,
     neutrophil_state,
-    quoted,
     six_month_median,
 )
 from cds_service.rules.base import (
+    MAX_SUMMARY,
     DraftOrderChange,
     Finding,
     Indicator,
@@ -41,7 +42,9 @@ from cds_service.rules.drafts import (
     cbc_order,
     defer_draft,
     dose_lines,
+    draft_course,
     evaluated_drugs,
+    fraction_range,
     reduce_draft,
 )
 from cds_service.rules.drugs import mg_per_kg_line
@@ -64,32 +67,22 @@ def _stable(record: PatientRecord, state: NeutrophilState, ctx: RuleContext) -> 
     return state.wbc is not None
 
 
-def _course(record: PatientRecord, drug: DraftDrug) -> str:
-    """new start | dose increase | same or lower dose | dose not comparable."""
-    exposure = record.exposure(drug.ingredient.id)
-    if exposure is None or not exposure.current:
-        return "new start"
-    current = exposure.latest_dose
-    ordered = drug.medication.dose.mg_per_day
-    if current is None or current.mg_per_day is None or ordered is None:
-        return "dose not comparable"
-    return "dose increase" if ordered > current.mg_per_day * 1.001 else "same or lower dose"
-
-
 _VERB = {"new start": "start", "dose increase": "increase"}
 
 
 def _critical_summary(
-    ctx: RuleContext, primary: DraftDrug, course: str, state: NeutrophilState
+    ctx: RuleContext,
+    primary: DraftDrug,
+    course: str,
+    state: NeutrophilState,
+    acute: Finding | None,
 ) -> tuple[str, str]:
-    """(summary, label line) quoting the decisive value: the ANC when it is < 0.5 (the
-    lowest-graded criterion), else the WBC < 1.0, and the drug's own label limit."""
+    """(summary, label line) quoting the decisive value: with febrile or severe neutropenia now
+    (v4), that card's decisive value ("Febrile neutropenia (ANC 0.60): do not start
+    azathioprine now: cancel or defer"); else the ANC when it is < 0.5 (the lowest-graded
+    criterion), else the WBC < 1.0, and the drug's own label limit."""
     name = primary.ingredient.display
     verb = _VERB.get(course, "continue")
-    if state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"):
-        value = f"ANC {fmt(state.anc.value)}"
-    else:
-        value = f"WBC {fmt(state.wbc.value)}"  # type: ignore[union-attr]
     if is_mycophenolate(primary.ingredient):
         limit = ctx.threshold("dose_review_anc_mycophenolate")
         rule = f"while the ANC is < {limit:g} (label)"
@@ -102,7 +95,34 @@ def _critical_summary(
         label = primary.ingredient.dose_review_advice or (
             f"Do not {verb} {name} before the counts recover."
         )
+    if acute is not None:
+        problem = _acute_problem(acute)
+        decisive = acute.decisive.replace(" x10^9/L", "")
+        summary = f"{problem} ({decisive}): do not {verb} {name} now: cancel or defer."
+        if len(summary) > MAX_SUMMARY:
+            summary = f"{problem}: do not {verb} {name} now: cancel or defer."
+        return summary, label
+    if state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"):
+        value = f"ANC {state.anc.bound}"
+    else:
+        value = f"WBC {state.wbc.bound}"  # type: ignore[union-attr]
     return f"{value}: do not {verb} {name} {rule}: cancel or defer.", label
+
+
+def _acute_problem(acute: Finding) -> str:
+    """How the order card names the patient-state card it stands before."""
+    if acute.rule == "NEUTROPENIA_SEVERE":
+        return "Severe neutropenia"
+    possible = acute.summary.lower().startswith("possible")
+    return "Possible febrile neutropenia" if possible else "Febrile neutropenia"
+
+
+def _acute_neutropenia(ctx: RuleContext) -> Finding | None:
+    """The FEBRILE_NEUTROPENIA or NEUTROPENIA_SEVERE card of this answer (they run first):
+    with either, a tier A draft gets the critical order card whatever its dose (v4)."""
+    return next(
+        (f for f in ctx.fired if f.rule in ("FEBRILE_NEUTROPENIA", "NEUTROPENIA_SEVERE")), None
+    )
 
 
 def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
@@ -156,14 +176,18 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
         e.ingredient for e in record.exposures.values() if e.current and e.ingredient.is_tier_a
     ]
     reasons = dose_review_reasons(record, k, tier_a or partners)
-    if not reasons and not combinations:
+    acute = _acute_neutropenia(ctx) if tier_a else None
+    if not reasons and not combinations and acute is None:
         return None
     state = neutrophil_state(record, k, include_preliminary=False)
-    critical = bool(reasons) and (
-        (state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"))
-        or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
+    critical = acute is not None or (
+        bool(reasons)
+        and (
+            (state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"))
+            or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
+        )
     )
-    courses = {d.ingredient.id: _course(record, d) for d in candidates}
+    courses = {d.ingredient.id: draft_course(record, d) for d in candidates}
     continuation = all(c == "same or lower dose" for c in courses.values())
     indicator: Indicator
     if critical:
@@ -173,7 +197,11 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     else:
         indicator = "warning"
     # The drug the card is about: a combination's drafted drug, else the first tier A draft.
-    primary = combinations[0].drafted if combinations and not critical else candidates[0]
+    primary = (
+        combinations[0].drafted
+        if combinations and not critical
+        else next((d for d in candidates if d.ingredient.is_tier_a), candidates[0])
+    )
     evidence = [f"{d.describe()} ({courses[d.ingredient.id]})" for d in candidates]
     evidence += count_evidence(ctx.record, ctx.knowledge, state)
     evidence += [f"Dose-review criterion met: {r}." for r in reasons]
@@ -191,12 +219,18 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     if indicator == "info":
         evidence.append("Continuation at the same or a lower dose; counts stable.")
     name = primary.ingredient.display
+    if acute is not None:
+        evidence.insert(0, f"{_acute_problem(acute)} now: {acute.decisive}.")
     if indicator == "critical":
-        summary, label_line = _critical_summary(ctx, primary, courses[primary.ingredient.id], state)
+        summary, label_line = _critical_summary(
+            ctx, primary, courses[primary.ingredient.id], state, acute
+        )
         recommendations = [
             label_line,
             "Cancel the order, or defer it until a repeat CBC with differential shows recovery.",
-            "Same-day review of the neutropenia; ask about fever now.",
+            f"Manage the {_acute_problem(acute).lower()} first (its own card)."
+            if acute is not None
+            else "Same-day review of the neutropenia; ask about fever now.",
         ]
     else:
         recommendations = [c.advice() for c in combinations]
@@ -237,10 +271,16 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
         override_reasons=[
             "counts-reviewed",
             "benefit-outweighs-risk",
-            "duffy-null",
+            *(
+                ["duffy-null"]
+                if indicator != "critical"
+                and not combinations
+                and duffy_null_could_explain(record, k, reasons)
+                else []
+            ),
             "already-addressed",
         ],
-        decisive=reasons[0] if reasons else combinations[0].text,
+        decisive=reasons[0] if reasons else combinations[0].text if combinations else "",
         about_counts=bool(reasons),
     )
 
@@ -268,12 +308,18 @@ def _myelotoxic_suggestions(
     if own:
         combination = own[0]
         if combination.thiopurine_allopurinol and not combination.drafted_is_partner:
-            reduced = reduce_draft(
-                primary,
-                COMBINATION_FRACTION,
-                "label: 1/3-1/4 with allopurinol",
-                cbc,
-                True,
+            per_dose = primary.medication.dose.per_dose_mg
+            reduced = (
+                reduce_draft(
+                    primary,
+                    per_dose * COMBINATION_FRACTION,
+                    "label with allopurinol: "
+                    + fraction_range(primary, 1 / 4, COMBINATION_FRACTION, "1/4", "1/3"),
+                    cbc,
+                    True,
+                )
+                if per_dose
+                else None
             )
             changes = [cancel_draft(primary, None, recommended=reduced is None)]
             return changes + ([reduced] if reduced else []), []
@@ -284,10 +330,14 @@ def _myelotoxic_suggestions(
     reduce: DraftOrderChange | None = None
     if courses[primary.ingredient.id] == "dose increase":
         current = record.exposure(primary.ingredient.id).latest_dose  # type: ignore[union-attr]
-        ordered = primary.medication.dose.mg_per_day
-        if current and current.mg_per_day and ordered:
+        ordered = primary.medication.dose
+        if current and current.mg_per_day and ordered.mg_per_day and ordered.per_dose_mg:
             reduce = reduce_draft(
-                primary, current.mg_per_day / ordered, "the current dose", cbc, True
+                primary,
+                ordered.per_dose_mg * current.mg_per_day / ordered.mg_per_day,
+                "the current dose",
+                cbc,
+                True,
             )
     changes = [cancel_draft(primary, cbc, recommended=False)]
     if reduce:
@@ -333,14 +383,14 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     elif latest_wbc not in lows:
         evidence.append(f"Last WBC {latest_wbc.describe()}")
     evidence += [
-        f"Last {c.analyte.upper()} was low ({quoted(c)} x10^9/L on {c.time:%Y-%m-%d}) "
+        f"Last {c.analyte.upper()} was low ({c.bound} x10^9/L on {c.time:%Y-%m-%d}) "
         "and has not been repeated"
         for c in lows
     ]
     if lows:
         low = lows[0]
         summary = (
-            f"Last {low.analyte.upper()} was low ({quoted(low)} x10^9/L, {low.time:%Y-%m-%d}):"
+            f"Last {low.analyte.upper()} was low ({low.bound} x10^9/L, {low.time:%Y-%m-%d}):"
             f" CBC before signing {names}."
         )
     else:

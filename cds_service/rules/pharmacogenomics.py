@@ -1,21 +1,74 @@
 """THIOPURINE_PGX (CPIC): a thiopurine with no TPMT/NUDT15 result, a reduced-activity
 phenotype, or a bare activity number. One rule on every hook: on patient-view it judges the
 current thiopurines, on the order hooks the evaluated thiopurine drafts (and offers a change to
-the draft); both give the same card."""
+the draft); both give the same card.
+
+v4 (clinical rules §3 THIOPURINE_PGX):
+- no result and a severe cytopenia on the thiopurine (a critical card, ANC < 1.0 or WBC < 2.0):
+  a warning with the genotype ordered `urgent`, and the cytopenia card carries one line saying
+  so (`drugs.with_genotype_note`);
+- a phenotype on file: the summary names the gene(s) with an abnormal phenotype and the normal
+  one, the card shows the dose as prescribed with mg/kg/day and only the CPIC tier that applies
+  (one gene intermediate 30-80% of the normal starting dose; both intermediate 20-50%, CPIC
+  update of March 2024; poor, a non-thiopurine). These are starting doses: "start at (reduce
+  to) at most" only for a new start or a dose increase above the range; otherwise info, never
+  "reduce".
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cds_service.knowledge import Ingredient
 from cds_service.protocol.hooks import ORDER_HOOKS
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
-from cds_service.rules.drafts import cancel_draft, dose_lines, evaluated_drugs, reduce_draft
-from cds_service.rules.drugs import drug_sources
+from cds_service.record import DrugExposure
+from cds_service.record.dosing import DailyDose, sig3
+from cds_service.record.model import PharmacogenomicResult
+from cds_service.rules.assessments import neutrophil_state
+from cds_service.rules.base import (
+    MAX_SUMMARY,
+    DraftOrderChange,
+    Finding,
+    Indicator,
+    RuleContext,
+    SuggestedOrder,
+)
+from cds_service.rules.drafts import (
+    DraftDrug,
+    cancel_draft,
+    dose_lines,
+    draft_course,
+    evaluated_drugs,
+    reduce_draft,
+)
+from cds_service.rules.drugs import drug_lines, drug_sources, phenotypes_unreadable
 
 # Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
 REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
-# CPIC: intermediate metabolizer, 30-80% of the normal starting dose; half is inside that range
-# for a single TPMT or NUDT15 result and a dose that can be given (one of two tablets).
-INTERMEDIATE_FRACTION = 0.5
+# CPIC starting dose, as a fraction of the normal starting dose: one gene intermediate (CPIC
+# 2018), both genes intermediate (CPIC update of March 2024).
+ONE_INTERMEDIATE = (0.3, 0.8)
+BOTH_INTERMEDIATE = (0.2, 0.5)
+URGENT_REASON = (
+    "severe cytopenia early in thiopurine therapy is the picture of TPMT/NUDT15 deficiency: "
+    "the result decides whether and at what dose it can be restarted"
+)
+_ALWAYS = (
+    "A phenotype measured within 90 days of a red-cell transfusion is unreliable.",
+    "TPMT testing never replaces CBC monitoring (label).",
+)
+
+
+@dataclass(frozen=True)
+class Thiopurine:
+    """One thiopurine the card is about: its dose and whether it is a new start, a dose
+    increase, or an established dose."""
+
+    ingredient: Ingredient
+    described: str
+    dose: DailyDose | None
+    course: str  # new start | dose increase | established
+    draft: DraftDrug | None = None
 
 
 def thiopurine_pgx(ctx: RuleContext) -> Finding | None:
@@ -25,107 +78,101 @@ def thiopurine_pgx(ctx: RuleContext) -> Finding | None:
     return _current_thiopurines(ctx)
 
 
+def severe_cytopenia(ctx: RuleContext) -> bool:
+    """A critical cytopenia card fired, or the current final ANC is < 1.0 or WBC < 2.0 (the v4
+    "severe cytopenia on the thiopurine")."""
+    if ctx.has_fired_family("cytopenia", indicators=("critical",)):
+        return True
+    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    anc_low = state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc")
+    wbc_low = state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc")
+    return anc_low or wbc_low
+
+
 def _current_thiopurines(ctx: RuleContext) -> Finding | None:
     """Azathioprine or mercaptopurine (patient-view: started or dose-increased <= 90 days
-    ago, or a cytopenia card fired) with no TPMT/NUDT15 result (info), an intermediate or
-    poor phenotype or low activity (warning), or a bare activity number (info). CPIC."""
-    thiopurines = [
-        e for e in ctx.record.exposures.values() if e.current and e.ingredient.thiopurine
-    ]
+    ago, or a cytopenia card fired) with no TPMT/NUDT15 result (info; warning after a severe
+    cytopenia), a reduced phenotype, or a bare activity number. CPIC.
+
+    Choice where the spec is silent: a thiopurine stopped in the last 90 days counts when a
+    severe cytopenia fires (it was probably held because of it: the genotype decides whether
+    it can be restarted)."""
+    severe = severe_cytopenia(ctx)
+    cytopenia = ctx.has_fired_family("cytopenia")
     relevant = [
         e
-        for e in thiopurines
-        if e.started_recently or e.dose_increased_recently or ctx.has_fired_family("cytopenia")
+        for e in ctx.record.exposures.values()
+        if e.ingredient.thiopurine
+        and (e.current or (e.current_or_recent and severe))
+        and (e.started_recently or e.dose_increased_recently or cytopenia)
     ]
     if not relevant:
         return None
-    return _pgx_finding(
-        ctx, [e.ingredient for e in relevant], ", ".join(e.describe() for e in relevant)
+    return _pgx_finding(ctx, [_of_exposure(e) for e in relevant], severe)
+
+
+def _of_exposure(exposure: DrugExposure) -> Thiopurine:
+    course = (
+        "new start"
+        if exposure.started_recently
+        else "dose increase"
+        if exposure.dose_increased_recently
+        else "established"
     )
+    return Thiopurine(exposure.ingredient, exposure.describe(), exposure.latest_dose, course)
 
 
 def _drafted_thiopurines(ctx: RuleContext) -> Finding | None:
     """THIOPURINE_PGX for evaluated azathioprine or mercaptopurine drafts (clinical rules §3:
-    "order hooks: an evaluated draft"), with the dose per kg (§2.5). On an intermediate or low
-    activity result the draft can be updated to half the ordered dose (inside CPIC's 30-80%);
-    on a poor metabolizer result, cancelling it is recommended (CPIC: a non-thiopurine).
-
-    Choice where the spec is silent: CPIC gives a range, not a number; half is the dose that
-    can be given as one of two tablets. When TPMT and NUDT15 are both intermediate (20-50%)
-    the card says so in text; the suggested half is at the top of that range.
-    """
+    "order hooks: an evaluated draft"), with the dose per kg (§2.5). Above the CPIC range for
+    a new start or an increase, the draft can be updated to the highest orderable dose inside
+    it (weight needed); on a poor metabolizer result, cancelling it is recommended (CPIC: a
+    non-thiopurine). A renewal at the same or a lower dose is an established dose."""
     drugs = [d for d in evaluated_drugs(ctx.record) if d.ingredient.thiopurine]
     if not drugs:
         return None
-    ingredients = list({d.ingredient.id: d.ingredient for d in drugs}.values())
-    finding = _pgx_finding(ctx, ingredients, "; ".join(d.describe() for d in drugs))
+    courses = {"same or lower dose": "established", "dose not comparable": "dose increase"}
+    thiopurines = [
+        Thiopurine(
+            d.ingredient,
+            d.describe(),
+            d.medication.dose,
+            courses.get(draft_course(ctx.record, d), draft_course(ctx.record, d)),
+            d,
+        )
+        for d in drugs
+    ]
+    finding = _pgx_finding(ctx, thiopurines, severe_cytopenia(ctx))
     if finding is None:
         return None
     finding.evidence += dose_lines(ctx, drugs)
-    primary = drugs[0]
-    phenotypes = {
-        r.phenotype for r in ctx.record.pharmacogenomics if r.phenotype in REDUCED_PHENOTYPES
-    }
-    if finding.indicator == "warning" and primary.draft.resource_id:
-        poor = "poor" in phenotypes
-        changes = [cancel_draft(primary, None, recommended=poor)]
-        # Only TPMT known: the NUDT15 test travels with the reduced dose (the card offers one
-        # choice on the draft, so a separate order would exclude the reduction).
-        nudt15 = next((o for o in finding.orders if o.kind == "tpmt_nudt15"), None)
-        if not poor:
-            reduce = reduce_draft(
-                primary,
-                INTERMEDIATE_FRACTION,
-                "CPIC: 30-80% for an intermediate result",
-                nudt15,
-                True,
-            )
-            if reduce and nudt15:
-                finding.orders = [o for o in finding.orders if o is not nudt15]
-            if reduce:
-                changes.append(reduce)
-        finding.draft_changes = changes
     return finding
 
 
-def _pgx_finding(ctx: RuleContext, ingredients: list[Ingredient], described: str) -> Finding | None:
+def _gene_phenotypes(results: list[PharmacogenomicResult]) -> dict[str, str]:
+    """Gene -> phenotype, newest result first; a result that names no gene counts under its
+    own label ("TPMT and NUDT15")."""
+    found: dict[str, str] = {}
+    for result in sorted(results, key=lambda r: r.time.timestamp() if r.time else 0, reverse=True):
+        pairs = result.genes or (
+            ((result.gene, result.phenotype),) if result.phenotype is not None else ()
+        )
+        for gene, phenotype in pairs:
+            found.setdefault(gene, phenotype)
+    return found
+
+
+def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Finding | None:
     """The THIOPURINE_PGX card for these thiopurines, on any hook."""
     results = ctx.record.pharmacogenomics
-    evidence = [f"Thiopurine: {described}"]
-    reduced = [r for r in results if r.phenotype in REDUCED_PHENOTYPES]
+    genes = _gene_phenotypes(results)
+    abnormal = {g: p for g, p in genes.items() if p in REDUCED_PHENOTYPES}
+    if abnormal:
+        return _phenotype_finding(ctx, drugs, genes, abnormal)
     bare = [r for r in results if r.phenotype is None]
-    recommendations = [
-        "CPIC: intermediate metabolizer, start at 30-80% of the normal dose; TPMT and NUDT15 "
-        "both intermediate, 20-50%; poor metabolizer, choose a non-thiopurine for non-malignant "
-        "disease.",
-        "A phenotype measured within 90 days of a red-cell transfusion is unreliable.",
-        "TPMT testing never replaces CBC monitoring (label).",
-    ]
+    evidence = [f"Thiopurine: {'; '.join(d.described for d in drugs)}"]
+    ingredients = list({d.ingredient.id: d.ingredient for d in drugs}.values())
     name = ingredients[0].display
-    if reduced:
-        evidence += [f"{r.gene}: {r.received} ({r.phenotype})" for r in reduced]
-        nudt15_known = any("NUDT15" in r.gene for r in results)
-        orders = []
-        if not nudt15_known:
-            # CPIC doses by both genes: an intermediate TPMT result alone leaves a NUDT15
-            # variant (both intermediate: 20-50%) unseen.
-            evidence.append("No NUDT15 result on file: only TPMT is known.")
-            recommendations.insert(0, "Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
-            orders.append(
-                SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing")
-            )
-        summary = f"{reduced[0].gene} {reduced[0].phenotype}: reduce the {name} dose per CPIC"
-        summary += "." if nudt15_known else "; test NUDT15 too."
-        return Finding(
-            rule="THIOPURINE_PGX",
-            indicator="warning",
-            summary=summary,
-            evidence=evidence,
-            recommendations=recommendations,
-            sources=["cpic_thiopurines", *drug_sources(ingredients)],
-            orders=orders,
-            override_reasons=["already-addressed", "benefit-outweighs-risk"],
-        )
     if bare and len(bare) == len(results):
         evidence += [
             f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare
@@ -135,20 +182,30 @@ def _pgx_finding(ctx: RuleContext, ingredients: list[Ingredient], described: str
             indicator="info",
             summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}.",
             evidence=evidence,
-            recommendations=["Ask the lab for the metabolizer phenotype.", *recommendations],
+            recommendations=["Ask the lab for the metabolizer phenotype.", *_ALWAYS],
             sources=["cpic_thiopurines", *drug_sources(ingredients)],
             override_reasons=["already-addressed"],
         )
-    if results:
-        return None
+    if results or phenotypes_unreadable(ctx):
+        return None  # a normal result, or results that could not be read (never "none")
     evidence.append("No TPMT or NUDT15 result on file.")
+    if severe:
+        return _urgent_genotype(ctx, drugs, ingredients, evidence)
+    new_start = any(d.course == "new start" for d in drugs)
     return Finding(
         rule="THIOPURINE_PGX",
         indicator="info",
-        summary=f"No TPMT/NUDT15 result on file for {name}: test before or early in therapy.",
+        summary=f"No TPMT/NUDT15 result on file for {name}: "
+        + ("test before or early in therapy." if new_start else "test TPMT and NUDT15."),
         evidence=evidence,
-        recommendations=["Test TPMT and NUDT15 status.", *recommendations],
-        sources=["cpic_thiopurines", *drug_sources(ingredients)],
+        recommendations=[
+            "Test TPMT and NUDT15 status.",
+            "CPIC: an intermediate metabolizer starts at 30-80% of the normal starting dose, "
+            "TPMT and NUDT15 both intermediate at 20-50%; a poor metabolizer takes a "
+            "non-thiopurine for non-malignant disease.",
+            *_ALWAYS,
+        ],
+        sources=["cpic_thiopurines", "cpic_thiopurines_update", *drug_sources(ingredients)],
         orders=[
             SuggestedOrder(
                 "tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing", recommended=True
@@ -156,3 +213,194 @@ def _pgx_finding(ctx: RuleContext, ingredients: list[Ingredient], described: str
         ],
         override_reasons=["already-addressed", "benefit-outweighs-risk"],
     )
+
+
+def _urgent_genotype(
+    ctx: RuleContext, drugs: list[Thiopurine], ingredients: list[Ingredient], evidence: list[str]
+) -> Finding:
+    """No result and a severe cytopenia on the thiopurine (v4): the genotype, urgently. The
+    azathioprine label: "In patients with severe myelosuppression, consider evaluation for
+    TPMT and NUDT15 deficiency"; the genotype, not the enzyme activity (a transfusion given
+    for the cytopenia makes the activity unreliable)."""
+    name = ingredients[0].display
+    evidence.append("Severe cytopenia now (a critical cytopenia card, ANC < 1.0 or WBC < 2.0).")
+    return Finding(
+        rule="THIOPURINE_PGX",
+        indicator="warning",
+        summary=f"Severe cytopenia on {name}, no TPMT/NUDT15 result: genotype TPMT and NUDT15 "
+        "urgently.",
+        evidence=evidence,
+        recommendations=[
+            f"Genotype TPMT and NUDT15 urgently: {URGENT_REASON}.",
+            "Order the genotype, not the enzyme activity: after a transfusion the activity is "
+            "unreliable.",
+            "TPMT testing never replaces CBC monitoring (label).",
+        ],
+        sources=[*drug_sources(ingredients), "cpic_thiopurines"],
+        orders=[
+            SuggestedOrder(
+                "tpmt_nudt15", "urgent", "Order TPMT and NUDT15 genotype (urgent)", recommended=True
+            )
+        ],
+        override_reasons=["already-addressed"],
+        decisive=f"severe cytopenia on {name}",
+    )
+
+
+def _genes_text(genes: dict[str, str], abnormal: dict[str, str]) -> str:
+    """ "NUDT15 intermediate, TPMT normal": the abnormal gene(s) first, then the normal one."""
+
+    def one(gene: str, phenotype: str) -> str:
+        if gene in ("TPMT", "NUDT15"):
+            return f"{gene} {phenotype}"
+        return f"TPMT/NUDT15 {phenotype} (gene not named)"
+
+    shown = [one(g, p) for g, p in abnormal.items()]
+    shown += [one(g, p) for g, p in genes.items() if g not in abnormal]
+    return ", ".join(shown)
+
+
+def _tier(abnormal: dict[str, str]) -> tuple[str, tuple[float, float] | None, str]:
+    """(tier name, fraction of the normal starting dose or None for poor, source key)."""
+    if any(p == "poor" for p in abnormal.values()):
+        return "poor metabolizer", None, "cpic_thiopurines"
+    intermediate = [g for g in abnormal if g in ("TPMT", "NUDT15")]
+    if len(intermediate) == 2:
+        return "TPMT and NUDT15 both intermediate", BOTH_INTERMEDIATE, "cpic_thiopurines_update"
+    return "intermediate metabolizer", ONE_INTERMEDIATE, "cpic_thiopurines"
+
+
+def _per_kg(ctx: RuleContext, dose: DailyDose | None) -> float | None:
+    weight = ctx.record.weight
+    if dose is None or dose.mg_per_day is None or dose.weekly or weight is None:
+        return None
+    return dose.mg_per_day / weight.kg
+
+
+def _phenotype_finding(
+    ctx: RuleContext, drugs: list[Thiopurine], genes: dict[str, str], abnormal: dict[str, str]
+) -> Finding:
+    """A reduced phenotype on file: name the genes, compare the dose with the CPIC range of
+    the tier that applies, and say "start at (reduce to) at most" only for a new start or a
+    dose increase above it (or an established dose above it with a cytopenia card now).
+
+    Choices where the spec is silent: a lab result that names no gene ("intermediate") counts
+    as one intermediate gene (30-80%) and the card asks the lab which gene; with no weight the
+    card cannot compare, so it is a warning for a new start or increase and info otherwise; a
+    poor metabolizer is always a warning (CPIC: a non-thiopurine)."""
+    primary = drugs[0]
+    name = primary.ingredient.display
+    genes_text = _genes_text(genes, abnormal)
+    tier, fraction, tier_source = _tier(abnormal)
+    evidence = [f"TPMT/NUDT15: {genes_text}"]
+    evidence += [f"{r.gene} result: {r.received}" for r in ctx.record.pharmacogenomics]
+    exposures = [
+        e for e in ctx.record.exposures.values() if e.ingredient.id == primary.ingredient.id
+    ]
+    if primary.draft is None and exposures:
+        evidence += drug_lines(ctx, exposures[:1])
+    evidence.append(f"Course: {primary.course}.")
+    recommendations: list[str] = []
+    orders: list[SuggestedOrder] = []
+    changes: list[DraftOrderChange] = []
+    nudt15_known = "NUDT15" in genes or any("NUDT15" in g for g in genes)
+    if not nudt15_known:
+        recommendations.append("Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
+        evidence.append("No NUDT15 result on file: only TPMT is known.")
+        orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing"))
+    indicator: Indicator
+    if fraction is None:
+        indicator = "warning"
+        summary = f"{genes_text}: choose a non-thiopurine instead of {name} (CPIC)."
+        recommendations.insert(
+            0, "CPIC, poor metabolizer: choose a non-thiopurine for non-malignant disease."
+        )
+        if primary.draft is not None and primary.draft.draft.resource_id:
+            changes.append(cancel_draft(primary.draft, None, recommended=True))
+    else:
+        start = primary.ingredient.cpic_normal_start_mg_per_kg or (2.0, 3.0)
+        low, high = start[0] * fraction[0], start[1] * fraction[1]
+        shown_range = f"{sig3(low)}-{sig3(high)} mg/kg/day"
+        percent = f"{fraction[0] * 100:.0f}-{fraction[1]:.0%}"
+        recommendations.insert(
+            0,
+            f"CPIC, {tier}: start at {percent} of the normal starting dose ({name} "
+            f"{shown_range}), then adjust to the counts; allow 2-4 weeks at each dose.",
+        )
+        per_kg = _per_kg(ctx, primary.dose)
+        starting = primary.course in ("new start", "dose increase")
+        if per_kg is None:
+            indicator = "warning" if starting else "info"
+            summary = (
+                f"{genes_text}: {'start' if primary.course == 'new start' else 'keep'} {name} "
+                f"at {percent} of the normal dose (CPIC); weight needed for mg/kg/day."
+            )
+        elif per_kg > high * 1.001 and (starting or ctx.has_fired_family("cytopenia")):
+            indicator = "warning"
+            verb = "start at" if primary.course == "new start" else "reduce to"
+            summary = (
+                f"{genes_text}: {name} {sig3(per_kg)} mg/kg/day is above the CPIC range; "
+                f"{verb} no more than {sig3(high)} mg/kg/day."
+            )
+            change = _reduce_to_range(ctx, primary, high, tier, orders)
+            if change is not None:
+                changes.append(change)
+        else:
+            indicator = "info"
+            where = "within" if per_kg <= high * 1.001 else "established above"
+            summary = (
+                f"{genes_text}: {name} {sig3(per_kg)} mg/kg/day, {where} the CPIC starting "
+                f"range ({shown_range})."
+            )
+        if len(summary) > MAX_SUMMARY:
+            summary = f"{genes_text}: {name} dose compared with the CPIC range ({shown_range})."
+    if not genes.keys() & {"TPMT", "NUDT15"}:
+        recommendations.append("Ask the lab which gene the phenotype belongs to.")
+    recommendations += list(_ALWAYS)
+    if changes and fraction is not None and primary.draft is not None:
+        changes.insert(0, cancel_draft(primary.draft, None, recommended=False))
+    return Finding(
+        rule="THIOPURINE_PGX",
+        indicator=indicator,
+        summary=summary,
+        evidence=evidence,
+        recommendations=recommendations[:5],
+        sources=list(
+            dict.fromkeys(
+                [tier_source, "cpic_thiopurines", *drug_sources([d.ingredient for d in drugs])]
+            )
+        ),
+        orders=orders,
+        draft_changes=changes,
+        override_reasons=["already-addressed", "benefit-outweighs-risk"],
+        decisive=genes_text,
+    )
+
+
+def _reduce_to_range(
+    ctx: RuleContext,
+    thiopurine: Thiopurine,
+    high_mg_per_kg: float,
+    tier: str,
+    orders: list[SuggestedOrder],
+) -> DraftOrderChange | None:
+    """Update the draft to the highest orderable dose at most the top of the CPIC range; an
+    unknown NUDT15 test travels with it (the card offers one choice on the draft)."""
+    drug, weight = thiopurine.draft, ctx.record.weight
+    if drug is None or weight is None or not drug.draft.resource_id:
+        return None
+    dose = drug.medication.dose
+    if not dose.mg_per_day or not dose.per_dose_mg:
+        return None
+    per_dose = high_mg_per_kg * weight.kg * dose.per_dose_mg / dose.mg_per_day
+    test = orders[0] if orders else None
+    change = reduce_draft(
+        drug,
+        per_dose,
+        f"CPIC {tier}: at most {sig3(high_mg_per_kg)} mg/kg/day at {sig3(weight.kg)} kg",
+        test,
+        True,
+    )
+    if change is not None and test is not None:
+        orders.remove(test)
+    return change

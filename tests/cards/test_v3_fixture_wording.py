@@ -22,9 +22,9 @@ def test_weekly_methotrexate_reads_as_prescribed() -> None:
 def test_critical_mycophenolate_order_card() -> None:
     found = card("order-sign-mycophenolate-new-start-anc-0.4", "ORDER_MYELOTOXIC_LOW_COUNTS")
     assert found["summary"] == (
-        "ANC 0.40: do not start mycophenolate mofetil while the ANC is < 1.3 (label): "
-        "cancel or defer."
+        "Severe neutropenia (ANC 0.40): do not start mycophenolate mofetil now: cancel or defer."
     )
+    assert "ANC is < 1.3 x10^9/L" in found["detail"]
     labels = [s["label"] for s in found["suggestions"]]
     assert len(labels) == 2 and labels[0].startswith("Cancel") and labels[1].startswith("Defer")
     assert not any("keep" in label.lower() for label in labels)
