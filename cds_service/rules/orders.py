@@ -92,9 +92,9 @@ def _critical_summary(
         )
     else:
         rule = "with severe neutropenia"
-        label = primary.ingredient.dose_review_advice or (
-            f"Do not {verb} {name} before the counts recover."
-        )
+        # Not the drug's dose-review advice ("reduce the dose or withdraw temporarily"): beside
+        # "cancel or defer" a line that says "reduce" reads as leave to sign a smaller dose.
+        label = f"Do not {verb} {name} before the counts recover."
     if acute is not None:
         problem = _acute_problem(acute)
         decisive = acute.decisive.replace(" x10^9/L", "")

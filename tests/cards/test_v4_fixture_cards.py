@@ -42,6 +42,9 @@ def test_azathioprine_drafted_in_febrile_neutropenia_is_critical_and_first() -> 
     ]
     assert all(r["code"]["coding"][0]["code"] != "57021-8" for r in _creates(febrile))
     assert "CBC order offered on the card above." in febrile["detail"]
+    # Cancel or defer, never "reduce": a smaller dose is no answer to febrile neutropenia.
+    assert "Do not start azathioprine before the counts recover." in order["detail"]
+    assert "reduce" not in order["detail"].lower()
 
 
 def test_moderate_neutropenia_on_azathioprine_is_one_card_with_the_drug() -> None:
