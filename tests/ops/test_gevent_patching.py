@@ -14,19 +14,15 @@ import certifi
 
 from tests.support.network import free_port
 
-# What the master process runs before gunicorn forks its workers: the CLI, the settings check
-# (with a trusted issuer whose fhir_servers and jwks_url are URLs, and one with a pinned JWKS
-# file), the start-up checks (bind, CA bundle), gunicorn and its config. PyJWT too would copy
-# names out of ssl (jwt.jwks_client).
+# What the master process runs before gunicorn forks its workers: the CLI, its settings check
+# (here with a trusted issuer whose fhir_servers and jwks_url are URLs, and one with a pinned
+# JWKS file; the start-up checks; the service definitions and rule modes), gunicorn and its
+# config. PyJWT too would copy names out of ssl (jwt.jwks_client).
 MASTER_IMPORTS = """
 import sys
 from cds_service import cli
 from cds_service.ops import serving
-from cds_service.config import load_config, validate_worker_count
-from cds_service.ops.startup import check_startup
-settings = serving._gunicorn_settings()
-validate_worker_count(load_config(), settings["workers"])
-check_startup(load_config(), ["127.0.0.1:8080"])
+serving.check_settings("127.0.0.1", serving._gunicorn_settings()["workers"])
 import gunicorn.app.base, gunicorn.arbiter
 print(sorted(m for m in ("requests", "urllib3", "flask", "jwt") if m in sys.modules))
 """
