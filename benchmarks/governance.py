@@ -16,6 +16,7 @@ Writes results/governance.md. Timings are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -41,7 +42,7 @@ How the console answers: counts, rates and weekly trends from daily counts of ca
 outcomes kept as data arrives (a year is ~5,500 rows, not 1,000,000); distinct patients from
 the card history's governance index (rule, mode, patient, issued_at, service), read in its
 order without sorting the cards (SQLite: one pass over the index whatever the range, ~0.25 s
-at 1,000,000 cards). The machine (2 cores) was shared with other work.
+at 1,000,000 cards).
 """
 SERVICES = ("leukopenia-patient-view", "leukopenia-order-select", "leukopenia-order-sign")
 START = date(2025, 1, 1)
@@ -254,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# Governance console and report over {args.rows:,} card-history rows",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m benchmarks.governance --rows "
-        f"{args.rows}`. Milliseconds: median and slowest of 5.",
+        f"{args.rows}`. Milliseconds: median and slowest of 5. Machine load average (1, 5, "
+        f"15 min) at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "",
         *NOTE.splitlines(),
         "",
