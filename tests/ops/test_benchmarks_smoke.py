@@ -68,3 +68,14 @@ def test_the_report_gives_the_cpu_per_call_of_the_service_and_of_the_fhir_server
     text = _report(figures, http=http, fetch=[fetch | {"many_clients": fetched}])
     assert "service CPU 20.4 ms per call" in text
     assert "| 31.7 / 2.8 |" in text
+
+
+def test_a_tiny_governance_benchmark_reports_every_figure(tmp_path):
+    from benchmarks import governance
+
+    output = tmp_path / "governance.md"
+    assert governance.main(["--rows", "300", "--databases", "sqlite", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "over 300 card-history rows" in text and "load average" in text
+    for figure in ("report: a year, every service", "console page: 4 weeks, one service"):
+        assert f"| sqlite | {figure} |" in text
