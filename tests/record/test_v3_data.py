@@ -28,14 +28,10 @@ from tests.support.builders import (
     temperature,
     when,
 )
+from tests.support.findings import findings
 
 CYCLOSPORINE = "3008"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-
-
-def findings(resources: list[dict[str, Any]], knowledge) -> dict[str, Any]:
-    record = build_record(resources, PATIENT, NOW, knowledge)
-    return {f.rule: f for f in evaluate_rules(record, knowledge, "patient-view", RULES)}
 
 
 def cards(resources: list[dict[str, Any]], knowledge) -> dict[str, str]:

@@ -9,14 +9,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.record import build_record
-from cds_service.rules import RULES, evaluate_rules
-from tests.support.builders import NOW, PATIENT, WBC, observation, sle, temperature
-
-
-def findings(resources: list[dict[str, Any]], knowledge) -> dict[str, Any]:
-    record = build_record(resources, PATIENT, NOW, knowledge)
-    return {f.rule: f for f in evaluate_rules(record, knowledge, "patient-view", RULES)}
+from tests.support.builders import WBC, observation, sle, temperature
+from tests.support.findings import findings
 
 
 def censored_wbc(value: float, comparator: str = "<") -> dict[str, Any]:

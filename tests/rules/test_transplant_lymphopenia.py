@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from cds_service.record import build_record
-from cds_service.rules import RULES, evaluate_rules
 from tests.support.builders import (
     ALC,
     ANC,
@@ -23,14 +22,10 @@ from tests.support.builders import (
     observation,
     sle,
 )
+from tests.support.findings import findings
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 RULE = "DRUG_CYTOPENIA_DOSE_REVIEW"
-
-
-def findings(resources: list[dict[str, Any]], knowledge) -> dict[str, Any]:
-    record = build_record(resources, PATIENT, NOW, knowledge)
-    return {f.rule: f for f in evaluate_rules(record, knowledge, "patient-view", RULES)}
 
 
 def text(finding) -> str:
