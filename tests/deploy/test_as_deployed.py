@@ -74,7 +74,8 @@ class Stage:
     server_log: Path
     env: dict[str, str]
 
-    def token(self, service_id: str, **claims: Any) -> str:
+    def token(self, service_id: str, key: ec.EllipticCurvePrivateKey | None = None) -> str:
+        """A client JWT for `service_id`, signed with the published key unless `key`."""
         now = int(time.time())
         return jwt.encode(
             {
@@ -83,9 +84,8 @@ class Stage:
                 "iat": now,
                 "exp": now + 300,
                 "jti": str(uuid.uuid4()),
-                **claims,
             },
-            self.signing_key,
+            key or self.signing_key,
             algorithm="ES384",
             headers={"kid": "ehr-1", "typ": "JWT"},
         )
@@ -210,21 +210,8 @@ def test_every_scenario_gives_the_in_process_cards_prefetched_and_fetched_over_t
 
 
 def test_a_token_signed_by_another_key_is_refused(stage: Stage) -> None:
-    other = ec.generate_private_key(ec.SECP384R1())
-    now = int(time.time())
     service_id = service_for("patient-view")
-    forged = jwt.encode(
-        {
-            "iss": ISSUER,
-            "aud": f"{stage.base}/cds-services/{service_id}",
-            "iat": now,
-            "exp": now + 300,
-            "jti": str(uuid.uuid4()),
-        },
-        other,
-        algorithm="ES384",
-        headers={"kid": "ehr-1", "typ": "JWT"},
-    )
+    forged = stage.token(service_id, key=ec.generate_private_key(ec.SECP384R1()))
     # The service refuses the token before reading the body; it must still read it, or the
     # closing connection resets the proxy's upload and the EHR gets nginx's 502 page.
     request = request_of(SCENARIOS[0])
