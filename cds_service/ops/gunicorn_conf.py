@@ -96,14 +96,14 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """With plain `gunicorn -c` too: refuse several workers that would not share the JWT
-    replay cache or the database (one line, exit 2, before any worker starts)."""
-    from cds_service.config import ConfigError, load_config, validate_worker_count
-    from cds_service.ops.startup import check_startup
+    """With plain `gunicorn -c` too: the master's checks of `cds-service serve --production`
+    (serving.check_settings: settings, workers, bind, CA bundle, services and rule modes), one
+    line and exit 2 before any worker starts."""
+    from cds_service.config import ConfigError
+    from cds_service.ops.serving import check_settings
 
     try:
-        validate_worker_count(load_config(), server.cfg.workers)
-        check_startup(load_config(), server.cfg.bind)
+        check_settings(server.cfg.bind, server.cfg.workers)
     except ConfigError as error:
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         sys.exit(2)

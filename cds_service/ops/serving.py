@@ -40,14 +40,14 @@ def _gunicorn_settings() -> dict[str, Any]:
     return namespace
 
 
-def check_settings(host: str, workers: int) -> None:
+def check_settings(binds: list[str], workers: int) -> None:
     """What the master checks before any worker starts (ConfigError, one line, exit 2): the
     settings, the worker count, the bind address and CA bundle, and the service definitions
     with their rule modes (a bad one would otherwise fail every worker at boot). It must not
     import requests or urllib3 (cds_service/__init__.py; tests/ops/test_gevent_patching.py)."""
     config = load_config()
     validate_worker_count(config, workers)
-    check_startup(config, [host])
+    check_startup(config, binds)
     knowledge = load_knowledge(config.thresholds, config.clinical_settings)
     load_services(config.hooks_dir, knowledge, config.rule_modes)
 
@@ -55,7 +55,7 @@ def check_settings(host: str, workers: int) -> None:
 def serve_production(host: str, port: int) -> int:
     settings = _gunicorn_settings()
     try:
-        check_settings(host, settings["workers"])
+        check_settings([host], settings["workers"])
     except ConfigError as error:
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         return 2
