@@ -94,6 +94,7 @@ def evaluate_rules(
             continue  # it would read data that could not be read as absent (§1.2 v4)
         finding = row.function(context)
         if finding is not None:
+            finding.rule = row.id
             context.fired.append(finding)
     found_fever = fever(record, knowledge)
     if found_fever is not None:

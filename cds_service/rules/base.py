@@ -74,7 +74,6 @@ class DraftOrderChange:
 
 @dataclass
 class Finding:
-    rule: str
     indicator: Indicator
     summary: str
     evidence: list[str]
@@ -97,6 +96,9 @@ class Finding:
     # the profound lymphopenia): they do not run after it, like `suppressed_by`, but only
     # when this card really carried them.
     carries: tuple[str, ...] = ()
+    # The catalogue row's id: the runner stamps it (rules/__init__.py), so a rule body never
+    # types its own id.
+    rule: str = ""
 
 
 @dataclass

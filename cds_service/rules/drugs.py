@@ -250,7 +250,6 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
                 summary = f"Review {first_drug}: {why.split(' from ')[0]}."
         stable = only_alc and episode is not None and episode.stable
         finding = Finding(
-            rule="DRUG_CYTOPENIA_DOSE_REVIEW",
             indicator="info" if stable else "warning",
             summary=summary,
             evidence=evidence,
@@ -298,7 +297,6 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
         else f"Not yet known to be stable for {period}: repeat the CBC in 2-4 weeks."
     )
     return Finding(
-        rule="DRUG_CYTOPENIA_DOSE_REVIEW",
         indicator="info",
         summary=f"Mild leukopenia on {first_drug} (WBC {state.wbc.bound} x10^9/L): "
         "keep monitoring.",

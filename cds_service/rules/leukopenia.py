@@ -67,7 +67,6 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
             evidence = _wbc_evidence(ctx, wbc)
         return Finding(
             decisive=decisive,
-            rule="LEUKOPENIA_MONITOR",
             indicator="warning",
             summary=summary,
             evidence=evidence
@@ -127,7 +126,6 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         )
     return Finding(
         decisive=f"WBC {wbc.bound} x10^9/L",
-        rule="LEUKOPENIA_MONITOR",
         indicator="info",
         summary=f"Leukopenia (WBC {wbc.bound} x10^9/L) in "
         f"{_lupus_short(lupus.kind, lupus.suspected)}: repeat CBC with differential.",
@@ -225,7 +223,6 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     recommendations = _drug_toxicity_lines(ctx, drugs)[: 5 - len(then)] + then
     decisive = f"{latest.analyte.upper()} {latest.bound} x10^9/L"
     finding = Finding(
-        rule="REFRACTORY_LEUKOPENIA_REFERRAL",
         indicator="critical" if critical else "warning",
         summary=f"Persistent severe leukopenia on 2 or more immunosuppressants ({decisive}): "
         "joint hematology-rheumatology review.",
@@ -363,7 +360,6 @@ def steroid_leukocytosis_note(ctx: RuleContext) -> Finding | None:
     if wbc.value <= upper:
         return None
     return Finding(
-        rule="STEROID_LEUKOCYTOSIS_NOTE",
         indicator="info",
         summary=f"WBC {fmt(wbc.value)} x10^9/L on glucocorticoids: steroid leukocytosis can mask "
         "infection; look for it if unwell.",

@@ -149,7 +149,6 @@ def lymphopenia_profound(ctx: RuleContext) -> Finding | None:
     evidence.append(f"Threshold: ALC < {limit:g} x10^9/L")
     return Finding(
         decisive=f"ALC {alc.bound} x10^9/L",
-        rule="LYMPHOPENIA_PROFOUND",
         indicator="warning" if sle else "info",
         summary=f"Profound lymphopenia (ALC {alc.bound} x10^9/L): screen for infection, "
         "review immunosuppression.",
@@ -189,7 +188,6 @@ def lymphopenia_info(ctx: RuleContext) -> Finding | None:
     ):
         return None
     return Finding(
-        rule="LYMPHOPENIA_INFO",
         indicator="info",
         summary=f"Lymphopenia (ALC {alc.bound} x10^9/L), common in SLE: watch for infection.",
         evidence=[f"ALC {alc.describe()}", f"Diagnosis: {ctx.record.lupus.describe()}"],

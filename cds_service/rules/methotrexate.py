@@ -161,7 +161,6 @@ def _draft_finding(ctx: RuleContext, drug: DraftDrug, days: DoseDays) -> Finding
     prescribed = _prescribed(drug.medication, days)
     state = critical_state(ctx.record, ctx.knowledge)
     return Finding(
-        rule=RULE,
         indicator="critical",
         summary=_fit(
             f"{upper_first(prescribed)}: update to once weekly; mistaken daily use has caused "
@@ -230,7 +229,6 @@ def _current_finding(
             "Methotrexate on more than 2 days a week: confirm today how the patient takes it.",
         )
     return Finding(
-        rule=RULE,
         indicator="critical" if cytopenia else "warning",
         summary=summary,
         evidence=[

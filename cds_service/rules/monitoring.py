@@ -184,7 +184,6 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     priority: Priority = "stat" if is_febrile else "routine"
     schedules = [] if is_febrile else monitoring_schedules(drugs)
     return Finding(
-        rule="CBC_STALE",
         indicator="warning",
         summary=summary,
         evidence=evidence,
@@ -439,7 +438,6 @@ def data_quality(ctx: RuleContext) -> Finding | None:
         cbc = SuggestedOrder("cbc", "routine", "Order CBC with differential")
         orders = [cbc] if warning else []
     return Finding(
-        rule="DATA_QUALITY",
         indicator="warning" if warning else "info",
         summary=summary,
         evidence=evidence,

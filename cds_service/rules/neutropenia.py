@@ -276,7 +276,6 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
         else "Emergency evaluation now: assess for sepsis, blood cultures."
     )
     finding = Finding(
-        rule="FEBRILE_NEUTROPENIA",
         indicator="critical",
         summary=summary,
         evidence=evidence + _preliminary_note(state),
@@ -358,7 +357,6 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
             "within 1 h."
         )
     finding = Finding(
-        rule="NEUTROPENIA_SEVERE",
         indicator="critical",
         summary=summary,
         evidence=fever_lines
@@ -481,7 +479,6 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
         recommendations.insert(1, own_drugs_first(ctx))
     finding = Finding(
         decisive=f"ANC {state.anc.bound} x10^9/L",
-        rule="NEUTROPENIA_MODERATE",
         indicator="warning",
         summary=summary,
         evidence=evidence,

@@ -260,7 +260,6 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     ]
     sources = list(dict.fromkeys(sources)) + ["bsr_dmard_2017"]
     return Finding(
-        rule="ORDER_MYELOTOXIC_LOW_COUNTS",
         indicator=indicator,
         summary=summary,
         evidence=evidence,
@@ -399,7 +398,6 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
             f"differential before {names}."
         )
     return Finding(
-        rule="ORDER_NO_RECENT_CBC",
         indicator="warning" if lows else "info",
         summary=summary,
         evidence=evidence,
@@ -460,7 +458,6 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     )
     changes = [cancel_draft(primary, None, recommended=False)] if primary.draft.resource_id else []
     return Finding(
-        rule="GCSF_CAUTION",
         indicator="warning",
         summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(state)}: not "
         "routine; flares and vasculitis are reported. Review with hematology.",

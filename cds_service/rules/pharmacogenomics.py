@@ -178,7 +178,6 @@ def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Fin
             f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare
         ]
         return Finding(
-            rule="THIOPURINE_PGX",
             indicator="info",
             summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}.",
             evidence=evidence,
@@ -193,7 +192,6 @@ def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Fin
         return _urgent_genotype(ctx, drugs, ingredients, evidence)
     new_start = any(d.course == "new start" for d in drugs)
     return Finding(
-        rule="THIOPURINE_PGX",
         indicator="info",
         summary=f"No TPMT/NUDT15 result on file for {name}: "
         + ("test before or early in therapy." if new_start else "test TPMT and NUDT15."),
@@ -225,7 +223,6 @@ def _urgent_genotype(
     name = ingredients[0].display
     evidence.append("Severe cytopenia now (a critical cytopenia card, ANC < 1.0 or WBC < 2.0).")
     return Finding(
-        rule="THIOPURINE_PGX",
         indicator="warning",
         summary=f"Severe cytopenia on {name}, no TPMT/NUDT15 result: genotype TPMT and NUDT15 "
         "urgently.",
@@ -360,7 +357,6 @@ def _phenotype_finding(
     if changes and fraction is not None and primary.draft is not None:
         changes.insert(0, cancel_draft(primary.draft, None, recommended=False))
     return Finding(
-        rule="THIOPURINE_PGX",
         indicator=indicator,
         summary=summary,
         evidence=evidence,

@@ -474,7 +474,7 @@ def test_moderate_neutropenia_names_the_patients_own_drugs_first() -> None:
 
 
 def _finding(rule: str, indicator: str) -> Finding:
-    return Finding(rule, indicator, "s", [], [], ["ctcae_v5"])  # type: ignore[arg-type]
+    return Finding(indicator, "s", [], [], ["ctcae_v5"], rule=rule)  # type: ignore[arg-type]
 
 
 def test_the_cap_keeps_the_most_urgent_cards_in_catalogue_order() -> None:

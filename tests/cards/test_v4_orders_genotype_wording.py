@@ -81,9 +81,9 @@ def test_severe_neutropenia_makes_a_continuation_critical_whatever_its_dose() ->
 
 def test_in_order_hooks_the_order_card_leads_its_indicator() -> None:
     findings = [
-        Finding("NEUTROPENIA_SEVERE", "critical", "s", [], [], ["ctcae_v5"]),
-        Finding("ORDER_MYELOTOXIC_LOW_COUNTS", "critical", "s", [], [], ["ctcae_v5"]),
-        Finding("THIOPURINE_PGX", "warning", "s", [], [], ["ctcae_v5"]),
+        Finding("critical", "s", [], [], ["ctcae_v5"], rule="NEUTROPENIA_SEVERE"),
+        Finding("critical", "s", [], [], ["ctcae_v5"], rule="ORDER_MYELOTOXIC_LOW_COUNTS"),
+        Finding("warning", "s", [], [], ["ctcae_v5"], rule="THIOPURINE_PGX"),
     ]
     assert [f.rule for f in most_important(findings, "order-sign")] == [
         "ORDER_MYELOTOXIC_LOW_COUNTS",
@@ -115,7 +115,7 @@ def test_moderate_neutropenia_absorbs_the_dose_review(anc: float, moderate: bool
 
 
 def _with(rule: str, indicator: str, *orders: SuggestedOrder) -> Finding:
-    return Finding(rule, indicator, "s", [], ["r"], ["ctcae_v5"], orders=list(orders))  # type: ignore[arg-type]
+    return Finding(indicator, "s", [], ["r"], ["ctcae_v5"], orders=list(orders), rule=rule)  # type: ignore[arg-type]
 
 
 def test_one_cbc_and_one_referral_per_answer_at_the_most_urgent_priority() -> None:

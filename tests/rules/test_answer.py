@@ -102,7 +102,7 @@ def _cbc(priority: str) -> SuggestedOrder:
 
 
 def _finding(rule: str, indicator: str, *orders: SuggestedOrder) -> Finding:
-    return Finding(rule, indicator, "s", [], ["r"], ["ctcae_v5"], orders=list(orders))  # type: ignore[arg-type]
+    return Finding(indicator, "s", [], ["r"], ["ctcae_v5"], orders=list(orders), rule=rule)  # type: ignore[arg-type]
 
 
 def _answer_of(
