@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cds_service.knowledge import Knowledge
+from cds_service.knowledge import Knowledge, ThresholdName
 from cds_service.record import PatientRecord
 
 Indicator = Literal["info", "warning", "critical"]
@@ -109,7 +109,7 @@ class RuleContext:
     families: Mapping[str, Family]  # rule id -> family, from the catalogue
     fired: list[Finding] = field(default_factory=list)
 
-    def threshold(self, name: str) -> float:
+    def threshold(self, name: ThresholdName) -> float:
         return self.knowledge.threshold(name)
 
     def has_fired(self, *rules: str, indicators: tuple[str, ...] = _ANY_INDICATOR) -> bool:
