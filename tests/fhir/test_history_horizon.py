@@ -17,8 +17,8 @@ from cds_service.config import load_config
 from cds_service.fhir.dates import as_datetime
 from cds_service.fhir.gather import gather
 from cds_service.record.reading_plan import ReadingHorizon
-from cds_service.services import load_site
 from cds_service.rules.reading import READING_NEEDS
+from cds_service.services import load_site
 from tests.support.builders import ALC, ANC, NOW, TEMPERATURE, WBC, fhir_authorization, observation
 from tests.support.scenarios import SCENARIOS, call, request_of
 

@@ -203,9 +203,7 @@ def _asked_codes(service: ServiceDefinition) -> set[tuple[str, str]]:
 def _read_codes(knowledge) -> set[tuple[str, str]]:
     """What the record reads: each analyte's codes and the site's Duffy phenotype codes."""
     duffy = knowledge.settings["duffy_null_codes"]
-    return set(knowledge.analyte_by_code) | {
-        (entry["system"], entry["code"]) for entry in duffy
-    }
+    return set(knowledge.analyte_by_code) | {(entry["system"], entry["code"]) for entry in duffy}
 
 
 def test_every_service_asks_for_exactly_the_codes_the_knowledge_reads(knowledge):
