@@ -28,7 +28,7 @@ def upper_first(text: str) -> str:
 
 
 # Card text quotes a threshold from the knowledge, never a typed copy of it, so a site override
-# (CDS_THRESHOLDS) changes the words with the logic.
+# (site profile thresholds.yaml) changes the words with the logic.
 def shown_limit(value: float, decimals: int = 0) -> str:
     """A threshold as the text writes it: as short as exact ("0.5", "30"), with at least
     `decimals` decimals where the wording has them ("1.0", "3.0")."""
