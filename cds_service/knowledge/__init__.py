@@ -270,14 +270,17 @@ def _observation_codes(
             analytes[(observations["system"], code["code"])] = analyte
             if "method" in code:
                 methods[(observations["system"], code["code"])] = code["method"]
+    known = set(analytes)
     add_local_codes(analytes, local, observations["analytes"], "analyte (observations.yaml)")
     for code in local:
-        if code.method is None:
-            continue
-        if methods.setdefault(code.key, code.method) != code.method:
+        if code.key not in known:
+            known.add(code.key)
+            if code.method is not None:
+                methods[code.key] = code.method
+        elif code.method is not None and code.method != methods.get(code.key):
             raise ConfigError(
-                f"{code.where}.method: {code.system}|{code.code} is a {methods[code.key]} "
-                "count in the packaged knowledge"
+                f"{code.where}.method: {code.system}|{code.code} is already read with method "
+                f"{methods.get(code.key, 'none')!r}; a local entry cannot change it"
             )
     return analytes, methods
 

@@ -103,8 +103,6 @@ def read_site_profile(folder: str) -> SiteProfile:
         raise ConfigError(f"CDS_SITE_DIR {folder!r} is not a folder")
     _refuse_unknown_entries(root)
     hooks = root / HOOKS_FOLDER
-    if hooks.exists() and not sorted(hooks.glob("*.yaml")):
-        raise ConfigError(f"{hooks}: no *.yaml service definitions")
     return SiteProfile(
         folder=folder,
         thresholds=_mapping(root / THRESHOLDS_FILE),

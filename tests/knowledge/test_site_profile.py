@@ -230,6 +230,7 @@ def test_the_knowledge_version_changes_with_the_site_profile(tmp_path, example):
 
 OBSERVATION = {"system": LAB, "code": "X1", "display": "local"}
 LOINC_ = {"system": LOINC}
+MANUAL_LOINC = {"system": LOINC, "method": "manual"}
 RXNORM_AZA = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1256"}
 SNOMED_SLE = {"system": "http://snomed.info/sct", "code": "55464009"}
 ICD10_SLE = {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M32.15"}
@@ -277,7 +278,27 @@ ICD10_SLE = {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M32.15"}
                     }
                 }
             },
-            r"anc\[0\].method: http://loinc.org\|753-4 is a manual count",
+            r"anc\[0\].method: http://loinc.org\|753-4 is already read with method 'manual'",
+        ),
+        (
+            {
+                "codes": {
+                    "observations": {"wbc": [{**OBSERVATION, "code": "6690-2"} | MANUAL_LOINC]}
+                }
+            },
+            r"wbc\[0\].method: http://loinc.org\|6690-2 is already read with method 'none'",
+        ),
+        (
+            {
+                "codes": {
+                    "observations": {"anc": [OBSERVATION | MANUAL_LOINC, OBSERVATION | LOINC_]}
+                }
+            },
+            None,  # the same local code twice, the second without a method: no change
+        ),
+        (
+            {"codes": {"observations": {"anc": [OBSERVATION, OBSERVATION | {"method": "flow"}]}}},
+            r"anc\[1\].method: .*\|X1 is already read with method 'none'",
         ),
         (
             {"codes": {"observations": {"wbc": [OBSERVATION], "alc": [OBSERVATION]}}},
