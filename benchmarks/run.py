@@ -71,13 +71,12 @@ def in_process(size: str, iterations: int) -> dict[str, Any]:
     from cds_service.config import load_config
     from cds_service.engine import evaluate
     from cds_service.fhir.validation import clear_cache
-    from cds_service.knowledge import load_knowledge
     from cds_service.protocol.request import parse_request
-    from cds_service.services import load_services
+    from cds_service.services import load_site
 
     config = load_config({"ENV": "development"})
-    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    service = load_services(config.hooks_dir, knowledge=knowledge)["leukopenia-patient-view"]
+    knowledge, services = load_site(config.site_dir)
+    service = services["leukopenia-patient-view"]
     body = json.dumps(patient_view_request(size)).encode()
 
     def call() -> bytes:

@@ -14,9 +14,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from cds_service.config import SETTING_NAMES, SETTINGS_EXTENSION, load_config
 from cds_service.fhir import validation
-from cds_service.knowledge import load_knowledge
 from cds_service.rule_modes import describe
-from cds_service.services import load_services
+from cds_service.services import load_site
 
 log = logging.getLogger("cds_service")
 
@@ -84,9 +83,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(flask_keys, MAX_CONTENT_LENGTH=settings.max_content_length)
     app.json = _UnsortedJSONProvider(app)
     app.extensions[SETTINGS_EXTENSION] = settings
-    knowledge = load_knowledge(settings.thresholds, settings.clinical_settings)
+    knowledge, services = load_site(settings.site_dir, settings.rule_modes)
     app.extensions["cds_knowledge"] = knowledge
-    services = load_services(settings.hooks_dir, knowledge, settings.rule_modes)
     app.extensions["cds_services"] = services
     # Once per process: a rule silent or off is a committee's decision the log must show.
     log.info("rule modes: %s", describe({s.id: s.rule_modes for s in services.values()}))

@@ -109,14 +109,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cds_service.config import load_config
     from cds_service.engine import evaluate
     from cds_service.fhir.gather import PreconditionFailed
-    from cds_service.knowledge import load_knowledge
     from cds_service.protocol.request import BadRequest, parse_request
-    from cds_service.services import load_services
+    from cds_service.services import load_site
 
     # No app and no database: evaluating a file touches nothing but the file.
     config = load_config()
-    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    services = load_services(config.hooks_dir, knowledge, config.rule_modes)
+    knowledge, services = load_site(config.site_dir, config.rule_modes)
     document = read_document(args.file, config.max_content_length)
     hook = document.get("hook") or args.hook
     service = next(
@@ -165,6 +163,30 @@ def _fixture(args: argparse.Namespace) -> int:
     except (ValueError, OverflowError):  # 2026-02-30, or a date moved past year 9999
         raise InputRefused(f"{args.file}: holds a date that cannot be moved to today") from None
     print(json.dumps(moved, indent=2))
+    return 0
+
+
+def _check_site(args: argparse.Namespace) -> int:
+    """Load a site profile as start-up would (every file checked) and say what it changes."""
+    from cds_service.knowledge import load_knowledge
+    from cds_service.knowledge.site import read_site_profile
+    from cds_service.services import load_site
+
+    knowledge, services = load_site(args.folder)
+    packaged = load_knowledge()
+    codes = read_site_profile(args.folder).codes
+    print(f"{args.folder}: a valid site profile; knowledge version {knowledge.version}")
+    for kind, changed, before in (
+        ("threshold", knowledge.thresholds, packaged.thresholds),
+        ("clinical switch", knowledge.settings, packaged.settings),
+    ):
+        for name, value in changed.items():
+            if value != before[name]:
+                print(f"  {kind} {name}: {before[name]!r} -> {value!r}")
+    for section, local in vars(codes).items():
+        for code in local:
+            print(f"  local {section[:-1]} code {code.system}|{code.code} -> {code.meaning}")
+    print(f"  services: {', '.join(services)}")
     return 0
 
 
@@ -225,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     fixture = commands.add_parser("fixture", help="print a fixture request moved to today")
     fixture.add_argument("file")
     fixture.set_defaults(run=_fixture)
+    check_site = commands.add_parser(
+        "check-site", help="check a site profile folder (CDS_SITE_DIR) and list its changes"
+    )
+    check_site.add_argument("folder")
+    check_site.set_defaults(run=_check_site)
     report = commands.add_parser("feedback-report", help="card outcomes per rule and week")
     report.add_argument("--format", choices=["text", "json", "csv"], default="text")
     report.add_argument("--since", help="first day (YYYY-MM-DD)")

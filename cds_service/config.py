@@ -5,7 +5,9 @@ the service with a clear message instead of producing wrong cards later, and an 
 `Settings`: modules read `settings.fhir_max_pages`, never a string key.
 
 Environment values are parsed as JSON when they parse (numbers, booleans, lists, objects),
-otherwise taken as strings: `CDS_THRESHOLDS='{"dose_review_wbc": 3.0}'`.
+otherwise taken as strings: `CDS_RULE_MODES='{"*": {"LYMPHOPENIA_INFO": "silent"}}'`.
+Clinical thresholds, switches, local codes and service definitions are files of the site
+profile (`CDS_SITE_DIR`, cds_service/knowledge/site.py), not settings.
 """
 
 from __future__ import annotations
@@ -88,12 +90,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     # Largest request body accepted (bytes); bigger bodies get 413.
     max_content_length: int = 8 * 1024 * 1024
-    # Site overrides of the clinical thresholds in knowledge/thresholds.yaml (same keys).
-    thresholds: Mapping[str, float] = field(default_factory=_no_overrides)
-    # Site switches of the clinical rules §6 (see knowledge/thresholds.yaml "settings").
-    clinical_settings: Mapping[str, Any] = field(default_factory=_no_overrides)
-    # Directory of CDS service definitions; empty = the packaged hooks/.
-    hooks_dir: str = ""
+    # The site profile folder: thresholds.yaml, clinical.yaml, codes.yaml (local codes) and
+    # hooks/ (docs/site-profile.md); empty = the packaged knowledge and hooks as they are.
+    site_dir: str = ""
     # Rules not live, per service: {"<service id>|*": {"<rule id>|*": "live|silent|off"}}.
     # Silent rules run and are recorded but never shown (cds_service/rule_modes.py).
     rule_modes: Mapping[str, Mapping[str, str]] = field(default_factory=_no_overrides)
@@ -247,14 +246,13 @@ def validate_config(config: Mapping[str, Any]) -> None:
     ):
         raise ConfigError("CDS_CORS_ORIGINS must be a list of origins or '*'")
     # Typed as strings: a numeric environment value would otherwise parse as a number.
-    for key in ("HOOKS_DIR", "PATIENT_KEY_SECRET"):
+    for key in ("SITE_DIR", "PATIENT_KEY_SECRET"):
         if not isinstance(config[key], str):
             raise ConfigError(f"CDS_{key} must be a string (quote a numeric one: '\"123\"')")
     if not isinstance(config["MAX_CONTENT_LENGTH"], int) or config["MAX_CONTENT_LENGTH"] <= 0:
         raise ConfigError("CDS_MAX_CONTENT_LENGTH must be a positive number of bytes")
-    for key in ("THRESHOLDS", "CLINICAL_SETTINGS", "RULE_MODES"):
-        if not isinstance(config[key], Mapping):
-            raise ConfigError(f"CDS_{key} must be a JSON object")
+    if not isinstance(config["RULE_MODES"], Mapping):
+        raise ConfigError("CDS_RULE_MODES must be a JSON object")
     if not isinstance(config["BEHIND_PROXY"], bool):
         raise ConfigError("CDS_BEHIND_PROXY must be true or false")
     if config["ENV"] == "production":
@@ -449,11 +447,25 @@ def refuse_unknown_environment_names(environ: Mapping[str, str]) -> None:
     refuse_unknown_names(names, ENV_PREFIX)
 
 
+# Settings that became files of the site profile (CDS_SITE_DIR, docs/site-profile.md).
+MOVED_TO_SITE_PROFILE = {
+    "THRESHOLDS": "thresholds.yaml",
+    "CLINICAL_SETTINGS": "clinical.yaml",
+    "HOOKS_DIR": "hooks/",
+}
+
+
 def refuse_unknown_names(names: Iterable[str], prefix: str = "") -> None:
-    """Refuse the first name (sorted) that is not a setting, naming the closest setting."""
+    """Refuse the first name (sorted) that is not a setting, naming the closest setting, or
+    the site profile file that replaced it."""
     for name in sorted(names, key=str):
         if name in DEFAULTS:
             continue
+        if name in MOVED_TO_SITE_PROFILE:
+            raise ConfigError(
+                f"{prefix}{name} is no longer a setting: put it in {MOVED_TO_SITE_PROFILE[name]} "
+                "of the site profile folder named by CDS_SITE_DIR (docs/site-profile.md)"
+            )
         known = [prefix + key for key in SETTING_NAMES]
         closest = difflib.get_close_matches(prefix + str(name).upper(), known, n=1)
         hint = f"; did you mean {closest[0]}?" if closest else " (README: Configuration)"

@@ -24,6 +24,7 @@ import yaml
 from cds_service.config import ConfigError
 from cds_service.fhir.templates import fill_code_lists
 from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.knowledge.site import read_site_profile
 from cds_service.protocol.hooks import SUPPORTED_HOOKS
 from cds_service.rule_modes import resolve_rule_modes
 from cds_service.rules.answer import RuleMode
@@ -120,13 +121,13 @@ def load_services(
     knowledge: Knowledge | None = None,
     rule_modes: Mapping[str, Any] | None = None,
 ) -> dict[str, ServiceDefinition]:
-    """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder.
-    `knowledge` (default: without site overrides) gives the code lists prefetch names;
-    `rule_modes` is the CDS_RULE_MODES setting (default: every rule live)."""
+    """All service definitions, by id. `hooks_dir` empty = the packaged hooks/ folder, else
+    a site profile's hooks/. `knowledge` (default: the packaged one) gives the code lists
+    prefetch names; `rule_modes` is the CDS_RULE_MODES setting (default: every rule live)."""
     if hooks_dir:
         files = sorted(Path(hooks_dir).glob("*.yaml"))
         if not files:
-            raise ConfigError(f"CDS_HOOKS_DIR {hooks_dir!r} has no *.yaml service definitions")
+            raise ConfigError(f"{hooks_dir}: no *.yaml service definitions")
         texts = [(str(f), f.read_text()) for f in files]
     else:
         package = resources.files("cds_service.hooks")
@@ -146,3 +147,13 @@ def load_services(
         services[service.id] = service
     modes = resolve_rule_modes(rule_modes or {}, {s.id: s.rules for s in services.values()})
     return {id_: replace(service, rule_modes=modes[id_]) for id_, service in services.items()}
+
+
+def load_site(
+    site_dir: str, rule_modes: Mapping[str, Any] | None = None
+) -> tuple[Knowledge, dict[str, ServiceDefinition]]:
+    """The knowledge and the service definitions of a site profile (CDS_SITE_DIR; empty = the
+    packaged ones), every file checked: what start-up and `cds-service check-site` load."""
+    site = read_site_profile(site_dir)
+    knowledge = load_knowledge(site=site)
+    return knowledge, load_services(site.hooks_dir, knowledge, rule_modes)

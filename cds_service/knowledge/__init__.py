@@ -1,13 +1,15 @@
 """Clinical knowledge as data: value sets, unit aliases, thresholds and sources.
 
 The YAML files beside this module are what a clinical reviewer reads and signs off; this module
-only loads them, applies a site's threshold overrides and answers look-ups. Every code carries
+only loads them, applies a site profile (`site.py`: thresholds, switches, local codes) and
+answers look-ups. Every code carries
 its source and grade in the files. "Clinical rules §N" in the files refers to
 docs/clinical-rules.md.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -19,6 +21,8 @@ from typing import Any
 import yaml
 
 from cds_service.config import ConfigError
+from cds_service.knowledge.site import LocalCode, SiteProfile, add_local_codes
+from cds_service.knowledge.threshold_names import ThresholdName as ThresholdName
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -45,13 +49,20 @@ def version() -> str:
     return digest.hexdigest()[:12]
 
 
-def site_version(changed_thresholds: Mapping[str, Any], changed_settings: Mapping[str, Any]) -> str:
+def site_version(
+    changed_thresholds: Mapping[str, Any],
+    changed_settings: Mapping[str, Any],
+    site_digest: str = "",
+) -> str:
     """`version()`, followed by `+` and a short hash of what a site changed (thresholds and
-    clinical settings that differ from the files), so that cards and their history name the
-    knowledge that decided them. Without changes it is `version()` itself."""
-    if not changed_thresholds and not changed_settings:
+    clinical settings that differ from the files, and the content of its site profile files),
+    so that cards and their history name the knowledge that decided them. Without changes it
+    is `version()` itself."""
+    if not changed_thresholds and not changed_settings and not site_digest:
         return version()
-    changed = {"thresholds": changed_thresholds, "settings": changed_settings}
+    changed: dict[str, Any] = {"thresholds": changed_thresholds, "settings": changed_settings}
+    if site_digest:
+        changed["site"] = site_digest
     digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()
     return f"{version()}+{digest[:8]}"
 
@@ -110,19 +121,20 @@ class Source:
 
 @dataclass(frozen=True)
 class Knowledge:
-    """Everything the rules know, with a site's threshold overrides applied."""
+    """Everything the rules know, with a site profile applied."""
 
     thresholds: Mapping[str, float]
     settings: Mapping[str, Any]
     stale_cbc_days_by_drug: Mapping[str, Mapping[str, int]]
-    loinc_analyte: Mapping[str, str]  # LOINC code -> analyte id
-    loinc_method: Mapping[str, str]  # LOINC code -> manual | automated | flow
+    # (system, code) -> analyte id: the packaged LOINC codes, then a site's local codes.
+    analyte_by_code: Mapping[tuple[str, str], str]
+    method_by_code: Mapping[tuple[str, str], str]  # (system, code) -> manual | automated | flow
     analyte_display: Mapping[str, str]
     orderables: Mapping[str, Mapping[str, str]]
     condition_codes: Mapping[str, frozenset[tuple[str, str]]]  # group -> {(system, code)}
     condition_prefixes: Mapping[str, tuple[str, ...]]  # group -> ICD-10-CM prefixes
     ingredients: Mapping[str, Ingredient]
-    products: Mapping[str, Product]
+    products: Mapping[str, Product]  # RxNorm SCD/SBD code -> product
     gcsf_atc_prefix: str
     combinations: tuple[Combination, ...]
     also_consider: tuple[str, ...]
@@ -132,9 +144,18 @@ class Knowledge:
     version: str = field(default_factory=version)
     # Analyte kind (count, percent, temperature, weight, phenotype) -> its (system, code)s.
     codes_by_kind: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # A site's local product codes (site profile codes.yaml), by (system, code).
+    local_products: Mapping[tuple[str, str], Product] = field(default_factory=dict)
 
-    def threshold(self, name: str) -> float:
+    def threshold(self, name: ThresholdName) -> float:
         return self.thresholds[name]
+
+    def product(self, system: str, code: str) -> Product | None:
+        """The product a medication coding names: the RxNorm SCD/SBD table, else a site's
+        local product codes."""
+        if system == RXNORM and code in self.products:
+            return self.products[code]
+        return self.local_products.get((system, code))
 
     def code_lists(self) -> dict[str, tuple[tuple[str, str], ...]]:
         """The (system, code) lists a prefetch template names as `{{knowledge.<name>}}`, so
@@ -209,64 +230,147 @@ def _ingredients(raw: Mapping[str, Any]) -> dict[str, Ingredient]:
 
 
 def _apply_overrides(
-    defaults: Mapping[str, float], overrides: Mapping[str, Any]
+    defaults: Mapping[str, float], overrides: Mapping[str, Any], origin: str
 ) -> dict[str, float]:
     thresholds = dict(defaults)
     for name, value in overrides.items():
         if name not in thresholds:
-            raise ConfigError(f"CDS_THRESHOLDS: unknown threshold {name!r}")
+            closest = difflib.get_close_matches(str(name), list(thresholds), n=1)
+            hint = f"; did you mean {closest[0]}?" if closest else ""
+            raise ConfigError(f"{origin}: unknown threshold {name!r}{hint}")
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"CDS_THRESHOLDS: {name} must be a non-negative number")
+            raise ConfigError(f"{origin}: {name} must be a non-negative number")
         thresholds[name] = float(value)
     if thresholds["dose_review_wbc"] > thresholds["leukopenia_wbc"]:
-        raise ConfigError("CDS_THRESHOLDS: dose_review_wbc must not exceed leukopenia_wbc")
+        raise ConfigError(f"{origin}: dose_review_wbc must not exceed leukopenia_wbc")
     return thresholds
 
 
-def _apply_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _apply_settings(
+    defaults: Mapping[str, Any], overrides: Mapping[str, Any], origin: str
+) -> dict[str, Any]:
     settings = dict(defaults)
     for name, value in overrides.items():
         if name not in settings:
-            raise ConfigError(f"CDS_CLINICAL_SETTINGS: unknown setting {name!r}")
+            raise ConfigError(f"{origin}: unknown setting {name!r} ({', '.join(settings)})")
         if not isinstance(value, type(settings[name])):
-            raise ConfigError(
-                f"CDS_CLINICAL_SETTINGS: {name} must be {type(settings[name]).__name__}"
-            )
+            raise ConfigError(f"{origin}: {name} must be {type(settings[name]).__name__}")
         settings[name] = value
     return settings
+
+
+def _observation_codes(
+    observations: Mapping[str, Any], local: tuple[LocalCode, ...]
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+    """(system, code) -> analyte and -> method: the packaged codes, then the site's."""
+    analytes: dict[tuple[str, str], str] = {}
+    methods: dict[tuple[str, str], str] = {}
+    for analyte, entry in observations["analytes"].items():
+        for code in entry["codes"]:
+            analytes[(observations["system"], code["code"])] = analyte
+            if "method" in code:
+                methods[(observations["system"], code["code"])] = code["method"]
+    known = set(analytes)
+    add_local_codes(analytes, local, observations["analytes"], "analyte (observations.yaml)")
+    for code in local:
+        if code.key not in known:
+            known.add(code.key)
+            if code.method is not None:
+                methods[code.key] = code.method
+        elif code.method is not None and code.method != methods.get(code.key):
+            raise ConfigError(
+                f"{code.where}.method: {code.system}|{code.code} is already read with method "
+                f"{methods.get(code.key, 'none')!r}; a local entry cannot change it"
+            )
+    return analytes, methods
+
+
+def _local_products(
+    medications: Mapping[str, Any], local: tuple[LocalCode, ...]
+) -> dict[tuple[str, str], Product]:
+    """A site's product codes, refused where a packaged RxNorm or ATC code means another
+    ingredient."""
+    packaged: dict[tuple[str, str], str] = {}
+    for key, entry in medications["ingredients"].items():
+        packaged.update({(RXNORM, str(c["code"])): key for c in entry.get("rxnorm", [])})
+        packaged.update({(ATC, str(code)): key for code in entry.get("atc", [])})
+    packaged.update({(RXNORM, str(c)): p["ingredient"] for c, p in medications["products"].items()})
+    add_local_codes(packaged, local, medications["ingredients"], "ingredient (medications.yaml)")
+    return {
+        code.key: Product(
+            ingredient=code.meaning,
+            display=code.display,
+            strength_mg=code.strength_mg,
+            form=code.form,
+            scored=code.scored,
+        )
+        for code in local
+    }
+
+
+def _local_conditions(
+    codes: dict[str, frozenset[tuple[str, str]]],
+    prefixes: Mapping[str, tuple[str, ...]],
+    local: tuple[LocalCode, ...],
+) -> dict[str, frozenset[tuple[str, str]]]:
+    """The condition value sets with a site's codes added; an ICD-10-CM code another group
+    holds by prefix is refused like a code it holds."""
+    table = {code: group for group, members in codes.items() for code in members}
+    add_local_codes(table, local, codes, "condition group (conditions.yaml)")
+    for code in local:
+        for group, starts in prefixes.items():
+            if code.system == ICD10CM and group != code.meaning and code.code.startswith(starts):
+                raise ConfigError(
+                    f"{code.where}: {code.system}|{code.code} already means {group!r} "
+                    f"(ICD-10-CM {', '.join(starts)}); a local code must not give a code "
+                    f"another meaning ({code.meaning!r})"
+                )
+    return {
+        group: members | {c.key for c in local if c.meaning == group}
+        for group, members in codes.items()
+    }
 
 
 def load_knowledge(
     threshold_overrides: Mapping[str, Any] | None = None,
     setting_overrides: Mapping[str, Any] | None = None,
+    *,
+    site: SiteProfile | None = None,
 ) -> Knowledge:
+    """The packaged knowledge with a site profile applied (`site.read_site_profile`);
+    `threshold_overrides` and `setting_overrides` change thresholds and switches from code
+    (tests, tools), over the site's."""
+    site = site or SiteProfile()
     observations = _raw("observations")
     medications = _raw("medications")
     thresholds_raw = _raw("thresholds")
-    loinc_analyte: dict[str, str] = {}
-    loinc_method: dict[str, str] = {}
+    analyte_by_code, method_by_code = _observation_codes(observations, site.codes.observations)
     codes_by_kind: dict[str, list[tuple[str, str]]] = {}
-    for analyte, entry in observations["analytes"].items():
-        for code in entry["codes"]:
-            loinc_analyte[code["code"]] = analyte
-            if "method" in code:
-                loinc_method[code["code"]] = code["method"]
-            codes_by_kind.setdefault(entry["kind"], []).append(
-                (observations["system"], code["code"])
-            )
+    for code, analyte in analyte_by_code.items():
+        codes_by_kind.setdefault(observations["analytes"][analyte]["kind"], []).append(code)
     condition_codes, condition_prefixes = _condition_sets(_raw("conditions"))
     default_thresholds = {k: float(v["value"]) for k, v in thresholds_raw["thresholds"].items()}
-    thresholds = _apply_overrides(default_thresholds, threshold_overrides or {})
-    settings = _apply_settings(thresholds_raw["settings"], setting_overrides or {})
+    thresholds = _apply_overrides(
+        _apply_overrides(default_thresholds, site.thresholds, site.thresholds_origin),
+        threshold_overrides or {},
+        "thresholds",
+    )
+    settings = _apply_settings(
+        _apply_settings(thresholds_raw["settings"], site.clinical, site.clinical_origin),
+        setting_overrides or {},
+        "clinical settings",
+    )
     return Knowledge(
         thresholds=thresholds,
         settings=settings,
         stale_cbc_days_by_drug=thresholds_raw.get("stale_cbc_days_by_drug") or {},
-        loinc_analyte=loinc_analyte,
-        loinc_method=loinc_method,
+        analyte_by_code=analyte_by_code,
+        method_by_code=method_by_code,
         analyte_display={k: v["display"] for k, v in observations["analytes"].items()},
         orderables=observations["orderables"],
-        condition_codes=condition_codes,
+        condition_codes=_local_conditions(
+            condition_codes, condition_prefixes, site.codes.conditions
+        ),
         condition_prefixes=condition_prefixes,
         ingredients=_ingredients(medications),
         products={
@@ -302,6 +406,8 @@ def load_knowledge(
         version=site_version(
             {k: v for k, v in thresholds.items() if v != default_thresholds[k]},
             {k: v for k, v in settings.items() if v != thresholds_raw["settings"][k]},
+            site.digest,
         ),
         codes_by_kind={kind: tuple(codes) for kind, codes in codes_by_kind.items()},
+        local_products=_local_products(medications, site.codes.medications),
     )

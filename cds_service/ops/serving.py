@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.config import ConfigError, load_config, validate_worker_count
-from cds_service.knowledge import load_knowledge
 from cds_service.ops.startup import check_startup
-from cds_service.services import load_services
+from cds_service.services import load_site
 
 CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -48,8 +47,7 @@ def check_settings(binds: list[str], workers: int) -> None:
     config = load_config()
     validate_worker_count(config, workers)
     check_startup(config, binds)
-    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    load_services(config.hooks_dir, knowledge, config.rule_modes)
+    load_site(config.site_dir, config.rule_modes)
 
 
 def serve_production(host: str, port: int) -> int:

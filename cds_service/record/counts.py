@@ -56,7 +56,7 @@ class CountReader(ChartReader):
         self,
         obs: Raw,
         analyte: str,
-        loinc: str,
+        code: tuple[str, str],
         quantity: Raw,
         received: str,
         time: datetime,
@@ -90,7 +90,7 @@ class CountReader(ChartReader):
             )
             return
         low, high = self.reference_range(obs, factor)
-        method = self.k.loinc_method.get(loinc, "automated")
+        method = self.k.method_by_code.get(code, "automated")
         count = Count(
             analyte=analyte,
             value=float(quantity["value"]) * factor,

@@ -1,8 +1,9 @@
-"""Reading Observations: each result is picked by its LOINC code before anything is parsed,
-validated, then read as a count, a temperature, a weight or a pharmacogenomic result; what
-cannot be interpreted is kept as an `UnusableResult` (clinical rules §1.1, §1.2). A count the
-lab flags critically low is kept as a `LabFlag` even when its value cannot be converted, and a
-censored result ("<0.1 x10^9/L") is judged as its bound (§2.3)."""
+"""Reading Observations: each result is picked by its LOINC code (or a site's local code) before
+anything is parsed, validated, then read as a count, a temperature, a weight or a
+pharmacogenomic result; what cannot be interpreted is kept as an `UnusableResult` (clinical
+rules §1.1, §1.2). A count the lab flags critically low is kept as a `LabFlag` even when its
+value cannot be converted, and a censored result ("<0.1 x10^9/L") is judged as its bound
+(§2.3)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ class ObservationReader(CountReader):
             self.record.duffy_null = True
         if matched is None:
             return
-        analyte, loinc = matched
+        analyte, code = matched
         status = str(obs.get("status"))
         if status not in COUNTED_OBSERVATION_STATUSES | {PRELIMINARY}:
             return  # registered, cancelled, entered-in-error, unknown: not results
@@ -127,7 +128,7 @@ class ObservationReader(CountReader):
         elif analyte in ("neutrophil_percent", "lymphocyte_percent"):
             self.percent(obs, analyte, quantity, received, time, what, ref)
         else:
-            self.count(obs, analyte, loinc, quantity, received, time, what, ref, flagged)
+            self.count(obs, analyte, code, quantity, received, time, what, ref, flagged)
 
     def _flagged_critical_low(self, obs: Raw) -> bool:
         """The lab's own critical-low flag: `interpretation` LL or `<` (v3-ObservationInterpretation

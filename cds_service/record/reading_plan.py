@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from cds_service.knowledge import Knowledge
+from cds_service.knowledge import Knowledge, ThresholdName
 from cds_service.record import terminology
 from cds_service.record.model import COUNT_GROUPS, PatientRecord, Raw
 from cds_service.record.reader import observation_time, specimen_of
@@ -30,7 +30,7 @@ class LookBack:
     """A window the rules read back over: `times` x the value of the threshold `threshold`,
     which is in `unit`."""
 
-    threshold: str
+    threshold: ThresholdName
     unit: Literal["days", "hours"] = "days"
     times: int = 1
 
@@ -188,7 +188,7 @@ class ReadingHorizon:
         self._before_latest = _longest(needs.counts_before_latest, k)
         latest: dict[str, list[str]] = {}
         for system, code in k.codes_by_kind.get("count", ()):
-            group = COUNT_GROUPS.get(k.loinc_analyte.get(code, ""))
+            group = COUNT_GROUPS.get(k.analyte_by_code.get((system, code), ""))
             if group:
                 latest.setdefault(group, []).append(f"{system}|{code}")
         self._latest_counts = {group: ",".join(codes) for group, codes in latest.items()}

@@ -45,16 +45,16 @@ def has_code(concept: CodeableConcept | None, system: str, codes: Iterable[str])
     )
 
 
-def loinc_codes(concept: CodeableConcept | None) -> list[str]:
-    return [str(c["code"]) for c in codings(concept) if c.get("system") == LOINC and c.get("code")]
-
-
-def analyte_of(concept: CodeableConcept | None, knowledge: Knowledge) -> tuple[str, str] | None:
-    """(analyte id, LOINC code) of an Observation code, or None if the rules do not use it."""
-    for code in loinc_codes(concept):
-        analyte = knowledge.loinc_analyte.get(code)
+def analyte_of(
+    concept: CodeableConcept | None, knowledge: Knowledge
+) -> tuple[str, tuple[str, str]] | None:
+    """(analyte id, (system, code)) of an Observation code, or None if the rules do not use
+    it. LOINC codings are read first, then a site's local codes (site profile codes.yaml)."""
+    pairs = [(str(c.get("system")), str(c.get("code"))) for c in codings(concept) if c.get("code")]
+    for pair in sorted(pairs, key=lambda pair: pair[0] != LOINC):
+        analyte = knowledge.analyte_by_code.get(pair)
         if analyte:
-            return analyte, code
+            return analyte, pair
     return None
 
 
@@ -112,7 +112,8 @@ def match_medication(
 ) -> tuple[list[Ingredient], str]:
     """Ingredients named by a medication CodeableConcept, and how they were matched.
 
-    Order (clinical rules §4): RxNorm ingredient, RxNorm SCD/SBD table, ATC, then text.
+    Order (clinical rules §4): RxNorm ingredient, RxNorm SCD/SBD table, a site's local product
+    codes, ATC, then text.
     """
     rx = [str(c.get("code")) for c in codings(concept) if c.get("system") == RXNORM]
     by_ingredient = [i for i in knowledge.ingredients.values() if i.rxnorm & set(rx)]
@@ -121,6 +122,9 @@ def match_medication(
     products = [knowledge.products[code] for code in rx if code in knowledge.products]
     if products:
         return [knowledge.ingredients[p.ingredient] for p in products], "RxNorm product"
+    local = [p for c in codings(concept) if (p := _local_product(c, knowledge))]
+    if local:
+        return [knowledge.ingredients[p.ingredient] for p in local], "local product code"
     atc = {str(c.get("code")) for c in codings(concept) if c.get("system") == ATC}
     by_atc = [i for i in knowledge.ingredients.values() if i.atc & atc]
     if by_atc:
@@ -134,6 +138,10 @@ def match_medication(
             if ingredient not in by_text:
                 by_text.append(ingredient)
     return by_text, "name"
+
+
+def _local_product(coding: Mapping[str, Any], knowledge: Knowledge) -> Product | None:
+    return knowledge.local_products.get((str(coding.get("system")), str(coding.get("code"))))
 
 
 # An RxNorm clinical or branded drug name with one strength in mg of a solid oral form:
@@ -155,8 +163,9 @@ def product_of(concept: CodeableConcept | None, knowledge: Knowledge) -> Product
     products ("/"), liquids ("MG/ML") and free text are never read, so the strength stays
     unknown and mg/kg is "not computed"."""
     for coding in codings(concept):
-        if coding.get("system") == RXNORM and str(coding.get("code")) in knowledge.products:
-            return knowledge.products[str(coding.get("code"))]
+        product = knowledge.product(str(coding.get("system")), str(coding.get("code")))
+        if product is not None:
+            return product
     for coding in codings(concept):
         display = str(coding.get("display") or "").strip()
         match = _SOLID_DOSE_NAME.match(display) if coding.get("system") == RXNORM else None

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cds_service.knowledge import Knowledge
+from cds_service.knowledge import Knowledge, ThresholdName
 from cds_service.record import PatientRecord
 
 Indicator = Literal["info", "warning", "critical"]
@@ -28,7 +28,7 @@ def upper_first(text: str) -> str:
 
 
 # Card text quotes a threshold from the knowledge, never a typed copy of it, so a site override
-# (CDS_THRESHOLDS) changes the words with the logic.
+# (site profile thresholds.yaml) changes the words with the logic.
 def shown_limit(value: float, decimals: int = 0) -> str:
     """A threshold as the text writes it: as short as exact ("0.5", "30"), with at least
     `decimals` decimals where the wording has them ("1.0", "3.0")."""
@@ -109,7 +109,7 @@ class RuleContext:
     families: Mapping[str, Family]  # rule id -> family, from the catalogue
     fired: list[Finding] = field(default_factory=list)
 
-    def threshold(self, name: str) -> float:
+    def threshold(self, name: ThresholdName) -> float:
         return self.knowledge.threshold(name)
 
     def has_fired(self, *rules: str, indicators: tuple[str, ...] = _ANY_INDICATOR) -> bool:

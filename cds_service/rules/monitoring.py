@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cds_service.fhir.dates import day, days_between
-from cds_service.knowledge import Ingredient
+from cds_service.knowledge import Ingredient, ThresholdName
 from cds_service.record import (
     COUNT_GROUPS,
     SAME_DRAW,
@@ -290,7 +290,7 @@ def monitoring_schedules(drugs: list[DrugExposure] | list[Ingredient]) -> list[t
 
 # Severe in any count unit (clinical rules §2.3): the largest factor of the §2.3 table is 1
 # (10^9/L), so a number below these limits is severe whatever unit it was meant in.
-_SEVERE_LIMITS = {
+_SEVERE_LIMITS: dict[str, ThresholdName] = {
     "wbc": "severe_leukopenia_wbc",
     "anc": "severe_neutropenia_anc",
     "neutrophils_segmented": "severe_neutropenia_anc",

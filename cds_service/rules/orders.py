@@ -9,6 +9,7 @@ where a label or guideline names one, or create the CBC or referral order.
 
 from __future__ import annotations
 
+from cds_service.knowledge import ThresholdName
 from cds_service.record import PatientRecord
 from cds_service.rules.assessments import (
     NeutrophilState,
@@ -51,7 +52,7 @@ from cds_service.rules.drugs import mg_per_kg_line
 from cds_service.rules.methotrexate import too_frequent
 from cds_service.rules.monitoring import is_low_count, monitoring_schedules, no_wbc_on_file
 
-_STABLE_DROP = "dose_review_drop_fraction"
+_STABLE_DROP: ThresholdName = "dose_review_drop_fraction"
 
 
 def _stable(record: PatientRecord, state: NeutrophilState, ctx: RuleContext) -> bool:

@@ -1,6 +1,6 @@
 """Card text quotes the thresholds the rules compare against, from the knowledge: a site that
-overrides a threshold (CDS_THRESHOLDS) sees its own number in the words, and the default
-knowledge keeps the contract's wording."""
+overrides a threshold (site profile thresholds.yaml) sees its own number in the words, and the
+default knowledge keeps the contract's wording."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from tests.support.builders import (
     sle,
 )
 from tests.support.settings import production
+from tests.support.site import write_site
 
 
 def rules_fired(resources, knowledge):
@@ -56,12 +57,12 @@ def test_lymphopenia_info_is_off_by_default_and_can_be_switched_on():
     ],
 )
 def test_bad_site_settings_stop_the_service(thresholds, settings, message, tmp_path):
+    site = write_site(tmp_path / "site", thresholds=thresholds, clinical=settings)
     with pytest.raises(ConfigError, match=message):
         create_app(
             {
                 "ENV": "testing",
-                "THRESHOLDS": thresholds,
-                "CLINICAL_SETTINGS": settings,
+                "SITE_DIR": site,
                 "DATABASE_URL": f"sqlite:///{tmp_path}/cds.sqlite3",
             }
         )
@@ -95,7 +96,7 @@ def test_settings_are_typed_and_frozen(monkeypatch):
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.fhir_max_pages = 10  # type: ignore[misc]
     with pytest.raises(TypeError):
-        settings.thresholds["dose_review_wbc"] = 1.0  # type: ignore[index]
+        settings.rule_modes["*"] = {}  # type: ignore[index]
 
 
 def test_every_setting_has_its_documented_default(monkeypatch):
@@ -111,7 +112,7 @@ def test_every_setting_has_its_documented_default(monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("CDS_PATIENT_KEY_SECRET", "12345"), ("CDS_HOOKS_DIR", "7"), ("CDS_CORS_ORIGINS", "[1]")],
+    [("CDS_PATIENT_KEY_SECRET", "12345"), ("CDS_SITE_DIR", "7"), ("CDS_CORS_ORIGINS", "[1]")],
 )
 def test_a_setting_of_the_wrong_type_is_refused(monkeypatch, name, value):
     """Environment values parse as JSON: an unquoted number is not the string a field holds."""

@@ -16,9 +16,9 @@ import pytest
 from cds_service.config import load_config
 from cds_service.fhir.dates import as_datetime
 from cds_service.fhir.gather import gather
-from cds_service.knowledge import load_knowledge
 from cds_service.record.reading_plan import ReadingHorizon
 from cds_service.rules.reading import READING_NEEDS
+from cds_service.services import load_site
 from tests.support.builders import ALC, ANC, NOW, TEMPERATURE, WBC, fhir_authorization, observation
 from tests.support.scenarios import SCENARIOS, call, request_of
 
@@ -31,7 +31,7 @@ HORIZON_DAYS = 180  # the 6-month median (baseline_median_days), 2 x stable_days
 @pytest.fixture(scope="module")
 def horizon() -> ReadingHorizon:
     config = load_config({"ENV": "testing"})
-    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
+    knowledge, _ = load_site(config.site_dir)
     return ReadingHorizon(READING_NEEDS, knowledge, NOW)
 
 

@@ -201,11 +201,9 @@ def _asked_codes(service: ServiceDefinition) -> set[tuple[str, str]]:
 
 
 def _read_codes(knowledge) -> set[tuple[str, str]]:
-    """What the record reads: each analyte's LOINC codes and the site's Duffy phenotype codes."""
+    """What the record reads: each analyte's codes and the site's Duffy phenotype codes."""
     duffy = knowledge.settings["duffy_null_codes"]
-    return {(LOINC, code) for code in knowledge.loinc_analyte} | {
-        (entry["system"], entry["code"]) for entry in duffy
-    }
+    return set(knowledge.analyte_by_code) | {(entry["system"], entry["code"]) for entry in duffy}
 
 
 def test_every_service_asks_for_exactly_the_codes_the_knowledge_reads(knowledge):
@@ -238,7 +236,7 @@ def test_a_site_duffy_phenotype_code_is_asked_for():
 def test_a_bladder_temperature_counts_as_fever(knowledge):
     """8334-5 (body temperature at the urinary bladder, a core temperature) was asked for by
     every hook but unknown, so such a fever never counted."""
-    assert knowledge.loinc_analyte["8334-5"] == "temperature"
+    assert knowledge.analyte_by_code[(LOINC, "8334-5")] == "temperature"
     febrile = observation("8334-5", 38.6, "Cel", hours_ago=1)
     record = build_record([condition("55464009"), febrile], PATIENT, NOW, knowledge)
     assert fever(record, knowledge) is not None

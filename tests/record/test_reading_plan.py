@@ -17,7 +17,7 @@ from cds_service.knowledge import load_knowledge
 from cds_service.record import build_record
 from cds_service.rules import evaluate_rules
 from cds_service.rules.reading import NOT_LOOK_BACKS, READING_NEEDS
-from cds_service.services import load_services
+from cds_service.services import load_site
 from tests.support.synthetic import patient_view_request
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -26,9 +26,8 @@ NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def setup():
     config = load_config({"ENV": "testing"})
-    knowledge = load_knowledge(config.thresholds, config.clinical_settings)
-    service = load_services(config.hooks_dir, knowledge=knowledge)["leukopenia-patient-view"]
-    return knowledge, service
+    knowledge, services = load_site(config.site_dir)
+    return knowledge, services["leukopenia-patient-view"]
 
 
 def _resources(request: dict[str, Any]) -> list[dict[str, Any]]:
