@@ -203,9 +203,15 @@ def _governance_report(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
-    """The table of every setting, as docs/configuration.md holds it."""
-    from cds_service.config import documentation_table
+    """The tables of every setting, as docs/configuration.md holds them (or written there)."""
+    from pathlib import Path
 
+    from cds_service.config import documentation_table, with_documentation_table
+
+    if args.update:
+        page = Path(args.update)
+        page.write_text(with_documentation_table(page.read_text(encoding="utf-8")))
+        return 0
     print(documentation_table(), end="")
     return 0
 
@@ -250,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         "--table", choices=["rules", "weeks", "reasons"], help="one table (CSV: default rules)"
     )
     governance.set_defaults(run=_governance_report)
-    settings = commands.add_parser("settings", help="print the table of every setting (markdown)")
+    settings = commands.add_parser("settings", help="print the tables of every setting (markdown)")
+    settings.add_argument(
+        "--update", metavar="FILE", help="write them between the markers of FILE instead"
+    )
     settings.set_defaults(run=_settings)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run  # each subcommand's set_defaults

@@ -15,14 +15,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 # Re-exported: every start-up check raises it (its own module keeps jwk_sets off this one).
 from cds_service.config_error import ConfigError as ConfigError
-from cds_service.jwk_sets import holds_a_key_of, read_jwks_file
-from cds_service.origins import base_origin, is_web_url
+from cds_service.origins import is_web_url
 from cds_service.settings_model import (
     declarations,
     environment_values,
@@ -30,19 +28,11 @@ from cds_service.settings_model import (
     setting,
     settings_table,
 )
+from cds_service.trusted_issuers import SANDBOX_ISSUERS, check_trusted_issuers
 
 # Where create_app keeps the Settings (app.extensions): read them from there.
 SETTINGS_EXTENSION = "cds_settings"
 
-# The public CDS Hooks sandbox signs with a key whose private half is published.
-SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
-SANDBOX_JWKS_FILE = str(Path(__file__).parent / "security" / "sandbox-jwks.json")
-_SANDBOX_ISSUERS = {
-    SANDBOX_ISSUER: {
-        "jwks_file": SANDBOX_JWKS_FILE,
-        "jku_allowlist": ["https://sandbox.cds-hooks.org/.well-known/jwks.json"],
-    }
-}
 
 Environment = Literal["development", "production", "testing"]
 DEVELOPMENT_ENVIRONMENTS = ("development", "testing")
@@ -78,10 +68,8 @@ def _default_workers() -> int:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every setting of the service. The field `fhir_max_pages` is set by the environment
-    variable `CDS_FHIR_MAX_PAGES` or the key `FHIR_MAX_PAGES` of the mapping given to
-    `create_app`; `load_config` builds and checks it."""
+class ServiceSettings:
+    """The service: its environment, clients, limits and clinical site settings"""
 
     env: Environment = setting(
         "development",
@@ -122,7 +110,12 @@ class Settings:
         "development-only-secret",
         doc="Secret keying the hashes of patient ids (logs, history); 32+ characters in production",
     )
-    # --- Fetching from the EHR's FHIR server (cds_service/fhir/gather.py) ---------------------
+
+
+@dataclass(frozen=True)
+class FhirSettings:
+    """Reading the EHR's FHIR server"""
+
     # All FHIR calls of one hook call go out at once; the answer comes as soon as they are all
     # in, or at this budget. Long enough for one slow search (100-500 ms is common, a cold one
     # 1-2 s): data cut off by the budget turns clinical cards into a "data could not be
@@ -179,7 +172,17 @@ class Settings:
         (),
         doc='Development only: fhirServer hosts allowed on private addresses ("fhir"); ["*"] = any',
     )
-    # --- CDS client authentication (JWT, CDS Hooks 2.0 §trusting-cds-clients) -----------------
+    validation_cache_size: int = setting(
+        50000,
+        minimum=0,
+        doc="FHIR validation verdicts remembered per worker (~100 bytes each); 0 = off",
+    )
+
+
+@dataclass(frozen=True)
+class ClientAuthSettings:
+    """CDS client authentication (JWT, CDS Hooks 2.0 §trusting-cds-clients)"""
+
     auth_required: bool | None = setting(
         None,
         doc="Calls to /cds-services need a JWT; null = in production (one sent is always checked)",
@@ -191,7 +194,7 @@ class Settings:
     # name; another gets 412 (the service never calls it). The default trusts the public
     # sandbox, whose private key is published: development only, refused in production.
     trusted_issuers: Mapping[str, Mapping[str, Any]] = setting(
-        _SANDBOX_ISSUERS,
+        SANDBOX_ISSUERS,
         shown_default="the public sandbox (development only)",
         doc="Trusted CDS clients by exact `iss`: their keys, tenants and fhirServers (see below)",
     )
@@ -220,7 +223,12 @@ class Settings:
         expected="a redis://, rediss:// or unix:// URL, or empty",
         doc="Redis of the JWT replay cache shared by several workers; empty = in-process memory",
     )
-    # --- Persistence, feedback, alert fatigue, governance dashboard (cds_service.governance) ---
+
+
+@dataclass(frozen=True)
+class GovernanceSettings:
+    """Card history, feedback, snoozes and the governance dashboard"""
+
     database_url: str = setting(
         "sqlite:///instance/cds.sqlite3",
         valid=_is_database_url,
@@ -241,11 +249,6 @@ class Settings:
     card_history_queue_size: int = setting(
         10000, minimum=1, doc="Card history rows waiting for the background writer; beyond, dropped"
     )
-    validation_cache_size: int = setting(
-        50000,
-        minimum=0,
-        doc="FHIR validation verdicts remembered per worker (~100 bytes each); 0 = off",
-    )
     snooze_reason_system: str = setting(
         "https://leukopenia-cds.example.org/CodeSystem/override-reason",
         non_empty=True,
@@ -265,7 +268,12 @@ class Settings:
         "",
         doc="/admin/ dashboard password; empty = dashboard off (404); 12+ characters in production",
     )
-    # --- The production server (gunicorn, cds_service/ops/gunicorn_conf.py) -------------------
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The production server (gunicorn: `cds-service serve --production`)"""
+
     # gevent: benchmarks/results/workers.md has the side-by-side figures.
     gunicorn_workers: int = setting(
         default_factory=_default_workers,
@@ -320,6 +328,20 @@ class Settings:
     )
     gunicorn_loglevel: LogLevel = setting("info", doc="Level of gunicorn's own log")
 
+
+# The groups of settings, in the order docs/configuration.md lists them.
+GROUPS = (ServiceSettings, FhirSettings, ClientAuthSettings, GovernanceSettings, ServerSettings)
+
+
+@dataclass(frozen=True)
+class Settings(
+    ServerSettings, GovernanceSettings, ClientAuthSettings, FhirSettings, ServiceSettings
+):
+    """Every setting of the service (its fields come from the groups: the last base first).
+    The field `fhir_max_pages` is set by the environment variable `CDS_FHIR_MAX_PAGES` or the
+    key `FHIR_MAX_PAGES` of the mapping given to `create_app`; `load_config` builds and checks
+    it."""
+
     @property
     def development(self) -> bool:
         """Development and testing: http FHIR servers, open CORS, no JWT required."""
@@ -369,9 +391,18 @@ def settings_from(values: Mapping[str, Any]) -> Settings:
     return settings
 
 
+DOCS_START, DOCS_END = "<!-- settings:start -->\n", "<!-- settings:end -->"
+
+
 def documentation_table() -> str:
-    """The markdown table of every setting (docs/configuration.md, `cds-service settings`)."""
-    return settings_table(DECLARED)
+    """The markdown tables of every setting (docs/configuration.md, `cds-service settings`)."""
+    return settings_table(GROUPS)
+
+
+def with_documentation_table(page: str) -> str:
+    """`page` (docs/configuration.md) with the tables between its markers generated anew."""
+    before, rest = page.split(DOCS_START, 1)
+    return before + DOCS_START + documentation_table() + DOCS_END + rest.split(DOCS_END, 1)[1]
 
 
 def _check_development_only(settings: Settings) -> None:
@@ -410,7 +441,7 @@ def _check_production(settings: Settings) -> None:
             f"CDS_PATIENT_KEY_SECRET must have at least {MIN_PATIENT_KEY_SECRET_LENGTH} "
             "characters in production"
         )
-    if settings.trusted_issuers == _SANDBOX_ISSUERS:
+    if settings.trusted_issuers == SANDBOX_ISSUERS:
         raise ConfigError(
             "set CDS_TRUSTED_ISSUERS: production needs the CDS clients it trusts "
             "(the default trusts only the public sandbox, refused in production)"
@@ -439,17 +470,9 @@ def validate_worker_count(settings: Settings, workers: int) -> None:
         )
 
 
-# --- CDS client authentication: the trusted issuers and the audience --------------------------
-
-_ISSUER_KEYS = {"jwks_file", "jwks_url", "jku_allowlist", "tenants", "fhir_servers"}
-# A JWKS file holds a few public keys (~1 KB each).
-MAX_JWKS_FILE_BYTES = 1024 * 1024
-
-
 def _check_authentication(settings: Settings) -> None:
     production = not settings.development
-    for issuer, entry in settings.trusted_issuers.items():
-        _check_issuer(issuer, entry, production)
+    check_trusted_issuers(settings.trusted_issuers, production)
     # The JWT `aud` is checked against this URL. Production must set it: taking the URL from
     # the Host header would let a token signed for another service be replayed here.
     if production and not is_web_url(settings.public_base_url, https_only=True):
@@ -460,69 +483,3 @@ def _check_authentication(settings: Settings) -> None:
         raise ConfigError("CDS_AUTH_REQUIRED cannot be false in production")
     if production and not settings.trusted_issuers:
         raise ConfigError("CDS_TRUSTED_ISSUERS must name at least one CDS client in production")
-
-
-def _check_issuer(issuer: str, entry: Any, production: bool) -> None:
-    name = f"CDS_TRUSTED_ISSUERS[{issuer!r}]"
-    if not isinstance(entry, Mapping) or not set(entry) <= _ISSUER_KEYS:
-        raise ConfigError(f"{name} must be an object with keys {sorted(_ISSUER_KEYS)}")
-    jku_allowlist = entry.get("jku_allowlist") or []
-    if not isinstance(jku_allowlist, list):
-        raise ConfigError(f"{name}.jku_allowlist must be a list of URLs")
-    urls = [*jku_allowlist, *([entry["jwks_url"]] if entry.get("jwks_url") else [])]
-    for url in urls:
-        if not is_web_url(url, https_only=production):
-            raise ConfigError(f"{name}: {url!r} is not an allowed JWKS URL")
-    tenants = entry.get("tenants")
-    if tenants is not None and not (
-        isinstance(tenants, list) and all(isinstance(t, str) for t in tenants)
-    ):
-        raise ConfigError(f"{name}.tenants must be a list of strings or null")
-    if not entry.get("jwks_file") and not urls:
-        raise ConfigError(f"{name} needs a jwks_file, a jwks_url or a jku_allowlist")
-    _check_jwks_file(name, entry.get("jwks_file"), production)
-    _check_fhir_servers(name, entry.get("fhir_servers"), production)
-    if production and (
-        issuer == SANDBOX_ISSUER
-        or entry.get("jwks_file") == SANDBOX_JWKS_FILE
-        or any(urlsplit(url).hostname == urlsplit(SANDBOX_ISSUER).hostname for url in urls)
-    ):
-        raise ConfigError(f"{name}: the public sandbox's key cannot be trusted in production")
-
-
-def _check_jwks_file(name: str, jwks_file: Any, production: bool) -> None:
-    """Checked here, once, in the master: a missing or malformed file, or the sandbox's key in
-    production, would otherwise fail every worker with a traceback (a crash loop)."""
-    if jwks_file is None:
-        return
-    if not isinstance(jwks_file, str) or not Path(jwks_file).is_file():
-        raise ConfigError(f"{name}.jwks_file: {jwks_file!r} is not a readable file")
-    where = f"{name}.jwks_file {jwks_file!r}"
-    if Path(jwks_file).stat().st_size > MAX_JWKS_FILE_BYTES:
-        raise ConfigError(f"{where} is larger than {MAX_JWKS_FILE_BYTES} bytes: not a JWKS file")
-    try:
-        keys = read_jwks_file(jwks_file)
-    except ConfigError:
-        raise ConfigError(f"{where} is not a JWKS document (JSON with a 'keys' list)") from None
-    if not keys:
-        raise ConfigError(f"{where} holds no usable signature key (EC or RSA, with a kid)")
-    if production and holds_a_key_of(keys, read_jwks_file(SANDBOX_JWKS_FILE)):
-        raise ConfigError(f"{where} holds the public sandbox's key, refused in production")
-
-
-def _check_fhir_servers(name: str, rule: Any, production: bool) -> None:
-    if rule is None:
-        return
-    lists = rule.values() if isinstance(rule, Mapping) else [rule]
-    message = (
-        f"{name}.fhir_servers must be a list of fhirServer base URLs, or an object of such "
-        "lists keyed by tenant"
-    )
-    for urls in lists:
-        if not isinstance(urls, list):
-            raise ConfigError(message)
-        for url in urls:
-            # Checked in the production server's master process: no requests there.
-            found = base_origin(url, client_check=False) if isinstance(url, str) else None
-            if found is None or (production and found.scheme != "https"):
-                raise ConfigError(f"{name}.fhir_servers: {url!r} is not a plain https base URL")

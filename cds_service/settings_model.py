@@ -255,13 +255,19 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def settings_table(declared: Mapping[str, Declared]) -> str:
-    """The markdown table of every setting: docs/configuration.md holds it, a test compares."""
-    lines = [
-        "| Setting | Environment variable | Type | Default | What it does |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for item in declared.values():
-        cells = [f"`{item.name}`", f"`{item.variable}`", item.expected(), item.shown_default()]
-        lines.append("| " + " | ".join(_cell(c) for c in [*cells, item.rules.doc]) + " |")
-    return "\n".join(lines) + "\n"
+def settings_table(groups: Iterable[type]) -> str:
+    """The markdown tables of every setting, one per group of settings (a dataclass whose
+    docstring is the title): docs/configuration.md holds them, a test compares."""
+    parts = []
+    for group in groups:
+        lines = [
+            f"### {(group.__doc__ or group.__name__).strip()}",
+            "",
+            "| Setting | Environment variable | Type | Default | What it does |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for item in declarations(group).values():
+            cells = [f"`{item.name}`", f"`{item.variable}`", item.expected(), item.shown_default()]
+            lines.append("| " + " | ".join(_cell(c) for c in [*cells, item.rules.doc]) + " |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)

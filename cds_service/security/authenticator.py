@@ -12,7 +12,8 @@ from typing import Any
 import jwt
 import requests
 
-from ..config import SANDBOX_JWKS_FILE, ConfigError, Settings
+from ..config import ConfigError, Settings
+from ..trusted_issuers import SANDBOX_JWKS_FILE
 from .audience import normalise_url
 from .errors import AuthenticationError
 from .jwks import JwkDict, KeyStore, holds_a_key_of, load_jwks_file

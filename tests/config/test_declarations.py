@@ -11,11 +11,17 @@ from pathlib import Path
 import pytest
 
 from cds_service.cli import main
-from cds_service.config import DECLARED, ConfigError, documentation_table, load_config
+from cds_service.config import (
+    DECLARED,
+    DOCS_END,
+    DOCS_START,
+    ConfigError,
+    documentation_table,
+    load_config,
+)
 from cds_service.settings_model import Declared
 
 DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
-START, END = "<!-- settings:start -->\n", "<!-- settings:end -->"
 
 
 def _wrong_type(item: Declared) -> object:
@@ -31,9 +37,9 @@ def test_every_setting_has_one_line_of_documentation() -> None:
 
 
 def test_docs_hold_the_generated_table() -> None:
-    """Regenerate with `cds-service settings` between the markers of docs/configuration.md."""
+    """Regenerate with `cds-service settings --update docs/configuration.md`."""
     text = DOCS.read_text()
-    table = text.split(START, 1)[1].split(END, 1)[0]
+    table = text.split(DOCS_START, 1)[1].split(DOCS_END, 1)[0]
     assert table == documentation_table()
     for item in DECLARED.values():
         assert f"| `{item.name}` | `{item.variable}` |" in table
@@ -42,6 +48,14 @@ def test_docs_hold_the_generated_table() -> None:
 def test_the_settings_command_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["settings"]) == 0
     assert capsys.readouterr().out == documentation_table()
+
+
+def test_the_settings_command_updates_the_page(tmp_path: Path) -> None:
+    page = tmp_path / "configuration.md"
+    page.write_text(f"# Intro\n{DOCS_START}| stale |\n{DOCS_END}\n\n## After\n")
+    assert main(["settings", "--update", str(page)]) == 0
+    text = page.read_text()
+    assert text == f"# Intro\n{DOCS_START}{documentation_table()}{DOCS_END}\n\n## After\n"
 
 
 def test_every_default_passes_its_own_check() -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cds_service import config as cds_config
+from cds_service.trusted_issuers import SANDBOX_ISSUER
 from tests.support.proxy import with_certificate
 from tests.support.tls import TestCertificateAuthority
 
@@ -170,7 +171,7 @@ def test_the_production_container_would_start(
     assert settings.requires_token
     assert settings.cors_origins == ("https://ehr.example.org",)
     assert settings.patient_key_secret != cds_config.Settings.patient_key_secret
-    assert settings.trusted_issuers and cds_config.SANDBOX_ISSUER not in settings.trusted_issuers
+    assert settings.trusted_issuers and SANDBOX_ISSUER not in settings.trusted_issuers
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.config import (
-    SANDBOX_ISSUER,
-    SANDBOX_JWKS_FILE,
-    ConfigError,
-    load_config,
-)
+from cds_service.config import ConfigError, load_config
 from cds_service.security import AuthenticationError, ClientAuthenticator, InMemoryReplayCache
+from cds_service.trusted_issuers import SANDBOX_ISSUER, SANDBOX_JWKS_FILE
 from tests.support.jwt_clients import BASE_URL, ISSUER, SERVICE_URL, make_config
 
 from .test_flask_integration import PRODUCTION
