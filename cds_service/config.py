@@ -5,7 +5,7 @@ mapping passed to `create_app`. Every value is checked at start-up against its d
 hardening, trusted issuers) are checked, so a bad setting stops the service with a clear
 message instead of producing wrong cards later; an unknown name is refused rather than ignored.
 The result is a frozen, typed `Settings`: modules read `settings.fhir_max_pages`, never a
-string key. docs/configuration.md lists them all (`cds-service settings` prints the table).
+string key. docs/configuration.md lists them all (`cds-service settings` prints the tables).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 # Re-exported: every start-up check raises it (its own module keeps jwk_sets off this one).
@@ -33,14 +33,12 @@ from cds_service.trusted_issuers import SANDBOX_ISSUERS, check_trusted_issuers
 # Where create_app keeps the Settings (app.extensions): read them from there.
 SETTINGS_EXTENSION = "cds_settings"
 
-
 Environment = Literal["development", "production", "testing"]
 DEVELOPMENT_ENVIRONMENTS = ("development", "testing")
 # Asymmetric only: the spec forbids `none` and HMAC.
 JwtAlgorithm = Literal[
     "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"
 ]
-ASYMMETRIC_JWT_ALGORITHMS = frozenset(get_args(JwtAlgorithm))
 WorkerClass = Literal["gevent", "sync", "gthread"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -405,6 +403,9 @@ def with_documentation_table(page: str) -> str:
     return before + DOCS_START + documentation_table() + DOCS_END + rest.split(DOCS_END, 1)[1]
 
 
+# --- Rules that tie settings together ----------------------------------------------------------
+
+
 def _check_development_only(settings: Settings) -> None:
     if settings.development:
         return
@@ -415,8 +416,6 @@ def _check_development_only(settings: Settings) -> None:
             "CDS_FHIR_ALLOW_PRIVATE_HOSTS is for development only (production: fhir_servers)"
         )
 
-
-# --- Production hardening (issue 13) ----------------------------------------------------------
 
 # A production CORS origin: https, host and optional port, nothing else. flask-cors reads
 # "*" and other regex characters as patterns that would match origins nobody listed; an
@@ -453,6 +452,21 @@ def _check_production(settings: Settings) -> None:
         )
 
 
+def _check_authentication(settings: Settings) -> None:
+    production = not settings.development
+    check_trusted_issuers(settings.trusted_issuers, production)
+    # The JWT `aud` is checked against this URL. Production must set it: taking the URL from
+    # the Host header would let a token signed for another service be replayed here.
+    if production and not is_web_url(settings.public_base_url, https_only=True):
+        raise ConfigError(
+            "CDS_PUBLIC_BASE_URL must be the base URL clients call (https, required in production)"
+        )
+    if production and settings.auth_required is False:
+        raise ConfigError("CDS_AUTH_REQUIRED cannot be false in production")
+    if production and not settings.trusted_issuers:
+        raise ConfigError("CDS_TRUSTED_ISSUERS must name at least one CDS client in production")
+
+
 def validate_worker_count(settings: Settings, workers: int) -> None:
     """Several worker processes share nothing in memory: the JWT replay cache must be Redis
     (else a token is accepted once per worker) and the database must not be SQLite."""
@@ -468,18 +482,3 @@ def validate_worker_count(settings: Settings, workers: int) -> None:
             f"{workers} workers need a PostgreSQL CDS_DATABASE_URL, not SQLite; "
             "or run one worker (GUNICORN_WORKERS=1)"
         )
-
-
-def _check_authentication(settings: Settings) -> None:
-    production = not settings.development
-    check_trusted_issuers(settings.trusted_issuers, production)
-    # The JWT `aud` is checked against this URL. Production must set it: taking the URL from
-    # the Host header would let a token signed for another service be replayed here.
-    if production and not is_web_url(settings.public_base_url, https_only=True):
-        raise ConfigError(
-            "CDS_PUBLIC_BASE_URL must be the base URL clients call (https, required in production)"
-        )
-    if production and settings.auth_required is False:
-        raise ConfigError("CDS_AUTH_REQUIRED cannot be false in production")
-    if production and not settings.trusted_issuers:
-        raise ConfigError("CDS_TRUSTED_ISSUERS must name at least one CDS client in production")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -189,7 +190,8 @@ class Declared:
     def _within(self, value: float) -> bool:
         low, high, above = self.rules.minimum, self.rules.maximum, self.rules.above
         return (
-            (low is None or value >= low)
+            math.isfinite(value)  # JSON parsing reads "Infinity" and "NaN" as numbers
+            and (low is None or value >= low)
             and (high is None or value <= high)
             and (above is None or value > above)
         )

@@ -77,6 +77,8 @@ def test_a_value_of_the_wrong_type_is_refused_for_every_setting(name: str) -> No
         ("CDS_FHIR_MAX_PAGES", "2.5", "CDS_FHIR_MAX_PAGES must be a whole number"),
         ("CDS_FHIR_CACHE_SECONDS", "301", "CDS_FHIR_CACHE_SECONDS must be a number from 0 to 300"),
         ("CDS_FHIR_DEADLINE_SECONDS", "0", "CDS_FHIR_DEADLINE_SECONDS must be a number above 0"),
+        ("CDS_FHIR_DEADLINE_SECONDS", "Infinity", "CDS_FHIR_DEADLINE_SECONDS must be a number"),
+        ("CDS_SNOOZE_DAYS", "true", "CDS_SNOOZE_DAYS must be a whole number"),
         ("CDS_BEHIND_PROXY", "yes", "CDS_BEHIND_PROXY must be true or false"),
         ("CDS_ENV", "staging", "CDS_ENV must be development, production or testing"),
         ("CDS_JWT_ALGORITHMS", '["HS256"]', "CDS_JWT_ALGORITHMS must be a non-empty JSON list"),
