@@ -35,8 +35,8 @@ _METADATA_KEY = "setting"
 
 
 @dataclass(frozen=True)
-class Rules:
-    """What a declaration adds to the field's type."""
+class Declaration:
+    """What a setting's declaration adds to its field's name and type."""
 
     doc: str
     minimum: float | None = None
@@ -54,10 +54,10 @@ def setting(
     *,
     doc: str,
     default_factory: Callable[[], Any] | None = None,
-    **rules: Any,
+    **declared: Any,
 ) -> Any:
     """A field of a settings dataclass: its default and its declaration."""
-    metadata = {_METADATA_KEY: Rules(doc=doc, **rules)}
+    metadata = {_METADATA_KEY: Declaration(doc=doc, **declared)}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
     if isinstance(default, Mapping):
@@ -101,7 +101,7 @@ class Declared:
 
     attribute: str
     hint: Any
-    rules: Rules
+    declaration: Declaration
     default_value: Any
     default_factory: Callable[[], Any] | None
 
@@ -119,33 +119,37 @@ class Declared:
         return self.default_factory() if self.default_factory else self.default_value
 
     def shown_default(self) -> str:
-        return self.rules.shown_default or f"`{json.dumps(plain(self.default()))}`"
+        return self.declaration.shown_default or f"`{json.dumps(plain(self.default()))}`"
 
     def expected(self) -> str:
         """What a value must be, in words: the type column and the refusal say the same."""
         hint, optional = _without_none(self.hint)
-        if self.rules.expected:
-            described = self.rules.expected
+        if self.declaration.expected:
+            described = self.declaration.expected
         elif hint is bool:
             return "true, false or null" if optional else "true or false"
         elif hint in (int, float):
             described = ("a whole number" if hint is int else "a number") + self._bounds()
         elif hint is str:
-            described = "a non-empty string" if self.rules.non_empty else "a string"
+            described = "a non-empty string" if self.declaration.non_empty else "a string"
         elif get_origin(hint) is Literal:
             described = _either(get_args(hint))
         elif get_origin(hint) is tuple:
             item = get_args(hint)[0]
             of = f"of {_either(get_args(item))}" if get_origin(item) is Literal else "of strings"
-            described = f"a {'non-empty ' if self.rules.non_empty else ''}JSON list {of}"
-            if self.rules.one_string_is_a_list:
+            described = f"a {'non-empty ' if self.declaration.non_empty else ''}JSON list {of}"
+            if self.declaration.one_string_is_a_list:
                 described += ", or one string"
         else:
             described = "a JSON object"
         return f"{described}, or null" if optional else described
 
     def _bounds(self) -> str:
-        low, high, above = self.rules.minimum, self.rules.maximum, self.rules.above
+        low, high, above = (
+            self.declaration.minimum,
+            self.declaration.maximum,
+            self.declaration.above,
+        )
         if low is not None and high is not None:
             return f" from {low:g} to {high:g}"
         if low is not None:
@@ -157,7 +161,11 @@ class Declared:
         hint, optional = _without_none(self.hint)
         if optional and value is None:
             return None
-        if get_origin(hint) is tuple and self.rules.one_string_is_a_list and isinstance(value, str):
+        if (
+            get_origin(hint) is tuple
+            and self.declaration.one_string_is_a_list
+            and isinstance(value, str)
+        ):
             value = [value]
         if not self._fits(hint, value):
             numeric = hint is str and _is_number(value, whole=False)
@@ -166,13 +174,13 @@ class Declared:
         return read_only(value)
 
     def _fits(self, hint: Any, value: Any) -> bool:
-        rules = self.rules
+        declared = self.declaration
         if hint is bool:
             fits = isinstance(value, bool)
         elif hint in (int, float):
             fits = _is_number(value, whole=hint is int) and self._within(value)
         elif hint is str:
-            fits = isinstance(value, str) and bool(value or not rules.non_empty)
+            fits = isinstance(value, str) and bool(value or not declared.non_empty)
         elif get_origin(hint) is Literal:
             fits = isinstance(value, str) and value in get_args(hint)
         elif get_origin(hint) is tuple:
@@ -180,15 +188,19 @@ class Declared:
             choices = get_args(item) if get_origin(item) is Literal else None
             fits = (
                 isinstance(value, list | tuple)
-                and bool(value or not rules.non_empty)
+                and bool(value or not declared.non_empty)
                 and all(isinstance(v, str) and v and (not choices or v in choices) for v in value)
             )
         else:
             fits = isinstance(value, Mapping) and all(isinstance(key, str) for key in value)
-        return fits and (rules.valid is None or rules.valid(value))
+        return fits and (declared.valid is None or declared.valid(value))
 
     def _within(self, value: float) -> bool:
-        low, high, above = self.rules.minimum, self.rules.maximum, self.rules.above
+        low, high, above = (
+            self.declaration.minimum,
+            self.declaration.maximum,
+            self.declaration.above,
+        )
         return (
             math.isfinite(value)  # JSON parsing reads "Infinity" and "NaN" as numbers
             and (low is None or value >= low)
@@ -270,6 +282,6 @@ def settings_table(groups: Iterable[type]) -> str:
         ]
         for item in declarations(group).values():
             cells = [f"`{item.name}`", f"`{item.variable}`", item.expected(), item.shown_default()]
-            lines.append("| " + " | ".join(_cell(c) for c in [*cells, item.rules.doc]) + " |")
+            lines.append("| " + " | ".join(_cell(c) for c in [*cells, item.declaration.doc]) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)

@@ -33,7 +33,7 @@ def _wrong_type(item: Declared) -> object:
 def test_every_setting_has_one_line_of_documentation() -> None:
     assert len(DECLARED) >= 50
     for item in DECLARED.values():
-        assert item.rules.doc.strip() and "\n" not in item.rules.doc, item.name
+        assert item.declaration.doc.strip() and "\n" not in item.declaration.doc, item.name
 
 
 def test_docs_hold_the_generated_table() -> None:
