@@ -1,10 +1,10 @@
 """gunicorn settings for `cds-service serve --production` (also usable with `gunicorn -c`).
 
-The values that may be changed are declared settings (cds_service/config.py), set by GUNICORN_*
-environment variables, checked like the CDS_* ones (a misspelt name or a bad value stops the
-master with one line, exit status 2); the bind address comes from `--host/--port` (or
-GUNICORN_BIND). The access log shows method, path, status, size and
-time only: no query string, no referrer, no headers (patient ids and tokens stay out).
+The values a site may change are declared settings (cds_service/config.py) set by GUNICORN_*
+environment variables, checked like the CDS_* ones: a misspelt name or a bad value stops the
+master with one line and exit status 2. The bind address comes from `--host/--port` (or
+GUNICORN_BIND). The access log shows method, path, status, size and time only: no query
+string, no referrer, no headers (patient ids and tokens stay out).
 """
 
 from __future__ import annotations
