@@ -12,7 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from cds_service.config import SETTING_NAMES, SETTINGS_EXTENSION, load_config
+from cds_service.config import DECLARED, SETTINGS_EXTENSION, load_config
 from cds_service.fhir import validation
 from cds_service.rule_modes import describe
 from cds_service.services import load_site
@@ -43,7 +43,7 @@ class _UnsortedJSONProvider(DefaultJSONProvider):
 
 def _is_flask_key(key: str) -> bool:
     # MAX_CONTENT_LENGTH is also a setting of this service: validated as one, then given to Flask.
-    return key in Flask.default_config and key not in SETTING_NAMES
+    return key in Flask.default_config and key not in DECLARED
 
 
 def _security_headers(response: Response) -> Response:
@@ -102,7 +102,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service.api import blueprint
     from cds_service.ops import metrics
 
-    security.init_app(app, settings.by_name())
+    security.init_app(app, settings)
     app.register_blueprint(blueprint)
     governance.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
     metrics.init_app(app)

@@ -1,4 +1,5 @@
-"""The `cds-service` command: serve, evaluate a request or a patient Bundle, replay a fixture."""
+"""The `cds-service` command: serve, evaluate a request or a patient Bundle, replay a fixture,
+report, list the settings."""
 
 from __future__ import annotations
 
@@ -153,9 +154,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _fixture(args: argparse.Namespace) -> int:
-    from cds_service.config import DEFAULTS
+    from cds_service.config import Settings
 
-    document = read_document(args.file, DEFAULTS["MAX_CONTENT_LENGTH"])
+    document = read_document(args.file, Settings.max_content_length)
     if not isinstance(document.get("hook"), str):
         raise InputRefused(f"{args.file}: not a CDS Hooks request (no 'hook')")
     try:
@@ -223,6 +224,20 @@ def _governance_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> int:
+    """The tables of every setting, as docs/configuration.md holds them (or written there)."""
+    from pathlib import Path
+
+    from cds_service.config import documentation_table, with_documentation_table
+
+    if args.update:
+        page = Path(args.update)
+        page.write_text(with_documentation_table(page.read_text(encoding="utf-8")))
+        return 0
+    print(documentation_table(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         "--table", choices=["rules", "weeks", "reasons"], help="one table (CSV: default rules)"
     )
     governance.set_defaults(run=_governance_report)
+    settings = commands.add_parser("settings", help="print the tables of every setting (markdown)")
+    settings.add_argument(
+        "--update", metavar="FILE", help="write them between the markers of FILE instead"
+    )
+    settings.set_defaults(run=_settings)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run  # each subcommand's set_defaults
     from cds_service.config import ConfigError

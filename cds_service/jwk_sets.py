@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cds_service.config import ConfigError
+from cds_service.config_error import ConfigError
 
 JwkDict = dict[str, Any]
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")

@@ -22,7 +22,7 @@ import ipaddress
 import socket
 from collections.abc import Collection
 
-from cds_service.fhir.links import origin
+from cds_service.origins import origin
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

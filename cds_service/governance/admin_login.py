@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -74,13 +73,13 @@ class FailedLogins:
         return times
 
 
-def client_address(request: Request) -> str:
+def client_address(request: Request, trusted_proxies: str) -> str:
     """The caller's address. Behind the reverse proxy, the last X-Forwarded-For entry (the one
-    the proxy added), trusted only from the addresses gunicorn trusts
-    (GUNICORN_FORWARDED_ALLOW_IPS, default 127.0.0.1): anyone else could write their own."""
+    the proxy added), trusted only from the addresses gunicorn trusts, `trusted_proxies`
+    (GUNICORN_FORWARDED_ALLOW_IPS): anyone else could write their own."""
     peer = request.remote_addr or "unknown"
     forwarded = request.headers.getlist("X-Forwarded-For")
-    if not forwarded or not _trusted_proxy(peer):
+    if not forwarded or not _trusted_proxy(peer, trusted_proxies):
         return peer
     last = forwarded[-1].split(",")[-1].strip()
     try:
@@ -89,7 +88,6 @@ def client_address(request: Request) -> str:
         return peer
 
 
-def _trusted_proxy(peer: str) -> bool:
-    allowed = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
-    entries = {entry.strip() for entry in allowed.split(",")}
+def _trusted_proxy(peer: str, trusted_proxies: str) -> bool:
+    entries = {entry.strip() for entry in trusted_proxies.split(",")}
     return "*" in entries or peer in entries

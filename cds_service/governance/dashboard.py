@@ -42,7 +42,7 @@ def dashboard_blueprint(
     def require_admin() -> Response | None:
         if not password:
             abort(404)
-        address = client_address(request)
+        address = client_address(request, config.gunicorn_forwarded_allow_ips)
         if wait := failed_logins.retry_after(address):
             response = jsonify(error="too many failed logins; try again later")
             response.status_code = 429

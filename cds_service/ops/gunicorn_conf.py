@@ -1,27 +1,37 @@
 """gunicorn settings for `cds-service serve --production` (also usable with `gunicorn -c`).
 
-Every value can be overridden with a GUNICORN_* environment variable; the bind address comes
-from `--host/--port` (or GUNICORN_BIND). The access log shows method, path, status, size and
-time only: no query string, no referrer, no headers (patient ids and tokens stay out).
+The values a site may change are declared settings (cds_service/config.py) set by GUNICORN_*
+environment variables, checked like the CDS_* ones: a misspelt name or a bad value stops the
+master with one line and exit status 2. The bind address comes from `--host/--port` (or
+GUNICORN_BIND). The access log shows method, path, status, size and time only: no query
+string, no referrer, no headers (patient ids and tokens stay out).
 """
 
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import sys
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 from gevent.monkey import MonkeyPatchWarning
 from gunicorn.glogging import Logger
 
+from cds_service.config import ConfigError, load_config
 from cds_service.ops.logs import escape_control
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def _refuse(error: ConfigError) -> NoReturn:
+    """One line and exit status 2, before any worker starts (not gunicorn's traceback)."""
+    print(f"cds-service: invalid setting: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+try:
+    settings = load_config()
+except ConfigError as error:
+    _refuse(error)
 
 
 # Worker model: gevent (benchmarks/results/workers.md has the side-by-side figures).
@@ -48,34 +58,28 @@ def _int(name: str, default: int) -> int:
 # the worker fails to boot, so the server stops at start-up instead of serving without HTTPS.
 warnings.filterwarnings("error", category=MonkeyPatchWarning)
 
-workers = _int("GUNICORN_WORKERS", min(multiprocessing.cpu_count() + 1, 8))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-threads = _int("GUNICORN_THREADS", 1)  # gthread only
-# Calls one gevent worker holds at once (each waiting call holds its parsed request: bounded
-# memory). Beyond it, connections wait in the listen queue for any worker.
-worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 100)
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
+workers = settings.gunicorn_workers
+worker_class = settings.gunicorn_worker_class
+threads = settings.gunicorn_threads
+worker_connections = settings.gunicorn_worker_connections
+bind = settings.gunicorn_bind
 # Hook calls must answer in well under a second; a worker stuck for 30 s is restarted.
-timeout = _int("GUNICORN_TIMEOUT", 30)
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)
-# 0: every answer closes its connection, so each call is handed by the kernel to a worker
-# that is free to accept it (as sync workers do); a kept-alive connection would tie a client to
-# one worker while another idles. The reverse proxy keeps client connections alive.
-keepalive = _int("GUNICORN_KEEPALIVE", 0)
-# Recycle workers now and then (jittered so they do not restart together): bounds memory growth.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 20000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
+timeout = settings.gunicorn_timeout
+graceful_timeout = settings.gunicorn_graceful_timeout
+keepalive = settings.gunicorn_keepalive
+max_requests = settings.gunicorn_max_requests
+max_requests_jitter = settings.gunicorn_max_requests_jitter
 # Each worker builds its own app: database pools, the history writer thread and the FHIR
 # thread pool are created after the fork. `kill -HUP` reloads workers gracefully.
 preload_app = False
 # Behind the reverse proxy: trust its X-Forwarded-* only from these addresses.
-forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = settings.gunicorn_forwarded_allow_ips
 limit_request_line = 4094
 limit_request_fields = 100
 # GUNICORN_ACCESSLOG="" turns the access log off (the benchmark does, at hundreds per second).
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+accesslog = settings.gunicorn_accesslog or None
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+loglevel = settings.gunicorn_loglevel
 # %(U)s is the path without the query string; %(M)s the time in milliseconds.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 proc_name = "cds-service"
@@ -99,14 +103,12 @@ def on_starting(server: Any) -> None:
     """With plain `gunicorn -c` too: the master's checks of `cds-service serve --production`
     (serving.check_settings: settings, workers, bind, CA bundle, services and rule modes), one
     line and exit 2 before any worker starts."""
-    from cds_service.config import ConfigError
     from cds_service.ops.serving import check_settings
 
     try:
         check_settings(server.cfg.bind, server.cfg.workers)
     except ConfigError as error:
-        print(f"cds-service: invalid setting: {error}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(error)
 
 
 # Young-generation collections start when this many more containers (dicts, lists) have been

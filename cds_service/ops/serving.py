@@ -33,7 +33,7 @@ def _prepare_multiprocess_metrics() -> None:
 
 
 def _gunicorn_settings() -> dict[str, Any]:
-    """The names gunicorn_conf.py defines (it reads GUNICORN_* from the environment)."""
+    """The names gunicorn_conf.py defines (from the GUNICORN_* settings)."""
     namespace: dict[str, Any] = {"__file__": str(CONFIG_MODULE)}
     exec(compile(CONFIG_MODULE.read_text(), str(CONFIG_MODULE), "exec"), namespace)
     return namespace
@@ -51,12 +51,12 @@ def check_settings(binds: list[str], workers: int) -> None:
 
 
 def serve_production(host: str, port: int) -> int:
-    settings = _gunicorn_settings()
     try:
-        check_settings([host], settings["workers"])
+        check_settings([host], load_config().gunicorn_workers)
     except ConfigError as error:
         print(f"cds-service: invalid setting: {error}", file=sys.stderr)
         return 2
+    settings = _gunicorn_settings()
     _prepare_multiprocess_metrics()
     from gunicorn.app.base import BaseApplication
 

@@ -1,6 +1,6 @@
 """Authentication of CDS clients (EHRs) by the JWT they sign for each call.
 
-`init_app(app, config)` protects `/cds-services` and everything under it (discovery, services,
+`init_app(app, settings)` protects `/cds-services` and everything under it (discovery, services,
 feedback); CORS preflights and other paths are left alone. When CDS_AUTH_REQUIRED is in force
 (always in production) a call needs a valid token; otherwise (development, testing) a call
 without one is let through, but a token that is sent must be valid. Refusals are

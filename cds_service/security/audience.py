@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+from cds_service.origins import DEFAULT_PORTS
 
 
 def normalise_url(url: str) -> str:
@@ -18,7 +18,7 @@ def normalise_url(url: str) -> str:
         port = parts.port
     except ValueError:  # a port that is not a number: keep it, it will simply not match
         return url
-    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    netloc = host if port in (None, DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import jwt
 import requests
 
-from ..config import SANDBOX_JWKS_FILE, ConfigError, is_development
+from ..config import ConfigError, Settings
+from ..trusted_issuers import SANDBOX_JWKS_FILE
 from .audience import normalise_url
 from .errors import AuthenticationError
 from .jwks import JwkDict, KeyStore, holds_a_key_of, load_jwks_file
@@ -35,34 +36,34 @@ class VerifiedClient:
 class ClientAuthenticator:
     def __init__(
         self,
-        config: Mapping[str, Any],
+        settings: Settings,
         replay_cache: ReplayCache,
         http_session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._issuers: Mapping[str, Mapping[str, Any]] = config["TRUSTED_ISSUERS"]
-        self._algorithms: list[str] = list(config["JWT_ALGORITHMS"])
-        self._leeway: float = config["JWT_LEEWAY_SECONDS"]
-        self._max_lifetime: float = config["JWT_MAX_LIFETIME_SECONDS"]
+        self._issuers = settings.trusted_issuers
+        self._algorithms: list[str] = list(settings.jwt_algorithms)
+        self._leeway: float = settings.jwt_leeway_seconds
+        self._max_lifetime: float = settings.jwt_max_lifetime_seconds
         self._replay_cache = replay_cache
         # Readiness asks it: every call that carries a JWT needs the replay cache.
         self.check_replay_cache = replay_cache.check_reachable
         self._clock = clock
         pinned = {
-            issuer: load_jwks_file(settings["jwks_file"])
-            for issuer, settings in self._issuers.items()
-            if settings.get("jwks_file")
+            issuer: load_jwks_file(entry["jwks_file"])
+            for issuer, entry in self._issuers.items()
+            if entry.get("jwks_file")
         }
-        if not is_development(config):
+        if not settings.development:
             _refuse_sandbox_key(pinned)
         self._keys = KeyStore(
             pinned,
             http_session=http_session or requests.Session(),
             clock=clock,
-            cache_seconds=config["JWKS_CACHE_SECONDS"],
-            refresh_min_interval=config["JWKS_REFRESH_MIN_INTERVAL_SECONDS"],
-            fetch_timeout=config["JWKS_FETCH_TIMEOUT_SECONDS"],
-            max_bytes=config["JWKS_MAX_BYTES"],
+            cache_seconds=settings.jwks_cache_seconds,
+            refresh_min_interval=settings.jwks_refresh_min_interval_seconds,
+            fetch_timeout=settings.jwks_fetch_timeout_seconds,
+            max_bytes=settings.jwks_max_bytes,
         )
 
     def authenticate(

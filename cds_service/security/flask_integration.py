@@ -4,12 +4,11 @@ client authenticator before its view runs. CORS preflights carry no token and ar
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from ..config import is_auth_required, is_development
+from ..config import Settings
 from .audience import expected_audiences
 from .authenticator import ClientAuthenticator
 from .errors import AuthenticationError, AuthenticationUnavailable
@@ -29,13 +28,13 @@ def _unauthorized() -> tuple[Response, int, dict[str, str]]:
     return jsonify({"error": "unauthorized"}), 401, {"WWW-Authenticate": "Bearer"}
 
 
-def init_app(app: Flask, config: Mapping[str, Any]) -> None:
-    """Install CDS client authentication on `app` with validated settings `config`."""
-    authenticator = ClientAuthenticator(config, replay_cache_from_url(config["REDIS_URL"]))
+def init_app(app: Flask, settings: Settings) -> None:
+    """Install CDS client authentication on `app` with checked `settings`."""
+    authenticator = ClientAuthenticator(settings, replay_cache_from_url(settings.redis_url))
     app.extensions["cds_client_authenticator"] = authenticator
-    required = is_auth_required(config)
-    public_base_url = config["PUBLIC_BASE_URL"]
-    if not config["REDIS_URL"] and not is_development(config):
+    required = settings.requires_token
+    public_base_url = settings.public_base_url
+    if not settings.redis_url and not settings.development:
         logger.warning(
             "jti replay cache is in this process only: set CDS_REDIS_URL when running "
             "several workers",

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from cds_service import create_app
-from cds_service.config import DEFAULTS, SETTINGS_EXTENSION, ConfigError, Settings, load_config
+from cds_service.config import DECLARED, SETTINGS_EXTENSION, ConfigError, Settings, load_config
 from cds_service.knowledge import load_knowledge
 from cds_service.record import build_record
 from cds_service.rules import RULES, evaluate_rules
@@ -99,15 +99,14 @@ def test_settings_are_typed_and_frozen(monkeypatch):
         settings.rule_modes["*"] = {}  # type: ignore[index]
 
 
-def test_every_setting_has_its_documented_default(monkeypatch):
-    for name in [n for n in os.environ if n.startswith("CDS_")]:
+def test_every_setting_has_its_declared_default(monkeypatch):
+    for name in [n for n in os.environ if n.startswith(("CDS_", "GUNICORN_"))]:
         monkeypatch.delenv(name)
     settings = load_config()
     assert settings == Settings()
-    assert dict(settings.by_name()) == {
-        name: tuple(value) if isinstance(value, list) else value for name, value in DEFAULTS.items()
-    }
-    assert settings.fhir_deadline_seconds == DEFAULTS["FHIR_DEADLINE_SECONDS"] == 2.0
+    for item in DECLARED.values():
+        assert getattr(settings, item.attribute) == item.check(item.default()), item.name
+    assert settings.fhir_deadline_seconds == 2.0
 
 
 @pytest.mark.parametrize(

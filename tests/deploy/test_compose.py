@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cds_service import config as cds_config
+from cds_service.trusted_issuers import SANDBOX_ISSUER
 from tests.support.proxy import with_certificate
 from tests.support.tls import TestCertificateAuthority
 
@@ -61,14 +62,10 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in environment.items()}
 
 
-def _cds_settings(environment: dict[str, str], dotenv: dict[str, str]) -> dict[str, Any]:
-    """What load_config() would build in the container: DEFAULTS <- parsed CDS_* values."""
-    settings = dict(cds_config.DEFAULTS)
-    for name, raw in environment.items():
-        if name.startswith(cds_config.ENV_PREFIX):
-            value = _interpolate(raw, dotenv)
-            settings[name.removeprefix(cds_config.ENV_PREFIX)] = cds_config._parse_env_value(value)
-    return settings
+def _cds_settings(environment: dict[str, str], dotenv: dict[str, str]) -> cds_config.Settings:
+    """What load_config() would build in the container (ConfigError naming a bad setting)."""
+    interpolated = {name: _interpolate(raw, dotenv) for name, raw in environment.items()}
+    return cds_config.load_config(environ=interpolated)
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +133,14 @@ def test_healthchecks(compose: dict[str, Any], name: str) -> None:
 def test_cds_environment_names_are_settings(compose: dict[str, Any]) -> None:
     for service in ("cds", "fhir-loader"):
         for name in _environment(compose["services"][service]):
-            if name.startswith(cds_config.ENV_PREFIX):
-                assert name.removeprefix(cds_config.ENV_PREFIX) in cds_config.DEFAULTS, name
+            if name.startswith(("CDS_", "GUNICORN_")):
+                assert name in cds_config.VARIABLES, name
     for name in _dotenv(ROOT / ".env.example"):
-        if name.startswith(cds_config.ENV_PREFIX):
-            assert name.removeprefix(cds_config.ENV_PREFIX) in cds_config.DEFAULTS, name
+        if name.startswith(("CDS_", "GUNICORN_")):
+            assert name in cds_config.VARIABLES, name
     dev = _yaml("docker-compose.dev.yml")
     for name in _environment(dev["services"]["cds"]):
-        assert name.removeprefix(cds_config.ENV_PREFIX) in cds_config.DEFAULTS, name
+        assert name in cds_config.VARIABLES, name
 
 
 def test_cds_environment_as_brief(compose: dict[str, Any], dotenv: dict[str, str]) -> None:
@@ -170,14 +167,11 @@ def test_the_production_container_would_start(
     compose: dict[str, Any], dotenv: dict[str, str]
 ) -> None:
     settings = _cds_settings(_environment(compose["services"]["cds"]), dotenv)
-    cds_config.validate_config(settings)  # raises ConfigError naming the bad setting
-    assert settings["ENV"] == "production"
-    assert cds_config.is_auth_required(settings)
-    assert settings["CORS_ORIGINS"] == ["https://ehr.example.org"]
-    assert settings["PATIENT_KEY_SECRET"] != cds_config.DEFAULTS["PATIENT_KEY_SECRET"]
-    assert (
-        settings["TRUSTED_ISSUERS"] and cds_config.SANDBOX_ISSUER not in settings["TRUSTED_ISSUERS"]
-    )
+    assert settings.env == "production"
+    assert settings.requires_token
+    assert settings.cors_origins == ("https://ehr.example.org",)
+    assert settings.patient_key_secret != cds_config.Settings.patient_key_secret
+    assert settings.trusted_issuers and SANDBOX_ISSUER not in settings.trusted_issuers
 
 
 @pytest.mark.parametrize(
@@ -192,9 +186,8 @@ def test_the_production_container_would_start(
 def test_the_check_would_catch_a_bad_env_file(
     compose: dict[str, Any], dotenv: dict[str, str], name: str, value: str, message: str
 ) -> None:
-    settings = _cds_settings(_environment(compose["services"]["cds"]), {**dotenv, name: value})
     with pytest.raises(cds_config.ConfigError, match=message):
-        cds_config.validate_config(settings)
+        _cds_settings(_environment(compose["services"]["cds"]), {**dotenv, name: value})
 
 
 def test_the_dev_override_allows_the_http_hapi_demo(
@@ -206,10 +199,9 @@ def test_the_dev_override_allows_the_http_hapi_demo(
         **_environment(dev["services"]["cds"]),
     }
     settings = _cds_settings(environment, dotenv)
-    cds_config.validate_config(settings)
-    assert cds_config.is_development(settings)
-    assert settings["FHIR_ALLOW_UNAUTHENTICATED"] is True
-    assert settings["FHIR_ALLOW_PRIVATE_HOSTS"] == ["fhir"]  # HAPI by its internal name
+    assert settings.development
+    assert settings.fhir_allow_unauthenticated is True
+    assert settings.fhir_allow_private_hosts == ("fhir",)  # HAPI by its internal name
 
 
 def _dockerfile() -> list[tuple[str, str]]:

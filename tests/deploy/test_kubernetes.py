@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cds_service.config import DEFAULTS, ENV_PREFIX, load_config
+from cds_service.config import VARIABLES, Settings, load_config
+from cds_service.settings_model import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
@@ -151,8 +152,8 @@ def test_secrets_come_from_the_secret_never_inline(
     for name in SECRET_EXAMPLE:
         assert name not in k8s["ConfigMap"]["data"]
     for name in [*k8s["ConfigMap"]["data"], *from_secret]:
-        if name.startswith(ENV_PREFIX):
-            assert name.removeprefix(ENV_PREFIX) in DEFAULTS, name
+        if name.startswith((ENV_PREFIX, "GUNICORN_")):
+            assert name in VARIABLES, name
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "Job"])
@@ -247,7 +248,7 @@ def test_ingress_publishes_the_api_only_with_the_proxy_limits(
     ingress = k8s["Ingress"]
     annotations = ingress["metadata"]["annotations"]
     body_mb = int(annotations["nginx.ingress.kubernetes.io/proxy-body-size"].removesuffix("m"))
-    assert body_mb * 1024 * 1024 == DEFAULTS["MAX_CONTENT_LENGTH"]
+    assert body_mb * 1024 * 1024 == Settings.max_content_length
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "on"
     assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
     for timeout in ("connect", "send", "read"):

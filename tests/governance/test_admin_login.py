@@ -8,8 +8,10 @@ import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
 
+from cds_service.governance import init_app
 from cds_service.governance.admin_login import MAX_FAILURES, WINDOW_SECONDS, FailedLogins
 
+from .conftest import SERVICE_ID, Clock, make_config
 from .test_dashboard import PASSWORD, USER, basic
 
 ATTACKER = {"REMOTE_ADDR": "203.0.113.9"}
@@ -44,10 +46,8 @@ def test_a_forged_forwarded_for_does_not_reset_the_count(app: Flask) -> None:
     assert client.get("/admin/", headers=headers, environ_base=ATTACKER).status_code == 429
 
 
-def test_behind_the_trusted_proxy_the_forwarded_address_counts(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+def test_behind_the_trusted_proxy_the_forwarded_address_counts(app: Flask) -> None:
+    # The app's settings trust 127.0.0.1, GUNICORN_FORWARDED_ALLOW_IPS's default.
     client = app.test_client()
     proxy = {"REMOTE_ADDR": "127.0.0.1"}
     for _ in range(MAX_FAILURES):
@@ -57,6 +57,22 @@ def test_behind_the_trusted_proxy_the_forwarded_address_counts(
     assert client.get("/admin/", headers=attacker, environ_base=proxy).status_code == 429
     admin = basic(USER, PASSWORD) | {"X-Forwarded-For": "198.51.100.4"}
     assert client.get("/admin/", headers=admin, environ_base=proxy).status_code == 200
+
+
+def test_only_the_proxy_the_settings_name_is_trusted(database_url: str, clock: Clock) -> None:
+    config = make_config(
+        database_url, ADMIN_PASSWORD=PASSWORD, GUNICORN_FORWARDED_ALLOW_IPS="10.1.1.1"
+    )
+    app = Flask(__name__)
+    storage = init_app(app, config, {SERVICE_ID}, clock=clock)
+    client = app.test_client()
+    local = {"REMOTE_ADDR": "127.0.0.1"}  # not the proxy now: its X-Forwarded-For is ignored
+    for n in range(MAX_FAILURES):
+        headers = basic(USER, "guess") | {"X-Forwarded-For": f"203.0.113.{n}"}
+        client.get("/admin/", headers=headers, environ_base=local)
+    admin = basic(USER, PASSWORD) | {"X-Forwarded-For": "198.51.100.4"}
+    assert client.get("/admin/", headers=admin, environ_base=local).status_code == 429
+    storage.close()
 
 
 def test_failed_logins_are_logged_and_counted_without_the_password(

@@ -4,6 +4,7 @@ and what the development and production settings let through."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 from flask import Flask, g, jsonify
@@ -59,7 +60,7 @@ def production_client(production_config):
 
 @pytest.fixture
 def development_client(pinned_config):
-    return make_app({**pinned_config, "PUBLIC_BASE_URL": BASE_URL}).test_client()
+    return make_app(replace(pinned_config, public_base_url=BASE_URL)).test_client()
 
 
 def auth(token: str) -> dict[str, str]:
@@ -155,7 +156,7 @@ def test_audience_is_the_request_url_without_a_public_base_url(pinned_config, es
 
 
 def test_replay_store_outage_answers_503(pinned_config, es384_key):
-    config = {**pinned_config, "PUBLIC_BASE_URL": BASE_URL, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    config = replace(pinned_config, public_base_url=BASE_URL, redis_url="redis://127.0.0.1:1/0")
     client = make_app(config).test_client()
     response = client.post(SERVICE_PATH, headers=auth(es384_key.sign(issued_now())))
     assert response.status_code == 503

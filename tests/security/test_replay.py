@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 import redis
@@ -58,7 +59,7 @@ def test_redis_entries_expire_with_the_token(redis_url):
 
 
 def test_token_replayed_to_another_worker_is_rejected(redis_url, pinned_config, clock, es384_key):
-    config = {**pinned_config, "REDIS_URL": redis_url}
+    config = replace(pinned_config, redis_url=redis_url)
     worker_a = ClientAuthenticator(config, replay_cache_from_url(redis_url), clock=clock)
     worker_b = ClientAuthenticator(config, replay_cache_from_url(redis_url), clock=clock)
     token = f"Bearer {es384_key.sign()}"

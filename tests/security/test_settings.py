@@ -4,18 +4,14 @@ public sandbox key, or without tokens; development trusts the sandbox by default
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from cds_service.config import (
-    SANDBOX_ISSUER,
-    SANDBOX_JWKS_FILE,
-    ConfigError,
-    is_auth_required,
-    load_config,
-)
+from cds_service.config import ConfigError, load_config
 from cds_service.security import AuthenticationError, ClientAuthenticator, InMemoryReplayCache
+from cds_service.trusted_issuers import SANDBOX_ISSUER, SANDBOX_JWKS_FILE
 from tests.support.jwt_clients import BASE_URL, ISSUER, SERVICE_URL, make_config
 
 from .test_flask_integration import PRODUCTION
@@ -56,12 +52,12 @@ def test_production_refuses_a_copy_of_the_sandbox_key(tmp_path):
     # And still by the authenticator, should settings ever reach it unvalidated.
     config = make_config(TRUSTED_ISSUERS=issuers)
     with pytest.raises(ConfigError, match="sandbox"):
-        ClientAuthenticator({**config, "ENV": "production"}, InMemoryReplayCache())
+        ClientAuthenticator(replace(config, env="production"), InMemoryReplayCache())
 
 
 def test_production_requires_tokens_and_the_public_base_url(pinned_jwks_file):
     issuers = {ISSUER: {"jwks_file": pinned_jwks_file}}
-    assert is_auth_required(make_config(**PRODUCTION, TRUSTED_ISSUERS=issuers))
+    assert make_config(**PRODUCTION, TRUSTED_ISSUERS=issuers).requires_token
     with pytest.raises(ConfigError, match="AUTH_REQUIRED"):
         make_config(**PRODUCTION, TRUSTED_ISSUERS=issuers, AUTH_REQUIRED=False)
     with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
@@ -103,7 +99,7 @@ def test_an_unreadable_jwks_file_stops_start_up(tmp_path):
 def test_development_defaults_trust_the_packaged_sandbox_key(es384_key):
     config = make_config(PUBLIC_BASE_URL=BASE_URL)
     authenticator = ClientAuthenticator(config, InMemoryReplayCache())
-    assert not is_auth_required(config)
+    assert not config.requires_token
 
     # Our own key cannot pass for the sandbox's: the issuer is trusted, the signature is not.
     forged = es384_key.sign(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.config import SANDBOX_JWKS_FILE, ConfigError
+from cds_service.config import ConfigError
+from cds_service.trusted_issuers import SANDBOX_JWKS_FILE
 from tests.support.jwt_clients import ISSUER, make_config
 
 from .test_flask_integration import PRODUCTION

@@ -8,7 +8,7 @@ from typing import Any
 
 import jwt
 
-from cds_service.config import DEFAULTS, validate_config
+from cds_service.config import Settings, settings_from
 
 ISSUER = "https://ehr.example.com"
 BASE_URL = "https://cds.example.org"
@@ -75,7 +75,6 @@ def jwks(*keys: SigningKey) -> dict[str, Any]:
     return {"keys": [key.public_jwk for key in keys]}
 
 
-def make_config(**overrides: Any) -> dict[str, Any]:
-    config = {**DEFAULTS, "ENV": "testing", **overrides}
-    validate_config(config)
-    return config
+def make_config(**overrides: Any) -> Settings:
+    """Checked testing settings with `overrides` (keys are setting names), environment aside."""
+    return settings_from({"ENV": "testing", **overrides})
