@@ -9,7 +9,11 @@ where a label or guideline names one, or create the CBC or referral order.
 
 from __future__ import annotations
 
-from cds_service.record import PatientRecord
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cds_service.record import Count, PatientRecord
+from cds_service.record.model import LupusDiagnosis
 from cds_service.rules.assessments import (
     NeutrophilState,
     count_evidence,
@@ -125,6 +129,83 @@ def _acute_neutropenia(ctx: RuleContext) -> Finding | None:
     )
 
 
+@dataclass(frozen=True)
+class MyelotoxicOrder:
+    """What the order card decides: which drafts, what each does to the current course, which
+    dose-review criteria and combinations they meet, the acute card they stand before, and the
+    tier that follows (critical, info for a stable continuation, else warning)."""
+
+    drafts: tuple[DraftDrug, ...]  # tier A drafts and the drafts of a combination
+    courses: Mapping[str, str]  # ingredient id -> new start, dose increase, same or lower dose
+    reasons: tuple[str, ...]  # the dose-review criteria met (§2.4, Duffy-null rule applied)
+    combinations: tuple[Combination, ...]
+    acute: Finding | None  # this answer's febrile or severe neutropenia card (v4)
+    state: NeutrophilState  # final results only
+    indicator: Indicator
+    primary: DraftDrug  # the drug the card is about
+
+    @property
+    def combined(self) -> set[str]:
+        """The drafted drugs of a combination: their advice is the combination's."""
+        return {c.drafted.ingredient.id for c in self.combinations}
+
+
+def assess_myelotoxic_order(ctx: RuleContext) -> MyelotoxicOrder | None:
+    record = ctx.record
+    drugs = evaluated_drugs(record)
+    combinations = tuple(drafted_combinations(ctx, drugs))
+    drafts = _judged_drafts(ctx, drugs, combinations)
+    if not drafts:
+        return None
+    tier_a = [d.ingredient for d in drafts if d.ingredient.is_tier_a]
+    # With only a drafted partner (allopurinol ...), the counts are judged for the current
+    # tier A drugs.
+    current = [e.ingredient for e in record.exposures.values() if e.current]
+    judged = tier_a or [ingredient for ingredient in current if ingredient.is_tier_a]
+    reasons = tuple(dose_review_reasons(record, ctx.knowledge, judged))
+    acute = _acute_neutropenia(ctx) if tier_a else None
+    if not (reasons or combinations or acute):
+        return None
+    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
+    courses = {d.ingredient.id: draft_course(record, d) for d in drafts}
+    critical = acute is not None or (bool(reasons) and _severe_counts(ctx, state))
+    continuation = all(c == "same or lower dose" for c in courses.values())
+    indicator: Indicator = "critical" if critical else "warning"
+    if not critical and continuation and not combinations and _stable(record, state, ctx):
+        indicator = "info"
+    # The drug the card is about: a combination's drafted drug, else the first tier A draft.
+    primary = (
+        combinations[0].drafted
+        if combinations and not critical
+        else next((d for d in drafts if d.ingredient.is_tier_a), drafts[0])
+    )
+    return MyelotoxicOrder(drafts, courses, reasons, combinations, acute, state, indicator, primary)
+
+
+def _judged_drafts(
+    ctx: RuleContext, drugs: list[DraftDrug], combinations: tuple[Combination, ...]
+) -> tuple[DraftDrug, ...]:
+    """The tier A drafts and the drafts of a dangerous combination. v4: a daily methotrexate
+    draft is the daily-dosing card's (update to once weekly, or cancel): "keep the order" here
+    would contradict it. Its combinations are still judged."""
+    combined = {c.drafted.ingredient.id for c in combinations}
+    daily = ctx.has_fired("METHOTREXATE_DAILY_DOSING")
+    return tuple(
+        d
+        for d in drugs
+        if (d.ingredient.is_tier_a and not (daily and too_frequent(d.medication)))
+        or d.ingredient.id in combined
+    )
+
+
+def _severe_counts(ctx: RuleContext, state: NeutrophilState) -> bool:
+    """ANC < 0.5 or WBC < 1.0 (grade 4): the order card is critical."""
+    anc, wbc = state.anc, state.wbc
+    return (anc is not None and anc.value < ctx.threshold("severe_neutropenia_anc")) or (
+        wbc is not None and wbc.value < ctx.threshold("grade4_leukopenia_wbc")
+    )
+
+
 def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     """An evaluated draft for a tier A drug while the latest WBC/ANC/ALC (<= 30 days) meets the
     dose-review warning threshold (clinical rules §2.4, via `dose_review_reasons`, which also
@@ -156,199 +237,208 @@ def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
     reducing the current thiopurine, is a change to another order); cancelling a TMP-SMX or a
     febuxostat draft is recommended.
     """
-    record, k = ctx.record, ctx.knowledge
-    drugs = evaluated_drugs(record)
-    combinations = drafted_combinations(ctx, drugs)
-    combined = {c.drafted.ingredient.id for c in combinations}
-    # v4: a daily methotrexate draft is the daily-dosing card's (update to once weekly, or
-    # cancel): "keep the order" here would contradict it. Its combinations are still judged.
-    daily = ctx.has_fired("METHOTREXATE_DAILY_DOSING")
-    candidates = [
-        d
-        for d in drugs
-        if (d.ingredient.is_tier_a and not (daily and too_frequent(d.medication)))
-        or d.ingredient.id in combined
-    ]
-    if not candidates:
+    order = assess_myelotoxic_order(ctx)
+    if order is None:
         return None
-    tier_a = [d.ingredient for d in candidates if d.ingredient.is_tier_a]
-    partners = [
-        e.ingredient for e in record.exposures.values() if e.current and e.ingredient.is_tier_a
-    ]
-    reasons = dose_review_reasons(record, k, tier_a or partners)
-    acute = _acute_neutropenia(ctx) if tier_a else None
-    if not reasons and not combinations and acute is None:
-        return None
-    state = neutrophil_state(record, k, include_preliminary=False)
-    critical = acute is not None or (
-        bool(reasons)
-        and (
-            (state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"))
-            or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
-        )
-    )
-    courses = {d.ingredient.id: draft_course(record, d) for d in candidates}
-    continuation = all(c == "same or lower dose" for c in courses.values())
-    indicator: Indicator
-    if critical:
-        indicator = "critical"
-    elif continuation and not combinations and _stable(record, state, ctx):
-        indicator = "info"
+    if order.indicator == "critical":
+        summary, recommendations = _critical_words(ctx, order)
     else:
-        indicator = "warning"
-    # The drug the card is about: a combination's drafted drug, else the first tier A draft.
-    primary = (
-        combinations[0].drafted
-        if combinations and not critical
-        else next((d for d in candidates if d.ingredient.is_tier_a), candidates[0])
-    )
-    evidence = [f"{d.describe()} ({courses[d.ingredient.id]})" for d in candidates]
-    evidence += count_evidence(ctx.record, ctx.knowledge, state)
-    evidence += [f"Dose-review criterion met: {r}." for r in reasons]
-    evidence += [f"Dangerous combination: {c.text}." for c in combinations]
-    if record.duffy_null and reasons:
-        # The limit the reasons were judged by (dose_review_reasons with these drugs).
-        mycophenolate = any(is_mycophenolate(d.ingredient) for d in candidates)
-        anc = duffy_null_anc_limit(ctx.knowledge, mycophenolate)
-        wbc = ctx.threshold("duffy_null_wbc")
-        evidence.append(
-            "Documented Duffy-null; the counts are below the Duffy-null limits (ANC "
-            f"{shown_limit(anc)}, WBC {shown_limit(wbc, 1)} x10^9/L) or falling."
-        )
-    evidence += dose_lines(ctx, candidates)
-    if indicator == "info":
-        evidence.append("Continuation at the same or a lower dose; counts stable.")
-    name = primary.ingredient.display
-    if acute is not None:
-        evidence.insert(0, f"{_acute_problem(acute)} now: {acute.decisive}.")
-    if indicator == "critical":
-        summary, label_line = _critical_summary(
-            ctx, primary, courses[primary.ingredient.id], state, acute
-        )
-        recommendations = [
-            label_line,
-            "Cancel the order, or defer it until a repeat CBC with differential shows recovery.",
-            f"Manage the {_acute_problem(acute).lower()} first (its own card)."
-            if acute is not None
-            else "Same-day review of the neutropenia; ask about fever now.",
-        ]
-    else:
-        recommendations = [c.advice() for c in combinations]
-        if reasons:
-            recommendations += [
-                "Confirm the counts and their trend before signing; repeat CBC with differential."
-            ]
-            recommendations += [
-                d.ingredient.dose_review_advice
-                for d in candidates
-                if d.ingredient.dose_review_advice and d.ingredient.id not in combined
-            ]
-        if combinations:
-            summary = combinations[0].summary()
-        elif indicator == "info":
-            summary = (
-                f"{upper_first(name)} continued with stable low counts ({reasons[0]}): "
-                "keep monitoring."
-            )
-        else:
-            summary = (
-                f"{upper_first(name)} ordered with {reasons[0]}: confirm the counts before signing."
-            )
-    changes, orders = _myelotoxic_suggestions(indicator, primary, courses, combinations, record)
-    sources = [c.source for c in combinations] + [
-        d.ingredient.label for d in candidates if d.ingredient.label
-    ]
-    sources = list(dict.fromkeys(sources)) + ["bsr_dmard_2017"]
+        summary, recommendations = _review_words(order)
+    changes, orders = _myelotoxic_suggestions(ctx.record, order)
+    reasons, combinations = order.reasons, order.combinations
     return Finding(
-        indicator=indicator,
+        indicator=order.indicator,
         summary=summary,
-        evidence=evidence,
+        evidence=_myelotoxic_evidence(ctx, order),
         recommendations=list(dict.fromkeys(recommendations))[:5],
-        sources=sources,
+        sources=_myelotoxic_sources(order),
         orders=orders,
         draft_changes=changes,
-        override_reasons=[
-            "counts-reviewed",
-            "benefit-outweighs-risk",
-            *(
-                ["duffy-null"]
-                if indicator != "critical"
-                and not combinations
-                and duffy_null_could_explain(record, k, reasons)
-                else []
-            ),
-            "already-addressed",
-        ],
+        override_reasons=_myelotoxic_override_reasons(ctx, order),
         decisive=reasons[0] if reasons else combinations[0].text if combinations else "",
         about_counts=bool(reasons),
     )
 
 
+def _myelotoxic_sources(order: MyelotoxicOrder) -> list[str]:
+    """The labels that describe each combination, then each drafted drug's label."""
+    sources = [c.source for c in order.combinations]
+    sources += [d.ingredient.label for d in order.drafts if d.ingredient.label]
+    return list(dict.fromkeys(sources)) + ["bsr_dmard_2017"]
+
+
+def _myelotoxic_override_reasons(ctx: RuleContext, order: MyelotoxicOrder) -> list[str]:
+    """ "duffy-null" only for a low-count card Duffy-null status could explain (never a
+    critical card or a combination)."""
+    duffy_null = (
+        order.indicator != "critical"
+        and not order.combinations
+        and duffy_null_could_explain(ctx.record, ctx.knowledge, list(order.reasons))
+    )
+    return [
+        "counts-reviewed",
+        "benefit-outweighs-risk",
+        *(["duffy-null"] if duffy_null else []),
+        "already-addressed",
+    ]
+
+
+def _myelotoxic_evidence(ctx: RuleContext, order: MyelotoxicOrder) -> list[str]:
+    record = ctx.record
+    lines = [f"{d.describe()} ({order.courses[d.ingredient.id]})" for d in order.drafts]
+    lines += count_evidence(record, ctx.knowledge, order.state)
+    lines += [f"Dose-review criterion met: {r}." for r in order.reasons]
+    lines += [f"Dangerous combination: {c.text}." for c in order.combinations]
+    if record.duffy_null and order.reasons:
+        lines.append(_duffy_null_limits(ctx, order.drafts))
+    lines += dose_lines(ctx, list(order.drafts))
+    if order.indicator == "info":
+        lines.append("Continuation at the same or a lower dose; counts stable.")
+    if order.acute is not None:
+        lines.insert(0, f"{_acute_problem(order.acute)} now: {order.acute.decisive}.")
+    return lines
+
+
+def _duffy_null_limits(ctx: RuleContext, drafts: tuple[DraftDrug, ...]) -> str:
+    """The limits the reasons were judged by (dose_review_reasons with these drugs)."""
+    mycophenolate = any(is_mycophenolate(d.ingredient) for d in drafts)
+    anc = duffy_null_anc_limit(ctx.knowledge, mycophenolate)
+    wbc = ctx.threshold("duffy_null_wbc")
+    return (
+        "Documented Duffy-null; the counts are below the Duffy-null limits (ANC "
+        f"{shown_limit(anc)}, WBC {shown_limit(wbc, 1)} x10^9/L) or falling."
+    )
+
+
+def _critical_words(ctx: RuleContext, order: MyelotoxicOrder) -> tuple[str, list[str]]:
+    """(summary, recommendations) of a critical card: the label's limit, cancel or defer,
+    and the neutropenia first."""
+    primary, acute = order.primary, order.acute
+    course = order.courses[primary.ingredient.id]
+    summary, label_line = _critical_summary(ctx, primary, course, order.state, acute)
+    return summary, [
+        label_line,
+        "Cancel the order, or defer it until a repeat CBC with differential shows recovery.",
+        f"Manage the {_acute_problem(acute).lower()} first (its own card)."
+        if acute is not None
+        else "Same-day review of the neutropenia; ask about fever now.",
+    ]
+
+
+def _review_words(order: MyelotoxicOrder) -> tuple[str, list[str]]:
+    """(summary, recommendations) of a warning or info card: each combination's advice, then
+    for low counts the confirmation and each other draft's dose-review advice."""
+    recommendations = [c.advice() for c in order.combinations]
+    if order.reasons:
+        recommendations.append(
+            "Confirm the counts and their trend before signing; repeat CBC with differential."
+        )
+        recommendations += [
+            d.ingredient.dose_review_advice
+            for d in order.drafts
+            if d.ingredient.dose_review_advice and d.ingredient.id not in order.combined
+        ]
+    name = upper_first(order.primary.ingredient.display)
+    if order.combinations:
+        summary = order.combinations[0].summary()
+    elif order.indicator == "info":
+        summary = f"{name} continued with stable low counts ({order.reasons[0]}): keep monitoring."
+    else:
+        summary = f"{name} ordered with {order.reasons[0]}: confirm the counts before signing."
+    return summary, recommendations
+
+
 def _myelotoxic_suggestions(
-    indicator: Indicator,
-    primary: DraftDrug,
-    courses: dict[str, str],
-    combinations: list[Combination],
-    record: PatientRecord,
+    record: PatientRecord, order: MyelotoxicOrder
 ) -> tuple[list[DraftOrderChange], list[SuggestedOrder]]:
     """Alternatives on the draft (at most one is recommended). Critical: cancel (+ stat CBC) or
     defer, never keep. Combination: update the thiopurine draft to 1/3, or cancel the
     interacting draft. Low counts: cancel, reduce back to the current dose, or keep and repeat
     the CBC."""
-    priority = "stat" if indicator == "critical" else "urgent"
-    if indicator == "info":
+    primary = order.primary
+    priority = "stat" if order.indicator == "critical" else "urgent"
+    if order.indicator == "info":
         return [], [cbc_order("routine", "Order CBC with differential", recommended=True)]
     cbc = cbc_order(priority, f"Order CBC with differential ({priority})")
     if primary.draft.resource_id is None:
         return [], [cbc_order(priority, cbc.label, recommended=True)]
-    if indicator == "critical":
+    if order.indicator == "critical":
         return [cancel_draft(primary, cbc, recommended=True), defer_draft(primary, cbc)], []
-    own = [c for c in combinations if c.drafted is primary]
+    own = [c for c in order.combinations if c.drafted is primary]
     if own:
-        combination = own[0]
-        if combination.thiopurine_allopurinol and not combination.drafted_is_partner:
-            per_dose = primary.medication.dose.per_dose_mg
-            reduced = (
-                reduce_draft(
-                    primary,
-                    per_dose * COMBINATION_FRACTION,
-                    "label with allopurinol: "
-                    + fraction_range(primary, 1 / 4, COMBINATION_FRACTION, "1/4", "1/3"),
-                    cbc,
-                    True,
-                )
-                if per_dose
-                else None
-            )
-            changes = [cancel_draft(primary, None, recommended=reduced is None)]
-            return changes + ([reduced] if reduced else []), []
-        # The interacting drug is the draft, methotrexate is started on top of TMP-SMX, or a
-        # thiopurine on top of febuxostat (contraindicated: cancelling is recommended).
-        recommended = not combination.thiopurine_allopurinol
-        return [cancel_draft(primary, None, recommended=recommended)], []
-    reduce: DraftOrderChange | None = None
-    if courses[primary.ingredient.id] == "dose increase":
-        current = record.exposure(primary.ingredient.id).latest_dose  # type: ignore[union-attr]
-        ordered = primary.medication.dose
-        if current and current.mg_per_day and ordered.mg_per_day and ordered.per_dose_mg:
-            reduce = reduce_draft(
-                primary,
-                ordered.per_dose_mg * current.mg_per_day / ordered.mg_per_day,
-                "the current dose",
-                cbc,
-                True,
-            )
-    changes = [cancel_draft(primary, cbc, recommended=False)]
-    if reduce:
-        changes.append(reduce)
+        return _combination_changes(primary, own[0], cbc), []
+    reduce = _back_to_current_dose(record, primary, order.courses, cbc)
+    changes = [cancel_draft(primary, cbc, recommended=False)] + ([reduce] if reduce else [])
     keep = cbc_order(
         priority, f"Keep the order and order CBC with differential ({priority})", reduce is None
     )
     return changes, [keep]
 
 
+def _combination_changes(
+    primary: DraftDrug, combination: Combination, cbc: SuggestedOrder
+) -> list[DraftOrderChange]:
+    """A thiopurine drafted on top of allopurinol: cancel, or (recommended) 1/3 of the dose
+    (label). The interacting drug is the draft, methotrexate is started on top of TMP-SMX, or
+    a thiopurine on top of febuxostat (contraindicated): cancel, recommended except for an
+    allopurinol draft (the alternative, reducing the current thiopurine, is another order)."""
+    if not combination.thiopurine_allopurinol or combination.drafted_is_partner:
+        recommended = not combination.thiopurine_allopurinol
+        return [cancel_draft(primary, None, recommended=recommended)]
+    per_dose = primary.medication.dose.per_dose_mg
+    reduced = (
+        reduce_draft(
+            primary,
+            per_dose * COMBINATION_FRACTION,
+            "label with allopurinol: "
+            + fraction_range(primary, 1 / 4, COMBINATION_FRACTION, "1/4", "1/3"),
+            cbc,
+            True,
+        )
+        if per_dose
+        else None
+    )
+    cancel = cancel_draft(primary, None, recommended=reduced is None)
+    return [cancel] + ([reduced] if reduced else [])
+
+
+def _back_to_current_dose(
+    record: PatientRecord, primary: DraftDrug, courses: Mapping[str, str], cbc: SuggestedOrder
+) -> DraftOrderChange | None:
+    """For a dose increase on low counts: the draft updated back to the current daily dose."""
+    if courses[primary.ingredient.id] != "dose increase":
+        return None
+    current = record.exposure(primary.ingredient.id).latest_dose  # type: ignore[union-attr]
+    ordered = primary.medication.dose
+    if not (current and current.mg_per_day and ordered.mg_per_day and ordered.per_dose_mg):
+        return None
+    per_dose = ordered.per_dose_mg * current.mg_per_day / ordered.mg_per_day
+    return reduce_draft(primary, per_dose, "the current dose", cbc, True)
+
+
 # ---------------------------------------------------------------------------------------------
 # ORDER_NO_RECENT_CBC
+
+
+@dataclass(frozen=True)
+class NoRecentCbc:
+    drugs: tuple[DraftDrug, ...]  # the tier A drafts
+    latest_wbc: Count | None  # of any age
+    lows: tuple[Count, ...]  # the last WBC, ANC or ALC when low (the CBC_STALE limits)
+
+
+def assess_no_recent_cbc(ctx: RuleContext) -> NoRecentCbc | None:
+    record = ctx.record
+    drugs = tuple(d for d in evaluated_drugs(record) if d.ingredient.is_tier_a)
+    # A preliminary WBC does not count as recent.
+    if not drugs or record.latest("wbc", max_age_days=ctx.threshold("current_days")):
+        return None
+    lows = tuple(
+        latest
+        for analyte in ("wbc", "anc", "alc")
+        if (latest := record.latest(analyte)) is not None and is_low_count(latest, ctx)
+    )
+    return NoRecentCbc(drugs, record.latest("wbc"), lows)
 
 
 def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
@@ -362,45 +452,16 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     Choice where the spec is silent: "low" uses the same limits as CBC_STALE (WBC < 4.0 or the
     lab's LLN, ANC < 1.5, ALC < 0.5); a preliminary WBC does not count as recent.
     """
-    record = ctx.record
-    drugs = [d for d in evaluated_drugs(record) if d.ingredient.is_tier_a]
-    current_days = ctx.threshold("current_days")
-    if not drugs or record.latest("wbc", max_age_days=current_days):
+    found = assess_no_recent_cbc(ctx)
+    if found is None:
         return None
-    lows = [
-        latest
-        for analyte in ("wbc", "anc", "alc")
-        if (latest := record.latest(analyte)) is not None and is_low_count(latest, ctx)
-    ]
-    names = ", ".join(dict.fromkeys(d.ingredient.display for d in drugs))
+    drugs = found.drugs
     # v4: the ordered drug's own label schedule, never another drug's.
     schedules = monitoring_schedules([d.ingredient for d in drugs])
-    evidence = [d.describe() for d in drugs]
-    latest_wbc = record.latest("wbc")
-    if latest_wbc is None:
-        evidence.append(f"{upper_first(no_wbc_on_file(record))}.")
-    elif latest_wbc not in lows:
-        evidence.append(f"Last WBC {latest_wbc.describe()}")
-    evidence += [
-        f"Last {c.analyte.upper()} was low ({c.bound} x10^9/L on {c.time:%Y-%m-%d}) "
-        "and has not been repeated"
-        for c in lows
-    ]
-    if lows:
-        low = lows[0]
-        summary = (
-            f"Last {low.analyte.upper()} was low ({low.bound} x10^9/L, {low.time:%Y-%m-%d}):"
-            f" CBC before signing {names}."
-        )
-    else:
-        summary = (
-            f"No CBC in the last {shown_limit(current_days)} days: baseline CBC with "
-            f"differential before {names}."
-        )
     return Finding(
-        indicator="warning" if lows else "info",
-        summary=summary,
-        evidence=evidence,
+        indicator="warning" if found.lows else "info",
+        summary=_no_recent_cbc_summary(ctx, found),
+        evidence=_no_recent_cbc_evidence(ctx.record, found),
         recommendations=[
             "Baseline CBC with differential before starting, then as the drug's label says.",
             *(line for line, _ in schedules),
@@ -409,15 +470,79 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
         or [d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
         orders=[
             cbc_order(
-                "urgent" if lows else "routine", "Order CBC with differential", recommended=True
+                "urgent" if found.lows else "routine",
+                "Order CBC with differential",
+                recommended=True,
             )
         ],
         override_reasons=["already-addressed", "counts-reviewed"],
     )
 
 
+def _no_recent_cbc_summary(ctx: RuleContext, found: NoRecentCbc) -> str:
+    names = ", ".join(dict.fromkeys(d.ingredient.display for d in found.drugs))
+    if found.lows:
+        low = found.lows[0]
+        return (
+            f"Last {low.analyte.upper()} was low ({low.bound} x10^9/L, {low.time:%Y-%m-%d}):"
+            f" CBC before signing {names}."
+        )
+    return (
+        f"No CBC in the last {shown_limit(ctx.threshold('current_days'))} days: baseline CBC "
+        f"with differential before {names}."
+    )
+
+
+def _no_recent_cbc_evidence(record: PatientRecord, found: NoRecentCbc) -> list[str]:
+    lines = [d.describe() for d in found.drugs]
+    if found.latest_wbc is None:
+        lines.append(f"{upper_first(no_wbc_on_file(record))}.")
+    elif found.latest_wbc not in found.lows:
+        lines.append(f"Last WBC {found.latest_wbc.describe()}")
+    return lines + [
+        f"Last {c.analyte.upper()} was low ({c.bound} x10^9/L on {c.time:%Y-%m-%d}) "
+        "and has not been repeated"
+        for c in found.lows
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # GCSF_CAUTION
+
+
+@dataclass(frozen=True)
+class GcsfInSle:
+    drafts: tuple[DraftDrug, ...]  # the G-CSF drafts
+    lupus: LupusDiagnosis  # the §2.2 diagnosis
+    state: NeutrophilState  # final results only: the count the G-CSF would be given for
+
+
+def assess_gcsf_in_sle(ctx: RuleContext) -> GcsfInSle | None:
+    record = ctx.record
+    drafts = tuple(d for d in evaluated_drugs(record) if d.ingredient.role == "gcsf")
+    if not drafts or record.lupus is None:
+        return None
+    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
+    return GcsfInSle(drafts, record.lupus, state)
+
+
+# Carli et al. 2015 (case reports and series only), the J Rheumatol 2006 and Hellmich 1999
+# case reports (flares, vasculitis), the ASCO growth-factor guideline 2015 (high-risk features).
+_GCSF_ADVICE = (
+    "G-CSF is not routine in SLE: the evidence is limited to case reports and series, "
+    "and flares and vasculitis after G-CSF are reported in them.",
+    "Reserve it for febrile neutropenia with high-risk features or a high infection "
+    "risk, after hematology review.",
+    "If used: the lowest dose that keeps the ANC above 1.0 x10^9/L, and short courses.",
+    "The 5-10 mcg/kg/day quoted for G-CSF is oncology dosing, not an SLE recommendation.",
+)
+_GCSF_SOURCES = (
+    "carli_sle_leukopenia_2015",
+    "vasiliu_gcsf_sle_2006",
+    "hellmich_gcsf_1999",
+    "asco_gcsf_2015",
+    "label_filgrastim",
+)
 
 
 def gcsf_caution(ctx: RuleContext) -> Finding | None:
@@ -432,56 +557,47 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     drug-induced and unspecified lupus included; the suggestions are a hematology referral
     (recommended) or cancelling the draft.
     """
-    record = ctx.record
-    drugs = [d for d in evaluated_drugs(record) if d.ingredient.role == "gcsf"]
-    if not drugs or record.lupus is None:
+    found = assess_gcsf_in_sle(ctx)
+    if found is None:
         return None
-    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
-    primary = drugs[0]
-    # The G-CSF dose as prescribed, in mcg, with mcg/kg/day when a weight is on file (§2.5).
-    evidence = [
-        f"{d.medication.display}: draft order, "
-        + mg_per_kg_line(record, d.as_exposure(), None, ctx.threshold("weight_stale_days"))
-        for d in drugs
-    ]
-    evidence.append(f"Diagnosis: {record.lupus.describe()}")
-    evidence += count_evidence(ctx.record, ctx.knowledge, state) or [
-        f"No WBC or ANC in the last {shown_limit(ctx.threshold('current_days'))} days."
-    ]
-    evidence.append(
-        "No febrile neutropenia found (no fever with ANC < "
-        f"{shown_limit(ctx.threshold('febrile_neutropenia_anc'), 1)} in the last "
-        f"{shown_limit(ctx.threshold('fever_window_hours'))} h)."
-    )
+    primary = found.drafts[0]
     referral = SuggestedOrder(
         "hematology_referral", "urgent", "Refer to hematology before G-CSF", recommended=True
     )
     changes = [cancel_draft(primary, None, recommended=False)] if primary.draft.resource_id else []
     return Finding(
         indicator="warning",
-        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(state)}: not "
-        "routine; flares and vasculitis are reported. Review with hematology.",
-        evidence=evidence,
-        recommendations=[
-            "G-CSF is not routine in SLE: the evidence is limited to case reports and series, "
-            "and flares and vasculitis after G-CSF are reported in them.",
-            "Reserve it for febrile neutropenia with high-risk features or a high infection "
-            "risk, after hematology review.",
-            "If used: the lowest dose that keeps the ANC above 1.0 x10^9/L, and short courses.",
-            "The 5-10 mcg/kg/day quoted for G-CSF is oncology dosing, not an SLE recommendation.",
-        ],
-        sources=[
-            "carli_sle_leukopenia_2015",
-            "vasiliu_gcsf_sle_2006",
-            "hellmich_gcsf_1999",
-            "asco_gcsf_2015",
-            "label_filgrastim",
-        ],
+        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(found.state)}: "
+        "not routine; flares and vasculitis are reported. Review with hematology.",
+        evidence=_gcsf_evidence(ctx, found),
+        recommendations=list(_GCSF_ADVICE),
+        sources=list(_GCSF_SOURCES),
         orders=[referral],
         draft_changes=changes,
         override_reasons=["hematology-advised", "benefit-outweighs-risk", "already-addressed"],
         evidence_level="Evidence for G-CSF in SLE: case reports and case series.",
     )
+
+
+def _gcsf_evidence(ctx: RuleContext, found: GcsfInSle) -> list[str]:
+    """The G-CSF dose as prescribed, in mcg, with mcg/kg/day when a weight is on file (§2.5),
+    the diagnosis, the counts, and why this is not febrile neutropenia."""
+    record, stale_weight = ctx.record, ctx.threshold("weight_stale_days")
+    lines = [
+        f"{d.medication.display}: draft order, "
+        + mg_per_kg_line(record, d.as_exposure(), None, stale_weight)
+        for d in found.drafts
+    ]
+    lines.append(f"Diagnosis: {found.lupus.describe()}")
+    lines += count_evidence(record, ctx.knowledge, found.state) or [
+        f"No WBC or ANC in the last {shown_limit(ctx.threshold('current_days'))} days."
+    ]
+    fn_anc = shown_limit(ctx.threshold("febrile_neutropenia_anc"), 1)
+    hours = shown_limit(ctx.threshold("fever_window_hours"))
+    lines.append(
+        f"No febrile neutropenia found (no fever with ANC < {fn_anc} in the last {hours} h)."
+    )
+    return lines
 
 
 def _count_quote(state: NeutrophilState) -> str:
