@@ -33,11 +33,7 @@ from cds_service.rules.base import (
     shown_limit,
     upper_first,
 )
-from cds_service.rules.combinations import (
-    COMBINATION_FRACTION,
-    Combination,
-    drafted_combinations,
-)
+from cds_service.rules.combinations import COMBINATION_FRACTION, Combination, drafted_combinations
 from cds_service.rules.drafts import (
     DraftDrug,
     cancel_draft,
