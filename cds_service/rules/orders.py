@@ -139,13 +139,6 @@ _GCSF_ADVICE = (
     "If used: the lowest dose that keeps the ANC above 1.0 x10^9/L, and short courses.",
     "The 5-10 mcg/kg/day quoted for G-CSF is oncology dosing, not an SLE recommendation.",
 )
-_GCSF_SOURCES = (
-    "carli_sle_leukopenia_2015",
-    "vasiliu_gcsf_sle_2006",
-    "hellmich_gcsf_1999",
-    "asco_gcsf_2015",
-    "label_filgrastim",
-)
 
 
 def gcsf_caution(ctx: RuleContext) -> Finding | None:
@@ -174,7 +167,13 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         "not routine; flares and vasculitis are reported. Review with hematology.",
         evidence=_gcsf_evidence(ctx, found),
         recommendations=list(_GCSF_ADVICE),
-        sources=list(_GCSF_SOURCES),
+        sources=[
+            "carli_sle_leukopenia_2015",
+            "vasiliu_gcsf_sle_2006",
+            "hellmich_gcsf_1999",
+            "asco_gcsf_2015",
+            "label_filgrastim",
+        ],
         orders=[referral],
         draft_changes=changes,
         override_reasons=["hematology-advised", "benefit-outweighs-risk", "already-addressed"],
