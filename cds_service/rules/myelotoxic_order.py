@@ -89,18 +89,33 @@ def assess_myelotoxic_order(ctx: RuleContext) -> MyelotoxicOrder | None:
         return None
     state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
     courses = {d.ingredient.id: draft_course(record, d) for d in drafts}
-    critical = acute is not None or (bool(reasons) and _severe_counts(ctx, state))
-    continuation = all(c == "same or lower dose" for c in courses.values())
-    indicator: Indicator = "critical" if critical else "warning"
-    if not critical and continuation and not combinations and _stable(record, state, ctx):
-        indicator = "info"
+    indicator = _order_tier(ctx, state, reasons, acute, courses, combinations)
     # The drug the card is about: a combination's drafted drug, else the first tier A draft.
     primary = (
         combinations[0].drafted
-        if combinations and not critical
+        if combinations and indicator != "critical"
         else next((d for d in drafts if d.ingredient.is_tier_a), drafts[0])
     )
     return MyelotoxicOrder(drafts, courses, reasons, combinations, acute, state, indicator, primary)
+
+
+def _order_tier(
+    ctx: RuleContext,
+    state: NeutrophilState,
+    reasons: tuple[str, ...],
+    acute: Finding | None,
+    courses: Mapping[str, str],
+    combinations: tuple[Combination, ...],
+) -> Indicator:
+    """Critical beside an acute neutropenia card, or for a dose-review criterion with ANC < 0.5
+    or WBC < 1.0; info for a continuation at the same or a lower dose with stable counts and no
+    combination; else warning (new start, dose increase, dangerous combination)."""
+    if acute is not None or (reasons and _severe_counts(ctx, state)):
+        return "critical"
+    continuation = all(course == "same or lower dose" for course in courses.values())
+    if continuation and not combinations and _stable(ctx.record, state, ctx):
+        return "info"
+    return "warning"
 
 
 def _judged_drafts(
