@@ -48,8 +48,8 @@ class FebrileNeutropenia:
 
 
 def assess_febrile_neutropenia(ctx: RuleContext) -> FebrileNeutropenia | None:
-    found = fever(ctx.record, ctx.knowledge)
-    if found is None:
+    found_fever = fever(ctx.record, ctx.knowledge)
+    if found_fever is None:
         return None
     state = critical_state(ctx.record, ctx.knowledge)
     pulse = cyclophosphamide_last_pulse(ctx)
@@ -60,7 +60,7 @@ def assess_febrile_neutropenia(ctx: RuleContext) -> FebrileNeutropenia | None:
     cause = _febrile_cause(ctx, state, flag, no_count)
     if cause is None:
         return None
-    return FebrileNeutropenia(found, state, cause, flag, pulse, no_count)
+    return FebrileNeutropenia(found_fever, state, cause, flag, pulse, no_count)
 
 
 def _febrile_cause(
@@ -97,23 +97,23 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
     nadir window any WBC after the dose counts as "a count since the dose", preliminary included
     (the card then judges that count as usual).
     """
-    found = assess_febrile_neutropenia(ctx)
-    if found is None:
+    febrile = assess_febrile_neutropenia(ctx)
+    if febrile is None:
         return None
-    decisive = _febrile_decisive(found)
+    decisive = _febrile_decisive(febrile)
     lupus = bool(ctx.record.lupus)
     finding = Finding(
         indicator="critical",
-        summary=_FEBRILE_SUMMARY[found.cause].format(decisive),
-        evidence=_febrile_evidence(ctx, found),
+        summary=_FEBRILE_SUMMARY[febrile.cause].format(decisive),
+        evidence=_febrile_evidence(ctx, febrile),
         recommendations=[
             "CBC with differential stat and emergency evaluation now: assess for sepsis, blood "
             "cultures."
-            if found.cause == "nadir"
+            if febrile.cause == "nadir"
             else "Emergency evaluation now: assess for sepsis, blood cultures.",
             "Empiric broad-spectrum antibiotics within 1 hour of triage per the local febrile "
             "neutropenia pathway (ASCO/IDSA 2018).",
-            *drugs_to_hold(ctx, found.pulse),
+            *drugs_to_hold(ctx, febrile.pulse),
             _gcsf_high_risk_only(ctx, lupus),
         ],
         sources=[
@@ -121,7 +121,7 @@ def febrile_neutropenia(ctx: RuleContext) -> Finding | None:
             "idsa_fn_2010",
             "asco_gcsf_2015",
             *(["vasiliu_gcsf_sle_2006", "hellmich_gcsf_1999"] if lupus else []),
-            *drug_review_sources(ctx, found.no_count_since_pulse),
+            *drug_review_sources(ctx, febrile.no_count_since_pulse),
         ],
         orders=[
             SuggestedOrder("cbc", "stat", "Order CBC with differential (stat)", recommended=True),
@@ -142,39 +142,39 @@ _FEBRILE_SUMMARY: dict[FebrileCause, str] = {
 }
 
 
-def _febrile_decisive(found: FebrileNeutropenia) -> str:
+def _febrile_decisive(febrile: FebrileNeutropenia) -> str:
     """The count, flag or dose that makes it (possible) febrile neutropenia."""
-    wbc = found.state.wbc
-    if found.cause == "anc":
-        return f"ANC {anc_value(found.state)} x10^9/L"
-    if found.cause == "lab_flag" and found.flag is not None:
-        return f"lab flags the ANC critically low: {found.flag.received}"
-    if found.cause == "wbc_below_cutoff" and wbc is not None:
+    wbc = febrile.state.wbc
+    if febrile.cause == "anc":
+        return f"ANC {anc_value(febrile.state)} x10^9/L"
+    if febrile.cause == "lab_flag" and febrile.flag is not None:
+        return f"lab flags the ANC critically low: {febrile.flag.received}"
+    if febrile.cause == "wbc_below_cutoff" and wbc is not None:
         # v4: the ANC is below the WBC, so below the cut-off; a censored WBC keeps its sign
         # ("WBC < 0.5", never "0.50").
         below = f"{wbc.value:g}" if wbc.comparator else fmt(wbc.value)
         return f"ANC below {below} (WBC {wbc.bound}, no differential yet)"
-    if found.cause == "anc_pending" and wbc is not None:
+    if febrile.cause == "anc_pending" and wbc is not None:
         return f"WBC {wbc.bound} x10^9/L, ANC not yet available"
-    assert found.pulse is not None  # the nadir cause: a pulse with no count since
-    return f"no count since the cyclophosphamide dose on {day(found.pulse)}"
+    assert febrile.pulse is not None  # the nadir cause: a pulse with no count since
+    return f"no count since the cyclophosphamide dose on {day(febrile.pulse)}"
 
 
-def _febrile_evidence(ctx: RuleContext, found: FebrileNeutropenia) -> list[str]:
-    lines = [f"Fever: {found.fever.description}"] + neutrophil_evidence(ctx, found.state)
-    if found.cause == "lab_flag" and found.flag is not None:
-        lines.append(flag_line(found.flag))
-    if found.cause == "nadir" and found.pulse is not None:
+def _febrile_evidence(ctx: RuleContext, febrile: FebrileNeutropenia) -> list[str]:
+    lines = [f"Fever: {febrile.fever.description}"] + neutrophil_evidence(ctx, febrile.state)
+    if febrile.cause == "lab_flag" and febrile.flag is not None:
+        lines.append(flag_line(febrile.flag))
+    if febrile.cause == "nadir" and febrile.pulse is not None:
         lines.append(
-            f"Cyclophosphamide dose on {day(found.pulse)}; no WBC drawn since (a pre-pulse count "
-            "does not describe the nadir)."
+            f"Cyclophosphamide dose on {day(febrile.pulse)}; no WBC drawn since (a pre-pulse "
+            "count does not describe the nadir)."
         )
-    anc = found.state.anc
-    if anc is not None and not found.no_count_since_pulse:
+    anc = febrile.state.anc
+    if anc is not None and not febrile.no_count_since_pulse:
         age = days_between(anc.time, ctx.record.now)
         if age > ctx.threshold("febrile_anc_repeat_days"):
             lines.append(f"Last ANC {int(age)} days ago: repeat CBC stat.")
-    return lines + absorbed_drug_lines(ctx) + preliminary_note(found.state)
+    return lines + absorbed_drug_lines(ctx) + preliminary_note(febrile.state)
 
 
 def _gcsf_high_risk_only(ctx: RuleContext, lupus: bool) -> str:

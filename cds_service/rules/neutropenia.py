@@ -167,11 +167,11 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     With fever and no febrile card (a site whose febrile-neutropenia ANC is below the severe
     one, or a service that runs a subset of rules), the card still speaks and leads with the
     fever: silence would be the worst answer for a febrile patient with ANC < 0.5."""
-    found = assess_severe_neutropenia(ctx)
-    if found is None:
+    severe = assess_severe_neutropenia(ctx)
+    if severe is None:
         return None
-    decisive, summary, basis = _severe_words(ctx, found)
-    if found.fever:
+    decisive, summary, basis = _severe_words(ctx, severe)
+    if severe.fever:
         summary = (
             f"Severe neutropenia ({decisive}) with fever: evaluate now, cultures, antibiotics "
             "within 1 h."
@@ -179,24 +179,24 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     finding = Finding(
         indicator="critical",
         summary=summary,
-        evidence=([f"Fever: {found.fever.description}"] if found.fever else [])
-        + neutrophil_evidence(ctx, found.state)
+        evidence=([f"Fever: {severe.fever.description}"] if severe.fever else [])
+        + neutrophil_evidence(ctx, severe.state)
         + [basis]
         + absorbed_drug_lines(ctx)
-        + preliminary_note(found.state),
+        + preliminary_note(severe.state),
         recommendations=[
             # With fever the patient needs the febrile-neutropenia pathway, not a fever check.
             "Emergency evaluation now: assess for sepsis, blood cultures; empiric antibiotics "
             "within 1 hour of triage (ASCO/IDSA 2018)."
-            if found.fever
+            if severe.fever
             else "Same-day clinician review; ask about fever now and give fever instructions.",
-            *drugs_to_hold(ctx, found.pulse),
+            *drugs_to_hold(ctx, severe.pulse),
             "Urgent CBC with differential and a manual blood smear.",
             "Hematology input today.",
         ],
         sources=["ctcae_v5", "idsa_fn_2010"]
-        + (["asco_idsa_fn_2018"] if found.fever else [])
-        + drug_review_sources(ctx, found.pulse is not None),
+        + (["asco_idsa_fn_2018"] if severe.fever else [])
+        + drug_review_sources(ctx, severe.pulse is not None),
         orders=[
             SuggestedOrder(
                 "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
@@ -209,18 +209,18 @@ def neutropenia_severe(ctx: RuleContext) -> Finding | None:
     return with_genotype_note(ctx, finding)
 
 
-def _severe_words(ctx: RuleContext, found: SevereNeutropenia) -> tuple[str, str, str]:
+def _severe_words(ctx: RuleContext, severe: SevereNeutropenia) -> tuple[str, str, str]:
     """(decisive value, summary without fever, the evidence line that says why it is severe)."""
     grade4 = f"{ctx.threshold('severe_neutropenia_anc'):g}"
-    if found.cause == "lab_flag" and found.flag is not None:
-        decisive = f"the lab flags the ANC critically low: {found.flag.received}"
+    if severe.cause == "lab_flag" and severe.flag is not None:
+        decisive = f"the lab flags the ANC critically low: {severe.flag.received}"
         summary = f"{upper_first(decisive)}; confirm with the lab now, ask about fever."
-        return decisive, summary, f"{flag_line(found.flag)}."
-    if found.cause == "anc":
-        decisive = f"ANC {anc_value(found.state)} x10^9/L"
+        return decisive, summary, f"{flag_line(severe.flag)}."
+    if severe.cause == "anc":
+        decisive = f"ANC {anc_value(severe.state)} x10^9/L"
         summary = f"Severe neutropenia ({decisive}): same-day review; ask about fever now."
         return decisive, summary, f"Threshold: ANC < {grade4} x10^9/L (CTCAE v5 grade 4)."
-    wbc = found.state.wbc
+    wbc = severe.state.wbc
     assert wbc is not None  # the "wbc" cause reads the WBC
     # The decisive value is the ANC bound (an order card quotes it: "Severe neutropenia
     # (ANC at most 0.90): do not start ..."); the summary says where it comes from.
@@ -282,25 +282,25 @@ def neutropenia_moderate(ctx: RuleContext) -> Finding | None:
     "patient is Duffy-null" is never offered (an ANC < 1.0 is not explained by a Duffy-null
     associated neutrophil count, v4); the card stays a warning even when the lymphopenia it
     carries is stable (the neutropenia decides)."""
-    found = assess_moderate_neutropenia(ctx)
-    if found is None:
+    moderate = assess_moderate_neutropenia(ctx)
+    if moderate is None:
         return None
-    recommendations = _moderate_recommendations(ctx, found)
-    carries = ("DRUG_CYTOPENIA_DOSE_REVIEW",) if found.drugs else ()
+    recommendations = _moderate_recommendations(ctx, moderate)
+    carries = ("DRUG_CYTOPENIA_DOSE_REVIEW",) if moderate.drugs else ()
     finding = Finding(
-        decisive=f"ANC {found.anc.bound} x10^9/L",
+        decisive=f"ANC {moderate.anc.bound} x10^9/L",
         indicator="warning",
-        summary=_moderate_summary(found),
-        evidence=_moderate_evidence(ctx, found),
+        summary=_moderate_summary(moderate),
+        evidence=_moderate_evidence(ctx, moderate),
         recommendations=list(dict.fromkeys(recommendations))[:5],
-        sources=_moderate_sources(ctx, found, recommendations),
+        sources=_moderate_sources(ctx, moderate, recommendations),
         orders=[
             SuggestedOrder(
                 "cbc", "urgent", "Order CBC with differential (within 48-72 h)", recommended=True
             )
         ],
         override_reasons=["already-addressed", "counts-reviewed"],
-        carries=carries + (("LYMPHOPENIA_PROFOUND",) if found.lymphopenia else ()),
+        carries=carries + (("LYMPHOPENIA_PROFOUND",) if moderate.lymphopenia else ()),
     )
     return with_genotype_note(ctx, finding)
 
@@ -313,42 +313,44 @@ _DRUG_ACTION: dict[Indication, str] = {
 }
 
 
-def _moderate_summary(found: ModerateNeutropenia) -> str:
-    anc = anc_value(found.state)
-    if not found.drugs:
+def _moderate_summary(moderate: ModerateNeutropenia) -> str:
+    anc = anc_value(moderate.state)
+    if not moderate.drugs:
         return (
             f"Moderate neutropenia (ANC {anc} x10^9/L): repeat CBC with differential within "
             "48-72 h."
         )
-    action = _DRUG_ACTION[found.who]
-    names = " and ".join(e.ingredient.display for e in found.drugs[:2])
+    action = _DRUG_ACTION[moderate.who]
+    names = " and ".join(e.ingredient.display for e in moderate.drugs[:2])
     summary = f"Moderate neutropenia (ANC {anc}) on {names}: {action}; repeat CBC in 48-72 h."
     if len(summary) > MAX_SUMMARY:
-        first = found.drugs[0].ingredient.display
+        first = moderate.drugs[0].ingredient.display
         summary = f"Moderate neutropenia (ANC {anc}) on {first}: {action}; repeat CBC in 48-72 h."
     return summary
 
 
-def _label_advice(found: ModerateNeutropenia) -> list[str]:
-    return [e.ingredient.dose_review_advice for e in found.drugs if e.ingredient.dose_review_advice]
+def _label_advice(moderate: ModerateNeutropenia) -> list[str]:
+    advice = [e.ingredient.dose_review_advice for e in moderate.drugs]
+    return [line for line in advice if line]
 
 
-def _moderate_evidence(ctx: RuleContext, found: ModerateNeutropenia) -> list[str]:
+def _moderate_evidence(ctx: RuleContext, moderate: ModerateNeutropenia) -> list[str]:
     low, high = ctx.threshold("severe_neutropenia_anc"), ctx.threshold("moderate_neutropenia_anc")
-    lines = neutrophil_evidence(ctx, found.state) + [
+    lines = neutrophil_evidence(ctx, moderate.state) + [
         f"Threshold: ANC {shown_limit(low)} to < {shown_limit(high, 1)} x10^9/L (CTCAE v5 grade 3)."
     ]
-    if not found.drugs:
+    if not moderate.drugs:
         return lines
-    lines += duffy_null_evidence(ctx.record) + drug_lines(ctx, list(found.drugs))
+    lines += duffy_null_evidence(ctx.record) + drug_lines(ctx, list(moderate.drugs))
     lines += transplant_evidence(ctx.record)
-    if found.who == "transplant":
+    if moderate.who == "transplant":
         # The label's advice is for the transplant team, not the card's own advice.
-        lines += [f"Label advice for the transplant team: {line}" for line in _label_advice(found)]
-    return lines + ([found.lymphopenia.evidence] if found.lymphopenia else [])
+        label = _label_advice(moderate)
+        lines += [f"Label advice for the transplant team: {line}" for line in label]
+    return lines + ([moderate.lymphopenia.evidence] if moderate.lymphopenia else [])
 
 
-def _moderate_recommendations(ctx: RuleContext, found: ModerateNeutropenia) -> list[str]:
+def _moderate_recommendations(ctx: RuleContext, moderate: ModerateNeutropenia) -> list[str]:
     """Repeat the CBC and the fever instruction; on a tier A drug the label action as the
     indication allows (v4: an anti-rejection drug is never withheld on the card's own advice),
     the dangerous combinations and the carried lymphopenia's advice; else the patient's own
@@ -358,30 +360,30 @@ def _moderate_recommendations(ctx: RuleContext, found: ModerateNeutropenia) -> l
         "or more at once."
     )
     repeat = "Repeat CBC with differential within 48-72 hours."
-    if not found.drugs:
+    if not moderate.drugs:
         return [repeat, own_drugs_first(ctx), fever_line]
-    if found.who == "transplant":
+    if moderate.who == "transplant":
         advice = [transplant_line(immunosuppressant_names(ctx))]
-    elif found.who == "rheumatic":
-        advice = _label_advice(found)
+    elif moderate.who == "rheumatic":
+        advice = _label_advice(moderate)
     else:
-        first = found.drugs[0].ingredient.display
+        first = moderate.drugs[0].ingredient.display
         advice = [
-            *_label_advice(found),
+            *_label_advice(moderate),
             f"Inform the prescribing team today: they decide whether to change {first}.",
         ]
     advice += [text for _, _, text in dangerous_combinations(ctx.record, ctx.knowledge)]
-    advice += found.lymphopenia.advice if found.lymphopenia else []
+    advice += moderate.lymphopenia.advice if moderate.lymphopenia else []
     return [repeat, fever_line, *advice, *lupus_drug_advice(ctx.record)]
 
 
 def _moderate_sources(
-    ctx: RuleContext, found: ModerateNeutropenia, recommendations: list[str]
+    ctx: RuleContext, moderate: ModerateNeutropenia, recommendations: list[str]
 ) -> list[str]:
-    if not found.drugs:
+    if not moderate.drugs:
         return ["ctcae_v5"]
-    sources = ["ctcae_v5", *drug_sources([e.ingredient for e in found.drugs]), "bsr_dmard_2017"]
-    sources += found.lymphopenia.sources if found.lymphopenia else []
+    sources = ["ctcae_v5", *drug_sources([e.ingredient for e in moderate.drugs]), "bsr_dmard_2017"]
+    sources += moderate.lymphopenia.sources if moderate.lymphopenia else []
     sources += hcq_source(recommendations)
     if ctx.record.duffy_null:
         sources += ["merz_duffy_2023", "hibbs_duffy_2025"]

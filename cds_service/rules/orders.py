@@ -55,16 +55,16 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     Choice where the spec is silent: "low" uses the same limits as CBC_STALE (WBC < 4.0 or the
     lab's LLN, ANC < 1.5, ALC < 0.5); a preliminary WBC does not count as recent.
     """
-    found = assess_no_recent_cbc(ctx)
-    if found is None:
+    overdue = assess_no_recent_cbc(ctx)
+    if overdue is None:
         return None
-    drugs = found.drugs
+    drugs = overdue.drugs
     # v4: the ordered drug's own label schedule, never another drug's.
     schedules = monitoring_schedules([d.ingredient for d in drugs])
     return Finding(
-        indicator="warning" if found.lows else "info",
-        summary=_no_recent_cbc_summary(ctx, found),
-        evidence=_no_recent_cbc_evidence(ctx.record, found),
+        indicator="warning" if overdue.lows else "info",
+        summary=_no_recent_cbc_summary(ctx, overdue),
+        evidence=_no_recent_cbc_evidence(ctx.record, overdue),
         recommendations=[
             "Baseline CBC with differential before starting, then as the drug's label says.",
             *(line for line, _ in schedules),
@@ -73,7 +73,7 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
         or [d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
         orders=[
             cbc_order(
-                "urgent" if found.lows else "routine",
+                "urgent" if overdue.lows else "routine",
                 "Order CBC with differential",
                 recommended=True,
             )
@@ -82,10 +82,10 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     )
 
 
-def _no_recent_cbc_summary(ctx: RuleContext, found: NoRecentCbc) -> str:
-    names = ", ".join(dict.fromkeys(d.ingredient.display for d in found.drugs))
-    if found.lows:
-        low = found.lows[0]
+def _no_recent_cbc_summary(ctx: RuleContext, overdue: NoRecentCbc) -> str:
+    names = ", ".join(dict.fromkeys(d.ingredient.display for d in overdue.drugs))
+    if overdue.lows:
+        low = overdue.lows[0]
         return (
             f"Last {low.analyte.upper()} was low ({low.bound} x10^9/L, {low.time:%Y-%m-%d}):"
             f" CBC before signing {names}."
@@ -96,16 +96,16 @@ def _no_recent_cbc_summary(ctx: RuleContext, found: NoRecentCbc) -> str:
     )
 
 
-def _no_recent_cbc_evidence(record: PatientRecord, found: NoRecentCbc) -> list[str]:
-    lines = [d.describe() for d in found.drugs]
-    if found.latest_wbc is None:
+def _no_recent_cbc_evidence(record: PatientRecord, overdue: NoRecentCbc) -> list[str]:
+    lines = [d.describe() for d in overdue.drugs]
+    if overdue.latest_wbc is None:
         lines.append(f"{upper_first(no_wbc_on_file(record))}.")
-    elif found.latest_wbc not in found.lows:
-        lines.append(f"Last WBC {found.latest_wbc.describe()}")
+    elif overdue.latest_wbc not in overdue.lows:
+        lines.append(f"Last WBC {overdue.latest_wbc.describe()}")
     return lines + [
         f"Last {c.analyte.upper()} was low ({c.bound} x10^9/L on {c.time:%Y-%m-%d}) "
         "and has not been repeated"
-        for c in found.lows
+        for c in overdue.lows
     ]
 
 
@@ -153,19 +153,19 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     drug-induced and unspecified lupus included; the suggestions are a hematology referral
     (recommended) or cancelling the draft.
     """
-    found = assess_gcsf_in_sle(ctx)
-    if found is None:
+    gcsf = assess_gcsf_in_sle(ctx)
+    if gcsf is None:
         return None
-    primary = found.drafts[0]
+    primary = gcsf.drafts[0]
     referral = SuggestedOrder(
         "hematology_referral", "urgent", "Refer to hematology before G-CSF", recommended=True
     )
     changes = [cancel_draft(primary, None, recommended=False)] if primary.draft.resource_id else []
     return Finding(
         indicator="warning",
-        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(found.state)}: "
+        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(gcsf.state)}: "
         "not routine; flares and vasculitis are reported. Review with hematology.",
-        evidence=_gcsf_evidence(ctx, found),
+        evidence=_gcsf_evidence(ctx, gcsf),
         recommendations=list(_GCSF_ADVICE),
         sources=[
             "carli_sle_leukopenia_2015",
@@ -181,17 +181,17 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     )
 
 
-def _gcsf_evidence(ctx: RuleContext, found: GcsfInSle) -> list[str]:
+def _gcsf_evidence(ctx: RuleContext, gcsf: GcsfInSle) -> list[str]:
     """The G-CSF dose as prescribed, in mcg, with mcg/kg/day when a weight is on file (§2.5),
     the diagnosis, the counts, and why this is not febrile neutropenia."""
     record, stale_weight = ctx.record, ctx.threshold("weight_stale_days")
     lines = [
         f"{d.medication.display}: draft order, "
         + mg_per_kg_line(record, d.as_exposure(), None, stale_weight)
-        for d in found.drafts
+        for d in gcsf.drafts
     ]
-    lines.append(f"Diagnosis: {found.lupus.describe()}")
-    lines += count_evidence(record, ctx.knowledge, found.state) or [
+    lines.append(f"Diagnosis: {gcsf.lupus.describe()}")
+    lines += count_evidence(record, ctx.knowledge, gcsf.state) or [
         f"No WBC or ANC in the last {shown_limit(ctx.threshold('current_days'))} days."
     ]
     fn_anc = shown_limit(ctx.threshold("febrile_neutropenia_anc"), 1)
