@@ -1,6 +1,6 @@
 """CDS service definitions: one YAML file per service in hooks/ (id, hook, title,
-description, prefetch templates, and optionally rules). Adding a service is adding a file; the loader
-checks each definition at start-up so a typo never reaches an EHR.
+description, prefetch templates, and optionally rules). Adding a service is adding a file;
+the loader checks each definition at start-up so a typo never reaches an EHR.
 
 A service runs every catalogue rule its hook allows (rules/catalogue.py), unless it lists its
 `rules:` (a site may run a subset, e.g. without the steroid note); each listed rule must be a
