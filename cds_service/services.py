@@ -1,10 +1,11 @@
 """CDS service definitions: one YAML file per service in hooks/ (id, hook, title,
-description, prefetch templates, rules). Adding a service is adding a file; the loader
-checks each definition at start-up so a typo never reaches an EHR.
+description, prefetch templates, and optionally rules). Adding a service is adding a file;
+the loader checks each definition at start-up so a typo never reaches an EHR.
 
-A service lists its rules (a site may run a subset, e.g. without the steroid note); each must
-be a catalogue rule allowed on the service's hook (rules/catalogue.py). They run in catalogue
-order whatever the order of the list.
+A service runs every catalogue rule its hook allows (rules/catalogue.py), unless it lists its
+`rules:` (a site may run a subset, e.g. without the steroid note); each listed rule must be a
+catalogue rule allowed on the service's hook. They run in catalogue order whatever the order of
+the list. The packaged services list none: the catalogue is the one place a rule is declared.
 
 A definition with `extends: <service id>` starts from that service's keys and replaces the
 ones it gives. Prefetch templates may name the knowledge's code lists as
@@ -28,7 +29,7 @@ from cds_service.knowledge.site import read_site_profile
 from cds_service.protocol.hooks import SUPPORTED_HOOKS
 from cds_service.rule_modes import resolve_rule_modes
 from cds_service.rules.answer import RuleMode
-from cds_service.rules.catalogue import BY_ID
+from cds_service.rules.catalogue import BY_ID, rule_ids
 
 # CDS Hooks 2.0 prefetch tokens (§prefetch-tokens): context fields and the four user tokens.
 _TOKEN = re.compile(r"\{\{(.*?)\}\}")
@@ -67,21 +68,14 @@ def _definition(
 ) -> ServiceDefinition:
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a service definition must be a mapping")
-    missing = [k for k in ("id", "hook", "title", "description", "rules") if not data.get(k)]
+    missing = [k for k in ("id", "hook", "title", "description") if not data.get(k)]
     if missing:
         raise ConfigError(f"{origin}: missing {', '.join(missing)}")
     if not _SERVICE_ID.match(str(data["id"])):
         raise ConfigError(f"{origin}: id must be letters, digits, '.', '_' or '-'")
     if data["hook"] not in SUPPORTED_HOOKS:
         raise ConfigError(f"{origin}: hook {data['hook']!r} is not supported")
-    unknown = set(data["rules"]) - BY_ID.keys()
-    if unknown:
-        raise ConfigError(f"{origin}: unknown rules {', '.join(sorted(unknown))}")
-    elsewhere = {rule for rule in data["rules"] if data["hook"] not in BY_ID[rule].hooks}
-    if elsewhere:
-        raise ConfigError(
-            f"{origin}: rules {', '.join(sorted(elsewhere))} do not run on {data['hook']}"
-        )
+    rules = _rules(data, origin)
     prefetch = {
         str(k): fill_code_lists(str(v), code_lists) for k, v in (data.get("prefetch") or {}).items()
     }
@@ -99,8 +93,29 @@ def _definition(
         title=" ".join(str(data["title"]).split()),
         description=" ".join(str(data["description"]).split()),
         prefetch=prefetch,
-        rules=tuple(data["rules"]),
+        rules=rules,
     )
+
+
+def _rules(data: dict[str, Any], origin: str) -> tuple[str, ...]:
+    """The rules a service runs: its `rules:` list, checked against the catalogue, or when it
+    gives none every catalogue rule of its hook (catalogue order)."""
+    hook = str(data["hook"])
+    if "rules" not in data:
+        return rule_ids(hook)
+    listed = data["rules"]
+    # An empty or misspelt list is a mistake, not "no rules" (leave the key out for all).
+    if not listed or not isinstance(listed, list) or not all(isinstance(r, str) for r in listed):
+        raise ConfigError(
+            f"{origin}: rules must list rule ids (leave it out to run every rule of {hook})"
+        )
+    unknown = set(listed) - BY_ID.keys()
+    if unknown:
+        raise ConfigError(f"{origin}: unknown rules {', '.join(sorted(unknown))}")
+    elsewhere = {rule for rule in listed if hook not in BY_ID[rule].hooks}
+    if elsewhere:
+        raise ConfigError(f"{origin}: rules {', '.join(sorted(elsewhere))} do not run on {hook}")
+    return tuple(listed)
 
 
 def _extended(data: Any, definitions: Mapping[str, Any], origin: str) -> Any:

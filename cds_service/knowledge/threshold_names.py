@@ -21,6 +21,8 @@ ThresholdName = Literal[
     "fever_window_hours",
     "febrile_neutropenia_anc",
     "anc_unknown_febrile_wbc",
+    "profound_neutropenia_anc",
+    "febrile_anc_repeat_days",
     "current_days",
     "persistent_min_days_apart",
     "dose_review_wbc",

@@ -1,355 +1,47 @@
-"""Order-entry rules (order-select, order-sign): ORDER_MYELOTOXIC_LOW_COUNTS,
-ORDER_NO_RECENT_CBC and GCSF_CAUTION (THIOPURINE_PGX on drafts is in pharmacogenomics.py).
+"""Order-entry rules (order-select, order-sign): ORDER_NO_RECENT_CBC and GCSF_CAUTION
+(ORDER_MYELOTOXIC_LOW_COUNTS is in myelotoxic_order.py, THIOPURINE_PGX on drafts in
+pharmacogenomics.py).
 
 They judge the drafts the hook evaluates (clinical rules §3 "Which draft orders the order rules
-evaluate": the selections at order-select, every draft at order-sign) against the patient's
-counts, and suggest actions on the order being written: delete it, update it to a reduced dose
-where a label or guideline names one, or create the CBC or referral order.
+evaluate": the selections at order-select, every draft at order-sign). Each rule assesses (a
+frozen assessment of the drafts and counts, or None), then words the card.
 """
 
 from __future__ import annotations
 
-from cds_service.knowledge import ThresholdName
-from cds_service.record import PatientRecord
-from cds_service.rules.assessments import (
-    NeutrophilState,
-    count_evidence,
-    dose_review_reasons,
-    duffy_null_anc_limit,
-    duffy_null_could_explain,
-    fmt,
-    is_mycophenolate,
-    neutrophil_state,
-    six_month_median,
-)
-from cds_service.rules.base import (
-    MAX_SUMMARY,
-    DraftOrderChange,
-    Finding,
-    Indicator,
-    RuleContext,
-    SuggestedOrder,
-    shown_limit,
-    upper_first,
-)
-from cds_service.rules.combinations import (
-    COMBINATION_FRACTION,
-    Combination,
-    drafted_combinations,
-)
-from cds_service.rules.drafts import (
-    DraftDrug,
-    cancel_draft,
-    cbc_order,
-    defer_draft,
-    dose_lines,
-    draft_course,
-    evaluated_drugs,
-    fraction_range,
-    reduce_draft,
-)
+from dataclasses import dataclass
+
+from cds_service.record import Count, PatientRecord
+from cds_service.record.model import LupusDiagnosis
+from cds_service.rules.assessments import NeutrophilState, count_evidence, fmt, neutrophil_state
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit, upper_first
+from cds_service.rules.drafts import DraftDrug, cancel_draft, cbc_order, evaluated_drugs
 from cds_service.rules.drugs import mg_per_kg_line
-from cds_service.rules.methotrexate import too_frequent
 from cds_service.rules.monitoring import is_low_count, monitoring_schedules, no_wbc_on_file
-
-_STABLE_DROP: ThresholdName = "dose_review_drop_fraction"
-
-
-def _stable(record: PatientRecord, state: NeutrophilState, ctx: RuleContext) -> bool:
-    """Counts are stable when the latest WBC (and ANC, if known) has not fallen by the
-    significant-drop fraction (30%) from its 6-month median. No history is not stability."""
-    limit = ctx.threshold(_STABLE_DROP)
-    for count in (state.wbc, state.anc):
-        if count is None:
-            continue
-        baseline = six_month_median(record, count, ctx.knowledge)
-        if baseline is None or baseline <= 0 or (baseline - count.value) / baseline >= limit:
-            return False
-    return state.wbc is not None
-
-
-_VERB = {"new start": "start", "dose increase": "increase"}
-
-
-def _critical_summary(
-    ctx: RuleContext,
-    primary: DraftDrug,
-    course: str,
-    state: NeutrophilState,
-    acute: Finding | None,
-) -> tuple[str, str]:
-    """(summary, label line) quoting the decisive value: with febrile or severe neutropenia now
-    (v4), that card's decisive value ("Febrile neutropenia (ANC 0.60): do not start
-    azathioprine now: cancel or defer"); else the ANC when it is < 0.5 (the lowest-graded
-    criterion), else the WBC < 1.0, and the drug's own label limit."""
-    name = primary.ingredient.display
-    verb = _VERB.get(course, "continue")
-    if is_mycophenolate(primary.ingredient):
-        limit = ctx.threshold("dose_review_anc_mycophenolate")
-        rule = f"while the ANC is < {limit:g} (label)"
-        label = (
-            f"CellCept label: interrupt or reduce the dose when the ANC is < {limit:g} x10^9/L, "
-            f"so do not {verb} it now."
-        )
-    else:
-        rule = "with severe neutropenia"
-        # Not the drug's dose-review advice ("reduce the dose or withdraw temporarily"): beside
-        # "cancel or defer" a line that says "reduce" reads as leave to sign a smaller dose.
-        label = f"Do not {verb} {name} before the counts recover."
-    if acute is not None:
-        problem = _acute_problem(acute)
-        decisive = acute.decisive.replace(" x10^9/L", "")
-        summary = f"{problem} ({decisive}): do not {verb} {name} now: cancel or defer."
-        if len(summary) > MAX_SUMMARY:
-            summary = f"{problem}: do not {verb} {name} now: cancel or defer."
-        return summary, label
-    if state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"):
-        value = f"ANC {state.anc.bound}"
-    else:
-        value = f"WBC {state.wbc.bound}"  # type: ignore[union-attr]
-    return f"{value}: do not {verb} {name} {rule}: cancel or defer.", label
-
-
-def _acute_problem(acute: Finding) -> str:
-    """How the order card names the patient-state card it stands before."""
-    if acute.rule == "NEUTROPENIA_SEVERE":
-        return "Severe neutropenia"
-    possible = acute.summary.lower().startswith("possible")
-    return "Possible febrile neutropenia" if possible else "Febrile neutropenia"
-
-
-def _acute_neutropenia(ctx: RuleContext) -> Finding | None:
-    """The FEBRILE_NEUTROPENIA or NEUTROPENIA_SEVERE card of this answer (they run first):
-    with either, a tier A draft gets the critical order card whatever its dose (v4)."""
-    return next(
-        (f for f in ctx.fired if f.rule in ("FEBRILE_NEUTROPENIA", "NEUTROPENIA_SEVERE")), None
-    )
-
-
-def order_myelotoxic_low_counts(ctx: RuleContext) -> Finding | None:
-    """An evaluated draft for a tier A drug while the latest WBC/ANC/ALC (<= 30 days) meets the
-    dose-review warning threshold (clinical rules §2.4, via `dose_review_reasons`, which also
-    applies the Duffy-null rule); or (v3) an evaluated draft that makes a dangerous combination
-    with a current drug or another draft, whatever the counts. Critical if ANC < 0.5 or WBC <
-    1.0; info for a continuation at the same or lower dose with stable counts; else warning
-    (new start, dose increase, dangerous combination).
-
-    Critical (v3): the summary quotes the decisive value and follows the drug's label ("ANC
-    0.40: do not start mycophenolate mofetil while the ANC is < 1.3 (label): cancel or defer");
-    the only suggestions are cancel (with a stat CBC) or defer, never keep.
-    Combination (v3): the card says which drug to change and how, cites the label that
-    describes the interaction, and offers the action on the draft: update a thiopurine draft
-    to 1/3 of its dose (with allopurinol), or cancel a TMP-SMX, allopurinol or febuxostat
-    draft. Thiopurine with febuxostat is a contraindication in the febuxostat label (where the
-    contract speaks of a 1/3-1/4 reduction for both): no reduced dose is offered for it, and
-    cancelling whichever of the two is drafted is recommended.
-
-    v4: a methotrexate draft that METHOTREXATE_DAILY_DOSING flags is left to that card (one card
-    per problem: its "update to once weekly" and a "keep the order" here would contradict each
-    other); the order is judged again when the updated draft comes back.
-
-    Choices where the spec is silent: "stable" = not fallen >= 30% (the significant-drop
-    fraction) from the baseline (6-month median, or the earlier value), and no earlier value
-    means not stable; a draft whose dose cannot be compared with the current one is treated as
-    a possible increase (warning). "Defer" is an `update` of the draft to status `on-hold`
-    with a stat CBC: the order is kept for later but cannot be acted on until the counts are
-    reviewed. Cancelling an allopurinol draft is offered but not recommended (the alternative,
-    reducing the current thiopurine, is a change to another order); cancelling a TMP-SMX or a
-    febuxostat draft is recommended.
-    """
-    record, k = ctx.record, ctx.knowledge
-    drugs = evaluated_drugs(record)
-    combinations = drafted_combinations(ctx, drugs)
-    combined = {c.drafted.ingredient.id for c in combinations}
-    # v4: a daily methotrexate draft is the daily-dosing card's (update to once weekly, or
-    # cancel): "keep the order" here would contradict it. Its combinations are still judged.
-    daily = ctx.has_fired("METHOTREXATE_DAILY_DOSING")
-    candidates = [
-        d
-        for d in drugs
-        if (d.ingredient.is_tier_a and not (daily and too_frequent(d.medication)))
-        or d.ingredient.id in combined
-    ]
-    if not candidates:
-        return None
-    tier_a = [d.ingredient for d in candidates if d.ingredient.is_tier_a]
-    partners = [
-        e.ingredient for e in record.exposures.values() if e.current and e.ingredient.is_tier_a
-    ]
-    reasons = dose_review_reasons(record, k, tier_a or partners)
-    acute = _acute_neutropenia(ctx) if tier_a else None
-    if not reasons and not combinations and acute is None:
-        return None
-    state = neutrophil_state(record, k, include_preliminary=False)
-    critical = acute is not None or (
-        bool(reasons)
-        and (
-            (state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"))
-            or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
-        )
-    )
-    courses = {d.ingredient.id: draft_course(record, d) for d in candidates}
-    continuation = all(c == "same or lower dose" for c in courses.values())
-    indicator: Indicator
-    if critical:
-        indicator = "critical"
-    elif continuation and not combinations and _stable(record, state, ctx):
-        indicator = "info"
-    else:
-        indicator = "warning"
-    # The drug the card is about: a combination's drafted drug, else the first tier A draft.
-    primary = (
-        combinations[0].drafted
-        if combinations and not critical
-        else next((d for d in candidates if d.ingredient.is_tier_a), candidates[0])
-    )
-    evidence = [f"{d.describe()} ({courses[d.ingredient.id]})" for d in candidates]
-    evidence += count_evidence(ctx.record, ctx.knowledge, state)
-    evidence += [f"Dose-review criterion met: {r}." for r in reasons]
-    evidence += [f"Dangerous combination: {c.text}." for c in combinations]
-    if record.duffy_null and reasons:
-        # The limit the reasons were judged by (dose_review_reasons with these drugs).
-        mycophenolate = any(is_mycophenolate(d.ingredient) for d in candidates)
-        anc = duffy_null_anc_limit(ctx.knowledge, mycophenolate)
-        wbc = ctx.threshold("duffy_null_wbc")
-        evidence.append(
-            "Documented Duffy-null; the counts are below the Duffy-null limits (ANC "
-            f"{shown_limit(anc)}, WBC {shown_limit(wbc, 1)} x10^9/L) or falling."
-        )
-    evidence += dose_lines(ctx, candidates)
-    if indicator == "info":
-        evidence.append("Continuation at the same or a lower dose; counts stable.")
-    name = primary.ingredient.display
-    if acute is not None:
-        evidence.insert(0, f"{_acute_problem(acute)} now: {acute.decisive}.")
-    if indicator == "critical":
-        summary, label_line = _critical_summary(
-            ctx, primary, courses[primary.ingredient.id], state, acute
-        )
-        recommendations = [
-            label_line,
-            "Cancel the order, or defer it until a repeat CBC with differential shows recovery.",
-            f"Manage the {_acute_problem(acute).lower()} first (its own card)."
-            if acute is not None
-            else "Same-day review of the neutropenia; ask about fever now.",
-        ]
-    else:
-        recommendations = [c.advice() for c in combinations]
-        if reasons:
-            recommendations += [
-                "Confirm the counts and their trend before signing; repeat CBC with differential."
-            ]
-            recommendations += [
-                d.ingredient.dose_review_advice
-                for d in candidates
-                if d.ingredient.dose_review_advice and d.ingredient.id not in combined
-            ]
-        if combinations:
-            summary = combinations[0].summary()
-        elif indicator == "info":
-            summary = (
-                f"{upper_first(name)} continued with stable low counts ({reasons[0]}): "
-                "keep monitoring."
-            )
-        else:
-            summary = (
-                f"{upper_first(name)} ordered with {reasons[0]}: confirm the counts before signing."
-            )
-    changes, orders = _myelotoxic_suggestions(indicator, primary, courses, combinations, record)
-    sources = [c.source for c in combinations] + [
-        d.ingredient.label for d in candidates if d.ingredient.label
-    ]
-    sources = list(dict.fromkeys(sources)) + ["bsr_dmard_2017"]
-    return Finding(
-        indicator=indicator,
-        summary=summary,
-        evidence=evidence,
-        recommendations=list(dict.fromkeys(recommendations))[:5],
-        sources=sources,
-        orders=orders,
-        draft_changes=changes,
-        override_reasons=[
-            "counts-reviewed",
-            "benefit-outweighs-risk",
-            *(
-                ["duffy-null"]
-                if indicator != "critical"
-                and not combinations
-                and duffy_null_could_explain(record, k, reasons)
-                else []
-            ),
-            "already-addressed",
-        ],
-        decisive=reasons[0] if reasons else combinations[0].text if combinations else "",
-        about_counts=bool(reasons),
-    )
-
-
-def _myelotoxic_suggestions(
-    indicator: Indicator,
-    primary: DraftDrug,
-    courses: dict[str, str],
-    combinations: list[Combination],
-    record: PatientRecord,
-) -> tuple[list[DraftOrderChange], list[SuggestedOrder]]:
-    """Alternatives on the draft (at most one is recommended). Critical: cancel (+ stat CBC) or
-    defer, never keep. Combination: update the thiopurine draft to 1/3, or cancel the
-    interacting draft. Low counts: cancel, reduce back to the current dose, or keep and repeat
-    the CBC."""
-    priority = "stat" if indicator == "critical" else "urgent"
-    if indicator == "info":
-        return [], [cbc_order("routine", "Order CBC with differential", recommended=True)]
-    cbc = cbc_order(priority, f"Order CBC with differential ({priority})")
-    if primary.draft.resource_id is None:
-        return [], [cbc_order(priority, cbc.label, recommended=True)]
-    if indicator == "critical":
-        return [cancel_draft(primary, cbc, recommended=True), defer_draft(primary, cbc)], []
-    own = [c for c in combinations if c.drafted is primary]
-    if own:
-        combination = own[0]
-        if combination.thiopurine_allopurinol and not combination.drafted_is_partner:
-            per_dose = primary.medication.dose.per_dose_mg
-            reduced = (
-                reduce_draft(
-                    primary,
-                    per_dose * COMBINATION_FRACTION,
-                    "label with allopurinol: "
-                    + fraction_range(primary, 1 / 4, COMBINATION_FRACTION, "1/4", "1/3"),
-                    cbc,
-                    True,
-                )
-                if per_dose
-                else None
-            )
-            changes = [cancel_draft(primary, None, recommended=reduced is None)]
-            return changes + ([reduced] if reduced else []), []
-        # The interacting drug is the draft, methotrexate is started on top of TMP-SMX, or a
-        # thiopurine on top of febuxostat (contraindicated: cancelling is recommended).
-        recommended = not combination.thiopurine_allopurinol
-        return [cancel_draft(primary, None, recommended=recommended)], []
-    reduce: DraftOrderChange | None = None
-    if courses[primary.ingredient.id] == "dose increase":
-        current = record.exposure(primary.ingredient.id).latest_dose  # type: ignore[union-attr]
-        ordered = primary.medication.dose
-        if current and current.mg_per_day and ordered.mg_per_day and ordered.per_dose_mg:
-            reduce = reduce_draft(
-                primary,
-                ordered.per_dose_mg * current.mg_per_day / ordered.mg_per_day,
-                "the current dose",
-                cbc,
-                True,
-            )
-    changes = [cancel_draft(primary, cbc, recommended=False)]
-    if reduce:
-        changes.append(reduce)
-    keep = cbc_order(
-        priority, f"Keep the order and order CBC with differential ({priority})", reduce is None
-    )
-    return changes, [keep]
-
 
 # ---------------------------------------------------------------------------------------------
 # ORDER_NO_RECENT_CBC
+
+
+@dataclass(frozen=True)
+class NoRecentCbc:
+    drugs: tuple[DraftDrug, ...]  # the tier A drafts
+    latest_wbc: Count | None  # of any age
+    lows: tuple[Count, ...]  # the last WBC, ANC or ALC when low (the CBC_STALE limits)
+
+
+def assess_no_recent_cbc(ctx: RuleContext) -> NoRecentCbc | None:
+    record = ctx.record
+    drugs = tuple(d for d in evaluated_drugs(record) if d.ingredient.is_tier_a)
+    # A preliminary WBC does not count as recent.
+    if not drugs or record.latest("wbc", max_age_days=ctx.threshold("current_days")):
+        return None
+    lows = tuple(
+        latest
+        for analyte in ("wbc", "anc", "alc")
+        if (latest := record.latest(analyte)) is not None and is_low_count(latest, ctx)
+    )
+    return NoRecentCbc(drugs, record.latest("wbc"), lows)
 
 
 def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
@@ -363,45 +55,16 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
     Choice where the spec is silent: "low" uses the same limits as CBC_STALE (WBC < 4.0 or the
     lab's LLN, ANC < 1.5, ALC < 0.5); a preliminary WBC does not count as recent.
     """
-    record = ctx.record
-    drugs = [d for d in evaluated_drugs(record) if d.ingredient.is_tier_a]
-    current_days = ctx.threshold("current_days")
-    if not drugs or record.latest("wbc", max_age_days=current_days):
+    overdue = assess_no_recent_cbc(ctx)
+    if overdue is None:
         return None
-    lows = [
-        latest
-        for analyte in ("wbc", "anc", "alc")
-        if (latest := record.latest(analyte)) is not None and is_low_count(latest, ctx)
-    ]
-    names = ", ".join(dict.fromkeys(d.ingredient.display for d in drugs))
+    drugs = overdue.drugs
     # v4: the ordered drug's own label schedule, never another drug's.
     schedules = monitoring_schedules([d.ingredient for d in drugs])
-    evidence = [d.describe() for d in drugs]
-    latest_wbc = record.latest("wbc")
-    if latest_wbc is None:
-        evidence.append(f"{upper_first(no_wbc_on_file(record))}.")
-    elif latest_wbc not in lows:
-        evidence.append(f"Last WBC {latest_wbc.describe()}")
-    evidence += [
-        f"Last {c.analyte.upper()} was low ({c.bound} x10^9/L on {c.time:%Y-%m-%d}) "
-        "and has not been repeated"
-        for c in lows
-    ]
-    if lows:
-        low = lows[0]
-        summary = (
-            f"Last {low.analyte.upper()} was low ({low.bound} x10^9/L, {low.time:%Y-%m-%d}):"
-            f" CBC before signing {names}."
-        )
-    else:
-        summary = (
-            f"No CBC in the last {shown_limit(current_days)} days: baseline CBC with "
-            f"differential before {names}."
-        )
     return Finding(
-        indicator="warning" if lows else "info",
-        summary=summary,
-        evidence=evidence,
+        indicator="warning" if overdue.lows else "info",
+        summary=_no_recent_cbc_summary(ctx, overdue),
+        evidence=_no_recent_cbc_evidence(ctx.record, overdue),
         recommendations=[
             "Baseline CBC with differential before starting, then as the drug's label says.",
             *(line for line, _ in schedules),
@@ -410,15 +73,72 @@ def order_no_recent_cbc(ctx: RuleContext) -> Finding | None:
         or [d.ingredient.label for d in drugs[:1] if d.ingredient.label] + ["bsr_dmard_2017"],
         orders=[
             cbc_order(
-                "urgent" if lows else "routine", "Order CBC with differential", recommended=True
+                "urgent" if overdue.lows else "routine",
+                "Order CBC with differential",
+                recommended=True,
             )
         ],
         override_reasons=["already-addressed", "counts-reviewed"],
     )
 
 
+def _no_recent_cbc_summary(ctx: RuleContext, overdue: NoRecentCbc) -> str:
+    names = ", ".join(dict.fromkeys(d.ingredient.display for d in overdue.drugs))
+    if overdue.lows:
+        low = overdue.lows[0]
+        return (
+            f"Last {low.analyte.upper()} was low ({low.bound} x10^9/L, {low.time:%Y-%m-%d}):"
+            f" CBC before signing {names}."
+        )
+    return (
+        f"No CBC in the last {shown_limit(ctx.threshold('current_days'))} days: baseline CBC "
+        f"with differential before {names}."
+    )
+
+
+def _no_recent_cbc_evidence(record: PatientRecord, overdue: NoRecentCbc) -> list[str]:
+    lines = [d.describe() for d in overdue.drugs]
+    if overdue.latest_wbc is None:
+        lines.append(f"{upper_first(no_wbc_on_file(record))}.")
+    elif overdue.latest_wbc not in overdue.lows:
+        lines.append(f"Last WBC {overdue.latest_wbc.describe()}")
+    return lines + [
+        f"Last {c.analyte.upper()} was low ({c.bound} x10^9/L on {c.time:%Y-%m-%d}) "
+        "and has not been repeated"
+        for c in overdue.lows
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # GCSF_CAUTION
+
+
+@dataclass(frozen=True)
+class GcsfInSle:
+    drafts: tuple[DraftDrug, ...]  # the G-CSF drafts
+    lupus: LupusDiagnosis  # the §2.2 diagnosis
+    state: NeutrophilState  # final results only: the count the G-CSF would be given for
+
+
+def assess_gcsf_in_sle(ctx: RuleContext) -> GcsfInSle | None:
+    record = ctx.record
+    drafts = tuple(d for d in evaluated_drugs(record) if d.ingredient.role == "gcsf")
+    if not drafts or record.lupus is None:
+        return None
+    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
+    return GcsfInSle(drafts, record.lupus, state)
+
+
+# Carli et al. 2015 (case reports and series only), the J Rheumatol 2006 and Hellmich 1999
+# case reports (flares, vasculitis), the ASCO growth-factor guideline 2015 (high-risk features).
+_GCSF_ADVICE = (
+    "G-CSF is not routine in SLE: the evidence is limited to case reports and series, "
+    "and flares and vasculitis after G-CSF are reported in them.",
+    "Reserve it for febrile neutropenia with high-risk features or a high infection "
+    "risk, after hematology review.",
+    "If used: the lowest dose that keeps the ANC above 1.0 x10^9/L, and short courses.",
+    "The 5-10 mcg/kg/day quoted for G-CSF is oncology dosing, not an SLE recommendation.",
+)
 
 
 def gcsf_caution(ctx: RuleContext) -> Finding | None:
@@ -433,44 +153,20 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
     drug-induced and unspecified lupus included; the suggestions are a hematology referral
     (recommended) or cancelling the draft.
     """
-    record = ctx.record
-    drugs = [d for d in evaluated_drugs(record) if d.ingredient.role == "gcsf"]
-    if not drugs or record.lupus is None:
+    gcsf = assess_gcsf_in_sle(ctx)
+    if gcsf is None:
         return None
-    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
-    primary = drugs[0]
-    # The G-CSF dose as prescribed, in mcg, with mcg/kg/day when a weight is on file (§2.5).
-    evidence = [
-        f"{d.medication.display}: draft order, "
-        + mg_per_kg_line(record, d.as_exposure(), None, ctx.threshold("weight_stale_days"))
-        for d in drugs
-    ]
-    evidence.append(f"Diagnosis: {record.lupus.describe()}")
-    evidence += count_evidence(ctx.record, ctx.knowledge, state) or [
-        f"No WBC or ANC in the last {shown_limit(ctx.threshold('current_days'))} days."
-    ]
-    evidence.append(
-        "No febrile neutropenia found (no fever with ANC < "
-        f"{shown_limit(ctx.threshold('febrile_neutropenia_anc'), 1)} in the last "
-        f"{shown_limit(ctx.threshold('fever_window_hours'))} h)."
-    )
+    primary = gcsf.drafts[0]
     referral = SuggestedOrder(
         "hematology_referral", "urgent", "Refer to hematology before G-CSF", recommended=True
     )
     changes = [cancel_draft(primary, None, recommended=False)] if primary.draft.resource_id else []
     return Finding(
         indicator="warning",
-        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(state)}: not "
-        "routine; flares and vasculitis are reported. Review with hematology.",
-        evidence=evidence,
-        recommendations=[
-            "G-CSF is not routine in SLE: the evidence is limited to case reports and series, "
-            "and flares and vasculitis after G-CSF are reported in them.",
-            "Reserve it for febrile neutropenia with high-risk features or a high infection "
-            "risk, after hematology review.",
-            "If used: the lowest dose that keeps the ANC above 1.0 x10^9/L, and short courses.",
-            "The 5-10 mcg/kg/day quoted for G-CSF is oncology dosing, not an SLE recommendation.",
-        ],
+        summary=f"{upper_first(primary.ingredient.display)} in SLE{_count_quote(gcsf.state)}: "
+        "not routine; flares and vasculitis are reported. Review with hematology.",
+        evidence=_gcsf_evidence(ctx, gcsf),
+        recommendations=list(_GCSF_ADVICE),
         sources=[
             "carli_sle_leukopenia_2015",
             "vasiliu_gcsf_sle_2006",
@@ -483,6 +179,27 @@ def gcsf_caution(ctx: RuleContext) -> Finding | None:
         override_reasons=["hematology-advised", "benefit-outweighs-risk", "already-addressed"],
         evidence_level="Evidence for G-CSF in SLE: case reports and case series.",
     )
+
+
+def _gcsf_evidence(ctx: RuleContext, gcsf: GcsfInSle) -> list[str]:
+    """The G-CSF dose as prescribed, in mcg, with mcg/kg/day when a weight is on file (§2.5),
+    the diagnosis, the counts, and why this is not febrile neutropenia."""
+    record, stale_weight = ctx.record, ctx.threshold("weight_stale_days")
+    lines = [
+        f"{d.medication.display}: draft order, "
+        + mg_per_kg_line(record, d.as_exposure(), None, stale_weight)
+        for d in gcsf.drafts
+    ]
+    lines.append(f"Diagnosis: {gcsf.lupus.describe()}")
+    lines += count_evidence(record, ctx.knowledge, gcsf.state) or [
+        f"No WBC or ANC in the last {shown_limit(ctx.threshold('current_days'))} days."
+    ]
+    fn_anc = shown_limit(ctx.threshold("febrile_neutropenia_anc"), 1)
+    hours = shown_limit(ctx.threshold("fever_window_hours"))
+    lines.append(
+        f"No febrile neutropenia found (no fever with ANC < {fn_anc} in the last {hours} h)."
+    )
+    return lines
 
 
 def _count_quote(state: NeutrophilState) -> str:

@@ -39,6 +39,7 @@ READING_NEEDS = ReadingNeeds(
 # Durations the rules read that reach back over no older result, and why.
 NOT_LOOK_BACKS = {
     "cyclophosphamide_nadir_days": "the date of the last dose (medications are read in full)",
+    "febrile_anc_repeat_days": "the age of the current ANC (FEBRILE_NEUTROPENIA)",
     "exposure_run_gap_days": "a gap between medication records (read in full), CBC_STALE",
     "new_drug_days": "the age of a start or dose increase (medications), CBC_STALE",
     "fever_sustained_minutes": "a span inside the fever window",

@@ -164,6 +164,26 @@ CASES = [
         ["temperature of at least 38.0 °C sustained over 1.5 h:"],
         id="sustained-fever",
     ),
+    pytest.param(
+        PATIENT_VIEW,
+        [sle(), count("wbc", 3.0, 0), count("anc", 0.8, 0), count("temp", 38.5, 0.05)],
+        [],
+        "FEBRILE_NEUTROPENIA",
+        {"profound_neutropenia_anc": 0.2},
+        ["high-risk features (ANC < 0.1, sepsis, pneumonia"],
+        ["high-risk features (ANC < 0.2, sepsis, pneumonia"],
+        id="febrile-gcsf-profound",
+    ),
+    pytest.param(
+        PATIENT_VIEW,
+        [sle(), count("wbc", 0.15, 0)],
+        [],
+        "NEUTROPENIA_SEVERE",
+        {"profound_neutropenia_anc": 0.2},
+        ["WBC 0.15 with no differential (x10^9/L): treated as ANC < 0.5 (CTCAE v5 grade 4)."],
+        ["treated as ANC < 0.5 (CTCAE v5 grade 4); below 0.2, profound agranulocytosis."],
+        id="severe-profound-agranulocytosis",
+    ),
 ]
 
 
@@ -199,3 +219,13 @@ def test_a_limit_is_shown_as_short_as_exact(value: float, decimals: int, shown: 
 )
 def test_a_period_is_shown_in_whole_months_or_in_days(days: float, shown: str) -> None:
     assert shown_period(days) == shown
+
+
+def test_a_febrile_patients_anc_is_repeated_when_older_than_the_knowledge_allows() -> None:
+    resources = [sle(), count("wbc", 3.0, 2), count("anc", 0.8, 2), count("temp", 38.5, 0.05)]
+    text = _card_text({}, PATIENT_VIEW, resources, [], "FEBRILE_NEUTROPENIA")
+    assert "Last ANC 2 days ago: repeat CBC stat." in text
+    text = _card_text(
+        {"febrile_anc_repeat_days": 3}, PATIENT_VIEW, resources, [], "FEBRILE_NEUTROPENIA"
+    )
+    assert "Febrile neutropenia (ANC 0.8" in text and "Last ANC" not in text
