@@ -2,7 +2,7 @@
 
 The rules declare how far back they read each kind of result (`ReadingNeeds`, declared in
 `cds_service.rules.reading`); the plan leaves unparsed the Observations that lie beyond every
-window. Results are linked to each other by specimen or by time (same draw: 1 h, flow
+window, sorted by the classification the readers use too (`chart`). Results are linked to each other by specimen or by time (same draw: 1 h, flow
 cytometry: 1 day), so the cut is made in a quiet gap and never splits a specimen; after
 building, `ReadingPlan.holds_for` checks that every count window was covered, and the full
 record is built otherwise. Same cards either way.
@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cds_service.knowledge import Knowledge
 from cds_service.record import terminology
+from cds_service.record.chart import Chart, ChartObservation
 from cds_service.record.model import COUNT_GROUPS, PatientRecord, Raw
 from cds_service.record.reader import observation_time, specimen_of
 
@@ -73,9 +74,13 @@ def _longest(look_backs: tuple[LookBack, ...], knowledge: Knowledge) -> timedelt
     return max((look_back.length(knowledge) for look_back in look_backs), default=timedelta(0))
 
 
+# An Observation of the chart with its time.
+_Dated = tuple[datetime, ChartObservation]
+
+
 @dataclass(frozen=True)
 class ReadingPlan:
-    skipped: frozenset[int] = frozenset()  # id() of Observations not parsed
+    skipped: frozenset[ChartObservation] = frozenset()  # the Observations not read
     newest_skipped_count: datetime | None = None
     newest_skipped_weight: datetime | None = None
     count_lookback: timedelta = timedelta(0)
@@ -97,43 +102,37 @@ class ReadingPlan:
         return True
 
 
-def plan_reading(
-    resources: Sequence[Raw], knowledge: Knowledge, now: datetime, needs: ReadingNeeds
-) -> ReadingPlan:
-    k = knowledge
+def plan_reading(chart: Chart, now: datetime, needs: ReadingNeeds) -> ReadingPlan:
+    k = chart.knowledge
     unusable_horizon = now - _longest(needs.unusable, k)
     count_horizon = now - _longest(needs.counts + needs.unusable, k)
     temperature_horizon = now - _longest(needs.temperatures + needs.unusable, k)
     lookback = _longest(needs.counts_before_latest, k)
-    counts: list[tuple[datetime, Raw]] = []
+    counts: list[_Dated] = []
     by_group: dict[str, list[datetime]] = {"wbc": [], "anc": [], "alc": []}
-    temperatures: list[tuple[datetime, Raw]] = []
-    weights: list[tuple[datetime, Raw]] = []
-    for resource in resources:
-        if resource.get("resourceType") != "Observation":
+    temperatures: list[_Dated] = []
+    weights: list[_Dated] = []
+    for entry in chart.observations:
+        analyte, time = entry.analyte, entry.time
+        if analyte is None or time is None:
             continue
-        matched = terminology.analyte_of(resource.get("code"), k)
-        time = observation_time(resource) if matched else None
-        if matched is None or time is None:
-            continue
-        analyte = matched[0]
         if analyte in COUNT_GROUPS:
-            counts.append((time, resource))
+            counts.append((time, entry))
             by_group[COUNT_GROUPS[analyte]].append(time)
         elif analyte == "temperature":
-            temperatures.append((time, resource))
+            temperatures.append((time, entry))
         elif analyte == "weight":
-            weights.append((time, resource))
+            weights.append((time, entry))
 
-    skipped = [id(r) for time, r in temperatures if time < temperature_horizon]
+    skipped = [entry for time, entry in temperatures if time < temperature_horizon]
     newest_skipped_weight = None
     if weights:
         weight_cut = min(unusable_horizon, max(time for time, _ in weights))
-        old_weights = [(time, r) for time, r in weights if time < weight_cut]
-        skipped += [id(r) for _, r in old_weights]
+        old_weights = [(time, entry) for time, entry in weights if time < weight_cut]
+        skipped += [entry for _, entry in old_weights]
         newest_skipped_weight = max((time for time, _ in old_weights), default=None)
     skipped_counts = _old_counts(counts, by_group, count_horizon, lookback, needs.trend_results)
-    skipped += [id(r) for _, r in skipped_counts]
+    skipped += [entry for _, entry in skipped_counts]
     return ReadingPlan(
         frozenset(skipped),
         max((time for time, _ in skipped_counts), default=None),
@@ -144,12 +143,12 @@ def plan_reading(
 
 
 def _old_counts(
-    counts: list[tuple[datetime, Raw]],
+    counts: list[_Dated],
     by_group: dict[str, list[datetime]],
     horizon: datetime,
     lookback: timedelta,
     trend_results: int,
-) -> list[tuple[datetime, Raw]]:
+) -> list[_Dated]:
     """The count Observations older than every window, cut in a quiet gap; [] if none."""
     cut = horizon
     for times in by_group.values():
@@ -162,8 +161,8 @@ def _old_counts(
     while 0 < index < len(ordered) and ordered[index - 1][0] - ordered[index][0] <= _LINK:
         index += 1
     kept, old = ordered[:index], ordered[index:]
-    kept_specimens = {specimen_of(r) for _, r in kept} - {None}
-    if any(specimen_of(r) in kept_specimens for _, r in old):
+    kept_specimens = {specimen_of(e.resource) for _, e in kept} - {None}
+    if any(specimen_of(e.resource) in kept_specimens for _, e in old):
         return []
     return old
 
