@@ -67,15 +67,8 @@ def _string(body: Mapping[str, Any], key: str, where: str = "") -> str:
     return value
 
 
-@dataclass(frozen=True)
-class _Context:
-    patient_id: str
-    user_id: str
-    encounter_id: str | None
-    drafts: DraftOrders | None
-
-
-def _read_context(hook: str, context: Mapping[str, Any]) -> _Context:
+def _identity(context: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """The patient, the user and the encounter (if any) the call is about."""
     user_id = _string(context, "userId", "context.")
     if not _USER_REFERENCE.match(user_id):
         raise BadRequest("context.userId must be a reference like Practitioner/123")
@@ -85,8 +78,7 @@ def _read_context(hook: str, context: Mapping[str, Any]) -> _Context:
     encounter = context.get("encounterId")
     if encounter is not None and (not isinstance(encounter, str) or not _FHIR_ID.match(encounter)):
         raise BadRequest("context.encounterId must be a FHIR id")
-    drafts = _read_drafts(hook, context) if hook in ORDER_HOOKS else None
-    return _Context(patient_id, user_id, encounter, drafts)
+    return patient_id, user_id, encounter
 
 
 def _read_drafts(hook: str, context: Mapping[str, Any]) -> DraftOrders:
@@ -165,10 +157,11 @@ def parse_request(body: Any, service_hook: str) -> HookRequest:
     context = body.get("context")
     if not isinstance(context, Mapping):
         raise BadRequest("context is required and must be an object")
-    read = _read_context(hook, context)
+    patient_id, user_id, encounter_id = _identity(context)
+    drafts = _read_drafts(hook, context) if hook in ORDER_HOOKS else None
     fhir_server, access_token = _validate_fhir_access(body)
     prefetch = body.get("prefetch")
-    resources = len(read.drafts.entries) if read.drafts else 0
+    resources = len(drafts.entries) if drafts else 0
     if prefetch is not None:
         if not isinstance(prefetch, Mapping):
             raise BadRequest("prefetch must be an object")
@@ -183,10 +176,10 @@ def parse_request(body: Any, service_hook: str) -> HookRequest:
     return HookRequest(
         hook,
         hook_instance,
-        read.patient_id,
-        read.user_id,
-        read.encounter_id,
-        read.drafts,
+        patient_id,
+        user_id,
+        encounter_id,
+        drafts,
         fhir_server,
         access_token,
         prefetch,

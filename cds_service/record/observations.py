@@ -1,8 +1,9 @@
 """Reading Observations: each result is picked by its LOINC code before anything is parsed
-(classified once in the call's `chart`), validated, then read as a count, a temperature, a weight or a pharmacogenomic result; what
-cannot be interpreted is kept as an `UnusableResult` (clinical rules §1.1, §1.2). A count the
-lab flags critically low is kept as a `LabFlag` even when its value cannot be converted, and a
-censored result ("<0.1 x10^9/L") is judged as its bound (§2.3)."""
+(classified once in the call's `chart`), validated, then read as a count, a temperature, a
+weight or a pharmacogenomic result; what cannot be interpreted is kept as an `UnusableResult`
+(clinical rules §1.1, §1.2). A count the lab flags critically low is kept as a `LabFlag` even
+when its value cannot be converted, and a censored result ("<0.1 x10^9/L") is judged as its
+bound (§2.3)."""
 
 from __future__ import annotations
 
