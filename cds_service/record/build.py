@@ -29,7 +29,7 @@ class RecordBuilder(ObservationReader, ConditionReader, DraftReader):
         """The record from every resource but the `skipped` Observations (only their Duffy
         phenotype, classified with their code, still counts)."""
         conditions = []
-        for resource, observation in self.chart.items:
+        for resource, observation in zip(self.chart.resources, self.chart.classified, strict=True):
             self.check_deadline()
             kind = resource.get("resourceType")
             if observation is not None and observation in skipped:

@@ -116,16 +116,19 @@ def _quantity_of_text(text: str) -> Raw | None:
 
 class Chart:
     """The resources of one call in the order received, each Observation with its
-    classification (`items`), and the resources by reference (to resolve
-    `medicationReference`)."""
+    classification (`classified`, in step with `resources`), and the resources by reference
+    (to resolve `medicationReference`)."""
 
     def __init__(self, resources: Sequence[Raw], knowledge: Knowledge) -> None:
         self.knowledge = knowledge
-        self.items: list[tuple[Raw, ChartObservation | None]] = [
-            (r, ChartObservation(r, knowledge) if r.get("resourceType") == "Observation" else None)
+        self.resources = resources
+        # None for the resources that are not Observations (no tuple per resource: a long
+        # history holds thousands, and every object allocated brings the next GC sooner).
+        self.classified: list[ChartObservation | None] = [
+            ChartObservation(r, knowledge) if r.get("resourceType") == "Observation" else None
             for r in resources
         ]
-        self.observations = [entry for _, entry in self.items if entry is not None]
+        self.observations = [entry for entry in self.classified if entry is not None]
         self.by_reference = {
             reference_of(r): r for r in resources if r.get("resourceType") and r.get("id")
         }

@@ -74,10 +74,6 @@ def _longest(look_backs: tuple[LookBack, ...], knowledge: Knowledge) -> timedelt
     return max((look_back.length(knowledge) for look_back in look_backs), default=timedelta(0))
 
 
-# An Observation of the chart with its time.
-_Dated = tuple[datetime, ChartObservation]
-
-
 @dataclass(frozen=True)
 class ReadingPlan:
     skipped: frozenset[ChartObservation] = frozenset()  # the Observations not read
@@ -108,47 +104,54 @@ def plan_reading(chart: Chart, now: datetime, needs: ReadingNeeds) -> ReadingPla
     count_horizon = now - _longest(needs.counts + needs.unusable, k)
     temperature_horizon = now - _longest(needs.temperatures + needs.unusable, k)
     lookback = _longest(needs.counts_before_latest, k)
-    counts: list[_Dated] = []
+    # The dated results (no (time, result) pairs: a long history holds thousands).
+    counts: list[ChartObservation] = []
     by_group: dict[str, list[datetime]] = {"wbc": [], "anc": [], "alc": []}
-    temperatures: list[_Dated] = []
-    weights: list[_Dated] = []
+    temperatures: list[ChartObservation] = []
+    weights: list[ChartObservation] = []
     for entry in chart.observations:
         analyte, time = entry.analyte, entry.time
         if analyte is None or time is None:
             continue
         if analyte in COUNT_GROUPS:
-            counts.append((time, entry))
+            counts.append(entry)
             by_group[COUNT_GROUPS[analyte]].append(time)
         elif analyte == "temperature":
-            temperatures.append((time, entry))
+            temperatures.append(entry)
         elif analyte == "weight":
-            weights.append((time, entry))
+            weights.append(entry)
 
-    skipped = [entry for time, entry in temperatures if time < temperature_horizon]
+    skipped = [entry for entry in temperatures if _time(entry) < temperature_horizon]
     newest_skipped_weight = None
     if weights:
-        weight_cut = min(unusable_horizon, max(time for time, _ in weights))
-        old_weights = [(time, entry) for time, entry in weights if time < weight_cut]
-        skipped += [entry for _, entry in old_weights]
-        newest_skipped_weight = max((time for time, _ in old_weights), default=None)
+        weight_cut = min(unusable_horizon, max(_time(entry) for entry in weights))
+        old_weights = [entry for entry in weights if _time(entry) < weight_cut]
+        skipped += old_weights
+        newest_skipped_weight = max((_time(entry) for entry in old_weights), default=None)
     skipped_counts = _old_counts(counts, by_group, count_horizon, lookback, needs.trend_results)
-    skipped += [entry for _, entry in skipped_counts]
+    skipped += skipped_counts
     return ReadingPlan(
         frozenset(skipped),
-        max((time for time, _ in skipped_counts), default=None),
+        max((_time(entry) for entry in skipped_counts), default=None),
         newest_skipped_weight,
         lookback,
         needs.trend_results,
     )
 
 
+def _time(entry: ChartObservation) -> datetime:
+    """The time of a result the plan dated (the undated ones are always read)."""
+    assert entry.time is not None
+    return entry.time
+
+
 def _old_counts(
-    counts: list[_Dated],
+    counts: list[ChartObservation],
     by_group: dict[str, list[datetime]],
     horizon: datetime,
     lookback: timedelta,
     trend_results: int,
-) -> list[_Dated]:
+) -> list[ChartObservation]:
     """The count Observations older than every window, cut in a quiet gap; [] if none."""
     cut = horizon
     for times in by_group.values():
@@ -156,13 +159,13 @@ def _old_counts(
         if len(times) <= trend_results:
             return []  # too few to be sure older ones are not needed: read everything
         cut = min(cut, times[0] - lookback, times[trend_results])
-    ordered = sorted(counts, key=lambda pair: pair[0], reverse=True)
-    index = next((i for i, (time, _) in enumerate(ordered) if time < cut), len(ordered))
-    while 0 < index < len(ordered) and ordered[index - 1][0] - ordered[index][0] <= _LINK:
+    ordered = sorted(counts, key=_time, reverse=True)
+    index = next((i for i, entry in enumerate(ordered) if _time(entry) < cut), len(ordered))
+    while 0 < index < len(ordered) and _time(ordered[index - 1]) - _time(ordered[index]) <= _LINK:
         index += 1
     kept, old = ordered[:index], ordered[index:]
-    kept_specimens = {specimen_of(e.resource) for _, e in kept} - {None}
-    if any(specimen_of(e.resource) in kept_specimens for _, e in old):
+    kept_specimens = {specimen_of(entry.resource) for entry in kept} - {None}
+    if any(specimen_of(entry.resource) in kept_specimens for entry in old):
         return []
     return old
 
