@@ -2,7 +2,7 @@
 
 The rules declare how far back they read each kind of result (`ReadingNeeds`, declared in
 `cds_service.rules.reading`); the plan leaves unparsed the Observations that lie beyond every
-window, sorted by the classification the readers use too (`chart`). Results are linked to each
+window, read from the classification the readers use too (`chart`). Results are linked to each
 other by specimen or by time (same draw: 1 h, flow cytometry: 1 day), so the cut is made in a
 quiet gap and never splits a specimen; after building, `ReadingPlan.holds_for` checks that every
 count window was covered, and the full record is built otherwise. Same cards either way.
