@@ -12,10 +12,9 @@ from typing import Any
 from cds_service.cards import render_card
 from cds_service.config import Settings
 from cds_service.deadline import Deadline
-from cds_service.fhir.bundles import flatten
 from cds_service.fhir.gather import gather
 from cds_service.knowledge import Knowledge
-from cds_service.protocol.hooks import ORDER_HOOKS, ORDER_SELECT
+from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.protocol.request import HookRequest
 from cds_service.record import PatientRecord, build_record, names_other_patient
 from cds_service.record.missing import read_since_kinds, unreadable_kinds
@@ -54,10 +53,7 @@ def evaluate(
     snoozed for this patient; without it nothing is. With a `deadline` (the HTTP layer's), the
     fetch ends at its `fetch_by` and DeadlinePassed is raised when the evaluation runs past its
     `answer_by`."""
-    draft_bundle = request.context.get("draftOrders") if service.hook in ORDER_HOOKS else None
-    # order-select evaluates only the selected drafts; order-sign every draft (clinical rules §3).
-    selections = request.context.get("selections") if service.hook == ORDER_SELECT else None
-    drafts = flatten(draft_bundle)
+    drafts = request.drafts  # read once with the request; None on patient-view
     data = gather(
         service.prefetch,
         request.context,
@@ -65,7 +61,7 @@ def evaluate(
         request.fhir_server,
         request.access_token,
         config,
-        context_resources=drafts,
+        context_resources=drafts.resources if drafts else (),
         horizon=ReadingHorizon(READING_NEEDS, knowledge, now),
         fetch_by=deadline.fetch_by if deadline else None,
     )
@@ -77,15 +73,13 @@ def evaluate(
         unavailable["other-patient"] = (
             f"{len(resources) - len(mine)} resources for a different patient were ignored"
         )
-    draft_medications = [r for r in drafts if r.get("resourceType") == "Medication"]
     record = build_record(
-        mine + draft_medications,
+        mine,
         request.patient_id,
         now,
         knowledge,
         unavailable,
-        draft_orders=draft_bundle,
-        selections=list(selections) if isinstance(selections, list) else None,
+        drafts=drafts,
         only_what_rules_read=READING_NEEDS,
         unreadable=unreadable_kinds(data.unavailable, data.incomplete, data.read_back_to),
         read_since=read_since_kinds(data.read_since),

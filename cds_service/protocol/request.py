@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.protocol.draft_orders import DraftOrders, read_draft_orders
 from cds_service.protocol.hooks import ORDER_HOOKS, ORDER_SELECT
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -37,16 +38,21 @@ class BadRequest(Exception):
 
 @dataclass(frozen=True)
 class HookRequest:
+    """One validated call, read once: the layers below take their fields from here and never
+    read the request's JSON again."""
+
     hook: str
     hook_instance: str
-    context: Mapping[str, Any]
-    prefetch: Mapping[str, Any] | None
+    patient_id: str
+    user_id: str
+    encounter_id: str | None
+    # The order hooks' draft orders with order-select's selections; None on patient-view.
+    drafts: DraftOrders | None
     fhir_server: str | None
-    access_token: str | None
-
-    @property
-    def patient_id(self) -> str:
-        return str(self.context["patientId"])
+    access_token: str | None  # fhirAuthorization's bearer token
+    prefetch: Mapping[str, Any] | None
+    # The context as sent, for the prefetch templates' `{{context.<field>}}` tokens only.
+    context: Mapping[str, Any]
 
     @property
     def correlation_id(self) -> str:
@@ -61,27 +67,34 @@ def _string(body: Mapping[str, Any], key: str, where: str = "") -> str:
     return value
 
 
-def _validate_context(hook: str, context: Mapping[str, Any]) -> None:
+def _identity(context: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """The patient, the user and the encounter (if any) the call is about."""
     user_id = _string(context, "userId", "context.")
     if not _USER_REFERENCE.match(user_id):
         raise BadRequest("context.userId must be a reference like Practitioner/123")
-    if not _FHIR_ID.match(_string(context, "patientId", "context.")):
+    patient_id = _string(context, "patientId", "context.")
+    if not _FHIR_ID.match(patient_id):
         raise BadRequest("context.patientId must be a FHIR id (letters, digits, '-' and '.')")
     encounter = context.get("encounterId")
     if encounter is not None and (not isinstance(encounter, str) or not _FHIR_ID.match(encounter)):
         raise BadRequest("context.encounterId must be a FHIR id")
-    if hook in ORDER_HOOKS:
-        drafts = context.get("draftOrders")
-        if not isinstance(drafts, Mapping) or drafts.get("resourceType") != "Bundle":
-            raise BadRequest("context.draftOrders is required and must be a FHIR Bundle")
-        if not isinstance(drafts.get("entry", []), list):
-            raise BadRequest("context.draftOrders.entry must be an array")
-    if hook == ORDER_SELECT:
-        selections = context.get("selections")
-        if not isinstance(selections, list) or not selections:
-            raise BadRequest("context.selections is required and must be a non-empty array")
-        if not all(isinstance(s, str) and _ORDER_REFERENCE.match(s) for s in selections):
-            raise BadRequest("context.selections must hold references like MedicationRequest/123")
+    return patient_id, user_id, encounter
+
+
+def _read_drafts(hook: str, context: Mapping[str, Any]) -> DraftOrders:
+    bundle = context.get("draftOrders")
+    if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
+        raise BadRequest("context.draftOrders is required and must be a FHIR Bundle")
+    if not isinstance(bundle.get("entry", []), list):
+        raise BadRequest("context.draftOrders.entry must be an array")
+    if hook != ORDER_SELECT:
+        return read_draft_orders(bundle, None)  # order-sign: every draft is evaluated
+    selections = context.get("selections")
+    if not isinstance(selections, list) or not selections:
+        raise BadRequest("context.selections is required and must be a non-empty array")
+    if not all(isinstance(s, str) and _ORDER_REFERENCE.match(s) for s in selections):
+        raise BadRequest("context.selections must hold references like MedicationRequest/123")
+    return read_draft_orders(bundle, selections)
 
 
 def _validate_fhir_access(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -144,10 +157,11 @@ def parse_request(body: Any, service_hook: str) -> HookRequest:
     context = body.get("context")
     if not isinstance(context, Mapping):
         raise BadRequest("context is required and must be an object")
-    _validate_context(hook, context)
+    patient_id, user_id, encounter_id = _identity(context)
+    drafts = _read_drafts(hook, context) if hook in ORDER_HOOKS else None
     fhir_server, access_token = _validate_fhir_access(body)
     prefetch = body.get("prefetch")
-    resources = _resources_in(context.get("draftOrders"))
+    resources = len(drafts.entries) if drafts else 0
     if prefetch is not None:
         if not isinstance(prefetch, Mapping):
             raise BadRequest("prefetch must be an object")
@@ -159,4 +173,15 @@ def parse_request(body: Any, service_hook: str) -> HookRequest:
             resources += _resources_in(value)
     if resources > MAX_RESOURCES:
         raise BadRequest(f"the request holds more than {MAX_RESOURCES} FHIR resources", 413)
-    return HookRequest(hook, hook_instance, context, prefetch, fhir_server, access_token)
+    return HookRequest(
+        hook,
+        hook_instance,
+        patient_id,
+        user_id,
+        encounter_id,
+        drafts,
+        fhir_server,
+        access_token,
+        prefetch,
+        context,
+    )

@@ -6,11 +6,14 @@ interpreted is kept as an `UnusableResult` so a card can say so (clinical rules 
 
 The modules, in the order a record is built:
 - `model`: the facts (`Count`, `DrugExposure`, `DraftOrder` ...) and the `PatientRecord`;
+- `chart`: the call's resources, each Observation classified once (result, code, time,
+  Duffy phenotype) and its value read at most once;
 - `reader`: the state the readers share and FHIR fields read from several resources;
 - `counts`, `observations`: Observations (counts per draw, flags, temperature, weight,
   TPMT/NUDT15); `conditions`: lupus, fever, Duffy-null; `medications`: records, local forms,
   exposures and renewals; `drafts`: the order hooks' draft orders;
-- `reading_plan`: leaving unparsed the Observations beyond the windows the rules declare;
+- `reading_plan`: leaving unparsed the chart's Observations beyond the windows the rules
+  declare;
 - `build`: the `RecordBuilder` of all readers and `build_record`;
 - `units`, `terminology`, `dosing`: units, codes and doses, as the knowledge files say.
 """

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from cds_service.deadline import Deadline
 from cds_service.knowledge import Knowledge
-from cds_service.record.conditions import ConditionReader, is_duffy_null
+from cds_service.protocol.draft_orders import DraftOrders
+from cds_service.record.chart import Chart, ChartObservation
+from cds_service.record.conditions import ConditionReader
 from cds_service.record.drafts import DraftReader
 from cds_service.record.model import PatientRecord, Raw
 from cds_service.record.observations import ObservationReader
@@ -20,17 +21,21 @@ from cds_service.record.reading_plan import ReadingNeeds, plan_reading
 class RecordBuilder(ObservationReader, ConditionReader, DraftReader):
     """Reads one chart; `build` once, then `draft_orders` on the order hooks."""
 
-    def build(self, skipped: frozenset[int] = frozenset()) -> PatientRecord:
-        """The record from every resource but the Observations whose id() is in `skipped`
-        (only their Duffy phenotype, a cheap look at the code, is still read)."""
+    def __init__(self, chart: Chart, now: datetime, patient_id: str) -> None:
+        super().__init__(chart.knowledge, now, patient_id, chart.by_reference)
+        self.chart = chart
+
+    def build(self, skipped: frozenset[ChartObservation] = frozenset()) -> PatientRecord:
+        """The record from every resource but the `skipped` Observations (only their Duffy
+        phenotype, classified with their code, still counts)."""
         conditions = []
-        for resource in self.resources:
+        for resource, observation in zip(self.chart.resources, self.chart.classified, strict=True):
             self.check_deadline()
             kind = resource.get("resourceType")
-            if kind == "Observation" and id(resource) in skipped:
-                self.record.duffy_null = self.record.duffy_null or is_duffy_null(resource, self.k)
-            elif kind == "Observation":
-                self.observation(resource)
+            if observation is not None and observation in skipped:
+                self.record.duffy_null = self.record.duffy_null or observation.duffy_null
+            elif observation is not None:
+                self.observation(observation)
             elif kind == "Condition":
                 conditions.append(resource)
             elif kind in ("MedicationStatement", "MedicationRequest", "MedicationAdministration"):
@@ -48,8 +53,7 @@ def build_record(
     now: datetime,
     knowledge: Knowledge,
     unavailable: Mapping[str, str] | None = None,
-    draft_orders: Any = None,
-    selections: list[str] | None = None,
+    drafts: DraftOrders | None = None,
     only_what_rules_read: ReadingNeeds | None = None,
     unreadable: Mapping[str, datetime | None] | None = None,
     read_since: Mapping[str, datetime] | None = None,
@@ -57,29 +61,30 @@ def build_record(
 ) -> PatientRecord:
     """The PatientRecord of `resources`.
 
-    `draft_orders` is the order hooks' `context.draftOrders` Bundle (its Medication entries
-    must be among `resources` to resolve references); `selections` None = all evaluated.
-    With `only_what_rules_read` (the rules' `READING_NEEDS`), old Observations that no rule
-    can reach are not parsed (see `reading_plan`); the rules then decide exactly as on the full
-    record, but `counts` and `unusable` hold only the recent part of the history.
-    `unreadable` and `read_since` (record/missing.py) say which kinds of data could not be
-    read, so that no rule reads them as absent. With a `deadline`, DeadlinePassed is raised
-    between resources once it is past its `answer_by`."""
+    `drafts` are the order hooks' draft orders as the request was read (their Medication
+    entries join the chart, to resolve the drafts' references). With `only_what_rules_read`
+    (the rules' `READING_NEEDS`), old Observations that no rule can reach are not parsed (see
+    `reading_plan`); the rules then decide exactly as on the full record, but `counts` and
+    `unusable` hold only the recent part of the history. Either way each Observation is
+    classified and read once (`chart`). `unreadable` and `read_since` (record/missing.py) say
+    which kinds of data could not be read, so that no rule reads them as absent. With a
+    `deadline`, DeadlinePassed is raised between resources once it is past its `answer_by`."""
+    chart = Chart([*resources, *drafts.medications] if drafts else resources, knowledge)
     builder, record = None, None
     if only_what_rules_read is not None:
-        plan = plan_reading(resources, knowledge, now, only_what_rules_read)
+        plan = plan_reading(chart, now, only_what_rules_read)
         if plan.skipped:
-            lean_builder = RecordBuilder(knowledge, now, patient_id, resources)
+            lean_builder = RecordBuilder(chart, now, patient_id)
             lean_builder.deadline = deadline
             lean = lean_builder.build(plan.skipped)
             if plan.holds_for(lean):
                 builder, record = lean_builder, lean
     if builder is None or record is None:
-        builder = RecordBuilder(knowledge, now, patient_id, resources)
+        builder = RecordBuilder(chart, now, patient_id)
         builder.deadline = deadline
         record = builder.build()
-    if draft_orders is not None:
-        builder.draft_orders(draft_orders, selections)
+    if drafts is not None:
+        builder.draft_orders(drafts)
     record.unavailable = dict(unavailable or {})
     record.unreadable = dict(unreadable or {})
     record.read_since = dict(read_since or {})

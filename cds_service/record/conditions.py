@@ -99,7 +99,11 @@ def has_duffy_code(resource: Raw, knowledge: Knowledge) -> bool:
 
 def is_duffy_null(resource: Raw, knowledge: Knowledge) -> bool:
     """A counted Condition, or a final Observation valued duffy-null (clinical rules §2.4)."""
-    entry = site_duffy_entry(resource, knowledge)
+    return duffy_null_by(resource, site_duffy_entry(resource, knowledge))
+
+
+def duffy_null_by(resource: Raw, entry: Mapping[str, Any] | None) -> bool:
+    """`is_duffy_null`, given the site's Duffy code entry the resource carries (or None)."""
     if entry is None:
         return False
     if resource.get("resourceType") == "Condition":

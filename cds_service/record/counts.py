@@ -5,7 +5,7 @@ is never compared with a count, and a result contradicting the WBC of its draw i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -42,9 +42,9 @@ class CountReader(ChartReader):
     """Collects count candidates while Observations are read; `finish_counts` picks them."""
 
     def __init__(
-        self, knowledge: Knowledge, now: datetime, patient_id: str, resources: Sequence[Raw]
+        self, knowledge: Knowledge, now: datetime, patient_id: str, by_reference: Mapping[str, Raw]
     ) -> None:
-        super().__init__(knowledge, now, patient_id, resources)
+        super().__init__(knowledge, now, patient_id, by_reference)
         self.candidates: dict[str, list[Count]] = {"wbc": [], "anc": [], "alc": []}
         self.segmented: list[Count] = []
         self.bands: list[Count] = []

@@ -1,12 +1,12 @@
-"""Draft orders of the order hooks (`context.draftOrders`, order-select and order-sign): read
-leniently, every entry looked at, medication orders matched like any other medication. A draft
-is the order being written, never current exposure (clinical rules §2.1); what cannot be read
-becomes a note for DATA_QUALITY instead of an error."""
+"""Draft orders of the order hooks (`context.draftOrders`, order-select and order-sign), as the
+request was read (`protocol.draft_orders`): read leniently, every entry looked at, medication
+orders matched like any other medication. A draft is the order being written, never current
+exposure (clinical rules §2.1); what cannot be read becomes a note for DATA_QUALITY instead of
+an error."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from cds_service.protocol.draft_orders import DraftOrders
 from cds_service.record import terminology
 from cds_service.record.medications import MedicationReader
 from cds_service.record.model import DraftOrder, MedicationRecord, Raw
@@ -16,20 +16,19 @@ from cds_service.record.reader import names_other_patient
 class DraftReader(MedicationReader):
     """Reads the draft orders into `record.draft_orders` and `record.draft_notes`."""
 
-    def draft_orders(self, bundle: Any, selections: list[str] | None) -> None:
-        """Read `context.draftOrders` leniently: every entry is looked at, medication orders
-        are matched like any other medication, and what cannot be read becomes a note for
-        DATA_QUALITY instead of an error. `selections` None = every draft is evaluated."""
-        entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    def draft_orders(self, drafts: DraftOrders) -> None:
+        """Read the draft orders leniently: every entry is looked at, medication orders are
+        matched like any other medication, and what cannot be read becomes a note for
+        DATA_QUALITY instead of an error. Selections None = every draft is evaluated."""
+        selections = drafts.selections
         known: set[str] = set()
-        for position, entry in enumerate(entries if isinstance(entries, list) else [], 1):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            kind = resource.get("resourceType") if isinstance(resource, dict) else None
-            if not isinstance(resource, dict) or not isinstance(kind, str):
+        for position, resource in enumerate(drafts.entries, 1):
+            if resource is None:
                 self.record.draft_notes.append(
                     f"draft order {position} of the session could not be read: not evaluated"
                 )
                 continue
+            kind = resource["resourceType"]
             if kind == "Medication":
                 continue  # referred to by a draft; resolved through medicationReference
             if names_other_patient(resource, self.record.patient_id):

@@ -1,13 +1,13 @@
 """What every part of reading a chart shares: the state of one build and the FHIR fields read
 from more than one kind of resource.
 
-The record is built by one `build.RecordBuilder`, composed of one reader per kind of resource
-(counts, observations, conditions, medications, draft orders); each is a subclass of
-`ChartReader`, which declares the state they share."""
+The record is built by one `build.RecordBuilder` from one `chart.Chart`, composed of one reader
+per kind of resource (counts, observations, conditions, medications, draft orders); each is a
+subclass of `ChartReader`, which declares the state they share."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,21 +19,18 @@ from cds_service.record.model import PatientRecord, Raw, UnusableResult, shown_c
 
 
 class ChartReader:
-    """The state of one build: the knowledge, the record being filled and the gathered
-    resources (by reference, to resolve `medicationReference`)."""
+    """The state of one build: the knowledge, the record being filled and the chart's
+    resources by reference (to resolve `medicationReference`)."""
 
     # Set by build_record for a call with a deadline.
     deadline: Deadline | None = None
 
     def __init__(
-        self, knowledge: Knowledge, now: datetime, patient_id: str, resources: Sequence[Raw]
+        self, knowledge: Knowledge, now: datetime, patient_id: str, by_reference: Mapping[str, Raw]
     ) -> None:
         self.k = knowledge
         self.record = PatientRecord(now=now, patient_id=patient_id)
-        self.resources = resources
-        self.by_reference = {
-            reference_of(r): r for r in resources if r.get("resourceType") and r.get("id")
-        }
+        self.by_reference = by_reference
 
     def check_deadline(self) -> None:
         """Between resources: DeadlinePassed once the call is past its deadline (one resource

@@ -2,10 +2,10 @@
 
 The rules declare how far back they read each kind of result (`ReadingNeeds`, declared in
 `cds_service.rules.reading`); the plan leaves unparsed the Observations that lie beyond every
-window. Results are linked to each other by specimen or by time (same draw: 1 h, flow
-cytometry: 1 day), so the cut is made in a quiet gap and never splits a specimen; after
-building, `ReadingPlan.holds_for` checks that every count window was covered, and the full
-record is built otherwise. Same cards either way.
+window, read from the classification the readers use too (`chart`). Results are linked to each
+other by specimen or by time (same draw: 1 h, flow cytometry: 1 day), so the cut is made in a
+quiet gap and never splits a specimen; after building, `ReadingPlan.holds_for` checks that every
+count window was covered, and the full record is built otherwise. Same cards either way.
 
 The same needs decide how far back a FHIR search is read (`ReadingHorizon`, clinical rules
 §2.6): pages are read until the results held reach back past the horizon of their key."""
@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cds_service.knowledge import Knowledge, ThresholdName
 from cds_service.record import terminology
+from cds_service.record.chart import Chart, ChartObservation
 from cds_service.record.model import COUNT_GROUPS, PatientRecord, Raw
 from cds_service.record.reader import observation_time, specimen_of
 
@@ -75,7 +76,7 @@ def _longest(look_backs: tuple[LookBack, ...], knowledge: Knowledge) -> timedelt
 
 @dataclass(frozen=True)
 class ReadingPlan:
-    skipped: frozenset[int] = frozenset()  # id() of Observations not parsed
+    skipped: frozenset[ChartObservation] = frozenset()  # the Observations not read
     newest_skipped_count: datetime | None = None
     newest_skipped_weight: datetime | None = None
     count_lookback: timedelta = timedelta(0)
@@ -97,59 +98,60 @@ class ReadingPlan:
         return True
 
 
-def plan_reading(
-    resources: Sequence[Raw], knowledge: Knowledge, now: datetime, needs: ReadingNeeds
-) -> ReadingPlan:
-    k = knowledge
+def plan_reading(chart: Chart, now: datetime, needs: ReadingNeeds) -> ReadingPlan:
+    k = chart.knowledge
     unusable_horizon = now - _longest(needs.unusable, k)
     count_horizon = now - _longest(needs.counts + needs.unusable, k)
     temperature_horizon = now - _longest(needs.temperatures + needs.unusable, k)
     lookback = _longest(needs.counts_before_latest, k)
-    counts: list[tuple[datetime, Raw]] = []
+    # The dated results (no (time, result) pairs: a long history holds thousands).
+    counts: list[ChartObservation] = []
     by_group: dict[str, list[datetime]] = {"wbc": [], "anc": [], "alc": []}
-    temperatures: list[tuple[datetime, Raw]] = []
-    weights: list[tuple[datetime, Raw]] = []
-    for resource in resources:
-        if resource.get("resourceType") != "Observation":
+    temperatures: list[ChartObservation] = []
+    weights: list[ChartObservation] = []
+    for entry in chart.observations:
+        analyte, time = entry.analyte, entry.time
+        if analyte is None or time is None:
             continue
-        matched = terminology.analyte_of(resource.get("code"), k)
-        time = observation_time(resource) if matched else None
-        if matched is None or time is None:
-            continue
-        analyte = matched[0]
         if analyte in COUNT_GROUPS:
-            counts.append((time, resource))
+            counts.append(entry)
             by_group[COUNT_GROUPS[analyte]].append(time)
         elif analyte == "temperature":
-            temperatures.append((time, resource))
+            temperatures.append(entry)
         elif analyte == "weight":
-            weights.append((time, resource))
+            weights.append(entry)
 
-    skipped = [id(r) for time, r in temperatures if time < temperature_horizon]
+    skipped = [entry for entry in temperatures if _time(entry) < temperature_horizon]
     newest_skipped_weight = None
     if weights:
-        weight_cut = min(unusable_horizon, max(time for time, _ in weights))
-        old_weights = [(time, r) for time, r in weights if time < weight_cut]
-        skipped += [id(r) for _, r in old_weights]
-        newest_skipped_weight = max((time for time, _ in old_weights), default=None)
+        weight_cut = min(unusable_horizon, max(_time(entry) for entry in weights))
+        old_weights = [entry for entry in weights if _time(entry) < weight_cut]
+        skipped += old_weights
+        newest_skipped_weight = max((_time(entry) for entry in old_weights), default=None)
     skipped_counts = _old_counts(counts, by_group, count_horizon, lookback, needs.trend_results)
-    skipped += [id(r) for _, r in skipped_counts]
+    skipped += skipped_counts
     return ReadingPlan(
         frozenset(skipped),
-        max((time for time, _ in skipped_counts), default=None),
+        max((_time(entry) for entry in skipped_counts), default=None),
         newest_skipped_weight,
         lookback,
         needs.trend_results,
     )
 
 
+def _time(entry: ChartObservation) -> datetime:
+    """The time of a result the plan dated (the undated ones are always read)."""
+    assert entry.time is not None
+    return entry.time
+
+
 def _old_counts(
-    counts: list[tuple[datetime, Raw]],
+    counts: list[ChartObservation],
     by_group: dict[str, list[datetime]],
     horizon: datetime,
     lookback: timedelta,
     trend_results: int,
-) -> list[tuple[datetime, Raw]]:
+) -> list[ChartObservation]:
     """The count Observations older than every window, cut in a quiet gap; [] if none."""
     cut = horizon
     for times in by_group.values():
@@ -157,13 +159,13 @@ def _old_counts(
         if len(times) <= trend_results:
             return []  # too few to be sure older ones are not needed: read everything
         cut = min(cut, times[0] - lookback, times[trend_results])
-    ordered = sorted(counts, key=lambda pair: pair[0], reverse=True)
-    index = next((i for i, (time, _) in enumerate(ordered) if time < cut), len(ordered))
-    while 0 < index < len(ordered) and ordered[index - 1][0] - ordered[index][0] <= _LINK:
+    ordered = sorted(counts, key=_time, reverse=True)
+    index = next((i for i, entry in enumerate(ordered) if _time(entry) < cut), len(ordered))
+    while 0 < index < len(ordered) and _time(ordered[index - 1]) - _time(ordered[index]) <= _LINK:
         index += 1
     kept, old = ordered[:index], ordered[index:]
-    kept_specimens = {specimen_of(r) for _, r in kept} - {None}
-    if any(specimen_of(r) in kept_specimens for _, r in old):
+    kept_specimens = {specimen_of(entry.resource) for entry in kept} - {None}
+    if any(specimen_of(entry.resource) in kept_specimens for entry in old):
         return []
     return old
 

@@ -10,6 +10,7 @@ import pytest
 
 from cds_service.cards import render_card
 from cds_service.knowledge import load_knowledge
+from cds_service.protocol.draft_orders import read_draft_orders
 from cds_service.protocol.hooks import ORDER_SIGN, PATIENT_VIEW
 from cds_service.record import build_record
 from cds_service.rules import evaluate_rules
@@ -43,7 +44,11 @@ def _card_text(
 ) -> str:
     knowledge = load_knowledge(thresholds)
     record = build_record(
-        resources, PATIENT, NOW, knowledge, draft_orders=bundle(*drafts) if drafts else None
+        resources,
+        PATIENT,
+        NOW,
+        knowledge,
+        drafts=read_draft_orders(bundle(*drafts), None) if drafts else None,
     )
     findings = evaluate_rules(record, knowledge, hook, rule_ids(hook))
     [finding] = [f for f in findings if f.rule == rule]

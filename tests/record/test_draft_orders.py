@@ -107,11 +107,13 @@ def test_what_cannot_be_read_becomes_a_note() -> None:
 
 def test_entries_without_a_resource_are_noted_not_raised() -> None:
     from cds_service.knowledge import load_knowledge
+    from cds_service.protocol.draft_orders import read_draft_orders
     from cds_service.record import build_record
     from tests.support.order_builders import NOW
 
     broken = {"resourceType": "Bundle", "entry": [{}, "junk", {"resource": "x"}]}
-    rec = build_record([], PATIENT, NOW, load_knowledge(), draft_orders=broken)
+    drafts = read_draft_orders(broken, None)
+    rec = build_record([], PATIENT, NOW, load_knowledge(), drafts=drafts)
     assert len(rec.draft_notes) == 3
     assert rec.draft_orders == []
 

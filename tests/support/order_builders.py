@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from cds_service.knowledge import load_knowledge
+from cds_service.protocol.draft_orders import read_draft_orders
 from cds_service.record import PatientRecord, build_record
 from cds_service.rules import evaluate_rules
 from cds_service.services import load_services
@@ -113,14 +114,8 @@ def bundle(*resources: dict) -> dict:
 def record(
     resources: list[dict], drafts: list[dict], selections: list[str] | None = None
 ) -> PatientRecord:
-    medications = [r for r in drafts if r.get("resourceType") == "Medication"]
     return build_record(
-        resources + medications,
-        PATIENT,
-        NOW,
-        KNOWLEDGE,
-        draft_orders=bundle(*drafts),
-        selections=selections,
+        resources, PATIENT, NOW, KNOWLEDGE, drafts=read_draft_orders(bundle(*drafts), selections)
     )
 
 
