@@ -336,7 +336,7 @@ def _persistent_low_run(ctx: RuleContext, since: datetime) -> tuple[Count, Count
             if count.analyte == "wbc" or not any(
                 c.analyte == "wbc"
                 and _is_severe(c, ctx)
-                and abs(c.time - count.time) <= timedelta(hours=1)
+                and abs(c.time - count.time) <= SAME_DRAW
                 for c in draws
             ):
                 break

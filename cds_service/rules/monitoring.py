@@ -30,6 +30,7 @@ from cds_service.rules.base import (
     Priority,
     RuleContext,
     SuggestedOrder,
+    shown_limit,
     shown_period,
     upper_first,
 )
@@ -70,9 +71,6 @@ def no_wbc_on_file(record: PatientRecord) -> str:
     return f"no WBC since {day(since)}" if since is not None else "no WBC on file"
 
 
-_FEBRILE_WBC_HOURS = 72
-
-
 def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
     """Clinical rules §2.4 "fever with other cytopenia": a febrile patient on a tier A drug with
     no WBC in the last 72 h. Choices where the spec is silent: a preliminary WBC counts as
@@ -84,11 +82,12 @@ def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
     found = fever(record, ctx.knowledge)
     if found is None:
         return None
+    hours = ctx.threshold("febrile_wbc_hours")
     latest = record.latest("wbc", include_preliminary=True)
-    if latest is not None and latest.time >= record.now - timedelta(hours=_FEBRILE_WBC_HOURS):
+    if latest is not None and latest.time >= record.now - timedelta(hours=hours):
         return None
     last = f"last WBC {day(latest.time)}" if latest else no_wbc_on_file(record)
-    return f"Fever: {found.description}; {last}, none in the last {_FEBRILE_WBC_HOURS} h"
+    return f"Fever: {found.description}; {last}, none in the last {shown_limit(hours)} h"
 
 
 def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
