@@ -18,6 +18,7 @@ v4 (clinical rules §3 THIOPURINE_PGX):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from cds_service.knowledge import Ingredient
 from cds_service.protocol.hooks import ORDER_HOOKS
@@ -45,10 +46,6 @@ from cds_service.rules.drugs import drug_lines, drug_sources, phenotypes_unreada
 
 # Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
 REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
-# CPIC starting dose, as a fraction of the normal starting dose: one gene intermediate (CPIC
-# 2018), both genes intermediate (CPIC update of March 2024).
-ONE_INTERMEDIATE = (0.3, 0.8)
-BOTH_INTERMEDIATE = (0.2, 0.5)
 URGENT_REASON = (
     "severe cytopenia early in thiopurine therapy is the picture of TPMT/NUDT15 deficiency: "
     "the result decides whether and at what dose it can be restarted"
@@ -198,9 +195,11 @@ def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Fin
         evidence=evidence,
         recommendations=[
             "Test TPMT and NUDT15 status.",
-            "CPIC: an intermediate metabolizer starts at 30-80% of the normal starting dose, "
-            "TPMT and NUDT15 both intermediate at 20-50%; a poor metabolizer takes a "
-            "non-thiopurine for non-malignant disease.",
+            "CPIC: an intermediate metabolizer starts at "
+            f"{shown_percent(_fraction(ctx, 'cpic_one_intermediate'))} of the normal starting "
+            "dose, TPMT and NUDT15 both intermediate at "
+            f"{shown_percent(_fraction(ctx, 'cpic_both_intermediate'))}; a poor metabolizer "
+            "takes a non-thiopurine for non-malignant disease.",
             *_ALWAYS,
         ],
         sources=["cpic_thiopurines", "cpic_thiopurines_update", *drug_sources(ingredients)],
@@ -257,14 +256,54 @@ def _genes_text(genes: dict[str, str], abnormal: dict[str, str]) -> str:
     return ", ".join(shown)
 
 
-def _tier(abnormal: dict[str, str]) -> tuple[str, tuple[float, float] | None, str]:
-    """(tier name, fraction of the normal starting dose or None for poor, source key)."""
+# A dose within 0.1% of the top of the range is within it (mg/kg/day is rounded for display).
+_ROUNDING = 1.001
+
+# What a reduced phenotype means for the dose on file (THIOPURINE_PGX v4).
+Verdict = Literal[
+    "non-thiopurine", "weight needed", "above range", "within range", "established above"
+]
+
+
+@dataclass(frozen=True)
+class CpicTier:
+    """The CPIC recommendation that applies to the phenotypes on file."""
+
+    name: str  # "intermediate metabolizer", "TPMT and NUDT15 both intermediate", ...
+    fraction: tuple[float, float] | None  # of the normal starting dose; None: poor metabolizer
+    source: str
+
+
+def cpic_tier(ctx: RuleContext, abnormal: dict[str, str]) -> CpicTier:
+    """Poor metabolizer, both genes intermediate (CPIC update of March 2024), or one gene
+    intermediate (CPIC 2018). The fractions are the knowledge's (thresholds.yaml)."""
     if any(p == "poor" for p in abnormal.values()):
-        return "poor metabolizer", None, "cpic_thiopurines"
-    intermediate = [g for g in abnormal if g in ("TPMT", "NUDT15")]
-    if len(intermediate) == 2:
-        return "TPMT and NUDT15 both intermediate", BOTH_INTERMEDIATE, "cpic_thiopurines_update"
-    return "intermediate metabolizer", ONE_INTERMEDIATE, "cpic_thiopurines"
+        return CpicTier("poor metabolizer", None, "cpic_thiopurines")
+    if len([g for g in abnormal if g in ("TPMT", "NUDT15")]) == 2:
+        both = _fraction(ctx, "cpic_both_intermediate")
+        return CpicTier("TPMT and NUDT15 both intermediate", both, "cpic_thiopurines_update")
+    one = _fraction(ctx, "cpic_one_intermediate")
+    return CpicTier("intermediate metabolizer", one, "cpic_thiopurines")
+
+
+def _fraction(ctx: RuleContext, name: str) -> tuple[float, float]:
+    return ctx.threshold(f"{name}_low_fraction"), ctx.threshold(f"{name}_high_fraction")
+
+
+def shown_percent(fraction: tuple[float, float]) -> str:
+    """ "30-80%": a CPIC fraction of the normal starting dose as the card writes it."""
+    return f"{fraction[0] * 100:.0f}-{fraction[1]:.0%}"
+
+
+def _normal_start(ctx: RuleContext, ingredient: Ingredient) -> tuple[float, float]:
+    """The CPIC normal starting dose in mg/kg/day; a thiopurine the knowledge gives none for
+    is compared with azathioprine's (medications.yaml)."""
+    start = (
+        ingredient.cpic_normal_start_mg_per_kg
+        or ctx.knowledge.ingredients["azathioprine"].cpic_normal_start_mg_per_kg
+    )
+    assert start is not None  # medications.yaml gives azathioprine its CPIC normal start
+    return start
 
 
 def _per_kg(ctx: RuleContext, dose: DailyDose | None) -> float | None:
@@ -274,22 +313,112 @@ def _per_kg(ctx: RuleContext, dose: DailyDose | None) -> float | None:
     return dose.mg_per_day / weight.kg
 
 
-def _phenotype_finding(
-    ctx: RuleContext, drugs: list[Thiopurine], genes: dict[str, str], abnormal: dict[str, str]
-) -> Finding:
-    """A reduced phenotype on file: name the genes, compare the dose with the CPIC range of
-    the tier that applies, and say "start at (reduce to) at most" only for a new start or a
-    dose increase above it (or an established dose above it with a cytopenia card now).
+@dataclass(frozen=True)
+class PhenotypeAssessment:
+    """A reduced phenotype on file, judged (the decision; `_phenotype_finding` words it)."""
+
+    genes: str  # "NUDT15 intermediate, TPMT normal": the abnormal gene(s) first
+    tier: CpicTier
+    dose_range: tuple[float, float] | None  # the tier's starting range, mg/kg/day
+    per_kg: float | None  # the dose on file, mg/kg/day
+    verdict: Verdict
+    indicator: Indicator
+    nudt15_known: bool
+    gene_named: bool  # the result names TPMT or NUDT15 (else ask the lab which gene)
+
+
+def assess_phenotype(
+    ctx: RuleContext, primary: Thiopurine, genes: dict[str, str], abnormal: dict[str, str]
+) -> PhenotypeAssessment:
+    """Compare the dose with the CPIC starting range of the tier that applies: "start at
+    (reduce to) at most" only for a new start or a dose increase above it, or an established
+    dose above it with a cytopenia card now.
 
     Choices where the spec is silent: a lab result that names no gene ("intermediate") counts
-    as one intermediate gene (30-80%) and the card asks the lab which gene; with no weight the
-    card cannot compare, so it is a warning for a new start or increase and info otherwise; a
+    as one intermediate gene and the card asks the lab which gene; with no weight the card
+    cannot compare, so it is a warning for a new start or increase and info otherwise; a
     poor metabolizer is always a warning (CPIC: a non-thiopurine)."""
-    primary = drugs[0]
+    tier = cpic_tier(ctx, abnormal)
+    starting = primary.course in ("new start", "dose increase")
+    per_kg = _per_kg(ctx, primary.dose)
+    dose_range = None
+    verdict: Verdict
+    if tier.fraction is None:
+        verdict = "non-thiopurine"
+    else:
+        start = _normal_start(ctx, primary.ingredient)
+        dose_range = (start[0] * tier.fraction[0], start[1] * tier.fraction[1])
+        if per_kg is None:
+            verdict = "weight needed"
+        elif per_kg <= dose_range[1] * _ROUNDING:
+            verdict = "within range"
+        elif starting or ctx.has_fired_family("cytopenia"):
+            verdict = "above range"
+        else:
+            verdict = "established above"
+    warns = verdict in ("non-thiopurine", "above range") or (
+        verdict == "weight needed" and starting
+    )
+    return PhenotypeAssessment(
+        genes=_genes_text(genes, abnormal),
+        tier=tier,
+        dose_range=dose_range,
+        per_kg=per_kg,
+        verdict=verdict,
+        indicator="warning" if warns else "info",
+        nudt15_known="NUDT15" in genes or any("NUDT15" in g for g in genes),
+        gene_named=bool(genes.keys() & {"TPMT", "NUDT15"}),
+    )
+
+
+def _phenotype_summary(a: PhenotypeAssessment, primary: Thiopurine) -> str:
     name = primary.ingredient.display
-    genes_text = _genes_text(genes, abnormal)
-    tier, fraction, tier_source = _tier(abnormal)
-    evidence = [f"TPMT/NUDT15: {genes_text}"]
+    if a.verdict == "non-thiopurine":
+        return f"{a.genes}: choose a non-thiopurine instead of {name} (CPIC)."
+    assert a.tier.fraction is not None and a.dose_range is not None
+    shown_range = _shown_range(a.dose_range)
+    if a.verdict == "weight needed":
+        summary = (
+            f"{a.genes}: {'start' if primary.course == 'new start' else 'keep'} {name} "
+            f"at {shown_percent(a.tier.fraction)} of the normal dose (CPIC); weight needed "
+            "for mg/kg/day."
+        )
+    elif a.verdict == "above range":
+        assert a.per_kg is not None
+        verb = "start at" if primary.course == "new start" else "reduce to"
+        summary = (
+            f"{a.genes}: {name} {sig3(a.per_kg)} mg/kg/day is above the CPIC range; "
+            f"{verb} no more than {sig3(a.dose_range[1])} mg/kg/day."
+        )
+    else:
+        assert a.per_kg is not None
+        where = "within" if a.verdict == "within range" else "established above"
+        summary = (
+            f"{a.genes}: {name} {sig3(a.per_kg)} mg/kg/day, {where} the CPIC starting "
+            f"range ({shown_range})."
+        )
+    if len(summary) > MAX_SUMMARY:
+        summary = f"{a.genes}: {name} dose compared with the CPIC range ({shown_range})."
+    return summary
+
+
+def _shown_range(dose_range: tuple[float, float]) -> str:
+    return f"{sig3(dose_range[0])}-{sig3(dose_range[1])} mg/kg/day"
+
+
+def _tier_advice(a: PhenotypeAssessment, name: str) -> str:
+    """The one CPIC line of the tier that applies (v4: never the other tiers)."""
+    if a.tier.fraction is None or a.dose_range is None:
+        return "CPIC, poor metabolizer: choose a non-thiopurine for non-malignant disease."
+    return (
+        f"CPIC, {a.tier.name}: start at {shown_percent(a.tier.fraction)} of the normal "
+        f"starting dose ({name} {_shown_range(a.dose_range)}), then adjust to the counts; "
+        "allow 2-4 weeks at each dose."
+    )
+
+
+def _phenotype_evidence(ctx: RuleContext, primary: Thiopurine, a: PhenotypeAssessment) -> list[str]:
+    evidence = [f"TPMT/NUDT15: {a.genes}"]
     evidence += [f"{r.gene} result: {r.received}" for r in ctx.record.pharmacogenomics]
     exposures = [
         e for e in ctx.record.exposures.values() if e.ingredient.id == primary.ingredient.id
@@ -297,79 +426,59 @@ def _phenotype_finding(
     if primary.draft is None and exposures:
         evidence += drug_lines(ctx, exposures[:1])
     evidence.append(f"Course: {primary.course}.")
-    recommendations: list[str] = []
-    orders: list[SuggestedOrder] = []
-    changes: list[DraftOrderChange] = []
-    nudt15_known = "NUDT15" in genes or any("NUDT15" in g for g in genes)
-    if not nudt15_known:
-        recommendations.append("Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
+    if not a.nudt15_known:
         evidence.append("No NUDT15 result on file: only TPMT is known.")
+    return evidence
+
+
+def _draft_changes(
+    ctx: RuleContext, primary: Thiopurine, a: PhenotypeAssessment, orders: list[SuggestedOrder]
+) -> list[DraftOrderChange]:
+    """On an order hook: cancel a poor metabolizer's draft (recommended), or update a draft
+    above the range to the top of it, with cancelling offered beside it."""
+    draft = primary.draft
+    if draft is None:
+        return []
+    if a.verdict == "non-thiopurine":
+        return [cancel_draft(draft, None, recommended=True)] if draft.draft.resource_id else []
+    if a.verdict != "above range" or a.dose_range is None:
+        return []
+    change = _reduce_to_range(ctx, primary, a.dose_range[1], a.tier.name, orders)
+    if change is None:
+        return []
+    return [cancel_draft(draft, None, recommended=False), change]
+
+
+def _phenotype_finding(
+    ctx: RuleContext, drugs: list[Thiopurine], genes: dict[str, str], abnormal: dict[str, str]
+) -> Finding:
+    """A reduced phenotype on file: name the genes, show the CPIC tier that applies and
+    compare the dose with its starting range (`assess_phenotype`)."""
+    primary = drugs[0]
+    a = assess_phenotype(ctx, primary, genes, abnormal)
+    recommendations = [_tier_advice(a, primary.ingredient.display)]
+    orders: list[SuggestedOrder] = []
+    if not a.nudt15_known:
+        recommendations.append("Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
         orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing"))
-    indicator: Indicator
-    if fraction is None:
-        indicator = "warning"
-        summary = f"{genes_text}: choose a non-thiopurine instead of {name} (CPIC)."
-        recommendations.insert(
-            0, "CPIC, poor metabolizer: choose a non-thiopurine for non-malignant disease."
-        )
-        if primary.draft is not None and primary.draft.draft.resource_id:
-            changes.append(cancel_draft(primary.draft, None, recommended=True))
-    else:
-        start = primary.ingredient.cpic_normal_start_mg_per_kg or (2.0, 3.0)
-        low, high = start[0] * fraction[0], start[1] * fraction[1]
-        shown_range = f"{sig3(low)}-{sig3(high)} mg/kg/day"
-        percent = f"{fraction[0] * 100:.0f}-{fraction[1]:.0%}"
-        recommendations.insert(
-            0,
-            f"CPIC, {tier}: start at {percent} of the normal starting dose ({name} "
-            f"{shown_range}), then adjust to the counts; allow 2-4 weeks at each dose.",
-        )
-        per_kg = _per_kg(ctx, primary.dose)
-        starting = primary.course in ("new start", "dose increase")
-        if per_kg is None:
-            indicator = "warning" if starting else "info"
-            summary = (
-                f"{genes_text}: {'start' if primary.course == 'new start' else 'keep'} {name} "
-                f"at {percent} of the normal dose (CPIC); weight needed for mg/kg/day."
-            )
-        elif per_kg > high * 1.001 and (starting or ctx.has_fired_family("cytopenia")):
-            indicator = "warning"
-            verb = "start at" if primary.course == "new start" else "reduce to"
-            summary = (
-                f"{genes_text}: {name} {sig3(per_kg)} mg/kg/day is above the CPIC range; "
-                f"{verb} no more than {sig3(high)} mg/kg/day."
-            )
-            change = _reduce_to_range(ctx, primary, high, tier, orders)
-            if change is not None:
-                changes.append(change)
-        else:
-            indicator = "info"
-            where = "within" if per_kg <= high * 1.001 else "established above"
-            summary = (
-                f"{genes_text}: {name} {sig3(per_kg)} mg/kg/day, {where} the CPIC starting "
-                f"range ({shown_range})."
-            )
-        if len(summary) > MAX_SUMMARY:
-            summary = f"{genes_text}: {name} dose compared with the CPIC range ({shown_range})."
-    if not genes.keys() & {"TPMT", "NUDT15"}:
+    if not a.gene_named:
         recommendations.append("Ask the lab which gene the phenotype belongs to.")
     recommendations += list(_ALWAYS)
-    if changes and fraction is not None and primary.draft is not None:
-        changes.insert(0, cancel_draft(primary.draft, None, recommended=False))
     return Finding(
-        indicator=indicator,
-        summary=summary,
-        evidence=evidence,
+        indicator=a.indicator,
+        summary=_phenotype_summary(a, primary),
+        evidence=_phenotype_evidence(ctx, primary, a),
         recommendations=recommendations[:5],
         sources=list(
             dict.fromkeys(
-                [tier_source, "cpic_thiopurines", *drug_sources([d.ingredient for d in drugs])]
+                [a.tier.source, "cpic_thiopurines", *drug_sources([d.ingredient for d in drugs])]
             )
         ),
+        # Updating the draft takes the NUDT15 test along (it leaves `orders`).
+        draft_changes=_draft_changes(ctx, primary, a, orders),
         orders=orders,
-        draft_changes=changes,
         override_reasons=["already-addressed", "benefit-outweighs-risk"],
-        decisive=genes_text,
+        decisive=a.genes,
     )
 
 
