@@ -11,6 +11,7 @@ from cds_service.knowledge import Combination, Ingredient, Knowledge
 from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose, sig3
 from cds_service.rules.assessments import (
+    NeutrophilState,
     count_evidence,
     dangerous_combinations,
     dose_review_reasons,
@@ -198,108 +199,219 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
     team, and every current tier A or B drug is named, as the card cannot tell which protects
     the graft; a stable lymphopenia (info) offers a routine CBC, not an urgent one.
     """
-    k = ctx.knowledge
     drugs = tier_a_current(ctx.record)
     if not drugs:
         return None
-    ingredients = [e.ingredient for e in drugs]
-    reasons = dose_review_reasons(ctx.record, k, ingredients)
-    combinations = dangerous_combinations(ctx.record, k)
+    review = assess_dose_review(ctx, drugs)
+    if review is not None:
+        return with_genotype_note(ctx, _dose_review_finding(ctx, review), review.severe)
+    mild = assess_mild_leukopenia(ctx, drugs)
+    return _mild_leukopenia_finding(ctx, mild) if mild is not None else None
+
+
+Combinations = tuple[tuple[str, str, str], ...]  # (drug, partner, advice)
+
+
+@dataclass(frozen=True)
+class DoseReview:
+    """The dose-review warning (or, for a stable lymphopenia, info) on current tier A drugs:
+    which criteria the counts meet, which dangerous combination, and how the card grades."""
+
+    drugs: tuple[DrugExposure, ...]
+    state: NeutrophilState
+    reasons: tuple[str, ...]  # the criteria met, gravest first ("ANC 1.20 < 1.5 x10^9/L")
+    combinations: Combinations
+    lymphopenia: AbsorbedLymphopenia | None  # ALC < 0.5: LYMPHOPENIA_PROFOUND comes along
+    only_alc: bool  # the ALC is the only criterion: lymphopenia advice, graded by episode
+    severe: bool  # WBC < 2.0: the urgent genotype line replaces the routine one (v4)
+    transplant: bool  # the transplant team decides (rules/indication.py)
+
+    @property
+    def stable(self) -> bool:
+        """A known, stable lymphopenia alone: info, a routine CBC."""
+        return self.only_alc and self.lymphopenia is not None and self.lymphopenia.episode.stable
+
+    @property
+    def why(self) -> str:
+        """The decisive criterion, as the summary quotes it."""
+        if self.reasons:
+            return self.reasons[0]
+        drug, partner, _ = self.combinations[0]
+        return f"{drug} with {partner}"
+
+    @property
+    def first_drug(self) -> str:
+        return self.drugs[0].ingredient.display
+
+    @property
+    def ingredients(self) -> list[Ingredient]:
+        return [e.ingredient for e in self.drugs]
+
+
+def assess_dose_review(ctx: RuleContext, drugs: list[DrugExposure]) -> DoseReview | None:
+    """The counts meet a dose-review criterion on these drugs, or two current drugs make a
+    dangerous combination; None otherwise."""
+    k = ctx.knowledge
+    reasons = dose_review_reasons(ctx.record, k, [e.ingredient for e in drugs])
+    combinations = tuple(dangerous_combinations(ctx.record, k))
+    if not reasons and not combinations:
+        return None
     state = neutrophil_state(ctx.record, k, include_preliminary=False)
-    evidence = count_evidence(ctx.record, k, state)
-    evidence += duffy_null_evidence(ctx.record) + drug_lines(ctx, drugs)
-    first_drug = drugs[0].ingredient.display
-    if reasons or combinations:
-        lymphopenia = (
-            absorbed_lymphopenia(ctx, first_drug)
-            if any(r.startswith("ALC") for r in reasons)
-            else None
+    lymphopenia = (
+        absorbed_lymphopenia(ctx, drugs[0].ingredient.display)
+        if any(r.startswith("ALC") for r in reasons)
+        else None
+    )
+    return DoseReview(
+        drugs=tuple(drugs),
+        state=state,
+        reasons=tuple(reasons),
+        combinations=combinations,
+        lymphopenia=lymphopenia,
+        only_alc=lymphopenia is not None and _lymphopenia_only(reasons) and not combinations,
+        severe=state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc"),
+        transplant=indication(ctx.record) == "transplant",
+    )
+
+
+def _counts_and_drugs(
+    ctx: RuleContext, state: NeutrophilState, drugs: list[DrugExposure]
+) -> list[str]:
+    """The evidence both variants open with: the counts, Duffy-null status, the drug lines."""
+    evidence = count_evidence(ctx.record, ctx.knowledge, state)
+    return evidence + duffy_null_evidence(ctx.record) + drug_lines(ctx, drugs)
+
+
+def _label_advice(review: DoseReview) -> list[str]:
+    return [
+        e.ingredient.dose_review_advice for e in review.drugs if e.ingredient.dose_review_advice
+    ]
+
+
+def _dose_review_evidence(ctx: RuleContext, review: DoseReview) -> list[str]:
+    evidence = _counts_and_drugs(ctx, review.state, list(review.drugs))
+    evidence += [
+        f"Dose-review criterion met: {r}." for r in review.reasons if not r.startswith("ALC")
+    ]
+    if review.lymphopenia is not None:
+        evidence.append(review.lymphopenia.evidence)
+    evidence += transplant_evidence(ctx.record)
+    if review.transplant and not review.only_alc:
+        # v4: the label's advice is shown for the transplant team to weigh, not followed.
+        evidence += [f"Label advice for the transplant team: {a}" for a in _label_advice(review)]
+    return evidence
+
+
+def _dose_review_advice(ctx: RuleContext, review: DoseReview) -> list[str]:
+    advice: list[str] = []
+    if review.transplant and not review.only_alc:
+        # v4: never "withhold" an anti-rejection drug on the card's own advice.
+        advice.append(transplant_line(immunosuppressant_names(ctx)))
+    elif not review.only_alc:
+        advice += _label_advice(review)
+    if review.lymphopenia is not None:
+        advice += review.lymphopenia.advice
+    advice += [advice_text for _, _, advice_text in review.combinations]
+    # After a severe cytopenia the urgent genotype line replaces the routine one (v4).
+    advice += [] if review.severe else _pgx_advice(ctx, review.ingredients)
+    advice += lupus_drug_advice(ctx.record)
+    advice.append("Repeat CBC with differential to confirm and follow the trend.")
+    return list(dict.fromkeys(advice))[:5]
+
+
+def _dose_review_summary(ctx: RuleContext, review: DoseReview) -> str:
+    drug = review.first_drug
+    if review.only_alc and review.lymphopenia is not None:
+        lymphopenia = review.lymphopenia
+        return _lymphopenia_summary(ctx, drug, lymphopenia.alc.bound, lymphopenia.episode)
+    summary = f"Review {drug}: {review.why}."
+    if len(summary) > MAX_SUMMARY:
+        summary = f"Review {drug}: {review.why.split(' from ')[0]}."
+    return summary
+
+
+def _dose_review_sources(ctx: RuleContext, review: DoseReview, advice: list[str]) -> list[str]:
+    k, found = ctx.knowledge, list(review.combinations)
+    return list(
+        dict.fromkeys(
+            drug_sources(review.ingredients)
+            + [c.source for c in k.combinations if _combined(c, found)]
+            + _partner_sources(k, found)
+            + ["bsr_dmard_2017"]
+            + (review.lymphopenia.sources if review.lymphopenia is not None else [])
+            + hcq_source(advice)
+            + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else [])
         )
-        episode = lymphopenia.episode if lymphopenia is not None else None
-        alc = lymphopenia.alc if lymphopenia is not None else None
-        evidence += [f"Dose-review criterion met: {r}." for r in reasons if not r.startswith("ALC")]
-        if lymphopenia is not None:
-            evidence.append(lymphopenia.evidence)
-        evidence += transplant_evidence(ctx.record)
-        only_alc = episode is not None and _lymphopenia_only(reasons) and not combinations
-        label_advice = [
-            e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice
-        ]
-        advice: list[str] = []
-        if not only_alc and indication(ctx.record) == "transplant":
-            # v4: never "withhold" an anti-rejection drug on the card's own advice; the label's
-            # advice is shown for the transplant team to weigh.
-            advice.append(transplant_line(immunosuppressant_names(ctx)))
-            evidence += [f"Label advice for the transplant team: {line}" for line in label_advice]
-        elif not only_alc:
-            advice += label_advice
-        if lymphopenia is not None:
-            advice += lymphopenia.advice
-        advice += [advice_text for _, _, advice_text in combinations]
-        severe = state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc")
-        # After a severe cytopenia the urgent genotype line replaces the routine one (v4).
-        advice += [] if severe else _pgx_advice(ctx, ingredients)
-        advice += lupus_drug_advice(ctx.record)
-        advice.append("Repeat CBC with differential to confirm and follow the trend.")
-        why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
-        if only_alc and episode is not None and alc is not None:
-            summary = _lymphopenia_summary(ctx, first_drug, alc.bound, episode)
-        else:
-            summary = f"Review {first_drug}: {why}."
-            if len(summary) > MAX_SUMMARY:
-                summary = f"Review {first_drug}: {why.split(' from ')[0]}."
-        stable = only_alc and episode is not None and episode.stable
-        finding = Finding(
-            indicator="info" if stable else "warning",
-            summary=summary,
-            evidence=evidence,
-            recommendations=list(dict.fromkeys(advice))[:5],
-            sources=list(
-                dict.fromkeys(
-                    drug_sources(ingredients)
-                    + [c.source for c in k.combinations if _combined(c, combinations)]
-                    + _partner_sources(k, combinations)
-                    + ["bsr_dmard_2017"]
-                    + (lymphopenia.sources if lymphopenia is not None else [])
-                    + hcq_source(advice)
-                    + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else [])
-                )
-            ),
-            orders=(
-                [SuggestedOrder("cbc", "routine", "Order CBC with differential")]
-                if stable
-                else _orders_for(ctx, ingredients)
-            ),
-            # v4 override reasons fit the card: Duffy-null status explains no lymphopenia, no
-            # combination and no fall from the patient's own baseline.
-            override_reasons=[
-                "already-addressed",
-                "counts-reviewed",
-                "benefit-outweighs-risk",
-                *(
-                    ["duffy-null"]
-                    if not combinations and duffy_null_could_explain(ctx.record, k, reasons)
-                    else []
-                ),
-            ],
-            decisive=f"ALC {alc.bound} x10^9/L" if only_alc and alc is not None else why,
-        )
-        return with_genotype_note(ctx, finding, severe)
-    if state.wbc is None or not is_low_wbc(state.wbc, k):
+    )
+
+
+def _dose_review_finding(ctx: RuleContext, review: DoseReview) -> Finding:
+    advice = _dose_review_advice(ctx, review)
+    # v4 override reasons fit the card: Duffy-null status explains no lymphopenia, no
+    # combination and no fall from the patient's own baseline.
+    duffy_null = not review.combinations and duffy_null_could_explain(
+        ctx.record, ctx.knowledge, list(review.reasons)
+    )
+    lymphopenia = review.lymphopenia
+    return Finding(
+        indicator="info" if review.stable else "warning",
+        summary=_dose_review_summary(ctx, review),
+        evidence=_dose_review_evidence(ctx, review),
+        recommendations=advice,
+        sources=_dose_review_sources(ctx, review, advice),
+        orders=(
+            [SuggestedOrder("cbc", "routine", "Order CBC with differential")]
+            if review.stable
+            else _orders_for(ctx, review.ingredients)
+        ),
+        override_reasons=[
+            "already-addressed",
+            "counts-reviewed",
+            "benefit-outweighs-risk",
+            *(["duffy-null"] if duffy_null else []),
+        ],
+        decisive=(
+            f"ALC {lymphopenia.alc.bound} x10^9/L"
+            if review.only_alc and lymphopenia is not None
+            else review.why
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class MildLeukopenia:
+    """WBC below the leukopenia limit but above the dose-review one, ANC not low: info."""
+
+    drugs: tuple[DrugExposure, ...]
+    state: NeutrophilState
+    wbc: Count
+    stable: bool  # every WBC of at least `stable_days` stayed above the dose-review limit
+
+
+def assess_mild_leukopenia(ctx: RuleContext, drugs: list[DrugExposure]) -> MildLeukopenia | None:
+    """Choice where the spec is silent: an unknown ANC does not block it, and fewer than
+    3 months of counts is "not yet known to be stable" (missing history is no reassurance)."""
+    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    if state.wbc is None or not is_low_wbc(state.wbc, ctx.knowledge):
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):
         return None
-    stable_days = ctx.threshold("stable_days")
-    period = shown_period(stable_days)
+    stable = _stable_for(ctx, ctx.threshold("stable_days"))
+    return MildLeukopenia(tuple(drugs), state, state.wbc, stable)
+
+
+def _mild_leukopenia_finding(ctx: RuleContext, mild: MildLeukopenia) -> Finding:
+    period = shown_period(ctx.threshold("stable_days"))
+    evidence = _counts_and_drugs(ctx, mild.state, list(mild.drugs))
     evidence.append(
         f"Stable for at least {period}."
-        if _stable_for(ctx, stable_days)
+        if mild.stable
         else f"Not yet known to be stable for {period}: repeat the CBC in 2-4 weeks."
     )
     return Finding(
         indicator="info",
-        summary=f"Mild leukopenia on {first_drug} (WBC {state.wbc.bound} x10^9/L): "
-        "keep monitoring.",
+        summary=f"Mild leukopenia on {mild.drugs[0].ingredient.display} (WBC {mild.wbc.bound} "
+        "x10^9/L): keep monitoring.",
         evidence=evidence,
         recommendations=[
             "Continue monitoring at the label's interval; review the dose if the WBC falls "
@@ -307,9 +419,9 @@ def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
             f"{shown_limit(ctx.threshold('dose_review_anc'))} x10^9/L.",
             *lupus_drug_advice(ctx.record),
         ],
-        sources=drug_sources(ingredients) + ["bsr_dmard_2017"],
+        sources=drug_sources([e.ingredient for e in mild.drugs]) + ["bsr_dmard_2017"],
         orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
-        decisive=f"WBC {state.wbc.bound} x10^9/L",
+        decisive=f"WBC {mild.wbc.bound} x10^9/L",
     )
 
 
