@@ -18,6 +18,7 @@ from cds_service.record import (
 from cds_service.record.dosing import DailyDose
 from cds_service.record.medications import current_run
 from cds_service.rules.assessments import (
+    Fever,
     fever,
     is_low_wbc,
     neutrophil_state,
@@ -71,30 +72,51 @@ def no_wbc_on_file(record: PatientRecord) -> str:
     return f"no WBC since {day(since)}" if since is not None else "no WBC on file"
 
 
-def _febrile_without_recent_wbc(ctx: RuleContext) -> str | None:
-    """Clinical rules §2.4 "fever with other cytopenia": a febrile patient on a tier A drug with
-    no WBC in the last 72 h. Choices where the spec is silent: a preliminary WBC counts as
-    drawn (the CBC is on its way); no reason when FEBRILE_NEUTROPENIA already fired, as it asks
-    for the same stat CBC and same-day evaluation (one card per problem)."""
+@dataclass(frozen=True)
+class FebrileWithoutWbc:
+    """Clinical rules §2.4 "fever with other cytopenia": febrile on a tier A drug with no WBC
+    in the last 72 h."""
+
+    fever: Fever
+    latest_wbc: Count | None  # the latest WBC, preliminary included, older than the window
+
+
+def _febrile_without_recent_wbc(ctx: RuleContext) -> FebrileWithoutWbc | None:
+    """Choices where the spec is silent: a preliminary WBC counts as drawn (the CBC is on its
+    way); none when FEBRILE_NEUTROPENIA already fired, as it asks for the same stat CBC and
+    same-day evaluation (one card per problem)."""
     record = ctx.record
     if not tier_a_current(record) or ctx.has_fired("FEBRILE_NEUTROPENIA"):
         return None
     found = fever(record, ctx.knowledge)
     if found is None:
         return None
-    hours = ctx.threshold("febrile_wbc_hours")
     latest = record.latest("wbc", include_preliminary=True)
+    hours = ctx.threshold("febrile_wbc_hours")
     if latest is not None and latest.time >= record.now - timedelta(hours=hours):
         return None
-    last = f"last WBC {day(latest.time)}" if latest else no_wbc_on_file(record)
-    return f"Fever: {found.description}; {last}, none in the last {shown_limit(hours)} h"
+    return FebrileWithoutWbc(found, latest)
 
 
-def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
+def _febrile_line(ctx: RuleContext, found: FebrileWithoutWbc) -> str:
+    latest = found.latest_wbc
+    last = f"last WBC {day(latest.time)}" if latest else no_wbc_on_file(ctx.record)
+    hours = shown_limit(ctx.threshold("febrile_wbc_hours"))
+    return f"Fever: {found.fever.description}; {last}, none in the last {hours} h"
+
+
+@dataclass(frozen=True)
+class LowAncNotRepeated:
     """Clinical rules §2.4 "ANC unknown" (v3): an older ANC < 1.0 followed by a newer WBC >= 2.0
-    without a differential is not critical, but the low ANC must be repeated. Choice where
-    the spec is silent: only the ANC of the 30-day current window is looked at (an older low
-    count is the "low and not repeated" reason instead)."""
+    without a differential is not critical, but the low ANC must be repeated."""
+
+    anc: Count
+    wbc: Count
+
+
+def _low_anc_without_new_differential(ctx: RuleContext) -> LowAncNotRepeated | None:
+    """Choice where the spec is silent: only the ANC of the 30-day current window is looked at
+    (an older low count is the "low and not repeated" reason instead)."""
     state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
     earlier, wbc = state.earlier_anc, state.wbc
     if earlier is None or wbc is None:
@@ -103,6 +125,11 @@ def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
         return None
     if wbc.value < ctx.threshold("severe_leukopenia_wbc"):
         return None  # WBC < 2.0 with ANC unknown is LEUKOPENIA_MONITOR (b) or severe
+    return LowAncNotRepeated(earlier, wbc)
+
+
+def _low_anc_line(ctx: RuleContext, found: LowAncNotRepeated) -> str:
+    wbc, earlier = found.wbc, found.anc
     drawn = (
         "today's WBC"
         if days_between(wbc.time, ctx.record.now) < 1
@@ -111,6 +138,49 @@ def _low_anc_without_new_differential(ctx: RuleContext) -> str | None:
     return (
         f"Last ANC {earlier.bound} on {day(earlier.time)} was low; "
         f"{drawn} has no differential: repeat it."
+    )
+
+
+@dataclass(frozen=True)
+class StaleCounts:
+    """What CBC_STALE found: the drugs whose CBC is overdue, low counts never repeated, a low
+    ANC without a newer differential, a febrile patient without a recent WBC."""
+
+    latest_wbc: Count | None
+    overdue: tuple[tuple[DrugExposure, float], ...]  # each drug with its window in days
+    unrepeated: tuple[Count, ...]  # latest WBC/ANC/ALC, low and older than 30 days
+    low_anc: LowAncNotRepeated | None
+    febrile_no_wbc: FebrileWithoutWbc | None
+    febrile: bool  # febrile now, with or without a recent WBC: the card leads with it
+
+
+def assess_stale_counts(ctx: RuleContext) -> StaleCounts | None:
+    record = ctx.record
+    latest_wbc = record.latest("wbc")
+    overdue = []
+    for exposure in tier_a_current(record):
+        window = stale_window_days(ctx, exposure)
+        if latest_wbc is None or days_between(latest_wbc.time, record.now) > window:
+            overdue.append((exposure, window))
+    current_days = ctx.threshold("current_days")
+    unrepeated = [
+        latest
+        for analyte in ("wbc", "anc", "alc")
+        if (latest := record.latest(analyte))
+        and days_between(latest.time, record.now) > current_days
+        and is_low_count(latest, ctx)
+    ]
+    low_anc = _low_anc_without_new_differential(ctx)
+    febrile_no_wbc = _febrile_without_recent_wbc(ctx)
+    if not (overdue or unrepeated or low_anc or febrile_no_wbc):
+        return None
+    return StaleCounts(
+        latest_wbc=latest_wbc,
+        overdue=tuple(overdue),
+        unrepeated=tuple(unrepeated),
+        low_anc=low_anc,
+        febrile_no_wbc=febrile_no_wbc,
+        febrile=febrile_no_wbc is not None or fever(record, ctx.knowledge) is not None,
     )
 
 
@@ -130,64 +200,19 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
     of every current tier A drug when the card is about a low count alone; the 14-day and
     90-day intervals stay the service's settings (BSR/BHPR 2017, cited), the label schedule is
     shown beside them."""
-    record = ctx.record
-    latest_wbc = record.latest("wbc")
-    evidence: list[str] = []
-    reasons: list[str] = []
-    stale: list[tuple[DrugExposure, Interval]] = []
-    for exposure in tier_a_current(record):
-        window = stale_window_days(ctx, exposure)
-        if latest_wbc is None or days_between(latest_wbc.time, record.now) > window:
-            last = f"last WBC {day(latest_wbc.time)}" if latest_wbc else no_wbc_on_file(record)
-            interval = monitoring_interval(ctx, exposure, window)
-            stale.append((exposure, interval))
-            reasons.append(f"{interval.drug}: {interval.why}; {last}")
-    current_days = ctx.threshold("current_days")
-    for analyte in ("wbc", "anc", "alc"):
-        latest = record.latest(analyte)
-        if (
-            latest
-            and days_between(latest.time, record.now) > current_days
-            and is_low_count(latest, ctx)
-        ):
-            reasons.append(
-                f"last {analyte.upper()} was low ({latest.bound} x10^9/L, "
-                f"{day(latest.time)}) and has not been repeated"
-            )
-    low_anc = _low_anc_without_new_differential(ctx)
-    febrile = _febrile_without_recent_wbc(ctx)
-    if not reasons and low_anc is None and febrile is None:
+    found = assess_stale_counts(ctx)
+    if found is None:
         return None
-    if febrile:
-        evidence.append(febrile)
-    if low_anc:
-        evidence.append(low_anc)
-    evidence += reasons
-    if latest_wbc:
-        evidence.append(f"Latest WBC {latest_wbc.describe()}")
-    low_not_repeated = any("not been repeated" in r for r in reasons)
-    is_febrile = febrile is not None or fever(record, ctx.knowledge) is not None
-    drugs = [e for e, _ in stale] or tier_a_current(record)
-    if is_febrile:
-        # v4: the febrile variant names the drug and leads with the fever, nothing else.
-        named = f" (on {drugs[0].ingredient.display})" if drugs else ""
-        summary = f"{FEBRILE_NOW}{named}."
-    elif low_anc:
-        summary = low_anc
-    elif low_not_repeated:
-        summary = "Last count was low and has not been repeated: order CBC with differential."
-    elif stale:
-        summary = _stale_summary(stale[0][1])
-    else:
-        summary = "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
-    priority: Priority = "stat" if is_febrile else "routine"
-    schedules = [] if is_febrile else monitoring_schedules(drugs)
+    intervals = [monitoring_interval(ctx, e, window) for e, window in found.overdue]
+    drugs = [e for e, _ in found.overdue] or tier_a_current(ctx.record)
+    schedules = [] if found.febrile else monitoring_schedules(drugs)
+    priority: Priority = "stat" if found.febrile else "routine"
     return Finding(
         indicator="warning",
-        summary=summary,
-        evidence=evidence,
+        summary=_cbc_stale_summary(ctx, found, intervals, drugs),
+        evidence=_cbc_stale_evidence(ctx, found, intervals),
         recommendations=[
-            FEBRILE_LEAD if is_febrile else "Order a CBC with differential.",
+            FEBRILE_LEAD if found.febrile else "Order a CBC with differential.",
             *(line for line, _ in schedules),
         ],
         sources=list(dict.fromkeys([source for _, source in schedules] + ["bsr_dmard_2017"])),
@@ -195,11 +220,45 @@ def cbc_stale(ctx: RuleContext) -> Finding | None:
             SuggestedOrder(
                 "cbc",
                 priority,
-                "Order CBC with differential" + (" (stat)" if is_febrile else ""),
+                "Order CBC with differential" + (" (stat)" if found.febrile else ""),
                 recommended=True,
             )
         ],
     )
+
+
+def _cbc_stale_evidence(
+    ctx: RuleContext, found: StaleCounts, intervals: list[Interval]
+) -> list[str]:
+    record, latest_wbc = ctx.record, found.latest_wbc
+    evidence = [_febrile_line(ctx, found.febrile_no_wbc)] if found.febrile_no_wbc else []
+    evidence += [_low_anc_line(ctx, found.low_anc)] if found.low_anc else []
+    last = f"last WBC {day(latest_wbc.time)}" if latest_wbc else no_wbc_on_file(record)
+    evidence += [f"{interval.drug}: {interval.why}; {last}" for interval in intervals]
+    evidence += [
+        f"last {count.analyte.upper()} was low ({count.bound} x10^9/L, "
+        f"{day(count.time)}) and has not been repeated"
+        for count in found.unrepeated
+    ]
+    if latest_wbc:
+        evidence.append(f"Latest WBC {latest_wbc.describe()}")
+    return evidence
+
+
+def _cbc_stale_summary(
+    ctx: RuleContext, found: StaleCounts, intervals: list[Interval], drugs: list[DrugExposure]
+) -> str:
+    if found.febrile:
+        # v4: the febrile variant names the drug and leads with the fever, nothing else.
+        named = f" (on {drugs[0].ingredient.display})" if drugs else ""
+        return f"{FEBRILE_NOW}{named}."
+    if found.low_anc:
+        return _low_anc_line(ctx, found.low_anc)
+    if found.unrepeated:
+        return "Last count was low and has not been repeated: order CBC with differential."
+    if intervals:
+        return _stale_summary(intervals[0])
+    return "CBC monitoring overdue on a marrow-toxic drug: order CBC with differential."
 
 
 @dataclass(frozen=True)
