@@ -12,6 +12,7 @@ from cds_service.record import (
     SAME_DRAW,
     Count,
     DrugExposure,
+    MedicationRecord,
     PatientRecord,
     UnusableResult,
 )
@@ -417,6 +418,47 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     Choice where the spec is silent: only results of the last 90 days are listed (older
     ones cannot change a current decision); each is named with its value and reason.
     """
+    found = assess_data_problems(ctx)
+    if found is None:
+        return None
+    record = ctx.record
+    if record.unavailable:
+        # §2.6 v4: no units standard unless a result with a unit problem is listed too; a CBC
+        # only when the counts themselves are missing on a tier A drug.
+        sources = [SOURCE, *(["ucum"] if found.unusable else [])]
+        orders = missing_orders(ctx)
+    else:
+        sources = ["ucum"]
+        cbc = SuggestedOrder("cbc", "routine", "Order CBC with differential")
+        orders = [cbc] if found.warning else []
+    return Finding(
+        indicator="warning" if found.warning else "info",
+        summary=_data_quality_summary(ctx, found),
+        evidence=_data_quality_evidence(ctx, found),
+        recommendations=_data_quality_recommendations(ctx, found)[:5],
+        sources=sources,
+        orders=orders,
+        override_reasons=["already-addressed", "data-incorrect"],
+    )
+
+
+@dataclass(frozen=True)
+class DataProblems:
+    """What DATA_QUALITY lists: results that could not be used and change what is known,
+    tier A drugs of unknown status, data the EHR could not provide, drafts not fully read."""
+
+    unusable: tuple[UnusableResult, ...]
+    severe: tuple[UnusableResult, ...]  # of those, severe in any count unit
+    unknown_status: tuple[MedicationRecord, ...]
+    missing: bool  # data not available from the EHR (§2.6 v4: the data-missing card)
+    no_usable_wbc: bool  # on a tier A drug, no interpretable WBC in its stale-CBC window
+
+    @property
+    def warning(self) -> bool:
+        return self.missing or bool(self.severe) or (self.no_usable_wbc and bool(self.unusable))
+
+
+def assess_data_problems(ctx: RuleContext) -> DataProblems | None:
     record = ctx.record
     since = record.now - timedelta(days=ctx.threshold("data_quality_lookback_days"))
     unusable = [
@@ -429,45 +471,61 @@ def data_quality(ctx: RuleContext) -> Finding | None:
     ]
     if not (unusable or unknown_status or record.unavailable or record.draft_notes):
         return None
-    evidence = [f"Could not use {u.describe()}" for u in unusable]
-    evidence += [f"{m.display}: medication status 'unknown'" for m in unknown_status]
-    evidence += [
-        f"Data not available from the EHR: {_DATA_WORDS.get(key, key)} ({reason})"
-        for key, reason in sorted(record.unavailable.items())
-    ]
-    evidence += [f"Draft order not fully read: {note}" for note in record.draft_notes]
-    severe = [u for u in unusable if severe_in_any_unit(u, ctx)]
     no_usable_wbc = any(
         (latest := record.latest("wbc")) is None
         or days_between(latest.time, record.now) > stale_window_days(ctx, exposure)
         for exposure in tier_a_current(record)
     )
-    warning = bool(record.unavailable) or bool(severe) or (no_usable_wbc and bool(unusable))
-    if record.unavailable:
-        summary = missing_summary(ctx)  # §2.6 v4: the data-missing card
-    elif severe:
-        first = severe[0]
-        summary = _fit(
+    return DataProblems(
+        unusable=tuple(unusable),
+        severe=tuple(u for u in unusable if severe_in_any_unit(u, ctx)),
+        unknown_status=tuple(unknown_status),
+        missing=bool(record.unavailable),
+        no_usable_wbc=no_usable_wbc,
+    )
+
+
+def _data_quality_evidence(ctx: RuleContext, found: DataProblems) -> list[str]:
+    record = ctx.record
+    evidence = [f"Could not use {u.describe()}" for u in found.unusable]
+    evidence += [f"{m.display}: medication status 'unknown'" for m in found.unknown_status]
+    evidence += [
+        f"Data not available from the EHR: {_DATA_WORDS.get(key, key)} ({reason})"
+        for key, reason in sorted(record.unavailable.items())
+    ]
+    evidence += [f"Draft order not fully read: {note}" for note in record.draft_notes]
+    return evidence
+
+
+def _data_quality_summary(ctx: RuleContext, found: DataProblems) -> str:
+    record = ctx.record
+    if found.missing:
+        return missing_summary(ctx)  # §2.6 v4: the data-missing card
+    if found.severe:
+        first = found.severe[0]
+        return _fit(
             f"{first.what} {first.received} could not be interpreted and may be severe: "
             "resolve with the lab today.",
             f"{first.what} could not be interpreted and may be severe: resolve with the lab today.",
         )
-    elif unusable:
-        first = unusable[0]
+    if found.unusable:
+        first = found.unusable[0]
         reason = first.reason.split(":")[0]
-        summary = _fit(
+        return _fit(
             f"{first.what} {first.received} could not be used ({reason}): check with the lab.",
             f"{first.what} result could not be used: check with the lab.",
         )
-    elif record.draft_notes:
-        summary = _fit(
+    if record.draft_notes:
+        return _fit(
             f"A draft order could not be fully read: {record.draft_notes[0]}.",
             "A draft order could not be fully read: see details.",
         )
-    else:
-        summary = "A marrow-toxic drug has medication status 'unknown': confirm it."
+    return "A marrow-toxic drug has medication status 'unknown': confirm it."
+
+
+def _data_quality_recommendations(ctx: RuleContext, found: DataProblems) -> list[str]:
     others = [f for f in ctx.fired if f.rule != "DATA_QUALITY"]
-    if record.unavailable:
+    if found.missing:
         recommendations = missing_recommendations(ctx, bool(others))
     else:
         recommendations = [
@@ -478,29 +536,12 @@ def data_quality(ctx: RuleContext) -> Finding | None:
             )
             + ": an uninterpretable or missing value is not a normal value."
         ]
-    if severe:
+    if found.severe:
         recommendations.append(
             "Resolve with the lab today: the number would be severe in any count unit."
         )
-    if unusable:
+    if found.unusable:
         recommendations.append("Ask the lab to correct the unit or repeat the test.")
-    if unknown_status:
+    if found.unknown_status:
         recommendations.append("Confirm whether the drug is being taken.")
-    if record.unavailable:
-        # §2.6 v4: no units standard unless a result with a unit problem is listed too; a CBC
-        # only when the counts themselves are missing on a tier A drug.
-        sources = [SOURCE, *(["ucum"] if unusable else [])]
-        orders = missing_orders(ctx)
-    else:
-        sources = ["ucum"]
-        cbc = SuggestedOrder("cbc", "routine", "Order CBC with differential")
-        orders = [cbc] if warning else []
-    return Finding(
-        indicator="warning" if warning else "info",
-        summary=summary,
-        evidence=evidence,
-        recommendations=recommendations[:5],
-        sources=sources,
-        orders=orders,
-        override_reasons=["already-addressed", "data-incorrect"],
-    )
+    return recommendations
