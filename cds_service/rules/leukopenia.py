@@ -246,7 +246,8 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
 
 @dataclass(frozen=True)
 class RefractoryLeukopenia:
-    """Persistent severe leukopenia in SLE on two or more immunosuppressant moieties."""
+    """Persistent severe leukopenia in SLE on two or more immunosuppressant moieties (a
+    setting, `refractory_min_moieties`)."""
 
     drugs: tuple[DrugExposure, ...]  # the tier A/B drugs, current or recent
     first: Count  # the run of severe values: its first and its latest draw
@@ -265,7 +266,7 @@ def assess_refractory_leukopenia(ctx: RuleContext) -> RefractoryLeukopenia | Non
     if record.lupus is None:
         return None
     drugs = record.immunosuppressants()
-    if len({e.ingredient.moiety for e in drugs}) < 2:
+    if len({e.ingredient.moiety for e in drugs}) < ctx.threshold("refractory_min_moieties"):
         return None
     since = record.now - timedelta(days=ctx.threshold("refractory_window_days"))
     run = _persistent_low_run(ctx, since)
@@ -307,9 +308,10 @@ def _refractory_recommendations(ctx: RuleContext, found: RefractoryLeukopenia) -
 def _refractory_finding(ctx: RuleContext, found: RefractoryLeukopenia) -> Finding:
     record, first, latest = ctx.record, found.first, found.latest
     assert record.lupus is not None  # the assessment requires lupus
+    at_least = shown_limit(ctx.threshold("refractory_min_moieties"))
     return Finding(
         indicator="critical" if found.critical else "warning",
-        summary=f"Persistent severe leukopenia on 2 or more immunosuppressants "
+        summary=f"Persistent severe leukopenia on {at_least} or more immunosuppressants "
         f"({found.decisive}): joint hematology-rheumatology review.",
         evidence=[
             f"First low: {first.analyte.upper()} {first.describe()}",
