@@ -131,7 +131,6 @@ def is_low_wbc(count: Count, k: Knowledge) -> bool:
     return count.value < max(k.threshold("leukopenia_wbc"), count.low or 0.0)
 
 
-
 @dataclass(frozen=True)
 class Baseline:
     """What the latest value is compared with: the median of the earlier values of the last 6
