@@ -196,9 +196,9 @@ def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Fin
         recommendations=[
             "Test TPMT and NUDT15 status.",
             "CPIC: an intermediate metabolizer starts at "
-            f"{shown_percent(_fraction(ctx, 'cpic_one_intermediate'))} of the normal starting "
+            f"{shown_percent(_one_intermediate(ctx))} of the normal starting "
             "dose, TPMT and NUDT15 both intermediate at "
-            f"{shown_percent(_fraction(ctx, 'cpic_both_intermediate'))}; a poor metabolizer "
+            f"{shown_percent(_both_intermediate(ctx))}; a poor metabolizer "
             "takes a non-thiopurine for non-malignant disease.",
             *_ALWAYS,
         ],
@@ -280,14 +280,23 @@ def cpic_tier(ctx: RuleContext, abnormal: dict[str, str]) -> CpicTier:
     if any(p == "poor" for p in abnormal.values()):
         return CpicTier("poor metabolizer", None, "cpic_thiopurines")
     if len([g for g in abnormal if g in ("TPMT", "NUDT15")]) == 2:
-        both = _fraction(ctx, "cpic_both_intermediate")
+        both = _both_intermediate(ctx)
         return CpicTier("TPMT and NUDT15 both intermediate", both, "cpic_thiopurines_update")
-    one = _fraction(ctx, "cpic_one_intermediate")
-    return CpicTier("intermediate metabolizer", one, "cpic_thiopurines")
+    return CpicTier("intermediate metabolizer", _one_intermediate(ctx), "cpic_thiopurines")
 
 
-def _fraction(ctx: RuleContext, name: str) -> tuple[float, float]:
-    return ctx.threshold(f"{name}_low_fraction"), ctx.threshold(f"{name}_high_fraction")
+def _one_intermediate(ctx: RuleContext) -> tuple[float, float]:
+    return (
+        ctx.threshold("cpic_one_intermediate_low_fraction"),
+        ctx.threshold("cpic_one_intermediate_high_fraction"),
+    )
+
+
+def _both_intermediate(ctx: RuleContext) -> tuple[float, float]:
+    return (
+        ctx.threshold("cpic_both_intermediate_low_fraction"),
+        ctx.threshold("cpic_both_intermediate_high_fraction"),
+    )
 
 
 def shown_percent(fraction: tuple[float, float]) -> str:
