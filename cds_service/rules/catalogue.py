@@ -19,7 +19,7 @@ from typing import Literal
 
 from cds_service.protocol.hooks import ORDER_HOOKS, PATIENT_VIEW, SUPPORTED_HOOKS
 from cds_service.rules.base import Family, Rule
-from cds_service.rules.drugs import drug_cytopenia_dose_review
+from cds_service.rules.dose_review import drug_cytopenia_dose_review
 from cds_service.rules.leukopenia import (
     leukopenia_monitor,
     refractory_leukopenia_referral,
