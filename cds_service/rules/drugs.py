@@ -10,20 +10,9 @@ from cds_service.fhir.dates import day, days_between
 from cds_service.knowledge import Ingredient
 from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose, sig3
-from cds_service.rules.assessments import (
-    dangerous_combinations,
-)
-from cds_service.rules.base import (
-    Finding,
-    RuleContext,
-    shown_period,
-    upper_first,
-)
-from cds_service.rules.indication import (
-    drug_names,
-    indication,
-    transplant_line,
-)
+from cds_service.rules.assessments import dangerous_combinations
+from cds_service.rules.base import Finding, RuleContext, shown_period, upper_first
+from cds_service.rules.indication import drug_names, indication, transplant_line
 from cds_service.rules.lymphopenia import (
     LYMPHOPENIA_SOURCES,
     LymphopeniaEpisode,

@@ -17,13 +17,7 @@ from cds_service.rules.assessments import (
     tier_a_current,
     trend,
 )
-from cds_service.rules.base import (
-    Finding,
-    RuleContext,
-    SuggestedOrder,
-    shown_limit,
-    upper_first,
-)
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit, upper_first
 from cds_service.rules.drugs import drug_lines, hcq_source, with_genotype_note
 from cds_service.rules.indication import indication, transplant_evidence, transplant_line
 

@@ -12,13 +12,7 @@ from cds_service.knowledge import Ingredient
 from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose
 from cds_service.record.medications import current_run
-from cds_service.rules.assessments import (
-    Fever,
-    fever,
-    is_low_wbc,
-    neutrophil_state,
-    tier_a_current,
-)
+from cds_service.rules.assessments import Fever, fever, is_low_wbc, neutrophil_state, tier_a_current
 from cds_service.rules.base import (
     FEBRILE_NOW,
     MAX_SUMMARY,
