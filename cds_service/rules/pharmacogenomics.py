@@ -22,7 +22,7 @@ from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import DrugExposure
 from cds_service.record.model import PharmacogenomicResult
 from cds_service.rules.assessments import neutrophil_state
-from cds_service.rules.base import Finding, RuleContext, SuggestedOrder
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
 from cds_service.rules.drafts import dose_lines, draft_course, evaluated_drugs
 from cds_service.rules.drugs import drug_sources, phenotypes_unreadable
 from cds_service.rules.thiopurine_dose import (
@@ -194,7 +194,11 @@ def _urgent_genotype(
     TPMT and NUDT15 deficiency"; the genotype, not the enzyme activity (a transfusion given
     for the cytopenia makes the activity unreliable)."""
     name = ingredients[0].display
-    evidence.append("Severe cytopenia now (a critical cytopenia card, ANC < 1.0 or WBC < 2.0).")
+    anc = shown_limit(ctx.threshold("moderate_neutropenia_anc"), 1)
+    wbc = shown_limit(ctx.threshold("severe_leukopenia_wbc"), 1)
+    evidence.append(
+        f"Severe cytopenia now (a critical cytopenia card, ANC < {anc} or WBC < {wbc})."
+    )
     return Finding(
         indicator="warning",
         summary=f"Severe cytopenia on {name}, no TPMT/NUDT15 result: genotype TPMT and NUDT15 "

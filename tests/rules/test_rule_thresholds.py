@@ -186,3 +186,10 @@ def test_the_immunosuppressants_a_refractory_card_needs_come_from_the_knowledge(
     if fires:
         summary = found["REFRACTORY_LEUKOPENIA_REFERRAL"].summary
         assert summary.startswith(f"Persistent severe leukopenia on {needed} or more")
+
+
+def test_a_new_lymphopenia_episode_quotes_the_episode_window_of_the_knowledge() -> None:
+    resources = [sle(), _azathioprine(), observation(WBC, 5.0), observation("731-0", 0.4)]
+    for days, words in ((365, "12 months"), (183, "6 months")):
+        card = _findings(resources, lymphopenia_episode_days=days)["DRUG_CYTOPENIA_DOSE_REVIEW"]
+        assert any(f"no earlier ALC in the last {words})" in line for line in card.evidence)
