@@ -56,13 +56,9 @@ def assess_severe_anc_unknown(
 ) -> SevereLeukopeniaAncUnknown | None:
     flag = _lab_flagged_wbc_anc_unknown(ctx)
     wbc = state.wbc
-    severe = (
-        wbc is not None
-        and ctx.threshold("grade4_leukopenia_wbc")
-        <= wbc.value
-        < ctx.threshold("severe_leukopenia_wbc")
-        and state.anc_unknown
-    )
+    # Below the grade 4 limit the WBC bounds the ANC: NEUTROPENIA_SEVERE's case, not this one.
+    low, high = ctx.threshold("grade4_leukopenia_wbc"), ctx.threshold("severe_leukopenia_wbc")
+    severe = wbc is not None and low <= wbc.value < high and state.anc_unknown
     if flag is None and not severe:
         return None
     return SevereLeukopeniaAncUnknown(flag, wbc)
