@@ -17,6 +17,9 @@ v4 (clinical rules §3 THIOPURINE_PGX):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Literal
+
 from cds_service.knowledge import Ingredient
 from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import DrugExposure
@@ -133,38 +136,73 @@ def _gene_phenotypes(results: list[PharmacogenomicResult]) -> dict[str, str]:
     return found
 
 
-def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Finding | None:
-    """The THIOPURINE_PGX card for these thiopurines, on any hook."""
+@dataclass(frozen=True)
+class PgxResults:
+    """What the TPMT/NUDT15 results on file say for a thiopurine card (THIOPURINE_PGX)."""
+
+    verdict: Literal["reduced phenotype", "no phenotype", "no result", "urgent genotype"]
+    genes: dict[str, str] = field(default_factory=dict)  # gene -> phenotype, newest first
+    abnormal: dict[str, str] = field(default_factory=dict)  # of those, the reduced ones
+    bare: tuple[PharmacogenomicResult, ...] = ()  # activity numbers with no phenotype
+
+
+def assess_results(ctx: RuleContext, severe: bool) -> PgxResults | None:
+    """A reduced phenotype; only bare numbers; or no result at all (urgent after a severe
+    cytopenia). None for a normal result, or results that could not be read (never "none")."""
     results = ctx.record.pharmacogenomics
     genes = _gene_phenotypes(results)
     abnormal = {g: p for g, p in genes.items() if p in REDUCED_PHENOTYPES}
     if abnormal:
-        return phenotype_finding(ctx, drugs, genes, abnormal)
-    bare = [r for r in results if r.phenotype is None]
+        return PgxResults("reduced phenotype", genes, abnormal)
+    bare = tuple(r for r in results if r.phenotype is None)
+    if bare and len(bare) == len(results):
+        return PgxResults("no phenotype", bare=bare)
+    if results or phenotypes_unreadable(ctx):
+        return None
+    return PgxResults("urgent genotype" if severe else "no result")
+
+
+def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Finding | None:
+    """The THIOPURINE_PGX card for these thiopurines, on any hook."""
+    found = assess_results(ctx, severe)
+    if found is None:
+        return None
+    if found.verdict == "reduced phenotype":
+        return phenotype_finding(ctx, drugs, found.genes, found.abnormal)
     evidence = [f"Thiopurine: {'; '.join(d.described for d in drugs)}"]
     ingredients = list({d.ingredient.id: d.ingredient for d in drugs}.values())
-    name = ingredients[0].display
-    if bare and len(bare) == len(results):
-        evidence += [
-            f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare
-        ]
-        return Finding(
-            indicator="info",
-            summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}.",
-            evidence=evidence,
-            recommendations=["Ask the lab for the metabolizer phenotype.", *PGX_CAVEATS],
-            sources=["cpic_thiopurines", *drug_sources(ingredients)],
-            override_reasons=["already-addressed"],
-        )
-    if results or phenotypes_unreadable(ctx):
-        return None  # a normal result, or results that could not be read (never "none")
+    if found.verdict == "no phenotype":
+        return _no_phenotype(ingredients, found.bare, evidence)
     evidence.append("No TPMT or NUDT15 result on file.")
-    if severe:
+    if found.verdict == "urgent genotype":
         return _urgent_genotype(ctx, drugs, ingredients, evidence)
+    return _no_result(ctx, drugs, ingredients, evidence)
+
+
+def _no_phenotype(
+    ingredients: list[Ingredient], bare: tuple[PharmacogenomicResult, ...], evidence: list[str]
+) -> Finding:
+    """Only activity numbers with no interpretation: the lab gives the phenotype."""
+    evidence += [f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare]
+    return Finding(
+        indicator="info",
+        summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing "
+        f"{ingredients[0].display}.",
+        evidence=evidence,
+        recommendations=["Ask the lab for the metabolizer phenotype.", *PGX_CAVEATS],
+        sources=["cpic_thiopurines", *drug_sources(ingredients)],
+        override_reasons=["already-addressed"],
+    )
+
+
+def _no_result(
+    ctx: RuleContext, drugs: list[Thiopurine], ingredients: list[Ingredient], evidence: list[str]
+) -> Finding:
+    """No result on file: test, before or early in therapy for a new start (CPIC)."""
     new_start = any(d.course == "new start" for d in drugs)
     return Finding(
         indicator="info",
-        summary=f"No TPMT/NUDT15 result on file for {name}: "
+        summary=f"No TPMT/NUDT15 result on file for {ingredients[0].display}: "
         + ("test before or early in therapy." if new_start else "test TPMT and NUDT15."),
         evidence=evidence,
         recommendations=[
