@@ -237,7 +237,7 @@ def _phenotype_evidence(ctx: RuleContext, primary: Thiopurine, a: PhenotypeAsses
 
 
 def _draft_changes(
-    ctx: RuleContext, primary: Thiopurine, a: PhenotypeAssessment, orders: list[SuggestedOrder]
+    ctx: RuleContext, primary: Thiopurine, a: PhenotypeAssessment, test: SuggestedOrder | None
 ) -> list[DraftOrderChange]:
     """On an order hook: cancel a poor metabolizer's draft (recommended), or update a draft
     above the range to the top of it, with cancelling offered beside it."""
@@ -248,7 +248,7 @@ def _draft_changes(
         return [cancel_draft(draft, None, recommended=True)] if draft.draft.resource_id else []
     if a.verdict != "above range" or a.dose_range is None:
         return []
-    change = _reduce_to_range(ctx, primary, a.dose_range[1], a.tier.name, orders)
+    change = _reduce_to_range(ctx, primary, a.dose_range[1], a.tier.name, test)
     if change is None:
         return []
     return [cancel_draft(draft, None, recommended=False), change]
@@ -262,13 +262,16 @@ def phenotype_finding(
     primary = drugs[0]
     a = assess_phenotype(ctx, primary, genes, abnormal)
     recommendations = [_tier_advice(a, primary.ingredient.display)]
-    orders: list[SuggestedOrder] = []
+    test = None
     if not a.nudt15_known:
         recommendations.append("Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
-        orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing"))
+        test = SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing")
     if not a.gene_named:
         recommendations.append("Ask the lab which gene the phenotype belongs to.")
     recommendations += list(PGX_CAVEATS)
+    changes = _draft_changes(ctx, primary, a, test)
+    # Updating the draft takes the NUDT15 test along: one choice on the card, not two.
+    carried = any(test in change.with_orders for change in changes)
     return Finding(
         indicator=a.indicator,
         summary=_phenotype_summary(a, primary),
@@ -279,9 +282,8 @@ def phenotype_finding(
                 [a.tier.source, "cpic_thiopurines", *drug_sources([d.ingredient for d in drugs])]
             )
         ),
-        # Updating the draft takes the NUDT15 test along (it leaves `orders`).
-        draft_changes=_draft_changes(ctx, primary, a, orders),
-        orders=orders,
+        draft_changes=changes,
+        orders=[test] if test is not None and not carried else [],
         override_reasons=["already-addressed", "benefit-outweighs-risk"],
         decisive=a.genes,
     )
@@ -292,7 +294,7 @@ def _reduce_to_range(
     thiopurine: Thiopurine,
     high_mg_per_kg: float,
     tier: str,
-    orders: list[SuggestedOrder],
+    test: SuggestedOrder | None,
 ) -> DraftOrderChange | None:
     """Update the draft to the highest orderable dose at most the top of the CPIC range; an
     unknown NUDT15 test travels with it (the card offers one choice on the draft)."""
@@ -303,14 +305,10 @@ def _reduce_to_range(
     if not dose.mg_per_day or not dose.per_dose_mg:
         return None
     per_dose = high_mg_per_kg * weight.kg * dose.per_dose_mg / dose.mg_per_day
-    test = orders[0] if orders else None
-    change = reduce_draft(
+    return reduce_draft(
         drug,
         per_dose,
         f"CPIC {tier}: at most {sig3(high_mg_per_kg)} mg/kg/day at {sig3(weight.kg)} kg",
         test,
         True,
     )
-    if change is not None and test is not None:
-        orders.remove(test)
-    return change

@@ -17,6 +17,7 @@ from cds_service.rules import evaluate_rules
 from cds_service.rules.assessments import baseline, neutrophil_state
 from cds_service.rules.base import Finding
 from cds_service.rules.catalogue import rule_ids
+from tests.support import order_builders
 from tests.support.builders import (
     ANC,
     MYCOPHENOLATE,
@@ -193,3 +194,21 @@ def test_a_new_lymphopenia_episode_quotes_the_episode_window_of_the_knowledge() 
     for days, words in ((365, "12 months"), (183, "6 months")):
         card = _findings(resources, lymphopenia_episode_days=days)["DRUG_CYTOPENIA_DOSE_REVIEW"]
         assert any(f"no earlier ALC in the last {words})" in line for line in card.evidence)
+
+
+def test_a_draft_above_the_cpic_range_takes_the_unknown_nudt15_test_along() -> None:
+    """Only TPMT known, azathioprine drafted at 150 mg daily at 50 kg (3.0 mg/kg/day, above
+    0.6-2.4): the update carries the NUDT15 test, which is then not offered a second time."""
+    resources = [
+        sle(),
+        _tpmt_intermediate(),
+        observation("29463-7", 50, "kg", days_ago=10),
+        observation(WBC, 5.4, days_ago=6),
+    ]
+    draft = order_builders.med_request(
+        "aza", "azathioprine 50 mg tablet", dose=order_builders.dosage(150)
+    )
+    card = order_builders.cards(resources, [draft])["THIOPURINE_PGX"]
+    assert [c.kind for c in card.draft_changes] == ["delete", "update"]
+    [test] = card.draft_changes[1].with_orders
+    assert test.kind == "tpmt_nudt15" and card.orders == []
