@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cache, cached_property
 from importlib import resources
 from typing import Any
@@ -111,6 +112,8 @@ class Combination:
     partners: frozenset[str]
     advice: str
     source: str
+    # The label's dose range for the drug with its partner (lowest, highest), if it gives one.
+    dose_fraction: tuple[Fraction, Fraction] | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +334,16 @@ def _local_conditions(
     }
 
 
+def _dose_fraction(raw: Any) -> tuple[Fraction, Fraction] | None:
+    """A label's dose range as exact fractions ("1/4", "1/3"), lowest first, within (0, 1]."""
+    if raw is None:
+        return None
+    low, high = (Fraction(str(value)) for value in raw)
+    if not 0 < low <= high <= 1:
+        raise ConfigError(f"medications.yaml: dose_fraction {raw!r} must be 0 < low <= high <= 1")
+    return low, high
+
+
 def load_knowledge(
     threshold_overrides: Mapping[str, Any] | None = None,
     setting_overrides: Mapping[str, Any] | None = None,
@@ -390,6 +403,7 @@ def load_knowledge(
                 partners=frozenset(c["with"]),
                 advice=" ".join(c["advice"].split()),
                 source=c["source"],
+                dose_fraction=_dose_fraction(c.get("dose_fraction")),
             )
             for c in medications["combinations"]
         ),

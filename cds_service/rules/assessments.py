@@ -47,11 +47,10 @@ class NeutrophilState:
     anc: Count | None
     anc_unknown: bool
     earlier_anc: Count | None = None
-
-    @property
-    def anc_below_one_by_wbc(self) -> bool:
-        """ANC <= WBC, so a WBC < 1.0 means ANC < 1.0 even without a differential."""
-        return self.anc_unknown and self.wbc is not None and self.wbc.value < 1.0
+    # ANC <= WBC, so with ANC unknown a WBC below the CTCAE grade 4 leukopenia limit (1.0)
+    # bounds the ANC below it too: treated as severe neutropenia. The same threshold is the
+    # lower end of LEUKOPENIA_MONITOR (b), so the two cards meet without a gap.
+    anc_below_one_by_wbc: bool = False
 
 
 def neutrophil_state(
@@ -66,9 +65,14 @@ def neutrophil_state(
         and anc.time < wbc.time - SAME_DRAW
         and not (anc.specimen and anc.specimen == wbc.specimen)
     )
-    if superseded:
-        return NeutrophilState(wbc, None, True, anc)
-    return NeutrophilState(wbc, anc, anc is None)
+    anc_unknown = superseded or anc is None
+    return NeutrophilState(
+        wbc,
+        None if superseded else anc,
+        anc_unknown,
+        anc if superseded else None,
+        anc_unknown and wbc is not None and wbc.value < k.threshold("grade4_leukopenia_wbc"),
+    )
 
 
 def critical_state(record: PatientRecord, k: Knowledge) -> NeutrophilState:
@@ -127,9 +131,6 @@ def is_low_wbc(count: Count, k: Knowledge) -> bool:
     return count.value < max(k.threshold("leukopenia_wbc"), count.low or 0.0)
 
 
-MIN_MEDIAN_VALUES = 3  # clinical rules §3 wording v3: a "6-month median" needs >= 3 values
-
-
 @dataclass(frozen=True)
 class Baseline:
     """What the latest value is compared with: the median of the earlier values of the last 6
@@ -152,7 +153,8 @@ def baseline(record: PatientRecord, latest: Count, k: Knowledge) -> Baseline | N
     earlier = [
         c for c in record.series(latest.analyte) if since <= c.time < latest.time - SAME_DRAW
     ]
-    if len(earlier) >= MIN_MEDIAN_VALUES:
+    # clinical rules §3 wording v3: a "6-month median" needs at least 3 values.
+    if len(earlier) >= k.threshold("baseline_median_min_values"):
         return Baseline(median(c.value for c in earlier), "6-month median", "")
     if earlier:
         return Baseline(earlier[0].value, "earlier value", day(earlier[0].time))

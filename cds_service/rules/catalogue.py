@@ -19,7 +19,8 @@ from typing import Literal
 
 from cds_service.protocol.hooks import ORDER_HOOKS, PATIENT_VIEW, SUPPORTED_HOOKS
 from cds_service.rules.base import Family, Rule
-from cds_service.rules.drugs import drug_cytopenia_dose_review
+from cds_service.rules.data_quality import data_quality
+from cds_service.rules.dose_review import drug_cytopenia_dose_review
 from cds_service.rules.febrile_neutropenia import febrile_neutropenia
 from cds_service.rules.leukopenia import (
     leukopenia_monitor,
@@ -28,7 +29,7 @@ from cds_service.rules.leukopenia import (
 )
 from cds_service.rules.lymphopenia import lymphopenia_info, lymphopenia_profound
 from cds_service.rules.methotrexate import methotrexate_daily_dosing
-from cds_service.rules.monitoring import cbc_stale, data_quality
+from cds_service.rules.monitoring import cbc_stale
 from cds_service.rules.myelotoxic_order import order_myelotoxic_low_counts
 from cds_service.rules.neutropenia import neutropenia_moderate, neutropenia_severe
 from cds_service.rules.orders import gcsf_caution, order_no_recent_cbc

@@ -5,15 +5,11 @@ drug to change and how, citing the label that describes the interaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from cds_service.rules.assessments import dangerous_combinations
 from cds_service.rules.base import RuleContext, upper_first
 from cds_service.rules.drafts import DraftDrug
-
-# Azathioprine and mercaptopurine label: with allopurinol, one third to one
-# quarter of the usual dose; the suggestion takes the less drastic end.
-COMBINATION_FRACTION = 1 / 3
-
 
 # How the interacting drugs are named on cards.
 _SHOWN = {"trimethoprim": "trimethoprim (TMP-SMX)"}
@@ -29,6 +25,16 @@ class Combination:
     drug: str  # the thiopurine or methotrexate
     partner: str  # allopurinol, febuxostat or trimethoprim
     source: str  # the label that describes the interaction
+    # The label's dose range with the partner (knowledge/medications.yaml), e.g. 1/4-1/3.
+    dose_fraction: tuple[Fraction, Fraction] | None = None
+
+    @property
+    def fraction_text(self) -> str:
+        """The label's range as the cards write it, highest first: "1/3-1/4"."""
+        if self.dose_fraction is None:
+            raise ValueError(f"{self.text}: the knowledge gives no dose range")
+        low, high = self.dose_fraction
+        return f"{high}-{low}"
 
     @property
     def thiopurine_allopurinol(self) -> bool:
@@ -58,8 +64,9 @@ class Combination:
                 "label)."
             )
         if self.thiopurine_allopurinol:
+            share = self.fraction_text
             how = (
-                f"reduce {drug} to 1/3-1/4 of its usual dose ({drug} label), or choose a "
+                f"reduce {drug} to {share} of its usual dose ({drug} label), or choose a "
                 "urate-lowering drug other than allopurinol or febuxostat"
             )
             if self.drafted_is_partner:
@@ -89,12 +96,13 @@ class Combination:
             )
         if self.thiopurine_allopurinol and self.drafted_is_partner:
             return (
-                f"{upper_first(partner)} with current {drug}: reduce {drug} to 1/3-1/4 (label) "
-                "or use another urate-lowering drug."
+                f"{upper_first(partner)} with current {drug}: reduce {drug} to "
+                f"{self.fraction_text} (label) or use another urate-lowering drug."
             )
         if self.thiopurine_allopurinol:
+            share = self.fraction_text
             return (
-                f"{upper_first(drug)} with {partner}: reduce {drug} to 1/3-1/4 of the dose (label)."
+                f"{upper_first(drug)} with {partner}: reduce {drug} to {share} of the dose (label)."
             )
         if self.drafted_is_partner:
             return (
@@ -110,11 +118,8 @@ def drafted_combinations(ctx: RuleContext, drugs: list[DraftDrug]) -> list[Combi
     record, k = ctx.record, ctx.knowledge
     co_exposure = [m.ingredient for d in record.draft_orders for m in d.medications]
     current = {e.ingredient.id for e in record.exposures.values() if e.current}
-    sources = {
-        (drug, partner): c.source
-        for c in k.combinations
-        for drug in c.drugs
-        for partner in c.partners
+    known = {
+        (drug, partner): c for c in k.combinations for drug in c.drugs for partner in c.partners
     }
     found = []
     for drug, partner, _ in dangerous_combinations(record, k, co_exposure):
@@ -122,5 +127,6 @@ def drafted_combinations(ctx: RuleContext, drugs: list[DraftDrug]) -> list[Combi
             continue  # not this order's doing: DRUG_CYTOPENIA_DOSE_REVIEW on patient-view
         for drafted in drugs:
             if drafted.ingredient.id in (drug, partner):
-                found.append(Combination(drafted, drug, partner, sources[(drug, partner)]))
+                pair = known[(drug, partner)]
+                found.append(Combination(drafted, drug, partner, pair.source, pair.dose_fraction))
     return found

@@ -5,6 +5,7 @@ dose or put it on hold, each with the CBC or test order that goes with it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from cds_service.knowledge import Ingredient
 from cds_service.record import DraftOrder, DrugExposure, MedicationRecord, PatientRecord
@@ -120,13 +121,10 @@ def reduce_draft(
     )
 
 
-def fraction_range(drug: DraftDrug, low: float, high: float, low_text: str, high_text: str) -> str:
+def fraction_range(drug: DraftDrug, low: Fraction, high: Fraction) -> str:
     """The label's range on the drafted dose: "1/3-1/4 of 100 mg = 25-33 mg"."""
     per_dose = drug.medication.dose.per_dose_mg or 0.0
-    return (
-        f"{high_text}-{low_text} of {_mg(per_dose)} mg = {_mg(per_dose * low)}-"
-        f"{_mg(per_dose * high)} mg"
-    )
+    return f"{high}-{low} of {_mg(per_dose)} mg = {_mg(per_dose * low)}-{_mg(per_dose * high)} mg"
 
 
 def _mg(value: float) -> str:

@@ -1,39 +1,18 @@
-"""Drug rule DRUG_CYTOPENIA_DOSE_REVIEW, and the drug lines (dose as prescribed, mg/kg/day, an
-interacting drug) that the cards absorbing it carry."""
+"""The drug lines the cytopenia cards share (dose as prescribed, mg/kg/day, an interacting
+drug, the lupus and genotype lines) and the lymphopenia content a card absorbs
+(DRUG_CYTOPENIA_DOSE_REVIEW, rules/dose_review.py, and the cards that absorb it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from cds_service.fhir.dates import day, days_between
-from cds_service.knowledge import Combination, Ingredient, Knowledge
+from cds_service.knowledge import Ingredient
 from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose, sig3
-from cds_service.rules.assessments import (
-    count_evidence,
-    dangerous_combinations,
-    dose_review_reasons,
-    duffy_null_could_explain,
-    is_low_wbc,
-    neutrophil_state,
-    tier_a_current,
-)
-from cds_service.rules.base import (
-    MAX_SUMMARY,
-    Finding,
-    RuleContext,
-    SuggestedOrder,
-    shown_limit,
-    shown_period,
-    upper_first,
-)
-from cds_service.rules.indication import (
-    drug_names,
-    indication,
-    transplant_evidence,
-    transplant_line,
-)
+from cds_service.rules.assessments import dangerous_combinations
+from cds_service.rules.base import Finding, RuleContext, shown_period, upper_first
+from cds_service.rules.indication import drug_names, indication, transplant_line
 from cds_service.rules.lymphopenia import (
     LYMPHOPENIA_SOURCES,
     LymphopeniaEpisode,
@@ -111,19 +90,6 @@ def drug_lines(ctx: RuleContext, drugs: list[DrugExposure]) -> list[str]:
     return lines
 
 
-def _stable_for(ctx: RuleContext, days: float) -> bool:
-    """Every WBC over at least `days` before the latest stayed above the dose-review limit."""
-    wbcs = ctx.record.series("wbc")
-    if len(wbcs) < 2:
-        return False
-    latest = wbcs[0]
-    span = [c for c in wbcs if c.time >= latest.time - timedelta(days=days * 2)]
-    oldest = span[-1]
-    return days_between(oldest.time, latest.time) >= days and all(
-        c.value >= ctx.threshold("dose_review_wbc") for c in span
-    )
-
-
 def lupus_drug_advice(record: PatientRecord) -> list[str]:
     """Advice that fits only a lupus patient (clinical rules §3 wording v3)."""
     if record.lupus is None:
@@ -160,157 +126,6 @@ def own_drugs_first(ctx: RuleContext) -> str:
             f"Review drugs that can lower neutrophils: {', '.join(own)}; also ask about {others}."
         )
     return f"Review drugs that can lower neutrophils ({others}): none is on the current list."
-
-
-def _lymphopenia_only(reasons: list[str]) -> bool:
-    return bool(reasons) and all(r.startswith("ALC") for r in reasons)
-
-
-def drug_cytopenia_dose_review(ctx: RuleContext) -> Finding | None:
-    """A current tier A drug with counts at the dose-review warning threshold (WBC < 3.5
-    [setting, BSR/BHPR 2017], ANC < 1.5 (< 1.3 on mycophenolate, CellCept label), ALC < 0.5,
-    or a fall >= 30% from the 6-month median to below the lab's lower limit, methotrexate
-    label) -> warning; a dangerous combination (thiopurine + allopurinol/febuxostat,
-    methotrexate + trimethoprim) -> warning; WBC 3.5 to < 4.0 (or < LLN) with ANC >= 1.5 -> info.
-    FEBRILE_NEUTROPENIA, NEUTROPENIA_SEVERE and REFRACTORY_LEUKOPENIA_REFERRAL suppress it and
-    carry its drug lines (catalogue precedence, v3: one card per problem).
-
-    Choices where the spec is silent: the info variant also fires when there are not yet 3
-    months of counts to call the leukopenia stable (the card says so and asks for a repeat CBC:
-    missing history is not reassurance); an unknown ANC does not block the info variant. When
-    ALC < 0.5 is the only criterion the advice is the lymphopenia advice (BSR/BHPR 2017:
-    withhold and discuss with the specialist team; infection screen), not the neutrophil
-    advice of the drug's label. The summary names the drug to review and the decisive value.
-
-    v4: an ALC < 0.5 on a current tier A drug is one card: this one absorbs
-    LYMPHOPENIA_PROFOUND (its infection screen, glucocorticoid and PJP lines come along). With
-    the ALC as the only criterion it is graded by episode (`lymphopenia_episode`, the service's
-    own rule: BSR/BHPR 2017 gives the 0.5 action value, not episodes): warning for a new
-    episode, a fall >= 30% or an ALC < 0.2, info when stable for 3 months; the evidence shows
-    the last three ALCs. Who decides (`indication`): a transplant recipient's drugs are never
-    withheld on the card's own advice ("discuss with the transplant team today before changing
-    tacrolimus / mycophenolate mofetil"); BSR/BHPR "withhold and discuss" is for rheumatic
-    indications; otherwise "inform the prescribing team". Duffy-null is no override reason for
-    a lymphopenia card.
-
-    Choices where v4 is silent: for a transplant recipient with a neutrophil criterion the
-    label's advice (interrupt, reduce, stop) moves to the evidence, addressed to the transplant
-    team, and every current tier A or B drug is named, as the card cannot tell which protects
-    the graft; a stable lymphopenia (info) offers a routine CBC, not an urgent one.
-    """
-    k = ctx.knowledge
-    drugs = tier_a_current(ctx.record)
-    if not drugs:
-        return None
-    ingredients = [e.ingredient for e in drugs]
-    reasons = dose_review_reasons(ctx.record, k, ingredients)
-    combinations = dangerous_combinations(ctx.record, k)
-    state = neutrophil_state(ctx.record, k, include_preliminary=False)
-    evidence = count_evidence(ctx.record, k, state)
-    evidence += duffy_null_evidence(ctx.record) + drug_lines(ctx, drugs)
-    first_drug = drugs[0].ingredient.display
-    if reasons or combinations:
-        lymphopenia = (
-            absorbed_lymphopenia(ctx, first_drug)
-            if any(r.startswith("ALC") for r in reasons)
-            else None
-        )
-        episode = lymphopenia.episode if lymphopenia is not None else None
-        alc = lymphopenia.alc if lymphopenia is not None else None
-        evidence += [f"Dose-review criterion met: {r}." for r in reasons if not r.startswith("ALC")]
-        if lymphopenia is not None:
-            evidence.append(lymphopenia.evidence)
-        evidence += transplant_evidence(ctx.record)
-        only_alc = episode is not None and _lymphopenia_only(reasons) and not combinations
-        label_advice = [
-            e.ingredient.dose_review_advice for e in drugs if e.ingredient.dose_review_advice
-        ]
-        advice: list[str] = []
-        if not only_alc and indication(ctx.record) == "transplant":
-            # v4: never "withhold" an anti-rejection drug on the card's own advice; the label's
-            # advice is shown for the transplant team to weigh.
-            advice.append(transplant_line(immunosuppressant_names(ctx)))
-            evidence += [f"Label advice for the transplant team: {line}" for line in label_advice]
-        elif not only_alc:
-            advice += label_advice
-        if lymphopenia is not None:
-            advice += lymphopenia.advice
-        advice += [advice_text for _, _, advice_text in combinations]
-        severe = state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc")
-        # After a severe cytopenia the urgent genotype line replaces the routine one (v4).
-        advice += [] if severe else _pgx_advice(ctx, ingredients)
-        advice += lupus_drug_advice(ctx.record)
-        advice.append("Repeat CBC with differential to confirm and follow the trend.")
-        why = reasons[0] if reasons else f"{combinations[0][0]} with {combinations[0][1]}"
-        if only_alc and episode is not None and alc is not None:
-            summary = _lymphopenia_summary(ctx, first_drug, alc.bound, episode)
-        else:
-            summary = f"Review {first_drug}: {why}."
-            if len(summary) > MAX_SUMMARY:
-                summary = f"Review {first_drug}: {why.split(' from ')[0]}."
-        stable = only_alc and episode is not None and episode.stable
-        finding = Finding(
-            indicator="info" if stable else "warning",
-            summary=summary,
-            evidence=evidence,
-            recommendations=list(dict.fromkeys(advice))[:5],
-            sources=list(
-                dict.fromkeys(
-                    drug_sources(ingredients)
-                    + [c.source for c in k.combinations if _combined(c, combinations)]
-                    + _partner_sources(k, combinations)
-                    + ["bsr_dmard_2017"]
-                    + (lymphopenia.sources if lymphopenia is not None else [])
-                    + hcq_source(advice)
-                    + (["merz_duffy_2023", "hibbs_duffy_2025"] if ctx.record.duffy_null else [])
-                )
-            ),
-            orders=(
-                [SuggestedOrder("cbc", "routine", "Order CBC with differential")]
-                if stable
-                else _orders_for(ctx, ingredients)
-            ),
-            # v4 override reasons fit the card: Duffy-null status explains no lymphopenia, no
-            # combination and no fall from the patient's own baseline.
-            override_reasons=[
-                "already-addressed",
-                "counts-reviewed",
-                "benefit-outweighs-risk",
-                *(
-                    ["duffy-null"]
-                    if not combinations and duffy_null_could_explain(ctx.record, k, reasons)
-                    else []
-                ),
-            ],
-            decisive=f"ALC {alc.bound} x10^9/L" if only_alc and alc is not None else why,
-        )
-        return with_genotype_note(ctx, finding, severe)
-    if state.wbc is None or not is_low_wbc(state.wbc, k):
-        return None
-    if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):
-        return None
-    stable_days = ctx.threshold("stable_days")
-    period = shown_period(stable_days)
-    evidence.append(
-        f"Stable for at least {period}."
-        if _stable_for(ctx, stable_days)
-        else f"Not yet known to be stable for {period}: repeat the CBC in 2-4 weeks."
-    )
-    return Finding(
-        indicator="info",
-        summary=f"Mild leukopenia on {first_drug} (WBC {state.wbc.bound} x10^9/L): "
-        "keep monitoring.",
-        evidence=evidence,
-        recommendations=[
-            "Continue monitoring at the label's interval; review the dose if the WBC falls "
-            f"below {shown_limit(ctx.threshold('dose_review_wbc'))} x10^9/L or the ANC below "
-            f"{shown_limit(ctx.threshold('dose_review_anc'))} x10^9/L.",
-            *lupus_drug_advice(ctx.record),
-        ],
-        sources=drug_sources(ingredients) + ["bsr_dmard_2017"],
-        orders=[SuggestedOrder("cbc", "routine", "Order CBC with differential")],
-        decisive=f"WBC {state.wbc.bound} x10^9/L",
-    )
 
 
 def immunosuppressant_names(ctx: RuleContext) -> list[str]:
@@ -398,36 +213,6 @@ def _lymphopenia_team_line(ctx: RuleContext, drug: str, episode: LymphopeniaEpis
     return f"Inform the prescribing team today: they decide whether to change {drug}."
 
 
-def _lymphopenia_summary(ctx: RuleContext, drug: str, alc: str, episode: LymphopeniaEpisode) -> str:
-    """The summary quotes the ALC, the decisive criterion of a lymphopenia trigger (v4)."""
-    if episode.stable:
-        return f"Stable lymphopenia on {drug} (ALC {alc}, {episode.short}): keep monitoring."
-    who = indication(ctx.record)
-    if who == "transplant":
-        return (
-            f"Lymphopenia (ALC {alc}, {episode.short}) on {drug}: discuss with the transplant "
-            "team today."
-        )
-    if who == "rheumatic":
-        limit = f"{ctx.threshold('dose_review_alc'):g}"
-        return f"Review {drug}: ALC {alc} < {limit} x10^9/L ({episode.short})."
-    return f"Lymphopenia (ALC {alc}, {episode.short}) on {drug}: inform the prescribing team today."
-
-
-def _combined(combination: Combination, found: list[tuple[str, str, str]]) -> bool:
-    """True when `combination` is among the (drug, partner, advice) found: its label is cited."""
-    return any(
-        drug in combination.drugs and partner in combination.partners for drug, partner, _ in found
-    )
-
-
-def _partner_sources(k: Knowledge, combinations: list[tuple[str, str, str]]) -> list[str]:
-    """The interacting drug's own label for each dangerous combination (allopurinol,
-    febuxostat, co-trimoxazole): the card cites the label that makes the claim."""
-    labels = (k.ingredients[partner].label for _, partner, _ in combinations)
-    return list(dict.fromkeys(label for label in labels if label))
-
-
 def drug_sources(ingredients: list[Ingredient]) -> list[str]:
     return list(dict.fromkeys(i.label for i in ingredients if i.label))
 
@@ -460,26 +245,3 @@ def with_genotype_note(ctx: RuleContext, finding: Finding, severe: bool = True) 
     else:
         finding.evidence.append(line)
     return finding
-
-
-def _no_pgx_result(ctx: RuleContext, ingredients: list[Ingredient]) -> bool:
-    """A thiopurine with no TPMT/NUDT15 result on file, the results having been read (a card
-    never asks for a test when a result is on file, nor calls unread results absent: v4)."""
-    return (
-        any(i.thiopurine for i in ingredients)
-        and not ctx.record.pharmacogenomics
-        and not phenotypes_unreadable(ctx)
-    )
-
-
-def _pgx_advice(ctx: RuleContext, ingredients: list[Ingredient]) -> list[str]:
-    if not _no_pgx_result(ctx, ingredients):
-        return []
-    return ["No TPMT/NUDT15 result on file: check TPMT and NUDT15 status."]
-
-
-def _orders_for(ctx: RuleContext, ingredients: list[Ingredient]) -> list[SuggestedOrder]:
-    orders = [SuggestedOrder("cbc", "urgent", "Order CBC with differential", recommended=True)]
-    if _no_pgx_result(ctx, ingredients):
-        orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order TPMT and NUDT15 testing"))
-    return orders

@@ -3,24 +3,21 @@ STEROID_LEUKOCYTOSIS_NOTE."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cds_service.fhir.dates import day, days_between
 from cds_service.record import SAME_DRAW, Count, DrugExposure, LabFlag
+from cds_service.record.model import LupusDiagnosis
 from cds_service.rules.assessments import (
+    NeutrophilState,
     fmt,
     is_low_wbc,
     neutrophil_state,
     tier_a_current,
     trend,
 )
-from cds_service.rules.base import (
-    Finding,
-    RuleContext,
-    SuggestedOrder,
-    shown_limit,
-    upper_first,
-)
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit, upper_first
 from cds_service.rules.drugs import drug_lines, hcq_source, with_genotype_note
 from cds_service.rules.indication import indication, transplant_evidence, transplant_line
 
@@ -35,62 +32,95 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     critical cytopenia card -> warning: the ANC may be < 0.5.
     Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a).
     "Keep hydroxychloroquine" is said only to a patient taking it (v3 wording)."""
-    k = ctx.knowledge
-    state = neutrophil_state(ctx.record, k, include_preliminary=False)
-    wbc = state.wbc
-    flag = _lab_flagged_wbc_anc_unknown(ctx)
-    if wbc is None and flag is None:
-        return None
-    severe_low, severe_high = (
-        ctx.threshold("grade4_leukopenia_wbc"),
-        ctx.threshold("severe_leukopenia_wbc"),
-    )
-    if flag is not None or (
-        wbc is not None and severe_low <= wbc.value < severe_high and state.anc_unknown
-    ):
+    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    anc_unknown = assess_severe_anc_unknown(ctx, state)
+    if anc_unknown is not None:
         if ctx.has_fired_family("cytopenia", indicators=_WARNING_OR_CRITICAL):
-            return None
-        if flag is not None:
-            summary = (
-                f"The lab flags the WBC critically low ({flag.received}), ANC unknown: CBC "
-                "with manual differential today."
-            )
-            evidence = [f"Lab critical-low flag on the WBC {flag.received} ({day(flag.time)})"]
-            decisive = f"WBC {flag.received} (lab-flagged critically low)"
-        else:
-            assert wbc is not None  # without a flag, the condition above read the WBC
-            decisive = f"WBC {wbc.bound} x10^9/L, ANC unknown"
-            summary = (
-                f"Severe leukopenia (WBC {wbc.bound} x10^9/L), ANC unknown: CBC with "
-                "manual differential today."
-            )
-            evidence = _wbc_evidence(ctx, wbc)
-        return Finding(
-            decisive=decisive,
-            indicator="warning",
-            summary=summary,
-            evidence=evidence
-            + [
-                "No differential from this draw: the ANC may be below "
-                f"{shown_limit(ctx.threshold('severe_neutropenia_anc'))} x10^9/L."
-            ],
-            recommendations=[
-                "CBC with manual differential and a blood smear today.",
-                "Ask about fever now.",
-            ],
-            sources=["ctcae_v5"],
-            orders=[
-                SuggestedOrder(
-                    "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
-                )
-            ],
-        )
-    lupus = ctx.record.lupus
-    if wbc is None or lupus is None or tier_a_current(ctx.record):
+            return None  # (b) adds nothing to a warning or critical cytopenia card
+        return _severe_anc_unknown_finding(ctx, anc_unknown)
+    lupus = assess_lupus_leukopenia(ctx, state)
+    return _lupus_leukopenia_finding(ctx, lupus) if lupus is not None else None
+
+
+@dataclass(frozen=True)
+class SevereLeukopeniaAncUnknown:
+    """LEUKOPENIA_MONITOR (b): WBC 1.0 to < 2.0, or a WBC the lab flags critically low, with
+    no ANC from its draw: the ANC may be below 0.5."""
+
+    flag: LabFlag | None  # the lab's critical-low flag: decides even when unconvertible
+    wbc: Count | None
+
+
+def assess_severe_anc_unknown(
+    ctx: RuleContext, state: NeutrophilState
+) -> SevereLeukopeniaAncUnknown | None:
+    flag = _lab_flagged_wbc_anc_unknown(ctx)
+    wbc = state.wbc
+    # Below the grade 4 limit the WBC bounds the ANC: NEUTROPENIA_SEVERE's case, not this one.
+    low, high = ctx.threshold("grade4_leukopenia_wbc"), ctx.threshold("severe_leukopenia_wbc")
+    severe = wbc is not None and low <= wbc.value < high and state.anc_unknown
+    if flag is None and not severe:
         return None
-    if "medications" in ctx.record.unreadable:
+    return SevereLeukopeniaAncUnknown(flag, wbc)
+
+
+def _severe_anc_unknown_finding(ctx: RuleContext, found: SevereLeukopeniaAncUnknown) -> Finding:
+    flag, wbc = found.flag, found.wbc
+    if flag is not None:
+        summary = (
+            f"The lab flags the WBC critically low ({flag.received}), ANC unknown: CBC "
+            "with manual differential today."
+        )
+        evidence = [f"Lab critical-low flag on the WBC {flag.received} ({day(flag.time)})"]
+        decisive = f"WBC {flag.received} (lab-flagged critically low)"
+    else:
+        assert wbc is not None  # without a flag, the assessment read the WBC
+        decisive = f"WBC {wbc.bound} x10^9/L, ANC unknown"
+        summary = (
+            f"Severe leukopenia (WBC {wbc.bound} x10^9/L), ANC unknown: CBC with "
+            "manual differential today."
+        )
+        evidence = _wbc_evidence(ctx, wbc)
+    evidence.append(
+        "No differential from this draw: the ANC may be below "
+        f"{shown_limit(ctx.threshold('severe_neutropenia_anc'))} x10^9/L."
+    )
+    return Finding(
+        decisive=decisive,
+        indicator="warning",
+        summary=summary,
+        evidence=evidence,
+        recommendations=[
+            "CBC with manual differential and a blood smear today.",
+            "Ask about fever now.",
+        ],
+        sources=["ctcae_v5"],
+        orders=[
+            SuggestedOrder(
+                "cbc", "stat", "Order CBC with differential and smear (stat)", recommended=True
+            )
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class LupusLeukopenia:
+    """LEUKOPENIA_MONITOR (a): lupus, WBC 2.0 to < 4.0 (or < LLN), ANC >= 1.0 or unknown,
+    no current tier A drug, no other cytopenia card."""
+
+    wbc: Count
+    anc: Count | None  # None: no differential from this draw
+    lupus: LupusDiagnosis
+    on_hydroxychloroquine: bool
+
+
+def assess_lupus_leukopenia(ctx: RuleContext, state: NeutrophilState) -> LupusLeukopenia | None:
+    record, wbc = ctx.record, state.wbc
+    if wbc is None or record.lupus is None or tier_a_current(record):
+        return None
+    if "medications" in record.unreadable:
         return None  # (a) says "no tier A drug": not known when medications were not read
-    if not (severe_high <= wbc.value and is_low_wbc(wbc, k)):
+    if wbc.value < ctx.threshold("severe_leukopenia_wbc") or not is_low_wbc(wbc, ctx.knowledge):
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc"):
         return None
@@ -98,12 +128,18 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         "DRUG_CYTOPENIA_DOSE_REVIEW"
     ):
         return None
+    anc = state.anc if state.anc and not state.anc_unknown else None
+    return LupusLeukopenia(wbc, anc, record.lupus, record.takes("hydroxychloroquine"))
+
+
+def _lupus_leukopenia_finding(ctx: RuleContext, found: LupusLeukopenia) -> Finding:
+    wbc, lupus = found.wbc, found.lupus
     evidence = _wbc_evidence(ctx, wbc)
-    if state.anc and not state.anc_unknown:
-        evidence.append(f"ANC {state.anc.describe()}")
-    else:
-        evidence.append("ANC unknown: no differential from this draw.")
-    on_hcq = ctx.record.takes("hydroxychloroquine")
+    evidence.append(
+        f"ANC {found.anc.describe()}"
+        if found.anc is not None
+        else "ANC unknown: no differential from this draw."
+    )
     recommendations = [
         "Usually benign in lupus and mostly lymphopenia: repeat the CBC with differential and "
         "compare with earlier counts; manual smear if new or unexplained.",
@@ -111,7 +147,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
         "Check disease activity: C3, C4 and anti-dsDNA.",
         (
             "Keep hydroxychloroquine (EULAR 2023: for every lupus patient); mild"
-            if on_hcq
+            if found.on_hydroxychloroquine
             else "Mild"
         )
         + " isolated leukopenia usually needs no added immunosuppression.",
@@ -192,12 +228,35 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     card's own advice: "discuss with the transplant team today before changing tacrolimus /
     mycophenolate mofetil" (v4 transplant wording), the suspects given in the past still named.
     """
+    found = assess_refractory_leukopenia(ctx)
+    if found is None:
+        return None
+    return with_genotype_note(ctx, _refractory_finding(ctx, found))
+
+
+@dataclass(frozen=True)
+class RefractoryLeukopenia:
+    """Persistent severe leukopenia in SLE on two or more immunosuppressant moieties (a
+    setting, `refractory_min_moieties`)."""
+
+    drugs: tuple[DrugExposure, ...]  # the tier A/B drugs, current or recent
+    first: Count  # the run of severe values: its first and its latest draw
+    latest: Count
+    anc: Count | None  # the current ANC when known and not itself the latest of the run
+    critical: bool  # ANC < 0.5 or WBC < 1.0 now
+    recent_rituximab: bool  # rituximab in the last 12 months: a suspect, not a treatment
+
+    @property
+    def decisive(self) -> str:
+        return f"{self.latest.analyte.upper()} {self.latest.bound} x10^9/L"
+
+
+def assess_refractory_leukopenia(ctx: RuleContext) -> RefractoryLeukopenia | None:
     record = ctx.record
     if record.lupus is None:
         return None
     drugs = record.immunosuppressants()
-    moieties = {e.ingredient.moiety for e in drugs}
-    if len(moieties) < 2:
+    if len({e.ingredient.moiety for e in drugs}) < ctx.threshold("refractory_min_moieties"):
         return None
     since = record.now - timedelta(days=ctx.threshold("refractory_window_days"))
     run = _persistent_low_run(ctx, since)
@@ -208,39 +267,53 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
     critical = (
         state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")
     ) or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))
+    shown_anc = state.anc is not None and latest.analyte != "anc" and not state.anc_unknown
     rituximab = record.exposure("rituximab")
-    recent_rituximab = rituximab is not None and rituximab.current_or_recent
+    return RefractoryLeukopenia(
+        drugs=tuple(drugs),
+        first=first,
+        latest=latest,
+        anc=state.anc if shown_anc else None,
+        critical=critical,
+        recent_rituximab=rituximab is not None and rituximab.current_or_recent,
+    )
+
+
+def _refractory_recommendations(ctx: RuleContext, found: RefractoryLeukopenia) -> list[str]:
+    """Drug toxicity first, then the work-up; rituximab as a treatment only when it is not
+    itself the suspect (v4)."""
     then = [
         "Exclude infection, B12/folate deficiency and marrow disease (smear, marrow "
         "examination, anti-neutrophil antibodies)."
     ]
-    if not recent_rituximab:
+    if not found.recent_rituximab:
         then.append(
             "Only when drug toxicity is excluded: one case report describes recovery with "
             "rituximab 375 mg/m2 weekly x 4 (Hanai et al. 2025)."
         )
     then.append("Urgent joint hematology and rheumatology review throughout.")
-    recommendations = _drug_toxicity_lines(ctx, drugs)[: 5 - len(then)] + then
-    decisive = f"{latest.analyte.upper()} {latest.bound} x10^9/L"
-    finding = Finding(
-        indicator="critical" if critical else "warning",
-        summary=f"Persistent severe leukopenia on 2 or more immunosuppressants ({decisive}): "
-        "joint hematology-rheumatology review.",
+    return _drug_toxicity_lines(ctx, list(found.drugs))[: 5 - len(then)] + then
+
+
+def _refractory_finding(ctx: RuleContext, found: RefractoryLeukopenia) -> Finding:
+    record, first, latest = ctx.record, found.first, found.latest
+    assert record.lupus is not None  # the assessment requires lupus
+    at_least = shown_limit(ctx.threshold("refractory_min_moieties"))
+    return Finding(
+        indicator="critical" if found.critical else "warning",
+        summary=f"Persistent severe leukopenia on {at_least} or more immunosuppressants "
+        f"({found.decisive}): joint hematology-rheumatology review.",
         evidence=[
             f"First low: {first.analyte.upper()} {first.describe()}",
             f"Latest: {latest.analyte.upper()} {latest.describe()}",
-            *(
-                [f"ANC {state.anc.describe()}"]
-                if state.anc is not None and latest.analyte != "anc" and not state.anc_unknown
-                else []
-            ),
-            *drug_lines(ctx, drugs),
+            *([f"ANC {found.anc.describe()}"] if found.anc is not None else []),
+            *drug_lines(ctx, list(found.drugs)),
             f"Diagnosis: {record.lupus.describe()}",
             *transplant_evidence(record),
         ],
-        recommendations=recommendations,
+        recommendations=_refractory_recommendations(ctx, found),
         # With rituximab the suspect, the card cites no rituximab-as-treatment report (v4).
-        sources=["wolach_rituximab_lon_2010"] if recent_rituximab else ["hanai_2025"],
+        sources=["wolach_rituximab_lon_2010"] if found.recent_rituximab else ["hanai_2025"],
         orders=[
             SuggestedOrder(
                 "hematology_referral", "urgent", "Refer to hematology (urgent)", recommended=True
@@ -248,11 +321,10 @@ def refractory_leukopenia_referral(ctx: RuleContext) -> Finding | None:
             SuggestedOrder("cbc", "urgent", "Order CBC with differential and smear"),
         ],
         evidence_level=""
-        if recent_rituximab
+        if found.recent_rituximab
         else "The rituximab option is reported in a single case report.",
-        decisive=decisive,
+        decisive=found.decisive,
     )
-    return with_genotype_note(ctx, finding)
 
 
 def _last_given(exposure: DrugExposure) -> datetime | None:
@@ -334,9 +406,7 @@ def _persistent_low_run(ctx: RuleContext, since: datetime) -> tuple[Count, Count
             # A normal value of the same analyte ends the run (the other analyte of the same
             # draw may still be low).
             if count.analyte == "wbc" or not any(
-                c.analyte == "wbc"
-                and _is_severe(c, ctx)
-                and abs(c.time - count.time) <= timedelta(hours=1)
+                c.analyte == "wbc" and _is_severe(c, ctx) and abs(c.time - count.time) <= SAME_DRAW
                 for c in draws
             ):
                 break

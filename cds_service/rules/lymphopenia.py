@@ -55,7 +55,8 @@ def lymphopenia_episode(ctx: RuleContext, alc: Count) -> LymphopeniaEpisode:
     if alc.value < very_low:
         return warning(f"ALC below {very_low:g}", f"below {very_low:g}")
     if not earlier:
-        return warning("new episode (no earlier ALC in the last 12 months)", "new episode")
+        months = shown_period(ctx.threshold("lymphopenia_episode_days"))
+        return warning(f"new episode (no earlier ALC in the last {months})", "new episode")
     previous = earlier[0]
     if previous.value >= limit:
         return warning(

@@ -34,7 +34,7 @@ from cds_service.rules.base import (
     shown_limit,
     upper_first,
 )
-from cds_service.rules.combinations import COMBINATION_FRACTION, Combination, drafted_combinations
+from cds_service.rules.combinations import Combination, drafted_combinations
 from cds_service.rules.drafts import (
     DraftDrug,
     cancel_draft,
@@ -400,18 +400,11 @@ def _combination_changes(
         recommended = not combination.thiopurine_allopurinol
         return [cancel_draft(primary, None, recommended=recommended)]
     per_dose = primary.medication.dose.per_dose_mg
-    reduced = (
-        reduce_draft(
-            primary,
-            per_dose * COMBINATION_FRACTION,
-            "label with allopurinol: "
-            + fraction_range(primary, 1 / 4, COMBINATION_FRACTION, "1/4", "1/3"),
-            cbc,
-            True,
-        )
-        if per_dose
-        else None
-    )
+    reduced = None
+    if per_dose and combination.dose_fraction:
+        low, high = combination.dose_fraction  # the label's range; the less drastic end
+        why = "label with allopurinol: " + fraction_range(primary, low, high)
+        reduced = reduce_draft(primary, per_dose * high, why, cbc, True)
     cancel = cancel_draft(primary, None, recommended=reduced is None)
     return [cancel] + ([reduced] if reduced else [])
 

@@ -17,58 +17,32 @@ v4 (clinical rules §3 THIOPURINE_PGX):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from cds_service.knowledge import Ingredient
 from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import DrugExposure
-from cds_service.record.dosing import DailyDose, sig3
 from cds_service.record.model import PharmacogenomicResult
 from cds_service.rules.assessments import neutrophil_state
-from cds_service.rules.base import (
-    MAX_SUMMARY,
-    DraftOrderChange,
-    Finding,
-    Indicator,
-    RuleContext,
-    SuggestedOrder,
+from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
+from cds_service.rules.drafts import dose_lines, draft_course, evaluated_drugs
+from cds_service.rules.drugs import drug_sources, phenotypes_unreadable
+from cds_service.rules.thiopurine_dose import (
+    PGX_CAVEATS,
+    Thiopurine,
+    both_intermediate,
+    one_intermediate,
+    phenotype_finding,
+    shown_percent,
 )
-from cds_service.rules.drafts import (
-    DraftDrug,
-    cancel_draft,
-    dose_lines,
-    draft_course,
-    evaluated_drugs,
-    reduce_draft,
-)
-from cds_service.rules.drugs import drug_lines, drug_sources, phenotypes_unreadable
 
 # Phenotypes that call for a reduced thiopurine dose or another drug (CPIC).
 REDUCED_PHENOTYPES = ("intermediate", "poor", "low activity")
-# CPIC starting dose, as a fraction of the normal starting dose: one gene intermediate (CPIC
-# 2018), both genes intermediate (CPIC update of March 2024).
-ONE_INTERMEDIATE = (0.3, 0.8)
-BOTH_INTERMEDIATE = (0.2, 0.5)
 URGENT_REASON = (
     "severe cytopenia early in thiopurine therapy is the picture of TPMT/NUDT15 deficiency: "
     "the result decides whether and at what dose it can be restarted"
 )
-_ALWAYS = (
-    "A phenotype measured within 90 days of a red-cell transfusion is unreliable.",
-    "TPMT testing never replaces CBC monitoring (label).",
-)
-
-
-@dataclass(frozen=True)
-class Thiopurine:
-    """One thiopurine the card is about: its dose and whether it is a new start, a dose
-    increase, or an established dose."""
-
-    ingredient: Ingredient
-    described: str
-    dose: DailyDose | None
-    course: str  # new start | dose increase | established
-    draft: DraftDrug | None = None
 
 
 def thiopurine_pgx(ctx: RuleContext) -> Finding | None:
@@ -162,46 +136,83 @@ def _gene_phenotypes(results: list[PharmacogenomicResult]) -> dict[str, str]:
     return found
 
 
-def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Finding | None:
-    """The THIOPURINE_PGX card for these thiopurines, on any hook."""
+@dataclass(frozen=True)
+class PgxResults:
+    """What the TPMT/NUDT15 results on file say for a thiopurine card (THIOPURINE_PGX)."""
+
+    verdict: Literal["reduced phenotype", "no phenotype", "no result", "urgent genotype"]
+    genes: dict[str, str] = field(default_factory=dict)  # gene -> phenotype, newest first
+    abnormal: dict[str, str] = field(default_factory=dict)  # of those, the reduced ones
+    bare: tuple[PharmacogenomicResult, ...] = ()  # activity numbers with no phenotype
+
+
+def assess_results(ctx: RuleContext, severe: bool) -> PgxResults | None:
+    """A reduced phenotype; only bare numbers; or no result at all (urgent after a severe
+    cytopenia). None for a normal result, or results that could not be read (never "none")."""
     results = ctx.record.pharmacogenomics
     genes = _gene_phenotypes(results)
     abnormal = {g: p for g, p in genes.items() if p in REDUCED_PHENOTYPES}
     if abnormal:
-        return _phenotype_finding(ctx, drugs, genes, abnormal)
-    bare = [r for r in results if r.phenotype is None]
+        return PgxResults("reduced phenotype", genes, abnormal)
+    bare = tuple(r for r in results if r.phenotype is None)
+    if bare and len(bare) == len(results):
+        return PgxResults("no phenotype", bare=bare)
+    if results or phenotypes_unreadable(ctx):
+        return None
+    return PgxResults("urgent genotype" if severe else "no result")
+
+
+def _pgx_finding(ctx: RuleContext, drugs: list[Thiopurine], severe: bool) -> Finding | None:
+    """The THIOPURINE_PGX card for these thiopurines, on any hook."""
+    found = assess_results(ctx, severe)
+    if found is None:
+        return None
+    if found.verdict == "reduced phenotype":
+        return phenotype_finding(ctx, drugs, found.genes, found.abnormal)
     evidence = [f"Thiopurine: {'; '.join(d.described for d in drugs)}"]
     ingredients = list({d.ingredient.id: d.ingredient for d in drugs}.values())
-    name = ingredients[0].display
-    if bare and len(bare) == len(results):
-        evidence += [
-            f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare
-        ]
-        return Finding(
-            indicator="info",
-            summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing {name}.",
-            evidence=evidence,
-            recommendations=["Ask the lab for the metabolizer phenotype.", *_ALWAYS],
-            sources=["cpic_thiopurines", *drug_sources(ingredients)],
-            override_reasons=["already-addressed"],
-        )
-    if results or phenotypes_unreadable(ctx):
-        return None  # a normal result, or results that could not be read (never "none")
+    if found.verdict == "no phenotype":
+        return _no_phenotype(ingredients, found.bare, evidence)
     evidence.append("No TPMT or NUDT15 result on file.")
-    if severe:
+    if found.verdict == "urgent genotype":
         return _urgent_genotype(ctx, drugs, ingredients, evidence)
+    return _no_result(ctx, drugs, ingredients, evidence)
+
+
+def _no_phenotype(
+    ingredients: list[Ingredient], bare: tuple[PharmacogenomicResult, ...], evidence: list[str]
+) -> Finding:
+    """Only activity numbers with no interpretation: the lab gives the phenotype."""
+    evidence += [f"{r.gene}: {r.received} with no interpretation or reference range" for r in bare]
+    return Finding(
+        indicator="info",
+        summary=f"{bare[0].gene} result has no phenotype: ask the lab before dosing "
+        f"{ingredients[0].display}.",
+        evidence=evidence,
+        recommendations=["Ask the lab for the metabolizer phenotype.", *PGX_CAVEATS],
+        sources=["cpic_thiopurines", *drug_sources(ingredients)],
+        override_reasons=["already-addressed"],
+    )
+
+
+def _no_result(
+    ctx: RuleContext, drugs: list[Thiopurine], ingredients: list[Ingredient], evidence: list[str]
+) -> Finding:
+    """No result on file: test, before or early in therapy for a new start (CPIC)."""
     new_start = any(d.course == "new start" for d in drugs)
     return Finding(
         indicator="info",
-        summary=f"No TPMT/NUDT15 result on file for {name}: "
+        summary=f"No TPMT/NUDT15 result on file for {ingredients[0].display}: "
         + ("test before or early in therapy." if new_start else "test TPMT and NUDT15."),
         evidence=evidence,
         recommendations=[
             "Test TPMT and NUDT15 status.",
-            "CPIC: an intermediate metabolizer starts at 30-80% of the normal starting dose, "
-            "TPMT and NUDT15 both intermediate at 20-50%; a poor metabolizer takes a "
-            "non-thiopurine for non-malignant disease.",
-            *_ALWAYS,
+            "CPIC: an intermediate metabolizer starts at "
+            f"{shown_percent(one_intermediate(ctx))} of the normal starting "
+            "dose, TPMT and NUDT15 both intermediate at "
+            f"{shown_percent(both_intermediate(ctx))}; a poor metabolizer "
+            "takes a non-thiopurine for non-malignant disease.",
+            *PGX_CAVEATS,
         ],
         sources=["cpic_thiopurines", "cpic_thiopurines_update", *drug_sources(ingredients)],
         orders=[
@@ -221,7 +232,11 @@ def _urgent_genotype(
     TPMT and NUDT15 deficiency"; the genotype, not the enzyme activity (a transfusion given
     for the cytopenia makes the activity unreliable)."""
     name = ingredients[0].display
-    evidence.append("Severe cytopenia now (a critical cytopenia card, ANC < 1.0 or WBC < 2.0).")
+    anc = shown_limit(ctx.threshold("moderate_neutropenia_anc"), 1)
+    wbc = shown_limit(ctx.threshold("severe_leukopenia_wbc"), 1)
+    evidence.append(
+        f"Severe cytopenia now (a critical cytopenia card, ANC < {anc} or WBC < {wbc})."
+    )
     return Finding(
         indicator="warning",
         summary=f"Severe cytopenia on {name}, no TPMT/NUDT15 result: genotype TPMT and NUDT15 "
@@ -242,161 +257,3 @@ def _urgent_genotype(
         override_reasons=["already-addressed"],
         decisive=f"severe cytopenia on {name}",
     )
-
-
-def _genes_text(genes: dict[str, str], abnormal: dict[str, str]) -> str:
-    """ "NUDT15 intermediate, TPMT normal": the abnormal gene(s) first, then the normal one."""
-
-    def one(gene: str, phenotype: str) -> str:
-        if gene in ("TPMT", "NUDT15"):
-            return f"{gene} {phenotype}"
-        return f"TPMT/NUDT15 {phenotype} (gene not named)"
-
-    shown = [one(g, p) for g, p in abnormal.items()]
-    shown += [one(g, p) for g, p in genes.items() if g not in abnormal]
-    return ", ".join(shown)
-
-
-def _tier(abnormal: dict[str, str]) -> tuple[str, tuple[float, float] | None, str]:
-    """(tier name, fraction of the normal starting dose or None for poor, source key)."""
-    if any(p == "poor" for p in abnormal.values()):
-        return "poor metabolizer", None, "cpic_thiopurines"
-    intermediate = [g for g in abnormal if g in ("TPMT", "NUDT15")]
-    if len(intermediate) == 2:
-        return "TPMT and NUDT15 both intermediate", BOTH_INTERMEDIATE, "cpic_thiopurines_update"
-    return "intermediate metabolizer", ONE_INTERMEDIATE, "cpic_thiopurines"
-
-
-def _per_kg(ctx: RuleContext, dose: DailyDose | None) -> float | None:
-    weight = ctx.record.weight
-    if dose is None or dose.mg_per_day is None or dose.weekly or weight is None:
-        return None
-    return dose.mg_per_day / weight.kg
-
-
-def _phenotype_finding(
-    ctx: RuleContext, drugs: list[Thiopurine], genes: dict[str, str], abnormal: dict[str, str]
-) -> Finding:
-    """A reduced phenotype on file: name the genes, compare the dose with the CPIC range of
-    the tier that applies, and say "start at (reduce to) at most" only for a new start or a
-    dose increase above it (or an established dose above it with a cytopenia card now).
-
-    Choices where the spec is silent: a lab result that names no gene ("intermediate") counts
-    as one intermediate gene (30-80%) and the card asks the lab which gene; with no weight the
-    card cannot compare, so it is a warning for a new start or increase and info otherwise; a
-    poor metabolizer is always a warning (CPIC: a non-thiopurine)."""
-    primary = drugs[0]
-    name = primary.ingredient.display
-    genes_text = _genes_text(genes, abnormal)
-    tier, fraction, tier_source = _tier(abnormal)
-    evidence = [f"TPMT/NUDT15: {genes_text}"]
-    evidence += [f"{r.gene} result: {r.received}" for r in ctx.record.pharmacogenomics]
-    exposures = [
-        e for e in ctx.record.exposures.values() if e.ingredient.id == primary.ingredient.id
-    ]
-    if primary.draft is None and exposures:
-        evidence += drug_lines(ctx, exposures[:1])
-    evidence.append(f"Course: {primary.course}.")
-    recommendations: list[str] = []
-    orders: list[SuggestedOrder] = []
-    changes: list[DraftOrderChange] = []
-    nudt15_known = "NUDT15" in genes or any("NUDT15" in g for g in genes)
-    if not nudt15_known:
-        recommendations.append("Test NUDT15 too: CPIC doses by TPMT and NUDT15 together.")
-        evidence.append("No NUDT15 result on file: only TPMT is known.")
-        orders.append(SuggestedOrder("tpmt_nudt15", "routine", "Order NUDT15 (with TPMT) testing"))
-    indicator: Indicator
-    if fraction is None:
-        indicator = "warning"
-        summary = f"{genes_text}: choose a non-thiopurine instead of {name} (CPIC)."
-        recommendations.insert(
-            0, "CPIC, poor metabolizer: choose a non-thiopurine for non-malignant disease."
-        )
-        if primary.draft is not None and primary.draft.draft.resource_id:
-            changes.append(cancel_draft(primary.draft, None, recommended=True))
-    else:
-        start = primary.ingredient.cpic_normal_start_mg_per_kg or (2.0, 3.0)
-        low, high = start[0] * fraction[0], start[1] * fraction[1]
-        shown_range = f"{sig3(low)}-{sig3(high)} mg/kg/day"
-        percent = f"{fraction[0] * 100:.0f}-{fraction[1]:.0%}"
-        recommendations.insert(
-            0,
-            f"CPIC, {tier}: start at {percent} of the normal starting dose ({name} "
-            f"{shown_range}), then adjust to the counts; allow 2-4 weeks at each dose.",
-        )
-        per_kg = _per_kg(ctx, primary.dose)
-        starting = primary.course in ("new start", "dose increase")
-        if per_kg is None:
-            indicator = "warning" if starting else "info"
-            summary = (
-                f"{genes_text}: {'start' if primary.course == 'new start' else 'keep'} {name} "
-                f"at {percent} of the normal dose (CPIC); weight needed for mg/kg/day."
-            )
-        elif per_kg > high * 1.001 and (starting or ctx.has_fired_family("cytopenia")):
-            indicator = "warning"
-            verb = "start at" if primary.course == "new start" else "reduce to"
-            summary = (
-                f"{genes_text}: {name} {sig3(per_kg)} mg/kg/day is above the CPIC range; "
-                f"{verb} no more than {sig3(high)} mg/kg/day."
-            )
-            change = _reduce_to_range(ctx, primary, high, tier, orders)
-            if change is not None:
-                changes.append(change)
-        else:
-            indicator = "info"
-            where = "within" if per_kg <= high * 1.001 else "established above"
-            summary = (
-                f"{genes_text}: {name} {sig3(per_kg)} mg/kg/day, {where} the CPIC starting "
-                f"range ({shown_range})."
-            )
-        if len(summary) > MAX_SUMMARY:
-            summary = f"{genes_text}: {name} dose compared with the CPIC range ({shown_range})."
-    if not genes.keys() & {"TPMT", "NUDT15"}:
-        recommendations.append("Ask the lab which gene the phenotype belongs to.")
-    recommendations += list(_ALWAYS)
-    if changes and fraction is not None and primary.draft is not None:
-        changes.insert(0, cancel_draft(primary.draft, None, recommended=False))
-    return Finding(
-        indicator=indicator,
-        summary=summary,
-        evidence=evidence,
-        recommendations=recommendations[:5],
-        sources=list(
-            dict.fromkeys(
-                [tier_source, "cpic_thiopurines", *drug_sources([d.ingredient for d in drugs])]
-            )
-        ),
-        orders=orders,
-        draft_changes=changes,
-        override_reasons=["already-addressed", "benefit-outweighs-risk"],
-        decisive=genes_text,
-    )
-
-
-def _reduce_to_range(
-    ctx: RuleContext,
-    thiopurine: Thiopurine,
-    high_mg_per_kg: float,
-    tier: str,
-    orders: list[SuggestedOrder],
-) -> DraftOrderChange | None:
-    """Update the draft to the highest orderable dose at most the top of the CPIC range; an
-    unknown NUDT15 test travels with it (the card offers one choice on the draft)."""
-    drug, weight = thiopurine.draft, ctx.record.weight
-    if drug is None or weight is None or not drug.draft.resource_id:
-        return None
-    dose = drug.medication.dose
-    if not dose.mg_per_day or not dose.per_dose_mg:
-        return None
-    per_dose = high_mg_per_kg * weight.kg * dose.per_dose_mg / dose.mg_per_day
-    test = orders[0] if orders else None
-    change = reduce_draft(
-        drug,
-        per_dose,
-        f"CPIC {tier}: at most {sig3(high_mg_per_kg)} mg/kg/day at {sig3(weight.kg)} kg",
-        test,
-        True,
-    )
-    if change is not None and test is not None:
-        orders.remove(test)
-    return change

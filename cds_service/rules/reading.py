@@ -46,4 +46,5 @@ NOT_LOOK_BACKS = {
     "persistent_min_days_apart": "a span inside the refractory window",
     "stale_cbc_days": "the age of the latest WBC (CBC_STALE)",
     "stale_cbc_new_drug_days": "the age of the latest WBC (CBC_STALE)",
+    "febrile_wbc_hours": "the age of the latest WBC (CBC_STALE, a febrile patient)",
 }
