@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from cds_service.knowledge import Knowledge
 from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import PatientRecord
-from cds_service.rules.assessments import fever
+from cds_service.rules.assessments import critical_state, fever, neutrophil_state
 from cds_service.rules.base import (
     FEBRILE_NOW,
     MAX_SUMMARY,
@@ -73,6 +73,20 @@ def _speaks(row: CatalogueRow, record: PatientRecord, hook: str) -> bool:
     return record.in_scope
 
 
+def rule_context(record: PatientRecord, knowledge: Knowledge, hook: str) -> RuleContext:
+    """One call's context: the record, and the judgements many rules share (fever, the
+    current counts), made once here rather than by each rule."""
+    return RuleContext(
+        record=record,
+        knowledge=knowledge,
+        hook=hook,
+        families=FAMILIES,
+        fever=fever(record, knowledge),
+        neutrophils=neutrophil_state(record, knowledge, include_preliminary=False),
+        critical_neutrophils=critical_state(record, knowledge),
+    )
+
+
 def evaluate_rules(
     record: PatientRecord, knowledge: Knowledge, hook: str, rule_ids: Iterable[str]
 ) -> list[Finding]:
@@ -84,7 +98,7 @@ def evaluate_rules(
     unknown = wanted - BY_ID.keys()
     if unknown:
         raise ValueError(f"unknown rule ids: {', '.join(sorted(unknown))}")
-    context = RuleContext(record=record, knowledge=knowledge, hook=hook, families=FAMILIES)
+    context = rule_context(record, knowledge, hook)
     for row in CATALOGUE:
         if row.id not in wanted or not _speaks(row, record, hook):
             continue
@@ -96,7 +110,7 @@ def evaluate_rules(
         if finding is not None:
             finding.rule = row.id
             context.fired.append(finding)
-    found_fever = fever(record, knowledge)
+    found_fever = context.fever
     if found_fever is not None:
         for finding in context.fired:
             if BY_ID[finding.rule].fever_leads:

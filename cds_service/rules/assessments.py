@@ -18,7 +18,7 @@ from cds_service.record import (
     format_count,
     received_as_shown,
 )
-from cds_service.rules.base import shown_limit
+from cds_service.rules.base import RuleContext, shown_limit
 
 
 def fmt(value: float) -> str:
@@ -200,12 +200,10 @@ def duffy_null_anc_limit(k: Knowledge, mycophenolate: bool) -> float:
     return k.threshold("duffy_null_anc_mycophenolate" if mycophenolate else "duffy_null_anc")
 
 
-def dose_review_reasons(
-    record: PatientRecord, k: Knowledge, ingredients: list[Ingredient]
-) -> list[str]:
+def dose_review_reasons(ctx: RuleContext, ingredients: list[Ingredient]) -> list[str]:
     """Why the counts meet the dose-review warning threshold on these drugs (clinical rules
     §2.4), already taking a documented Duffy-null phenotype into account; [] if they do not."""
-    state = neutrophil_state(record, k, include_preliminary=False)
+    record, k, state = ctx.record, ctx.knowledge, ctx.neutrophils
     alc = record.latest("alc", max_age_days=k.threshold("current_days"))
     mycophenolate = any(is_mycophenolate(i) for i in ingredients)
     anc_limit = k.threshold("dose_review_anc_mycophenolate" if mycophenolate else "dose_review_anc")
@@ -309,7 +307,7 @@ def _duffy_null_explains(
     )
 
 
-def duffy_null_could_explain(record: PatientRecord, k: Knowledge, reasons: list[str]) -> bool:
+def duffy_null_could_explain(ctx: RuleContext, reasons: list[str]) -> bool:
     """Whether "patient is Duffy-null" fits as an override reason (clinical rules §3
     suggestions v4): only for a card triggered by counts a Duffy-null associated neutrophil
     count could explain, that is an ANC of at least 1.0 and a WBC of at least the Duffy-null
@@ -317,11 +315,11 @@ def duffy_null_could_explain(record: PatientRecord, k: Knowledge, reasons: list[
     own baseline. Choice where the spec is silent: not offered when Duffy-null status is
     already documented, because the rule has then judged the counts against the Duffy-null
     reference and fired anyway."""
-    if record.duffy_null or not reasons:
+    k, state = ctx.knowledge, ctx.neutrophils
+    if ctx.record.duffy_null or not reasons:
         return False
     if any(r.startswith("ALC") or " fell " in r for r in reasons):
         return False
-    state = neutrophil_state(record, k, include_preliminary=False)
     anc_fits = state.anc is None or state.anc.value >= k.threshold("moderate_neutropenia_anc")
     wbc_fits = state.wbc is None or state.wbc.value >= k.threshold("duffy_null_wbc")
     return anc_fits and wbc_fits

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cds_service.knowledge import Knowledge, ThresholdName
 from cds_service.record import PatientRecord
+
+if TYPE_CHECKING:  # the judgements are made by rules/assessments.py, which imports this
+    from cds_service.rules.assessments import Fever, NeutrophilState
 
 Indicator = Literal["info", "warning", "critical"]
 Priority = Literal["routine", "urgent", "stat"]
@@ -107,6 +110,12 @@ class RuleContext:
     knowledge: Knowledge
     hook: str
     families: Mapping[str, Family]  # rule id -> family, from the catalogue
+    # Judgements many rules share, made once per call by the runner (rules/__init__.py):
+    # fever, the current WBC/ANC, and the same with preliminary results where the site lets
+    # critical rules read them (rules/assessments.py).
+    fever: Fever | None
+    neutrophils: NeutrophilState
+    critical_neutrophils: NeutrophilState
     fired: list[Finding] = field(default_factory=list)
 
     def threshold(self, name: ThresholdName) -> float:

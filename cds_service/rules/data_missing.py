@@ -17,7 +17,7 @@ from datetime import datetime
 from cds_service.fhir.dates import day
 from cds_service.knowledge import Ingredient
 from cds_service.record import PatientRecord
-from cds_service.rules.assessments import fever, tier_a_current
+from cds_service.rules.assessments import tier_a_current
 from cds_service.rules.base import MAX_SUMMARY, RuleContext, SuggestedOrder
 
 # Kinds of data (record/missing.py), most decisive first, in the clinician's words.
@@ -112,7 +112,7 @@ def missing_orders(ctx: RuleContext) -> list[SuggestedOrder]:
     record = ctx.record
     if "counts" not in record.unreadable or not tier_a_drugs(record):
         return []
-    if fever(record, ctx.knowledge) is not None:
+    if ctx.fever is not None:
         return [
             SuggestedOrder("cbc", "stat", "Order CBC with differential (stat)", recommended=True)
         ]

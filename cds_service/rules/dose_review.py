@@ -18,7 +18,6 @@ from cds_service.rules.assessments import (
     dose_review_reasons,
     duffy_null_could_explain,
     is_low_wbc,
-    neutrophil_state,
     tier_a_current,
 )
 from cds_service.rules.base import (
@@ -130,11 +129,11 @@ def assess_dose_review(ctx: RuleContext, drugs: list[DrugExposure]) -> DoseRevie
     """The counts meet a dose-review criterion on these drugs, or two current drugs make a
     dangerous combination; None otherwise."""
     k = ctx.knowledge
-    reasons = dose_review_reasons(ctx.record, k, [e.ingredient for e in drugs])
+    reasons = dose_review_reasons(ctx, [e.ingredient for e in drugs])
     combinations = tuple(dangerous_combinations(ctx.record, k))
     if not reasons and not combinations:
         return None
-    state = neutrophil_state(ctx.record, k, include_preliminary=False)
+    state = ctx.neutrophils
     lymphopenia = (
         absorbed_lymphopenia(ctx, drugs[0].ingredient.display)
         if any(r.startswith("ALC") for r in reasons)
@@ -227,9 +226,7 @@ def _dose_review_finding(ctx: RuleContext, review: DoseReview) -> Finding:
     advice = _dose_review_advice(ctx, review)
     # v4 override reasons fit the card: Duffy-null status explains no lymphopenia, no
     # combination and no fall from the patient's own baseline.
-    duffy_null = not review.combinations and duffy_null_could_explain(
-        ctx.record, ctx.knowledge, list(review.reasons)
-    )
+    duffy_null = not review.combinations and duffy_null_could_explain(ctx, list(review.reasons))
     lymphopenia = review.lymphopenia
     return Finding(
         indicator="info" if review.stable else "warning",
@@ -269,7 +266,7 @@ class MildLeukopenia:
 def assess_mild_leukopenia(ctx: RuleContext, drugs: list[DrugExposure]) -> MildLeukopenia | None:
     """Choice where the spec is silent: an unknown ANC does not block it, and fewer than
     3 months of counts is "not yet known to be stable" (missing history is no reassurance)."""
-    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     if state.wbc is None or not is_low_wbc(state.wbc, ctx.knowledge):
         return None
     if state.anc is not None and state.anc.value < ctx.threshold("dose_review_anc"):

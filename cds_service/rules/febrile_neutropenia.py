@@ -10,7 +10,7 @@ from typing import Literal
 
 from cds_service.fhir.dates import day, days_between
 from cds_service.record import LabFlag
-from cds_service.rules.assessments import Fever, NeutrophilState, critical_state, fever, fmt
+from cds_service.rules.assessments import Fever, NeutrophilState, fmt
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
 from cds_service.rules.drugs import with_genotype_note
 from cds_service.rules.neutropenia import (
@@ -48,10 +48,10 @@ class FebrileNeutropenia:
 
 
 def assess_febrile_neutropenia(ctx: RuleContext) -> FebrileNeutropenia | None:
-    found_fever = fever(ctx.record, ctx.knowledge)
+    found_fever = ctx.fever
     if found_fever is None:
         return None
-    state = critical_state(ctx.record, ctx.knowledge)
+    state = ctx.critical_neutrophils
     pulse = cyclophosphamide_last_pulse(ctx)
     # In the nadir window any WBC after the dose counts, preliminary included.
     wbcs = ctx.record.series("wbc", include_preliminary=True)

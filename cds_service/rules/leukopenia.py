@@ -13,7 +13,6 @@ from cds_service.rules.assessments import (
     NeutrophilState,
     fmt,
     is_low_wbc,
-    neutrophil_state,
     tier_a_current,
     trend,
 )
@@ -32,7 +31,7 @@ def leukopenia_monitor(ctx: RuleContext) -> Finding | None:
     critical cytopenia card -> warning: the ANC may be < 0.5.
     Any warning or critical cytopenia card or DRUG_CYTOPENIA_DOSE_REVIEW suppresses (a).
     "Keep hydroxychloroquine" is said only to a patient taking it (v3 wording)."""
-    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     anc_unknown = assess_severe_anc_unknown(ctx, state)
     if anc_unknown is not None:
         if ctx.has_fired_family("cytopenia", indicators=_WARNING_OR_CRITICAL):
@@ -263,7 +262,7 @@ def assess_refractory_leukopenia(ctx: RuleContext) -> RefractoryLeukopenia | Non
     if run is None:
         return None
     latest, first = run
-    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     critical = (
         state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc")
     ) or (state.wbc is not None and state.wbc.value < ctx.threshold("grade4_leukopenia_wbc"))

@@ -20,7 +20,6 @@ from cds_service.record.dosing import timing_repeat
 from cds_service.record.schedule import DoseDays, dose_days, route_of
 from cds_service.rules.assessments import (
     count_evidence,
-    critical_state,
     is_low_wbc,
 )
 from cds_service.rules.base import (
@@ -159,7 +158,7 @@ def _fit(summary: str, shorter: str) -> str:
 
 def _draft_finding(ctx: RuleContext, drug: DraftDrug, days: DoseDays) -> Finding:
     prescribed = _prescribed(drug.medication, days)
-    state = critical_state(ctx.record, ctx.knowledge)
+    state = ctx.critical_neutrophils
     return Finding(
         indicator="critical",
         summary=_fit(
@@ -198,7 +197,7 @@ def _cytopenia(ctx: RuleContext) -> str | None:
     Choice where the spec is silent: the critical-rule counts are used (preliminary results
     included), and a lymphopenia alone does not make the card critical."""
     k = ctx.knowledge
-    state = critical_state(ctx.record, k)
+    state = ctx.critical_neutrophils
     if state.anc is not None and state.anc.value < k.threshold("mild_neutropenia_anc"):
         return f"ANC {state.anc.bound}"
     if state.wbc is not None and is_low_wbc(state.wbc, k):
@@ -214,7 +213,7 @@ def _current_finding(
 ) -> Finding:
     prescribed = _prescribed(medication, days)
     cytopenia = _cytopenia(ctx)
-    state = critical_state(ctx.record, ctx.knowledge)
+    state = ctx.critical_neutrophils
     if cytopenia:
         summary = _fit(
             f"{upper_first(prescribed)} with {cytopenia}: confirm today how it is taken; if "

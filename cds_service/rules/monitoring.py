@@ -12,7 +12,7 @@ from cds_service.knowledge import Ingredient
 from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose
 from cds_service.record.medications import current_run
-from cds_service.rules.assessments import Fever, fever, is_low_wbc, neutrophil_state, tier_a_current
+from cds_service.rules.assessments import Fever, is_low_wbc, tier_a_current
 from cds_service.rules.base import (
     FEBRILE_NOW,
     MAX_SUMMARY,
@@ -71,7 +71,7 @@ def _febrile_without_recent_wbc(ctx: RuleContext) -> FebrileWithoutWbc | None:
     record = ctx.record
     if not tier_a_current(record) or ctx.has_fired("FEBRILE_NEUTROPENIA"):
         return None
-    found = fever(record, ctx.knowledge)
+    found = ctx.fever
     if found is None:
         return None
     latest = record.latest("wbc", include_preliminary=True)
@@ -100,7 +100,7 @@ class LowAncNotRepeated:
 def _low_anc_without_new_differential(ctx: RuleContext) -> LowAncNotRepeated | None:
     """Choice where the spec is silent: only the ANC of the 30-day current window is looked at
     (an older low count is the "low and not repeated" reason instead)."""
-    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     earlier, wbc = state.earlier_anc, state.wbc
     if earlier is None or wbc is None:
         return None
@@ -163,7 +163,7 @@ def assess_stale_counts(ctx: RuleContext) -> StaleCounts | None:
         unrepeated=tuple(unrepeated),
         low_anc=low_anc,
         febrile_no_wbc=febrile_no_wbc,
-        febrile=febrile_no_wbc is not None or fever(record, ctx.knowledge) is not None,
+        febrile=febrile_no_wbc is not None or ctx.fever is not None,
     )
 
 

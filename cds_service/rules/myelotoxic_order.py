@@ -21,7 +21,6 @@ from cds_service.rules.assessments import (
     duffy_null_anc_limit,
     duffy_null_could_explain,
     is_mycophenolate,
-    neutrophil_state,
     six_month_median,
 )
 from cds_service.rules.base import (
@@ -84,11 +83,11 @@ def assess_myelotoxic_order(ctx: RuleContext) -> MyelotoxicOrder | None:
     # tier A drugs.
     current = [e.ingredient for e in record.exposures.values() if e.current]
     judged = tier_a or [ingredient for ingredient in current if ingredient.is_tier_a]
-    reasons = tuple(dose_review_reasons(record, ctx.knowledge, judged))
+    reasons = tuple(dose_review_reasons(ctx, judged))
     acute = _acute_neutropenia(ctx) if tier_a else None
     if not (reasons or combinations or acute):
         return None
-    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     courses = {d.ingredient.id: draft_course(record, d) for d in drafts}
     indicator = _order_tier(ctx, state, reasons, acute, courses, combinations)
     # The drug the card is about: a combination's drafted drug, else the first tier A draft.
@@ -352,7 +351,7 @@ def _myelotoxic_override_reasons(ctx: RuleContext, order: MyelotoxicOrder) -> li
     duffy_null = (
         order.indicator != "critical"
         and not order.combinations
-        and duffy_null_could_explain(ctx.record, ctx.knowledge, list(order.reasons))
+        and duffy_null_could_explain(ctx, list(order.reasons))
     )
     return [
         "counts-reviewed",

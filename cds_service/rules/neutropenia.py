@@ -18,11 +18,8 @@ from cds_service.record import Count, DrugExposure, LabFlag
 from cds_service.rules.assessments import (
     Fever,
     NeutrophilState,
-    critical_state,
     dangerous_combinations,
-    fever,
     fmt,
-    neutrophil_state,
     tier_a_current,
     trend,
 )
@@ -138,7 +135,7 @@ class SevereNeutropenia:
 
 
 def assess_severe_neutropenia(ctx: RuleContext) -> SevereNeutropenia | None:
-    state = critical_state(ctx.record, ctx.knowledge)
+    state = ctx.critical_neutrophils
     flag = lab_flagged_anc(ctx)
     cause: SevereCause
     if state.anc is not None and state.anc.value < ctx.threshold("severe_neutropenia_anc"):
@@ -149,7 +146,7 @@ def assess_severe_neutropenia(ctx: RuleContext) -> SevereNeutropenia | None:
         cause = "wbc"
     else:
         return None
-    found_fever = fever(ctx.record, ctx.knowledge)
+    found_fever = ctx.fever
     return SevereNeutropenia(state, cause, flag, found_fever, cyclophosphamide_last_pulse(ctx))
 
 
@@ -251,7 +248,7 @@ class ModerateNeutropenia:
 
 
 def assess_moderate_neutropenia(ctx: RuleContext) -> ModerateNeutropenia | None:
-    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     anc = state.anc
     low, high = ctx.threshold("severe_neutropenia_anc"), ctx.threshold("moderate_neutropenia_anc")
     if anc is None or not low <= anc.value < high:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cds_service.record import Count, PatientRecord
 from cds_service.record.model import LupusDiagnosis
-from cds_service.rules.assessments import NeutrophilState, count_evidence, fmt, neutrophil_state
+from cds_service.rules.assessments import NeutrophilState, count_evidence, fmt
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit, upper_first
 from cds_service.rules.drafts import DraftDrug, cancel_draft, cbc_order, evaluated_drugs
 from cds_service.rules.drugs import mg_per_kg_line
@@ -125,7 +125,7 @@ def assess_gcsf_in_sle(ctx: RuleContext) -> GcsfInSle | None:
     drafts = tuple(d for d in evaluated_drugs(record) if d.ingredient.role == "gcsf")
     if not drafts or record.lupus is None:
         return None
-    state = neutrophil_state(record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     return GcsfInSle(drafts, record.lupus, state)
 
 

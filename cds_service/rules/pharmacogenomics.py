@@ -24,7 +24,6 @@ from cds_service.knowledge import Ingredient
 from cds_service.protocol.hooks import ORDER_HOOKS
 from cds_service.record import DrugExposure
 from cds_service.record.model import PharmacogenomicResult
-from cds_service.rules.assessments import neutrophil_state
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
 from cds_service.rules.drafts import dose_lines, draft_course, evaluated_drugs
 from cds_service.rules.drugs import drug_sources, phenotypes_unreadable
@@ -57,7 +56,7 @@ def severe_cytopenia(ctx: RuleContext) -> bool:
     "severe cytopenia on the thiopurine")."""
     if ctx.has_fired_family("cytopenia", indicators=("critical",)):
         return True
-    state = neutrophil_state(ctx.record, ctx.knowledge, include_preliminary=False)
+    state = ctx.neutrophils
     anc_low = state.anc is not None and state.anc.value < ctx.threshold("moderate_neutropenia_anc")
     wbc_low = state.wbc is not None and state.wbc.value < ctx.threshold("severe_leukopenia_wbc")
     return anc_low or wbc_low

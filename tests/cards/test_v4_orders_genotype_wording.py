@@ -12,7 +12,7 @@ from cds_service.knowledge import Product
 from cds_service.record import build_record
 from cds_service.record.dosing import daily_dose, dose_step, tablet_text, without_unit_codes
 from cds_service.record.observations import per_gene_phenotypes
-from cds_service.rules import evaluate_rules
+from cds_service.rules import evaluate_rules, rule_context
 from cds_service.rules.answer import make_answer, most_important
 from cds_service.rules.assessments import _significant_drop, duffy_null_could_explain
 from cds_service.rules.base import Finding, SuggestedOrder
@@ -366,10 +366,18 @@ def test_duffy_null_override_fits_only_what_duffy_null_could_explain(
 ) -> None:
     rec = record([sle(), count("wbc", wbc, 1), count("anc", anc, 1)], [])
     reasons = ["WBC < 3.5"]
-    assert duffy_null_could_explain(rec, KNOWLEDGE, reasons) is fits
-    assert duffy_null_could_explain(rec, KNOWLEDGE, ["ALC 0.40 < 0.5 x10^9/L"]) is False
+    assert duffy_null_could_explain(rule_context(rec, KNOWLEDGE, "patient-view"), reasons) is fits
+    assert (
+        duffy_null_could_explain(
+            rule_context(rec, KNOWLEDGE, "patient-view"), ["ALC 0.40 < 0.5 x10^9/L"]
+        )
+        is False
+    )
     documented = record([sle(), DUFFY_NULL, count("wbc", wbc, 1), count("anc", anc, 1)], [])
-    assert duffy_null_could_explain(documented, KNOWLEDGE, reasons) is False
+    assert (
+        duffy_null_could_explain(rule_context(documented, KNOWLEDGE, "patient-view"), reasons)
+        is False
+    )
 
 
 @pytest.mark.parametrize(("latest", "fall"), [(3.0, False), (2.9, True)])
