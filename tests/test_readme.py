@@ -34,3 +34,18 @@ def test_no_line_of_prose_is_repeated() -> None:
         if len(line.strip()) > 60 and not line.lstrip().startswith(("|", "#", "```"))
     ]
     assert [line for line, seen in Counter(prose).items() if seen > 1] == []
+
+
+def test_the_front_door_stays_short() -> None:
+    # What it does, two commands, the sandbox, the catalogue, configuration, production and
+    # the design; the rest lives in docs/ and benchmarks/ (issue 25: about 250 lines at most).
+    assert len(README.splitlines()) <= 250
+
+
+def test_every_file_the_readme_names_exists() -> None:
+    root = Path(__file__).resolve().parents[1]
+    named = set(
+        re.findall(r"`((?:docs|benchmarks|deploy|cds_service|fixtures|tests)/[^`*{ ]+)`", README)
+    )
+    assert named, "the README names no file: the pattern is wrong"
+    assert sorted(path for path in named if not (root / path).exists()) == []
