@@ -100,7 +100,7 @@ def on_starting(server: Any) -> None:
     (serving.check_settings: settings, workers, bind, CA bundle, services and rule modes), one
     line and exit 2 before any worker starts."""
     from cds_service.config import ConfigError
-    from cds_service.ops.serving import check_settings
+    from cds_service.serving import check_settings
 
     try:
         check_settings(server.cfg.bind, server.cfg.workers)

@@ -21,7 +21,7 @@ from cds_service import create_app
 from cds_service.config import ConfigError, load_config, validate_worker_count
 from cds_service.fhir.links import fhir_server_allowed
 from cds_service.ops import gunicorn_conf
-from cds_service.ops.serving import serve_production
+from cds_service.serving import serve_production
 from tests.support.builders import fhir_authorization
 from tests.support.jwt_clients import (
     BASE_URL,

@@ -1,4 +1,4 @@
-"""`cds-service serve --production`: gunicorn with cds_service/ops/gunicorn_conf.py.
+"""The launcher: `cds-service serve --production`, gunicorn with cds_service/ops/gunicorn_conf.py.
 
 The settings are checked once in the master before any worker starts, so a bad CDS_* value
 stops the service with its message instead of a crash loop of workers.
@@ -17,7 +17,7 @@ from cds_service.knowledge import load_knowledge
 from cds_service.ops.startup import check_startup
 from cds_service.services import load_services
 
-CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
+CONFIG_MODULE = Path(__file__).parent / "ops" / "gunicorn_conf.py"
 
 
 def _prepare_multiprocess_metrics() -> None:
