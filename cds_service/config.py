@@ -25,8 +25,6 @@ from urllib.parse import urlsplit
 from cds_service.fhir.links import base_origin
 
 ENV_PREFIX = "CDS_"
-# Where create_app keeps the Settings (app.extensions): read them from there.
-SETTINGS_EXTENSION = "cds_settings"
 
 # The public CDS Hooks sandbox signs with a key whose private half is published.
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"

@@ -29,10 +29,10 @@ def _unauthorized() -> tuple[Response, int, dict[str, str]]:
     return jsonify({"error": "unauthorized"}), 401, {"WWW-Authenticate": "Bearer"}
 
 
-def init_app(app: Flask, config: Mapping[str, Any]) -> None:
-    """Install CDS client authentication on `app` with validated settings `config`."""
+def init_app(app: Flask, config: Mapping[str, Any]) -> ClientAuthenticator:
+    """Install CDS client authentication on `app` with validated settings `config`; the
+    authenticator is returned for the app's runtime (readiness asks its replay cache)."""
     authenticator = ClientAuthenticator(config, replay_cache_from_url(config["REDIS_URL"]))
-    app.extensions["cds_client_authenticator"] = authenticator
     required = is_auth_required(config)
     public_base_url = config["PUBLIC_BASE_URL"]
     if not config["REDIS_URL"] and not is_development(config):
@@ -80,3 +80,5 @@ def init_app(app: Flask, config: Mapping[str, Any]) -> None:
             },
         )
         return None
+
+    return authenticator

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from cds_service import create_app
-from cds_service.config import SETTINGS_EXTENSION
 from cds_service.fhir.timeshift import replay_now
+from cds_service.runtime import runtime
 from tests.support.settings import production
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "patient-view"
@@ -46,7 +46,7 @@ def test_readyz_503_with_a_reason_when_the_database_is_unreachable(app, monkeypa
     def broken():
         raise OperationalError("SELECT 1", {}, Exception("down"))
 
-    monkeypatch.setattr(app.extensions["cds_storage"].engine, "connect", broken)
+    monkeypatch.setattr(runtime(app).storage.engine, "connect", broken)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {"status": "unavailable", "reason": "database unreachable"}
@@ -101,8 +101,8 @@ def test_feedback_outcomes_and_snooze_suppression_are_counted(app):
     client = app.test_client()
     request = replay_now(json.loads((FIXTURES / "sle-moderate-neutropenia.json").read_text()))
     card = client.post(SERVICE, json=request).json["cards"][0]
-    app.extensions["cds_storage"].flush()
-    config = app.extensions[SETTINGS_EXTENSION]
+    runtime(app).storage.flush()
+    config = runtime(app).settings
     feedback = {
         "feedback": [
             {
