@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from cds_service import create_app
 from cds_service.fhir.timeshift import replay_now
 from cds_service.runtime import runtime
+from tests.support.fhir_stub import FhirStub, served_resources
 from tests.support.settings import production
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "patient-view"
@@ -153,3 +154,19 @@ def test_validation_cache_outcomes_are_counted(app):
     second = client.get("/metrics").get_data(as_text=True)
     assert _metric(second, name, cache="hit") - _metric(first, name, cache="hit") == misses
     assert _metric(second, name, cache="miss") == _metric(first, name, cache="miss")
+
+
+def test_the_fhir_calls_of_a_hook_call_are_counted(app):
+    """The app gives the FHIR client its metrics as the fetch observer (app.py)."""
+    client = app.test_client()
+    request = replay_now(json.loads((FIXTURES / "sle-moderate-neutropenia.json").read_text()))
+    name = "cds_fhir_fetch_duration_seconds_count"
+    before = _metric(client.get("/metrics").get_data(as_text=True), name, outcome="ok")
+    with FhirStub(served_resources(request)) as stub:
+        response = client.post(
+            SERVICE, json={**request, "prefetch": {}, "fhirServer": stub.base_url}
+        )
+        assert response.status_code == 200
+        calls = len(stub.calls)
+    after = _metric(client.get("/metrics").get_data(as_text=True), name, outcome="ok")
+    assert calls > 0 and after == before + calls
