@@ -22,6 +22,9 @@ NEVER = {
     # Governance gets its Storage and settings from the root, not from the runtime.
     "governance": TOP,
     "security": (*TOP, "cds_service.ops", "cds_service.governance"),
+    # The rules read the record (dates and days through the neutral cds_service/days.py).
+    "rules": (*TOP, "cds_service.fhir", "cds_service.ops", "cds_service.governance", "flask"),
+    "record": (*TOP, "cds_service.rules", "cds_service.ops", "cds_service.governance", "flask"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from cds_service.fhir.dates import day, days_between
+from cds_service.days import day, days_between
 from cds_service.record import SAME_DRAW, Count, DrugExposure, LabFlag
 from cds_service.rules.assessments import (
     fmt,

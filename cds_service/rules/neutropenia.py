@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cds_service.fhir.dates import day, days_between
+from cds_service.days import day, days_between
 from cds_service.record import Count, LabFlag, PatientRecord
 from cds_service.rules.assessments import (
     NeutrophilState,
