@@ -36,12 +36,13 @@ def error(status: int, message: str) -> Response:
     return response
 
 
-def _refused_fhir_server(service_id: str, hook_request: HookRequest) -> Response | None:
+def _refused_fhir_server(
+    service_id: str, hook_request: HookRequest, settings: Settings
+) -> Response | None:
     """412 when the authenticated client's settings do not allow its fhirServer, so that the
     service cannot be pointed at arbitrary hosts (CDS_TRUSTED_ISSUERS `fhir_servers`); in
     development, also when fhirServer is on a private or link-local address (fhir/targets.py)."""
     client = g.get("cds_client")
-    settings = runtime().settings
     if hook_request.fhir_server and settings.development:
         allowed = settings.fhir_allow_private_hosts
         if reason := refused_in_development(hook_request.fhir_server, allowed):
@@ -109,7 +110,7 @@ def call_service(service_id: str) -> Response:
             extra={"service": service_id, "status": exc.status, "reason": str(exc)},
         )
         return error(exc.status, str(exc))
-    if refusal := _refused_fhir_server(service_id, hook_request):
+    if refusal := _refused_fhir_server(service_id, hook_request, running.settings):
         return refusal
     storage = running.storage
 

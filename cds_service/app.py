@@ -76,6 +76,17 @@ def _read_rest_of_body(response: Response) -> Response:
     return response
 
 
+def _measure(app: Flask, running: Runtime) -> None:
+    """Metrics count the storage's events and the hook calls per service, and /readyz asks
+    each dependency of a hook call."""
+    running.storage.counters.add_listener(metrics.observe_storage_event)
+    readiness = {
+        "database unreachable": partial(metrics.database_answers, running.storage.engine),
+        "replay cache unreachable": running.authenticator.check_replay_cache,
+    }
+    metrics.init_app(app, running.services, readiness)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The Flask application, configured from defaults, CDS_* environment and `config`: the
     service's settings by name, and Flask's own keys (such as TESTING) for Flask. Any other
@@ -106,26 +117,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     authenticator = security.init_app(app, settings.by_name())
     app.register_blueprint(hooks_blueprint)
     storage = governance.init_app(app, settings, services.keys)
-    install(
-        app,
-        Runtime(
-            settings,
-            knowledge,
-            services,
-            storage,
-            authenticator,
-            observe_fhir_fetch=metrics.observe_fhir_fetch,
-        ),
-    )
-    storage.counters.add_listener(metrics.observe_storage_event)
-    metrics.init_app(
-        app,
+    running = Runtime(
+        settings,
+        knowledge,
         services,
-        readiness={
-            "database unreachable": partial(metrics.database_answers, storage.engine),
-            "replay cache unreachable": authenticator.check_replay_cache,
-        },
+        storage,
+        authenticator,
+        observe_fhir_fetch=metrics.observe_fhir_fetch,
     )
+    install(app, running)
+    _measure(app, running)
     _json_errors(app)
     app.after_request(_security_headers)
     app.after_request(_read_rest_of_body)
