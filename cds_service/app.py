@@ -80,7 +80,7 @@ def _measure(app: Flask, running: Runtime) -> None:
     """Metrics count the storage's events and the hook calls per service, and /readyz asks
     each dependency of a hook call."""
     running.storage.counters.add_listener(metrics.observe_storage_event)
-    readiness = {
+    readiness: metrics.Readiness = {
         "database unreachable": partial(metrics.database_answers, running.storage.engine),
         "replay cache unreachable": running.authenticator.check_replay_cache,
     }
