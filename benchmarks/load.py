@@ -91,7 +91,12 @@ def posting_client(
     out: list[float],
     errors: list[str],
     path: str = SERVICE_PATH,
+    expect: str | None = None,
+    different: list[str] | None = None,
 ) -> None:
+    """Posts `body` until `stop_at`: each answer's time into `out`, each failure into `errors`,
+    and, given `expect` and a `different` list, the cards' signature (card_signature) of each
+    answer that differs from `expect` into it."""
     headers = {"Content-Type": "application/json"}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     while time.monotonic() < stop_at:
@@ -99,9 +104,11 @@ def posting_client(
         try:
             connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
-            response.read()
+            answer = response.read()
             if response.status != 200:
                 errors.append(f"HTTP {response.status}")
+            elif different is not None and (signature := card_signature(answer)) != expect:
+                different.append(signature)
         except (OSError, http.client.HTTPException) as error:
             errors.append(type(error).__name__)
             connection.close()
@@ -249,8 +256,8 @@ def load_server(
     expect: str | None = None,
     cpu_meters: Mapping[str, CpuMeter] | None = None,
 ) -> dict[str, Any]:
-    """N clients posting `body` for S seconds; with `expect` (wrk only), answers whose cards'
-    signature (card_signature) differs from it are counted as `different`. `cpu_per_call`:
+    """N clients posting `body` for S seconds; with `expect`, answers whose cards' signature
+    (card_signature) differs from it are counted as `different`. `cpu_per_call`:
     milliseconds of CPU per answered call of the service's workers, and of `cpu_meters`."""
     use_wrk = generator == "wrk" or (generator == "auto" and shutil.which("wrk") is not None)
     workers = worker_pids(pid)
@@ -289,9 +296,13 @@ def load_server(
     before = {name: meter() for name, meter in meters.items()}
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
+    different: list[str] | None = [] if expect is not None else None
     stop_at = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=posting_client, args=(port, body, stop_at, latencies[i], errors))
+        threading.Thread(
+            target=posting_client,
+            args=(port, body, stop_at, latencies[i], errors, SERVICE_PATH, expect, different),
+        )
         for i in range(clients)
     ]
     started = time.monotonic()
@@ -317,6 +328,7 @@ def load_server(
         "workers": len(workers),
         "max_worker_rss_mb": round(max(rss, default=0.0), 1),
         "cpu_per_call": _cpu_per_call(meters, before, len(samples)),
+        "different": len(different) if different is not None else None,
     }
 
 
