@@ -23,13 +23,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import (
-    _client,
-    _summary,
+from benchmarks.load import (
     card_signature,
     cpu_seconds,
     load_server,
+    over_http,
+    posting_client,
     running_server,
+    summary,
     worker_env,
 )
 from cds_service.fhir.timeshift import replay_now
@@ -66,8 +67,8 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
 def one_client(port: int, path: str, body: bytes, seconds: float) -> dict[str, Any]:
     samples: list[float] = []
     errors: list[str] = []
-    _client(port, body, time.monotonic() + seconds, samples, errors, path)
-    return {"clients": 1, **_summary(samples), "errors": len(errors)}
+    posting_client(port, body, time.monotonic() + seconds, samples, errors, path)
+    return {"clients": 1, **summary(samples), "errors": len(errors)}
 
 
 def fetch_load(
@@ -164,7 +165,7 @@ def scenario_check(delay: float, worker_class: str | None = None) -> dict[str, A
         "scenarios": len(requests) - len(skipped),
         "skipped_without_prefetch": skipped,
         "different": different,
-        "duration": _summary(durations) if durations else {},
+        "duration": summary(durations) if durations else {},
     }
 
 
@@ -290,7 +291,6 @@ def _cpu_cell(run: dict[str, Any]) -> str:
 
 def compare_workers(clients: int, seconds: float, generator: str, output: Path) -> int:
     """The prefetch and fetch-mode HTTP runs once per gunicorn worker model, side by side."""
-    from benchmarks.run import over_http
 
     runs = []
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())

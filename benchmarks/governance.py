@@ -35,6 +35,7 @@ from cds_service.governance.database import create_database_engine, migrate
 from cds_service.governance.models import CardFeedback, IssuedCard
 from cds_service.governance.outcomes import recount
 from cds_service.rules.catalogue import CATALOGUE
+from cds_service.runtime import runtime
 
 RESULTS = Path(__file__).parent / "results" / "governance.md"
 NOTE = """\
@@ -218,7 +219,7 @@ def measure(url: str, rows: int) -> list[tuple[str, float, float]]:
             *_timed(page("/admin/export/weeks.csv?from=2025-01-01&to=2025-12-31")),
         )
     )
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
     engine.dispose()
     return figures
 

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from benchmarks.fetch import post
-from benchmarks.run import SERVICE_PATH, _rss_mb, cpu_seconds, running_server
+from benchmarks.load import SERVICE_PATH, cpu_seconds, rss_mb, running_server
 from tests.support.network import worker_pids
 from tests.support.synthetic import SIZES, Size, patient_view_request
 
@@ -160,7 +160,7 @@ def concurrent_large_calls(port: int, server_pid: int, body: bytes, calls: int) 
 def _rss_if_alive(pid: int) -> float:
     """The worker's RSS, or 0 when gunicorn has killed it (its timeout) and it is gone."""
     try:
-        return _rss_mb(pid)
+        return rss_mb(pid)
     except OSError:
         return 0.0
 

@@ -11,9 +11,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
-from cds_service.config import SETTINGS_EXTENSION, Settings
+from cds_service.config import Settings
 from cds_service.deadline import Deadline, DeadlinePassed
 from cds_service.engine import evaluate
 from cds_service.fhir import links as fhir_links
@@ -23,15 +23,11 @@ from cds_service.fhir.targets import refused_in_development
 from cds_service.ops import memory, metrics
 from cds_service.protocol import json_body
 from cds_service.protocol.request import BadRequest, HookRequest, parse_request
+from cds_service.runtime import runtime
 
 log = logging.getLogger("cds_service.api")
 blueprint = Blueprint("cds_hooks", __name__)
 UNAVAILABLE = "required FHIR data is unavailable"
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions[SETTINGS_EXTENSION]
-    return settings
 
 
 def error(status: int, message: str) -> Response:
@@ -40,20 +36,22 @@ def error(status: int, message: str) -> Response:
     return response
 
 
-def _refused_fhir_server(service_id: str, hook_request: HookRequest) -> Response | None:
+def _refused_fhir_server(
+    service_id: str, hook_request: HookRequest, settings: Settings
+) -> Response | None:
     """412 when the authenticated client's settings do not allow its fhirServer, so that the
     service cannot be pointed at arbitrary hosts (CDS_TRUSTED_ISSUERS `fhir_servers`); in
     development, also when fhirServer is on a private or link-local address (fhir/targets.py)."""
     client = g.get("cds_client")
-    if hook_request.fhir_server and _settings().development:
-        allowed = _settings().fhir_allow_private_hosts
+    if hook_request.fhir_server and settings.development:
+        allowed = settings.fhir_allow_private_hosts
         if reason := refused_in_development(hook_request.fhir_server, allowed):
             log.warning("fhirServer refused", extra={"service": service_id, "reason": reason})
             return error(412, f"{UNAVAILABLE}: {reason}")
     if not hook_request.fhir_server or client is None:
         return None
-    settings = _settings().trusted_issuers[client.issuer]
-    if fhir_links.fhir_server_allowed(hook_request.fhir_server, settings, client.tenant):
+    issuer = settings.trusted_issuers[client.issuer]
+    if fhir_links.fhir_server_allowed(hook_request.fhir_server, issuer, client.tenant):
         return None
     log.warning(
         "fhirServer not allowed for this client",
@@ -92,19 +90,19 @@ def _release_memory(response: Response) -> Response:
 
 @blueprint.get("/cds-services")
 def discovery() -> Response:
-    services = current_app.extensions["cds_services"]
+    services = runtime().services
     return jsonify({"services": [s.discovery_entry() for s in services.values()]})
 
 
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    services = current_app.extensions["cds_services"]
-    service = services.get(service_id)
+    running = runtime()
+    service = running.services.get(service_id)
     if service is None:
         return error(404, "unknown CDS service")
     started = time.perf_counter()
     try:
-        body, deadline = _read_json(_settings())
+        body, deadline = _read_json(running.settings)
         hook_request = parse_request(body, service.hook)
     except BadRequest as exc:
         log.info(
@@ -112,10 +110,9 @@ def call_service(service_id: str) -> Response:
             extra={"service": service_id, "status": exc.status, "reason": str(exc)},
         )
         return error(exc.status, str(exc))
-    if refusal := _refused_fhir_server(service_id, hook_request):
+    if refusal := _refused_fhir_server(service_id, hook_request, running.settings):
         return refusal
-    knowledge = current_app.extensions["cds_knowledge"]
-    storage = current_app.extensions["cds_storage"]
+    storage = running.storage
 
     def snoozed(rule_ids: frozenset[str]) -> set[str]:
         return set(storage.snoozed_rules(service.id, hook_request.patient_id, rule_ids))
@@ -124,11 +121,12 @@ def call_service(service_id: str) -> Response:
         result = evaluate(
             service,
             hook_request,
-            knowledge,
-            _settings(),
+            running.knowledge,
+            running.settings,
             datetime.now(UTC),
             snoozed,
             deadline=deadline,
+            observe_fetch=running.observe_fhir_fetch,
         )
     except DeadlinePassed as exc:
         # Not the client's fault as such (a loaded worker, a slow FHIR server and a large
@@ -155,7 +153,7 @@ def call_service(service_id: str) -> Response:
         )
         # Production callers get no detail: "could not be reached", "HTTP 302" or "401" would
         # tell them what answers at a host and port they chose (the log has the reason).
-        if _settings().development:
+        if running.settings.development:
             return error(412, f"{UNAVAILABLE}: {exc}")
         return error(412, UNAVAILABLE)
     cards, answer = result.cards, result.answer
@@ -169,7 +167,7 @@ def call_service(service_id: str) -> Response:
         hook_request.hook_instance,
         hook_request.patient_id,
         cards,
-        knowledge.version,
+        running.knowledge.version,
         silent=[(finding.rule, finding.indicator) for finding in answer.silent],
         all_live=answer.all_live,
         in_scope=result.in_scope,

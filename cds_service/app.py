@@ -1,10 +1,12 @@
-"""The Flask application: settings, knowledge, services, security, governance and metrics
-wired together, and every error answered as JSON."""
+"""The Flask application, and the composition root: settings, knowledge, services, security,
+governance and metrics built and wired together here, once, into the `Runtime` the views read
+(runtime.py); every error answered as JSON."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -12,9 +14,13 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from cds_service.config import DECLARED, SETTINGS_EXTENSION, load_config
+from cds_service import governance, security
+from cds_service.api import blueprint as hooks_blueprint
+from cds_service.config import DECLARED, load_config
 from cds_service.fhir import validation
+from cds_service.ops import metrics
 from cds_service.rule_modes import describe
+from cds_service.runtime import Runtime, install
 from cds_service.services import load_site
 
 log = logging.getLogger("cds_service")
@@ -69,6 +75,17 @@ def _read_rest_of_body(response: Response) -> Response:
     return response
 
 
+def _measure(app: Flask, running: Runtime) -> None:
+    """Metrics count the storage's events and the hook calls per service, and /readyz asks
+    each dependency of a hook call."""
+    running.storage.counters.add_listener(metrics.observe_storage_event)
+    readiness: metrics.Readiness = {
+        "database unreachable": partial(metrics.database_answers, running.storage.engine),
+        "replay cache unreachable": running.authenticator.check_replay_cache,
+    }
+    metrics.init_app(app, running.services, readiness)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The Flask application, configured from defaults, CDS_* environment and `config`: the
     service's settings by name, and Flask's own keys (such as TESTING) for Flask. Any other
@@ -82,10 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.config.update(flask_keys, MAX_CONTENT_LENGTH=settings.max_content_length)
     app.json = _UnsortedJSONProvider(app)
-    app.extensions[SETTINGS_EXTENSION] = settings
     knowledge, services = load_site(settings.site_dir, settings.rule_modes)
-    app.extensions["cds_knowledge"] = knowledge
-    app.extensions["cds_services"] = services
     # Once per process: a rule silent or off is a committee's decision the log must show.
     log.info("rule modes: %s", describe({s.id: s.rule_modes for s in services.values()}))
     validation.set_cache_size(settings.validation_cache_size)
@@ -98,14 +112,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if not settings.development:
         log.info("production settings")
-    from cds_service import governance, security
-    from cds_service.api import blueprint
-    from cds_service.ops import metrics
-
-    security.init_app(app, settings)
-    app.register_blueprint(blueprint)
-    governance.init_app(app, settings, lambda: app.extensions["cds_services"].keys())
-    metrics.init_app(app)
+    authenticator = security.init_app(app, settings)
+    app.register_blueprint(hooks_blueprint)
+    storage = governance.init_app(app, settings, services.keys)
+    running = Runtime(
+        settings,
+        knowledge,
+        services,
+        storage,
+        authenticator,
+        observe_fhir_fetch=metrics.observe_fhir_fetch,
+    )
+    install(app, running)
+    _measure(app, running)
     _json_errors(app)
     app.after_request(_security_headers)
     app.after_request(_read_rest_of_body)

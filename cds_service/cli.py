@@ -47,7 +47,7 @@ def read_document(path: str, max_bytes: int) -> dict[str, Any]:
 
 def _serve(args: argparse.Namespace) -> int:
     if args.production:
-        from cds_service.ops.serving import serve_production
+        from cds_service.serving import serve_production
 
         return serve_production(args.host, args.port)
     from cds_service import create_app

@@ -32,9 +32,6 @@ from cds_service.settings_model import (
 )
 from cds_service.trusted_issuers import SANDBOX_ISSUERS, check_trusted_issuers
 
-# Where create_app keeps the Settings (app.extensions): read them from there.
-SETTINGS_EXTENSION = "cds_settings"
-
 Environment = Literal["development", "production", "testing"]
 DEVELOPMENT_ENVIRONMENTS = ("development", "testing")
 # Asymmetric only: the spec forbids `none` and HMAC.

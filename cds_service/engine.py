@@ -12,6 +12,7 @@ from typing import Any
 from cds_service.cards import render_card
 from cds_service.config import Settings
 from cds_service.deadline import Deadline
+from cds_service.fhir.client import FetchObserver, unobserved
 from cds_service.fhir.gather import gather
 from cds_service.knowledge import Knowledge
 from cds_service.protocol.hooks import ORDER_HOOKS
@@ -48,11 +49,12 @@ def evaluate(
     now: datetime,
     snoozed: Snoozed | None = None,
     deadline: Deadline | None = None,
+    observe_fetch: FetchObserver = unobserved,
 ) -> Evaluation:
     """`snoozed` (the view passes the governance store's look-up) tells which rules are
     snoozed for this patient; without it nothing is. With a `deadline` (the HTTP layer's), the
     fetch ends at its `fetch_by` and DeadlinePassed is raised when the evaluation runs past its
-    `answer_by`."""
+    `answer_by`. Each FHIR call is reported to `observe_fetch` (the app's metrics)."""
     drafts = request.drafts  # read once with the request; None on patient-view
     data = gather(
         service.prefetch,
@@ -64,6 +66,7 @@ def evaluate(
         context_resources=drafts.resources if drafts else (),
         horizon=ReadingHorizon(READING_NEEDS, knowledge, now),
         fetch_by=deadline.fetch_by if deadline else None,
+        observe_fetch=observe_fetch,
     )
     resources = data.all_resources()
     mine = [r for r in resources if not names_other_patient(r, request.patient_id)]

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from cds_service import create_app
 from cds_service.fhir.cache import ANSWERS
 from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.runtime import runtime
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,7 @@ def knowledge() -> Knowledge:
 def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"ENV": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/cds.sqlite3"})
     yield app
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 @pytest.fixture

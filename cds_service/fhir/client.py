@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache, partial
 from itertools import count
 from time import monotonic
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import requests
@@ -51,6 +51,17 @@ FHIR_JSON_TYPES = ("application/fhir+json", "application/json")
 CHUNK_BYTES = 64 * 1024
 POOL_CONNECTIONS_PER_HOST = 64
 LATE = "the FHIR server did not answer in time"
+
+
+class FetchObserver(Protocol):
+    """Told of every FHIR call: how long it took and whether it brought an answer. The
+    application gives one (its metrics); the client itself reports to nobody else."""
+
+    def __call__(self, seconds: float, ok: bool) -> None: ...
+
+
+def unobserved(seconds: float, ok: bool) -> None:
+    """The observer when none is given (the CLI, tests): the call is not reported."""
 
 
 class FhirUnavailable(Exception):
@@ -254,17 +265,21 @@ def _read_body(response: requests.Response, max_bytes: int, budget: CallBudget) 
     return bytes(body)
 
 
-def get_json(server: FhirServer, url: str, budget: CallBudget, config: Settings) -> Any:
-    """GET a FHIR JSON document from fhirServer, timed for the metrics."""
-    from cds_service.ops.metrics import observe_fhir_fetch
-
+def get_json(
+    server: FhirServer,
+    url: str,
+    budget: CallBudget,
+    config: Settings,
+    observe: FetchObserver = unobserved,
+) -> Any:
+    """GET a FHIR JSON document from fhirServer, timed for `observe`."""
     started = monotonic()
     try:
         value = _get_json(server, url, budget, config)
     except FhirUnavailable:
-        observe_fhir_fetch(monotonic() - started, ok=False)
+        observe(monotonic() - started, ok=False)
         raise
-    observe_fhir_fetch(monotonic() - started, ok=True)
+    observe(monotonic() - started, ok=True)
     return value
 
 

@@ -28,12 +28,3 @@ def as_datetime(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def day(value: datetime) -> str:
-    """Date for card text, e.g. 2026-01-10."""
-    return value.date().isoformat()
-
-
-def days_between(earlier: datetime, later: datetime) -> float:
-    return (later - earlier).total_seconds() / 86400.0

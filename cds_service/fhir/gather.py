@@ -41,11 +41,13 @@ from cds_service.config import Settings
 from cds_service.fhir.bundles import FhirResource, Page, medication_references, read_page
 from cds_service.fhir.client import (
     CallBudget,
+    FetchObserver,
     FetchRound,
     FhirServer,
     FhirUnavailable,
     fhir_server_for,
     get_json,
+    unobserved,
 )
 from cds_service.fhir.templates import FHIR_ID, plan_query
 
@@ -190,9 +192,11 @@ class _Gathering:
         context_resources: list[FhirResource],
         horizon: HistoryHorizon | None = None,
         fetch_by: float | None = None,
+        observe: FetchObserver = unobserved,
     ) -> None:
         self.server, self.no_access, self.config = server, no_access, config
         self.horizon = horizon
+        self.observe = observe
         # The fetch ends at the hook call's deadline (counted from its arrival), else after
         # FHIR_DEADLINE_SECONDS from now.
         seconds = config.fhir_deadline_seconds if fetch_by is None else fetch_by - monotonic()
@@ -242,7 +246,8 @@ class _Gathering:
         """GET `url` from fhirServer in this call's round; `handle` gets the answer."""
         server = self.server
         assert server is not None
-        self.round.submit(partial(get_json, server, url, self.budget, self.config), handle)
+        call = partial(get_json, server, url, self.budget, self.config, self.observe)
+        self.round.submit(call, handle)
 
     def _fetch_page(self, key: str, url: str, expected_type: str | None) -> None:
         self._get(url, partial(self._on_page, key, url, expected_type))
@@ -480,6 +485,7 @@ def gather(
     context_resources: Iterable[FhirResource] = (),
     horizon: HistoryHorizon | None = None,
     fetch_by: float | None = None,
+    observe_fetch: FetchObserver = unobserved,
 ) -> GatheredData:
     """Resources per prefetch key, from the prefetch and from `fhir_server`; keys that could
     not be obtained are in `unavailable`. Raises PreconditionFailed (and nothing else) when a
@@ -487,7 +493,7 @@ def gather(
     `context_resources` (the order hooks' draft orders) have their Medications resolved too.
     With a `horizon`, a search's pages are read until its results cover it; without one,
     every page is read (within the budget). `fetch_by` (a `monotonic()` time) ends the fetch;
-    None: FHIR_DEADLINE_SECONDS from now."""
+    None: FHIR_DEADLINE_SECONDS from now. Each FHIR call is reported to `observe_fetch`."""
     prefetch = prefetch or {}
     try:
         server: FhirServer | None = fhir_server_for(fhir_server, access_token, config)
@@ -499,7 +505,7 @@ def gather(
         raise PreconditionFailed(f"prefetch keys not supplied ({', '.join(absent)}): {no_access}")
 
     drafts = list(context_resources)
-    gathering = _Gathering(server, no_access, config, drafts, horizon, fetch_by)
+    gathering = _Gathering(server, no_access, config, drafts, horizon, fetch_by, observe_fetch)
     for key, template in templates.items():
         gathering.start_key(key, template, context, prefetch)
     gathering.read_medications(drafts)

@@ -1,8 +1,8 @@
 """Persistence: card history, feedback, alert-fatigue snoozes, governance report and dashboard.
 
-The app factory calls `init_app`; the hook path then uses `app.extensions["cds_storage"]`:
-`snoozed_rules` (the answer step's snooze port) and `record_cards` with the cards it answers
-with, the silent cards and the call's scope.
+The app factory calls `init_app` and keeps the Storage it returns in the app's Runtime; the
+hook path then uses its `snoozed_rules` (the answer step's snooze port) and `record_cards` with
+the cards it answers with, the silent cards and the call's scope.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from flask import Flask
 from cds_service.config import Settings
 from cds_service.governance.dashboard import dashboard_blueprint
 from cds_service.governance.database import create_database_engine, migrate
-from cds_service.governance.feedback_api import EXTENSION_KEY, feedback_blueprint
+from cds_service.governance.feedback_api import feedback_blueprint
 from cds_service.governance.models import utc_now
 from cds_service.governance.store import Clock, Storage
 
@@ -44,9 +44,8 @@ def init_app(
         )
     snooze_engine = create_database_engine(url, config.snooze_lookup_timeout_seconds)
     storage = Storage(create_database_engine(url, timeout), config, clock, snooze_engine)
-    app.extensions[EXTENSION_KEY] = storage
     known_ids = service_ids if callable(service_ids) else (lambda: service_ids)
-    app.register_blueprint(feedback_blueprint(known_ids))
-    app.register_blueprint(dashboard_blueprint(config, known_ids), url_prefix="/admin")
+    app.register_blueprint(feedback_blueprint(storage, known_ids))
+    app.register_blueprint(dashboard_blueprint(config, storage, known_ids), url_prefix="/admin")
     atexit.register(storage.close)
     return storage

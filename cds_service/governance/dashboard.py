@@ -11,12 +11,13 @@ from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, jsonify, render_template, request
 
 from cds_service.config import Settings
 from cds_service.governance.admin_login import FailedLogins, client_address
 from cds_service.governance.burden import GovernanceReport, Period, governance_report
 from cds_service.governance.report import RuleWeekStats, feedback_report
+from cds_service.governance.store import Storage
 from cds_service.governance.tables import reasons_table, rules_table, weeks_table
 
 DEFAULT_PERIOD = timedelta(weeks=26)
@@ -25,7 +26,7 @@ EXPORTS = ("rules", "weeks", "reasons")
 
 
 def dashboard_blueprint(
-    config: Settings, service_ids: Callable[[], Collection[str]] = lambda: ()
+    config: Settings, storage: Storage, service_ids: Callable[[], Collection[str]] = lambda: ()
 ) -> Blueprint:
     blueprint = Blueprint(
         "cds_admin",
@@ -66,8 +67,8 @@ def dashboard_blueprint(
 
     @blueprint.get("/")
     def console() -> str:
-        period = _period(service_ids())
-        report = _report(period)
+        period = _period(storage, service_ids())
+        report = _report(storage, period)
         calls = report.calls
         overall = {
             mode: _shown_rate(calls.per_100(sum(getattr(r, mode) for r in report.rules)))
@@ -98,8 +99,8 @@ def dashboard_blueprint(
     def export_csv(name: str) -> Response:
         if name not in EXPORTS:
             abort(404)
-        period = _period(service_ids())
-        report = _report(period)
+        period = _period(storage, service_ids())
+        report = _report(storage, period)
         rule = request.args.get("rule")
         if rule is not None and (name != "weeks" or rule not in {r.rule_id for r in report.rules}):
             abort(404)
@@ -117,14 +118,13 @@ def dashboard_blueprint(
 
     @blueprint.get("/api/stats")
     def stats_json() -> Response:
-        since, stats = _stats_since()
+        since, stats = _stats_since(storage)
         return jsonify(since=since.isoformat(), stats=[s.as_dict() for s in stats])
 
     return blueprint
 
 
-def _stats_since() -> tuple[date, list[RuleWeekStats]]:
-    storage = current_app.extensions["cds_storage"]
+def _stats_since(storage: Storage) -> tuple[date, list[RuleWeekStats]]:
     raw = request.args.get("since")
     if raw is None:
         since = storage.now().date() - DEFAULT_PERIOD
@@ -136,10 +136,9 @@ def _stats_since() -> tuple[date, list[RuleWeekStats]]:
     return since, feedback_report(storage, since)
 
 
-def _period(services: Collection[str]) -> Period:
+def _period(storage: Storage, services: Collection[str]) -> Period:
     """The console's period and service from the query: `from`, `to` (days, included) and
     `service` (empty: every service); by default the last 4 weeks up to today."""
-    storage = current_app.extensions["cds_storage"]
     try:
         last = date.fromisoformat(request.args.get("to") or storage.now().date().isoformat())
         first = date.fromisoformat(
@@ -156,8 +155,7 @@ def _period(services: Collection[str]) -> Period:
         abort(400, description=str(error))
 
 
-def _report(period: Period) -> GovernanceReport:
-    storage = current_app.extensions["cds_storage"]
+def _report(storage: Storage, period: Period) -> GovernanceReport:
     return governance_report(storage.engine, period, storage.snooze_system, storage.snooze_codes)
 
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.governance.feedback import FeedbackError, parse_feedback
+from cds_service.governance.store import Storage
 from cds_service.protocol import json_body
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "cds_storage"
 
-
-def feedback_blueprint(service_ids: Callable[[], Collection[str]]) -> Blueprint:
+def feedback_blueprint(storage: Storage, service_ids: Callable[[], Collection[str]]) -> Blueprint:
     blueprint = Blueprint("cds_feedback", __name__)
 
     @blueprint.post("/cds-services/<service_id>/feedback")
@@ -36,7 +35,7 @@ def feedback_blueprint(service_ids: Callable[[], Collection[str]]) -> Blueprint:
         except FeedbackError as error:
             return jsonify(error=str(error)), 400
         try:
-            current_app.extensions[EXTENSION_KEY].store_feedback(service_id, items)
+            storage.store_feedback(service_id, items)
         except SQLAlchemyError as error:
             log.error("feedback not stored (%s)", type(error).__name__)
             return jsonify(error="feedback could not be stored now; please retry"), 503

@@ -101,9 +101,9 @@ control_socket_disable = True
 
 def on_starting(server: Any) -> None:
     """With plain `gunicorn -c` too: the master's checks of `cds-service serve --production`
-    (serving.check_settings: settings, workers, bind, CA bundle, services and rule modes), one
+    (startup.check_settings: settings, workers, bind, CA bundle, services and rule modes), one
     line and exit 2 before any worker starts."""
-    from cds_service.ops.serving import check_settings
+    from cds_service.ops.startup import check_settings
 
     try:
         check_settings(server.cfg.bind, server.cfg.workers)

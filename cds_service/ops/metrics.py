@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -25,7 +25,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 log = logging.getLogger(__name__)
 
@@ -124,88 +124,96 @@ class _AuthFailureCounter(logging.Filter):
         return True
 
 
-health_blueprint = Blueprint("health", __name__)
+class HookService(Protocol):
+    """A CDS service as the hook latency labels name it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def hook(self) -> str: ...
 
 
-@health_blueprint.get("/healthz")
-def healthz() -> Response:
-    """Liveness: the process answers."""
-    return jsonify({"status": "ok"})
+# Per dependency of a hook call, by the reason /readyz gives when it fails: a check that
+# returns when the dependency answers and raises when it does not.
+Readiness = Mapping[str, Callable[[], object]]
 
 
-@health_blueprint.get("/readyz")
-def readyz() -> tuple[Response, int]:
-    """Readiness: configuration and knowledge loaded, and every dependency of a hook call
-    answers: the database, and the JWT replay cache (Redis when configured), without which
-    every call with a JWT gets 503."""
-    missing = [
-        name
-        for name in ("cds_knowledge", "cds_services", "cds_storage")
-        if name not in current_app.extensions
-    ]
-    if missing:
-        return jsonify({"status": "unavailable", "reason": "configuration not loaded"}), 503
-    try:
-        with current_app.extensions["cds_storage"].engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as error:  # any failure means "not ready"; the class name is enough
-        log.warning("readiness: database unreachable (%s)", type(error).__name__)
-        return jsonify({"status": "unavailable", "reason": "database unreachable"}), 503
-    authenticator = current_app.extensions.get("cds_client_authenticator")
-    try:
-        if authenticator is not None:
-            authenticator.check_replay_cache()
-    except Exception as error:  # as above: not ready, whatever the failure
-        log.warning("readiness: replay cache unreachable (%s)", type(error).__name__)
-        return jsonify({"status": "unavailable", "reason": "replay cache unreachable"}), 503
-    return jsonify({"status": "ok"}), 200
+def database_answers(engine: Engine) -> None:
+    """Raises unless the database answers a trivial query."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
 
 
-@health_blueprint.get("/metrics")
-def metrics() -> Response:
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    try:
-        text = generate_latest(registry)
-    except FileNotFoundError:
-        # The master folded a dead worker's file into the archive while this scrape was
-        # reading the folder (ops/metrics_files.py): read it again.
-        text = generate_latest(registry)
-    return Response(text, mimetype=CONTENT_TYPE_LATEST)
+def _health_blueprint(readiness: Readiness) -> Blueprint:
+    blueprint = Blueprint("health", __name__)
+
+    @blueprint.get("/healthz")
+    def healthz() -> Response:
+        """Liveness: the process answers."""
+        return jsonify({"status": "ok"})
+
+    @blueprint.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        """Readiness: every dependency of a hook call answers: the database, and the JWT
+        replay cache (Redis when configured), without which every call with a JWT gets 503."""
+        for reason, check in readiness.items():
+            try:
+                check()
+            except Exception as error:  # any failure means "not ready"; the class name is enough
+                log.warning("readiness: %s (%s)", reason, type(error).__name__)
+                return jsonify({"status": "unavailable", "reason": reason}), 503
+        return jsonify({"status": "ok"}), 200
+
+    @blueprint.get("/metrics")
+    def metrics() -> Response:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        try:
+            text = generate_latest(registry)
+        except FileNotFoundError:
+            # The master folded a dead worker's file into the archive while this scrape was
+            # reading the folder (ops/metrics_files.py): read it again.
+            text = generate_latest(registry)
+        return Response(text, mimetype=CONTENT_TYPE_LATEST)
+
+    return blueprint
 
 
 def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
-def _record_request(response: Response) -> Response:
-    endpoint = request.endpoint or "unmatched"
-    HTTP_REQUESTS.labels(endpoint, str(response.status_code)).inc()
-    view_args = request.view_args or {}
-    if endpoint == "cds_hooks.call_service":
-        service = current_app.extensions["cds_services"].get(view_args.get("service_id"))
-        if service is not None and "metrics_started" in g:
-            HOOK_LATENCY.labels(service.id, service.hook, str(response.status_code)).observe(
-                time.perf_counter() - g.metrics_started
-            )
-    elif endpoint == "cds_feedback.receive_feedback" and response.status_code == 200:
-        # The outcomes the view parsed and stored (the body is read once, by the strict reader).
-        for outcome in g.get("feedback_outcomes", ()):
-            if outcome in _FEEDBACK_OUTCOMES:
-                FEEDBACK.labels(outcome).inc()
-    return response
+def _request_recorder(services: Mapping[str, HookService]) -> Callable[[Response], Response]:
+    def record_request(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        HTTP_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        view_args = request.view_args or {}
+        if endpoint == "cds_hooks.call_service":
+            service = services.get(view_args.get("service_id", ""))
+            if service is not None and "metrics_started" in g:
+                HOOK_LATENCY.labels(service.id, service.hook, str(response.status_code)).observe(
+                    time.perf_counter() - g.metrics_started
+                )
+        elif endpoint == "cds_feedback.receive_feedback" and response.status_code == 200:
+            # The outcomes the view parsed and stored (the body is read once, by the strict
+            # reader).
+            for outcome in g.get("feedback_outcomes", ()):
+                if outcome in _FEEDBACK_OUTCOMES:
+                    FEEDBACK.labels(outcome).inc()
+        return response
+
+    return record_request
 
 
-def init_app(app: Flask) -> None:
-    """Health and metrics endpoints, request metrics, and the counters of other modules."""
-    app.register_blueprint(health_blueprint)
+def init_app(app: Flask, services: Mapping[str, HookService], readiness: Readiness) -> None:
+    """Health and metrics endpoints (/readyz runs the `readiness` checks in order), the hook
+    latency of `services`, request metrics, and the count of refused CDS client JWTs."""
+    app.register_blueprint(_health_blueprint(readiness))
     app.before_request(_start_timer)
-    app.after_request(_record_request)
+    app.after_request(_request_recorder(services))
     security_log = logging.getLogger("cds_service.security.flask_integration")
     if not any(isinstance(f, _AuthFailureCounter) for f in security_log.filters):
         security_log.addFilter(_AuthFailureCounter())
-    storage = app.extensions.get("cds_storage")
-    if storage is not None:
-        storage.counters.add_listener(observe_storage_event)

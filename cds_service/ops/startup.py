@@ -10,6 +10,8 @@ it and exit status 2 (no worker starts, no crash loop), never a failure at the f
   from being an open relay to whatever `fhirServer` a caller names.
 - The CA bundle the FHIR calls trust (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, as requests reads
   them): a missing or unreadable file would otherwise fail every fetch, found at the first call.
+- The settings, the worker count, the knowledge and the service definitions with their rule
+  modes (`check_settings`, the master's whole check): a bad one would fail every worker at boot.
 """
 
 from __future__ import annotations
@@ -20,9 +22,21 @@ import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
-from cds_service.config import ConfigError, Settings
+from cds_service.config import ConfigError, Settings, load_config, validate_worker_count
+from cds_service.services import load_site
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def check_settings(binds: list[str], workers: int) -> None:
+    """What the master checks before any worker starts (ConfigError, one line, exit 2): the
+    settings, the worker count, the bind address and CA bundle, and the service definitions
+    with their rule modes (a bad one would otherwise fail every worker at boot). It must not
+    import requests or urllib3 (cds_service/__init__.py; tests/ops/test_gevent_patching.py)."""
+    config = load_config()
+    validate_worker_count(config, workers)
+    check_startup(config, binds)
+    load_site(config.site_dir, config.rule_modes)
 
 
 def check_startup(settings: Settings, binds: Iterable[str]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cds_service.fhir.dates import day
+from cds_service.days import day
 from cds_service.knowledge import Ingredient
 from cds_service.record.dosing import DailyDose
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from statistics import median
 
-from cds_service.fhir.dates import day
+from cds_service.days import day
 from cds_service.knowledge import Ingredient, Knowledge
 from cds_service.record import (
     SAME_DRAW,

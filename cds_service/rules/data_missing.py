@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cds_service.fhir.dates import day
+from cds_service.days import day
 from cds_service.knowledge import Ingredient
 from cds_service.record import PatientRecord
 from cds_service.rules.assessments import tier_a_current

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from cds_service.fhir.dates import days_between
+from cds_service.days import days_between
 from cds_service.knowledge import ThresholdName
 from cds_service.record import COUNT_GROUPS, SAME_DRAW, MedicationRecord, UnusableResult
 from cds_service.rules.assessments import tier_a_current

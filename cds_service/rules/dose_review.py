@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from cds_service.fhir.dates import days_between
+from cds_service.days import days_between
 from cds_service.knowledge import Combination, Ingredient, Knowledge
 from cds_service.record import Count, DrugExposure
 from cds_service.rules.assessments import (

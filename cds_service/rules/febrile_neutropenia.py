@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from cds_service.fhir.dates import day, days_between
+from cds_service.days import day, days_between
 from cds_service.record import LabFlag
 from cds_service.rules.assessments import Fever, NeutrophilState, fmt
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cds_service.fhir.dates import day, days_between
+from cds_service.days import day, days_between
 from cds_service.record import SAME_DRAW, Count, DrugExposure, LabFlag
 from cds_service.record.model import LupusDiagnosis
 from cds_service.rules.assessments import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from cds_service.fhir.dates import day, days_between
+from cds_service.days import day, days_between
 from cds_service.record import Count, PatientRecord
 from cds_service.rules.assessments import trend
 from cds_service.rules.base import Finding, Indicator, RuleContext, SuggestedOrder, shown_period

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from cds_service.fhir.dates import day
+from cds_service.days import day
 from cds_service.record import DrugExposure, MedicationRecord, PatientRecord
 from cds_service.record.dosing import timing_repeat
 from cds_service.record.schedule import DoseDays, dose_days, route_of

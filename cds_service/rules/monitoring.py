@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cds_service.fhir.dates import day, days_between
+from cds_service.days import day, days_between
 from cds_service.knowledge import Ingredient
 from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose

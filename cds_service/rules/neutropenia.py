@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from cds_service.fhir.dates import day
+from cds_service.days import day
 from cds_service.record import Count, DrugExposure, LabFlag
 from cds_service.rules.assessments import (
     Fever,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cds_service.fhir.dates import day, days_between
+from cds_service.days import day, days_between
 from cds_service.record import PatientRecord
 from cds_service.rules.base import RuleContext
 from cds_service.rules.drugs import drug_lines

@@ -28,10 +28,10 @@ def _unauthorized() -> tuple[Response, int, dict[str, str]]:
     return jsonify({"error": "unauthorized"}), 401, {"WWW-Authenticate": "Bearer"}
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Install CDS client authentication on `app` with checked `settings`."""
+def init_app(app: Flask, settings: Settings) -> ClientAuthenticator:
+    """Install CDS client authentication on `app` with checked `settings`; the authenticator
+    is returned for the app's runtime (readiness asks its replay cache)."""
     authenticator = ClientAuthenticator(settings, replay_cache_from_url(settings.redis_url))
-    app.extensions["cds_client_authenticator"] = authenticator
     required = settings.requires_token
     public_base_url = settings.public_base_url
     if not settings.redis_url and not settings.development:
@@ -79,3 +79,5 @@ def init_app(app: Flask, settings: Settings) -> None:
             },
         )
         return None
+
+    return authenticator

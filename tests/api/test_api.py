@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import responses
 
+from cds_service.runtime import runtime
 from tests.support.builders import fhir_authorization
 from tests.support.conformance import check_response
 from tests.support.fhir_stub import FhirStub
@@ -218,7 +219,7 @@ def test_official_spec_request_is_answered(client, app):
     body = json.loads((SPEC_DATA / "spec-2.0" / "request-patient-view.json").read_text())
     body["hook"] = "patient-view"
     body.pop("fhirAuthorization")  # its http server is not reachable here: give the data
-    templates = app.extensions["cds_services"]["leukopenia-patient-view"].prefetch
+    templates = runtime(app).services["leukopenia-patient-view"].prefetch
     body["prefetch"] = {key: None for key in templates} | {
         "patient": body["prefetch"]["patientToGreet"]
     }

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service import create_app
 from cds_service.governance.report import report_main
+from cds_service.runtime import runtime
 from tests.support.jwt_clients import SigningKey, issued_now, jwks, standard_claims
 from tests.support.scenarios import SCENARIOS, request_of
 from tests.support.settings import production
@@ -52,7 +53,7 @@ def test_production_app_serves_signed_clients_only(tmp_path):
     ]
     discovery = client.get("/cds-services", headers=signed(f"{BASE}/cds-services"))
     assert discovery.status_code == 200
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 def test_overridden_card_is_snoozed_recorded_and_reported(tmp_path):
@@ -73,18 +74,18 @@ def test_overridden_card_is_snoozed_recorded_and_reported(tmp_path):
             }
         ]
     }
-    app.extensions["cds_storage"].flush()
+    runtime(app).storage.flush()
     assert client.post(f"{SERVICE}/feedback", json=feedback).status_code == 200
     assert client.post(SERVICE, json=body).get_json() == {"cards": []}  # snoozed
     critical = scenario("sle-severe-neutropenia-afebrile")
     [critical_card] = client.post(SERVICE, json=critical).get_json()["cards"]
     feedback["feedback"][0]["card"] = critical_card["uuid"]
-    app.extensions["cds_storage"].flush()
+    runtime(app).storage.flush()
     client.post(f"{SERVICE}/feedback", json=feedback)
     assert client.post(SERVICE, json=critical).get_json()["cards"]  # critical never snoozed
-    app.extensions["cds_storage"].flush()
+    runtime(app).storage.flush()
     report = json.loads(report_main(database, "json"))
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
     moderate = [row for row in report if row["rule_id"] == "NEUTROPENIA_MODERATE"]
     assert moderate and moderate[0]["overridden"] == 1
     assert "already-addressed" in json.dumps(moderate)

@@ -18,6 +18,7 @@ from cds_service.cli import main
 from cds_service.config import ConfigError
 from cds_service.governance.models import IssuedCard
 from cds_service.rules.catalogue import CATALOGUE
+from cds_service.runtime import runtime
 from tests.support.scenarios import SCENARIOS, call, request_of
 
 RULE_IDS = [row.id for row in CATALOGUE]
@@ -41,7 +42,7 @@ def apps(tmp_path: Path) -> Iterator[list[Flask]]:
     made: list[Flask] = []
     yield made
     for app in made:
-        app.extensions["cds_storage"].close()
+        runtime(app).storage.close()
 
 
 def shown(cards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -79,7 +80,7 @@ def test_silent_cards_are_recorded_with_mode_version_and_the_all_live_answer(
     scenario = next(s for s in SCENARIOS if "capped-at-three" in s["file"])
     status, answer = call(app.test_client(), request_of(scenario))
     assert (status, answer["cards"]) == (200, [])
-    storage = app.extensions["cds_storage"]
+    storage = runtime(app).storage
     storage.flush()
     with storage.engine.connect() as connection:
         rows = connection.execute(
@@ -90,7 +91,7 @@ def test_silent_cards_are_recorded_with_mode_version_and_the_all_live_answer(
                 IssuedCard.all_live_answer,
             )
         ).all()
-    version = app.extensions["cds_knowledge"].version
+    version = runtime(app).knowledge.version
     # The crowded fixture's four problems (the dose review absorbs the profound lymphopenia).
     would_be = "METHOTREXATE_DAILY_DOSING DRUG_CYTOPENIA_DOSE_REVIEW THIOPURINE_PGX"
     assert sorted(rows) == sorted(
@@ -146,6 +147,6 @@ def test_the_start_up_log_says_which_rules_are_silent_or_off(
     assert "leukopenia-patient-view: silent NEUTROPENIA_SEVERE" in line
     assert "leukopenia-patient-view: off LYMPHOPENIA_INFO" in line
     assert "FEBRILE_NEUTROPENIA" not in line
-    services = apps[0].extensions["cds_services"]
+    services = runtime(apps[0]).services
     assert services["leukopenia-order-sign"].rule_modes["GCSF_CAUTION"] == "silent"
     assert "FEBRILE_NEUTROPENIA" not in services["leukopenia-order-sign"].rule_modes

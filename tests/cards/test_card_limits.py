@@ -25,6 +25,7 @@ import pytest
 from cds_service import create_app
 from cds_service.cards import KNOWLEDGE_VERSION_EXTENSION
 from cds_service.rules.catalogue import BY_ID
+from cds_service.runtime import runtime
 from tests.support.scenarios import SCENARIOS, request_of, service_for
 
 MAX_CARDS = 3
@@ -54,7 +55,7 @@ def responses() -> dict[str, dict[str, Any]]:
         response = client.post(f"/cds-services/{service}", json=request_of(scenario))
         assert response.status_code == 200, (scenario["name"], response.get_json())
         answers[scenario["name"]] = response.get_json()
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
     return answers
 
 

@@ -10,10 +10,11 @@ import re
 import pytest
 
 from cds_service import create_app
-from cds_service.config import DECLARED, SETTINGS_EXTENSION, ConfigError, Settings, load_config
+from cds_service.config import DECLARED, ConfigError, Settings, load_config
 from cds_service.knowledge import load_knowledge
 from cds_service.record import build_record
 from cds_service.rules import RULES, evaluate_rules
+from cds_service.runtime import runtime
 from tests.support.builders import (
     ALC,
     AZATHIOPRINE,
@@ -82,7 +83,7 @@ def test_production_cors_allows_only_listed_origins(tmp_path):
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://ehr.example.org"
     assert "Access-Control-Allow-Origin" not in other.headers
     assert client.get("/cds-services").status_code == 401  # production needs a JWT
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 # --- Typed settings: attributes, frozen, unknown names refused ------------------------------
@@ -139,12 +140,12 @@ def test_create_app_passes_flask_keys_to_flask_and_keeps_the_settings_typed(tmp_
     app = create_app(
         {"ENV": "testing", "TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path}/cds.sqlite3"}
     )
-    settings = app.extensions[SETTINGS_EXTENSION]
+    settings = runtime(app).settings
     assert isinstance(settings, Settings) and settings.env == "testing"
     assert app.config["TESTING"] is True
     assert app.config["MAX_CONTENT_LENGTH"] == settings.max_content_length
     assert "FHIR_DEADLINE_SECONDS" not in app.config  # read from the typed settings only
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 # --- The version stamp names the site's changes ---------------------------------------------

@@ -37,6 +37,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service import create_app
+from cds_service.runtime import runtime
 from tests.support.builders import fhir_authorization
 from tests.support.conformance import check_response
 from tests.support.fhir_stub import FhirStub, served_resources
@@ -165,7 +166,7 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     database = tmp_path_factory.mktemp("in-process") / "cds.sqlite3"
     app = create_app({"ENV": "testing", "DATABASE_URL": f"sqlite:///{database}"})
     yield app.test_client()
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 def test_start_up_prints_no_warning(stage: Stage) -> None:

@@ -4,6 +4,7 @@ PostgreSQL (a schema of its own) when a server answers on 127.0.0.1:5432."""
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,8 @@ from cds_service.governance import Storage, init_app
 from tests.support.postgres import postgres_schema, postgres_user
 
 SERVICE_ID = "leukopenia-patient-view"
+# The storage of each governed app (governed_app): the app factory keeps it in its Runtime.
+_STORAGES: weakref.WeakKeyDictionary[Flask, Storage] = weakref.WeakKeyDictionary()
 # A port nothing listens on: connections fail at once, like a database that is down.
 UNREACHABLE_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
 
@@ -61,18 +64,29 @@ def config(database_url: str) -> Settings:
     return make_config(database_url, ADMIN_PASSWORD="correct horse battery")
 
 
-@pytest.fixture
-def app(config: Settings, clock: Clock) -> Iterator[Flask]:
+def governed_app(config: Settings, clock: Clock) -> Flask:
+    """A Flask app with governance alone (feedback endpoint, dashboard), wired as the app
+    factory wires it; its storage is `storage_of(app)`."""
     app = Flask(__name__)
     app.config["TESTING"] = True
-    storage = init_app(app, config, {SERVICE_ID}, clock=clock)
+    _STORAGES[app] = init_app(app, config, {SERVICE_ID}, clock=clock)
+    return app
+
+
+def storage_of(app: Flask) -> Storage:
+    return _STORAGES[app]
+
+
+@pytest.fixture
+def app(config: Settings, clock: Clock) -> Iterator[Flask]:
+    app = governed_app(config, clock)
     yield app
-    storage.close()
+    storage_of(app).close()
 
 
 @pytest.fixture
 def storage(app: Flask) -> Storage:
-    return app.extensions["cds_storage"]
+    return storage_of(app)
 
 
 def make_card(rule_id: str, indicator: str = "warning") -> dict[str, Any]:

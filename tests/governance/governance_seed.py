@@ -12,7 +12,7 @@ from flask import Flask
 from cds_service.governance import Storage
 from cds_service.governance.burden import Period
 
-from .conftest import SERVICE_ID, Clock, feedback_item, make_card
+from .conftest import SERVICE_ID, Clock, feedback_item, make_card, storage_of
 
 URL = f"/cds-services/{SERVICE_ID}/feedback"
 MONITOR, STALE, PROFOUND = "LEUKOPENIA_MONITOR", "CBC_STALE", "LYMPHOPENIA_PROFOUND"
@@ -29,7 +29,7 @@ PERIOD = Period(date(2025, 3, 3), date(2025, 3, 16), SERVICE_ID)
 
 
 def seed_governance(app: Flask, clock: Clock) -> None:
-    storage: Storage = app.extensions["cds_storage"]
+    storage: Storage = storage_of(app)
     client = app.test_client()
 
     def call(

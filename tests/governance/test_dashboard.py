@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from cds_service.governance import init_app
 from cds_service.governance.report import NO_REASON
 
-from .conftest import SERVICE_ID, Clock, feedback_item, make_card, make_config
+from .conftest import SERVICE_ID, Clock, feedback_item, make_card, make_config, storage_of
 from .governance_seed import MONITOR, PROFOUND, STALE, seed_governance
 from .test_report import seed_history
 
@@ -91,7 +91,7 @@ def test_default_period_is_the_last_26_weeks(app: Flask, clock: Clock) -> None:
 def override_with_client_code(app: Flask, code: str) -> None:
     """A card overridden with a reason code outside the catalogue: shown as sent (displays
     from clients are never shown)."""
-    storage = app.extensions["cds_storage"]
+    storage = storage_of(app)
     card = make_card("CBC_STALE")
     storage.record_cards(SERVICE_ID, "patient-view", "h", "Patient/1", [card], "v")
     storage.flush()

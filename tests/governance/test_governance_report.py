@@ -18,12 +18,12 @@ from cds_service.governance.burden import Calls, Period, Reason, RuleNumbers, go
 from cds_service.governance.report import NO_REASON
 from cds_service.governance.tables import Table, rules_table
 
-from .conftest import SERVICE_ID, Clock
+from .conftest import SERVICE_ID, Clock, storage_of
 from .governance_seed import MONITOR, PERIOD, PROFOUND, STALE, seed_governance
 
 
 def report_of(app: Flask, config: Settings, period: Period = PERIOD) -> Any:
-    storage = app.extensions["cds_storage"]
+    storage = storage_of(app)
     return governance_report(
         storage.engine, period, config.snooze_reason_system, config.snooze_reason_codes
     )

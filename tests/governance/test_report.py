@@ -21,7 +21,7 @@ from cds_service.governance.report import (
     report_main,
 )
 
-from .conftest import SERVICE_ID, Clock, feedback_item, make_card
+from .conftest import SERVICE_ID, Clock, feedback_item, make_card, storage_of
 
 URL = f"/cds-services/{SERVICE_ID}/feedback"
 
@@ -30,7 +30,7 @@ def seed_history(app: Flask, clock: Clock) -> None:
     """Week 2025-W10: 5 LEUKOPENIA_MONITOR cards: 2 accepted (one after an earlier override),
     2 overridden (already addressed; comment only), 1 ignored.
     Week 2025-W11: 2 LEUKOPENIA_MONITOR overridden as counts reviewed, 1 CBC_STALE ignored."""
-    storage: Storage = app.extensions["cds_storage"]
+    storage: Storage = storage_of(app)
     client = app.test_client()
 
     def show(rule_id: str, count: int) -> list[str]:

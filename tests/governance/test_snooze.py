@@ -19,8 +19,10 @@ from .conftest import (
     UNREACHABLE_DATABASE_URL,
     Clock,
     feedback_item,
+    governed_app,
     make_card,
     make_config,
+    storage_of,
 )
 
 URL = f"/cds-services/{SERVICE_ID}/feedback"
@@ -36,7 +38,7 @@ def show_and_override(
     indicator: str = "warning",
     service_id: str = SERVICE_ID,
 ) -> None:
-    storage: Storage = app.extensions["cds_storage"]
+    storage: Storage = storage_of(app)
     card = make_card(rule_id, indicator)
     storage.record_cards(service_id, "patient-view", "h", patient, [card], "v")
     storage.flush()
@@ -102,13 +104,10 @@ def test_accepted_feedback_does_not_snooze(app: Flask, storage: Storage, clock: 
 
 
 def test_snooze_codes_and_days_are_settings(database_url: str, clock: Clock) -> None:
-    app = Flask(__name__)
-    storage = init_app(
-        app,
-        make_config(database_url, SNOOZE_REASON_CODES=["duffy-null"], SNOOZE_DAYS=30),
-        {SERVICE_ID},
-        clock=clock,
+    app = governed_app(
+        make_config(database_url, SNOOZE_REASON_CODES=["duffy-null"], SNOOZE_DAYS=30), clock
     )
+    storage = storage_of(app)
     try:
         show_and_override(app, "NEUTROPENIA_MODERATE", "duffy-null", clock)
         show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
@@ -179,10 +178,8 @@ def test_the_snooze_look_up_does_not_grow_with_the_patients_card_history(
     tmp_path: Any, clock: Clock
 ) -> None:
     # Every opening of a chart adds cards to its history; the look-up runs on every hook call.
-    app = Flask(__name__)
-    storage = init_app(
-        app, make_config(f"sqlite:///{tmp_path}/cds.sqlite3"), {SERVICE_ID}, clock=clock
-    )
+    app = governed_app(make_config(f"sqlite:///{tmp_path}/cds.sqlite3"), clock)
+    storage = storage_of(app)
     try:
         show_and_override(app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
         short_history = _lookup_steps(storage)

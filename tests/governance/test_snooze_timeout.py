@@ -12,10 +12,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import make_url, text
 
-from cds_service.governance import Storage, init_app
+from cds_service.governance import Storage
 from cds_service.governance.counters import SNOOZE_CHECK_FAILURES
 
-from .conftest import SERVICE_ID, Clock, make_config
+from .conftest import SERVICE_ID, Clock, governed_app, make_config, storage_of
 from .test_snooze import PATIENT, show_and_override
 
 # Longer than the look-up's time-out, shorter than the database time-out of this test: the old
@@ -29,10 +29,9 @@ def locked_app(database_url: str, clock: Clock) -> Iterator[Flask]:
         pytest.skip("SQLite in WAL mode lets readers through any lock")
     config = make_config(database_url, DATABASE_TIMEOUT_SECONDS=30)
     assert config.snooze_lookup_timeout_seconds == 0.25  # the default
-    app = Flask(__name__)
-    storage = init_app(app, config, {SERVICE_ID}, clock=clock)
+    app = governed_app(config, clock)
     yield app
-    storage.close()
+    storage_of(app).close()
 
 
 def _hold_lock(database_url: str, locked: threading.Event) -> None:
@@ -50,7 +49,7 @@ def _hold_lock(database_url: str, locked: threading.Event) -> None:
 def test_a_hung_snooze_look_up_shows_every_card_and_is_counted(
     locked_app: Flask, database_url: str, clock: Clock
 ) -> None:
-    storage: Storage = locked_app.extensions["cds_storage"]
+    storage: Storage = storage_of(locked_app)
     show_and_override(locked_app, "LEUKOPENIA_MONITOR", "already-addressed", clock)
     rules = {"LEUKOPENIA_MONITOR"}
     assert storage.snoozed_rules(SERVICE_ID, PATIENT, rules) == rules  # snoozed

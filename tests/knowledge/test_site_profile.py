@@ -18,6 +18,7 @@ from cds_service.config import ConfigError, load_config
 from cds_service.engine import evaluate
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.protocol.request import parse_request
+from cds_service.runtime import runtime
 from cds_service.services import ServiceDefinition, load_site
 from tests.support.builders import (
     AZATHIOPRINE,
@@ -185,7 +186,7 @@ def test_the_app_serves_the_example_site(tmp_path):
         {"ENV": "testing", "SITE_DIR": EXAMPLE_SITE, "DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
     )
     discovery = app.test_client().get("/cds-services").get_json()
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
     prefetch = next(s for s in discovery["services"] if s["hook"] == "patient-view")["prefetch"]
     assert f"{LAB}|HWBC" in prefetch["counts"]
 

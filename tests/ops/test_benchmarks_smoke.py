@@ -7,7 +7,8 @@ import threading
 import time
 from typing import Any
 
-from benchmarks.run import cpu_seconds, in_process, reference_loop_ms, report
+from benchmarks.load import cpu_seconds
+from benchmarks.run import in_process, reference_loop_ms, report
 from cds_service.protocol.request import parse_request
 from tests.support.synthetic import SIZES, patient_view_request, resource_count
 

@@ -21,8 +21,9 @@ from tests.support.network import free_port
 MASTER_IMPORTS = """
 import sys
 from cds_service import cli
-from cds_service.ops import serving
-serving.check_settings(["127.0.0.1"], serving._gunicorn_settings()["workers"])
+from cds_service import serving
+from cds_service.ops import startup
+startup.check_settings(["127.0.0.1"], serving._gunicorn_settings()["workers"])
 import gunicorn.app.base, gunicorn.arbiter
 print(sorted(m for m in ("requests", "urllib3", "flask", "jwt") if m in sys.modules))
 """

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from cds_service import create_app
-from cds_service.config import SETTINGS_EXTENSION
 from cds_service.fhir.timeshift import replay_now
+from cds_service.runtime import runtime
+from tests.support.fhir_stub import FhirStub, served_resources
 from tests.support.settings import production
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "patient-view"
@@ -46,7 +47,7 @@ def test_readyz_503_with_a_reason_when_the_database_is_unreachable(app, monkeypa
     def broken():
         raise OperationalError("SELECT 1", {}, Exception("down"))
 
-    monkeypatch.setattr(app.extensions["cds_storage"].engine, "connect", broken)
+    monkeypatch.setattr(runtime(app).storage.engine, "connect", broken)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {"status": "unavailable", "reason": "database unreachable"}
@@ -101,8 +102,8 @@ def test_feedback_outcomes_and_snooze_suppression_are_counted(app):
     client = app.test_client()
     request = replay_now(json.loads((FIXTURES / "sle-moderate-neutropenia.json").read_text()))
     card = client.post(SERVICE, json=request).json["cards"][0]
-    app.extensions["cds_storage"].flush()
-    config = app.extensions[SETTINGS_EXTENSION]
+    runtime(app).storage.flush()
+    config = runtime(app).settings
     feedback = {
         "feedback": [
             {
@@ -153,3 +154,19 @@ def test_validation_cache_outcomes_are_counted(app):
     second = client.get("/metrics").get_data(as_text=True)
     assert _metric(second, name, cache="hit") - _metric(first, name, cache="hit") == misses
     assert _metric(second, name, cache="miss") == _metric(first, name, cache="miss")
+
+
+def test_the_fhir_calls_of_a_hook_call_are_counted(app):
+    """The app gives the FHIR client its metrics as the fetch observer (app.py)."""
+    client = app.test_client()
+    request = replay_now(json.loads((FIXTURES / "sle-moderate-neutropenia.json").read_text()))
+    name = "cds_fhir_fetch_duration_seconds_count"
+    before = _metric(client.get("/metrics").get_data(as_text=True), name, outcome="ok")
+    with FhirStub(served_resources(request)) as stub:
+        response = client.post(
+            SERVICE, json={**request, "prefetch": {}, "fhirServer": stub.base_url}
+        )
+        assert response.status_code == 200
+        calls = len(stub.calls)
+    after = _metric(client.get("/metrics").get_data(as_text=True), name, outcome="ok")
+    assert calls > 0 and after == before + calls

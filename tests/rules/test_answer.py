@@ -16,6 +16,7 @@ from cds_service import create_app
 from cds_service.record import build_record
 from cds_service.rules.answer import make_answer
 from cds_service.rules.base import Finding, SuggestedOrder
+from cds_service.runtime import runtime
 from cds_service.services import load_services
 from tests.support.builders import ANC, NOW, PATIENT, WBC, observation, sle
 from tests.support.scenarios import SCENARIOS, call, request_of
@@ -36,7 +37,7 @@ def rules_of(cards: list[dict[str, Any]]) -> list[str]:
 def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"ENV": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/cds.sqlite3"})
     yield app
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 def test_a_snoozed_card_makes_room_for_the_fourth_finding(app: Flask) -> None:
@@ -48,7 +49,7 @@ def test_a_snoozed_card_makes_room_for_the_fourth_finding(app: Flask) -> None:
     before = rules_of(answer["cards"])
     assert len(before) == 3
     snoozed = next(c for c in reversed(answer["cards"]) if c["indicator"] != "critical")
-    app.extensions["cds_storage"].flush()
+    runtime(app).storage.flush()
     feedback = {
         "card": snoozed["uuid"],
         "outcome": "overridden",

@@ -21,7 +21,8 @@ from cds_service import create_app
 from cds_service.config import ConfigError, load_config, validate_worker_count
 from cds_service.fhir.links import fhir_server_allowed
 from cds_service.ops import gunicorn_conf
-from cds_service.ops.serving import serve_production
+from cds_service.runtime import runtime
+from cds_service.serving import serve_production
 from tests.support.builders import fhir_authorization
 from tests.support.jwt_clients import (
     BASE_URL,
@@ -287,7 +288,7 @@ def test_a_fhir_server_outside_the_allowlist_is_never_called(tmp_path, signing_k
     assert response.status_code == 412
     assert response.get_json() == {"error": "required FHIR data is unavailable"}
     assert len(anywhere.calls) == 0
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 def test_a_fhir_server_of_another_tenant_is_never_called(tmp_path, signing_key, anywhere):
@@ -305,7 +306,7 @@ def test_a_fhir_server_of_another_tenant_is_never_called(tmp_path, signing_key, 
     assert len(anywhere.calls) >= 1
     # ... and the caller is not told what answered there (the log is).
     assert north.get_json() == {"error": "required FHIR data is unavailable"}
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 def test_412_reasons_stay_in_the_log_in_production(tmp_path, signing_key, anywhere, caplog):
@@ -318,7 +319,7 @@ def test_412_reasons_stay_in_the_log_in_production(tmp_path, signing_key, anywhe
     assert "401" not in response.get_data(as_text=True)
     logged = [r for r in caplog.records if r.getMessage() == "precondition failed"]
     assert "HTTP 401" in logged[0].reason
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 def test_cards_do_not_tell_what_answers_at_the_fhir_server_in_production(
@@ -339,7 +340,7 @@ def test_cards_do_not_tell_what_answers_at_the_fhir_server_in_production(
     assert "Data not available from the EHR: diagnoses (could not be retrieved)" in detail
     assert len(anywhere.calls) >= 1
     assert "401" not in response.get_data(as_text=True)
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 @pytest.mark.parametrize("jti", ["\ud800", "a\udc00", "line\nbreak", "\x00"])
@@ -357,4 +358,4 @@ def test_a_signed_token_with_an_unprintable_jti_is_a_401_not_a_500(tmp_path, sig
     )
     assert response.status_code == 401
     assert response.is_json
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()

@@ -35,6 +35,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import create_app
+from cds_service.runtime import runtime
 from tests.support.jwt_clients import BASE_URL, ISSUER, SigningKey, issued_now, jwks
 from tests.support.scenarios import SCENARIOS, request_of, service_for
 from tests.support.settings import production
@@ -157,7 +158,7 @@ class Fuzzer:
     def __init__(self, app: Flask, key: SigningKey) -> None:
         self.client: FlaskClient = app.test_client()
         self.key = key
-        self.services = app.extensions["cds_services"]
+        self.services = runtime(app).services
         self.requests = [
             (service_for(s["hook"]), request_of(s))
             for s in SCENARIOS
@@ -297,7 +298,7 @@ def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzer]:
         )
     )
     yield Fuzzer(app, key)
-    app.extensions["cds_storage"].close()
+    runtime(app).storage.close()
 
 
 def test_seeded_variants_of_every_endpoint_get_json_and_no_5xx(fuzzer: Fuzzer) -> None:

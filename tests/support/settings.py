@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from cds_service.config import SETTINGS_EXTENSION
+from cds_service.runtime import install, runtime
 
 PRODUCTION: dict[str, Any] = {
     "ENV": "production",
@@ -27,4 +27,5 @@ def production(**overrides: Any) -> dict[str, Any]:
 
 def change_settings(app: Flask, **changes: Any) -> None:
     """Replace fields of `app`'s Settings (`fhir_deadline_seconds=5.0`), unvalidated."""
-    app.extensions[SETTINGS_EXTENSION] = replace(app.extensions[SETTINGS_EXTENSION], **changes)
+    running = runtime(app)
+    install(app, replace(running, settings=replace(running.settings, **changes)))

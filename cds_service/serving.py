@@ -1,7 +1,8 @@
-"""`cds-service serve --production`: gunicorn with cds_service/ops/gunicorn_conf.py.
+"""The launcher: `cds-service serve --production`, gunicorn with cds_service/ops/gunicorn_conf.py.
 
-The settings are checked once in the master before any worker starts, so a bad CDS_* value
-stops the service with its message instead of a crash loop of workers.
+The settings are checked once in the master before any worker starts (ops/startup.py:
+check_settings), so a bad CDS_* value stops the service with its message instead of a crash
+loop of workers.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cds_service.config import ConfigError, load_config, validate_worker_count
-from cds_service.ops.startup import check_startup
-from cds_service.services import load_site
+from cds_service.config import ConfigError, load_config
+from cds_service.ops.startup import check_settings
 
-CONFIG_MODULE = Path(__file__).with_name("gunicorn_conf.py")
+CONFIG_MODULE = Path(__file__).parent / "ops" / "gunicorn_conf.py"
 
 
 def _prepare_multiprocess_metrics() -> None:
@@ -37,17 +37,6 @@ def _gunicorn_settings() -> dict[str, Any]:
     namespace: dict[str, Any] = {"__file__": str(CONFIG_MODULE)}
     exec(compile(CONFIG_MODULE.read_text(), str(CONFIG_MODULE), "exec"), namespace)
     return namespace
-
-
-def check_settings(binds: list[str], workers: int) -> None:
-    """What the master checks before any worker starts (ConfigError, one line, exit 2): the
-    settings, the worker count, the bind address and CA bundle, and the service definitions
-    with their rule modes (a bad one would otherwise fail every worker at boot). It must not
-    import requests or urllib3 (cds_service/__init__.py; tests/ops/test_gevent_patching.py)."""
-    config = load_config()
-    validate_worker_count(config, workers)
-    check_startup(config, binds)
-    load_site(config.site_dir, config.rule_modes)
 
 
 def serve_production(host: str, port: int) -> int:
