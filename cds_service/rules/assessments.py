@@ -19,6 +19,7 @@ from cds_service.record import (
     received_as_shown,
 )
 from cds_service.rules.base import RuleContext, shown_limit
+from cds_service.rules.judgements import Fever, NeutrophilState
 
 
 def fmt(value: float) -> str:
@@ -31,26 +32,6 @@ def below(count: Count, limit: float) -> str:
     if count.comparator:
         return f"{count.bound} x10^9/L, below {limit:g}"
     return f"{count.bound} < {limit:g} x10^9/L"
-
-
-@dataclass(frozen=True)
-class NeutrophilState:
-    """The latest current WBC and ANC (clinical rules §2.4 "current" = at most 30 days old).
-
-    `anc_unknown` is true when no ANC comes from the latest WBC's draw or later: the
-    differential is missing or older than the count that decides the current state. Such an
-    older ANC is kept only as `earlier_anc` (clinical rules §2.4 "ANC unknown", v3: an old
-    differential does not outlive a newer count), never as `anc`.
-    """
-
-    wbc: Count | None
-    anc: Count | None
-    anc_unknown: bool
-    earlier_anc: Count | None = None
-    # ANC <= WBC, so with ANC unknown a WBC below the CTCAE grade 4 leukopenia limit (1.0)
-    # bounds the ANC below it too: treated as severe neutropenia. The same threshold is the
-    # lower end of LEUKOPENIA_MONITOR (b), so the two cards meet without a gap.
-    anc_below_one_by_wbc: bool = False
 
 
 def neutrophil_state(
@@ -78,12 +59,6 @@ def neutrophil_state(
 def critical_state(record: PatientRecord, k: Knowledge) -> NeutrophilState:
     """Critical rules may use preliminary results (setting, clinical rules §2.1)."""
     return neutrophil_state(record, k, bool(k.settings["preliminary_critical_results"]))
-
-
-@dataclass(frozen=True)
-class Fever:
-    description: str
-    readings: tuple[Temperature, ...]
 
 
 def _reading(t: Temperature) -> str:

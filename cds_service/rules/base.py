@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from cds_service.knowledge import Knowledge, ThresholdName
 from cds_service.record import PatientRecord
-
-if TYPE_CHECKING:  # the judgements are made by rules/assessments.py, which imports this
-    from cds_service.rules.assessments import Fever, NeutrophilState
+from cds_service.rules.judgements import Fever, NeutrophilState
 
 Indicator = Literal["info", "warning", "critical"]
 Priority = Literal["routine", "urgent", "stat"]

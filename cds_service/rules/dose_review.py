@@ -12,7 +12,6 @@ from cds_service.days import days_between
 from cds_service.knowledge import Combination, Ingredient, Knowledge
 from cds_service.record import Count, DrugExposure
 from cds_service.rules.assessments import (
-    NeutrophilState,
     count_evidence,
     dangerous_combinations,
     dose_review_reasons,
@@ -41,6 +40,7 @@ from cds_service.rules.drugs import (
     with_genotype_note,
 )
 from cds_service.rules.indication import indication, transplant_evidence, transplant_line
+from cds_service.rules.judgements import NeutrophilState
 from cds_service.rules.lymphopenia import LymphopeniaEpisode
 
 

@@ -10,9 +10,10 @@ from typing import Literal
 
 from cds_service.days import day, days_between
 from cds_service.record import LabFlag
-from cds_service.rules.assessments import Fever, NeutrophilState, fmt
+from cds_service.rules.assessments import fmt
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit
 from cds_service.rules.drugs import with_genotype_note
+from cds_service.rules.judgements import Fever, NeutrophilState
 from cds_service.rules.neutropenia import (
     anc_value,
     flag_line,

@@ -9,16 +9,11 @@ from datetime import datetime, timedelta
 from cds_service.days import day, days_between
 from cds_service.record import SAME_DRAW, Count, DrugExposure, LabFlag
 from cds_service.record.model import LupusDiagnosis
-from cds_service.rules.assessments import (
-    NeutrophilState,
-    fmt,
-    is_low_wbc,
-    tier_a_current,
-    trend,
-)
+from cds_service.rules.assessments import fmt, is_low_wbc, tier_a_current, trend
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit, upper_first
 from cds_service.rules.drugs import drug_lines, hcq_source, with_genotype_note
 from cds_service.rules.indication import indication, transplant_evidence, transplant_line
+from cds_service.rules.judgements import NeutrophilState
 
 _WARNING_OR_CRITICAL = ("warning", "critical")
 

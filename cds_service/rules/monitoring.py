@@ -12,7 +12,7 @@ from cds_service.knowledge import Ingredient
 from cds_service.record import Count, DrugExposure, PatientRecord
 from cds_service.record.dosing import DailyDose
 from cds_service.record.medications import current_run
-from cds_service.rules.assessments import Fever, is_low_wbc, tier_a_current
+from cds_service.rules.assessments import is_low_wbc, tier_a_current
 from cds_service.rules.base import (
     FEBRILE_NOW,
     MAX_SUMMARY,
@@ -25,6 +25,7 @@ from cds_service.rules.base import (
     upper_first,
 )
 from cds_service.rules.drugs import shown_dose
+from cds_service.rules.judgements import Fever
 
 
 def stale_window_days(ctx: RuleContext, exposure: DrugExposure) -> float:

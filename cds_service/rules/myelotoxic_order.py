@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from cds_service.knowledge import ThresholdName
 from cds_service.record import PatientRecord
 from cds_service.rules.assessments import (
-    NeutrophilState,
     count_evidence,
     dose_review_reasons,
     duffy_null_anc_limit,
@@ -45,6 +44,7 @@ from cds_service.rules.drafts import (
     fraction_range,
     reduce_draft,
 )
+from cds_service.rules.judgements import NeutrophilState
 from cds_service.rules.methotrexate import too_frequent
 
 # Assess: the clinical decision, no card text.

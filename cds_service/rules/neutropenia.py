@@ -15,14 +15,7 @@ from typing import Literal
 
 from cds_service.days import day
 from cds_service.record import Count, DrugExposure, LabFlag
-from cds_service.rules.assessments import (
-    Fever,
-    NeutrophilState,
-    dangerous_combinations,
-    fmt,
-    tier_a_current,
-    trend,
-)
+from cds_service.rules.assessments import dangerous_combinations, fmt, tier_a_current, trend
 from cds_service.rules.base import (
     MAX_SUMMARY,
     Finding,
@@ -49,6 +42,7 @@ from cds_service.rules.indication import (
     transplant_evidence,
     transplant_line,
 )
+from cds_service.rules.judgements import Fever, NeutrophilState
 from cds_service.rules.neutropenia_drugs import (
     absorbed_drug_lines,
     cyclophosphamide_last_pulse,

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from cds_service.record import Count, PatientRecord
 from cds_service.record.model import LupusDiagnosis
-from cds_service.rules.assessments import NeutrophilState, count_evidence, fmt
+from cds_service.rules.assessments import count_evidence, fmt
 from cds_service.rules.base import Finding, RuleContext, SuggestedOrder, shown_limit, upper_first
 from cds_service.rules.drafts import DraftDrug, cancel_draft, cbc_order, evaluated_drugs
 from cds_service.rules.drugs import mg_per_kg_line
+from cds_service.rules.judgements import NeutrophilState
 from cds_service.rules.monitoring import is_low_count, monitoring_schedules, no_wbc_on_file
 
 # ---------------------------------------------------------------------------------------------
