@@ -4,6 +4,7 @@ variable (CDS_* or GUNICORN_*) and its line in docs/configuration.md derived fro
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from cds_service.config import (
     DECLARED,
     DOCS_END,
     DOCS_START,
+    MOVED_TO_SITE_PROFILE,
+    VARIABLES,
     ConfigError,
     documentation_table,
     load_config,
@@ -147,3 +150,22 @@ def test_a_bad_gunicorn_variable_stops_the_master_in_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "GUNICORN_WORKRES is not a setting" in done.stderr and "GUNICORN_WORKERS" in done.stderr
+
+
+# Named in the documents on purpose without being settings: the misspelt example the README
+# refuses, and the settings that became files of the site profile.
+NOT_SETTINGS = {"CDS_SNOOZE_DAY"} | {f"CDS_{name}" for name in MOVED_TO_SITE_PROFILE}
+
+
+def test_every_setting_the_documents_name_is_declared() -> None:
+    """The README's short table and the pages of docs/ name settings by hand: each name must
+    be a declared one (a renamed or misspelt setting in a document fails here)."""
+    root = Path(__file__).resolve().parents[2]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    named = {
+        (page.name, name)
+        for page in pages
+        for name in re.findall(r"\b(?:CDS|GUNICORN)_[A-Z0-9_]*[A-Z0-9]\b", page.read_text())
+    }
+    assert len({name for _, name in named}) > 40, "the pattern finds the settings"
+    assert sorted((page, n) for page, n in named if n not in VARIABLES | NOT_SETTINGS) == []
