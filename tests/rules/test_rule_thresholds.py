@@ -13,10 +13,8 @@ import pytest
 
 from cds_service.knowledge import load_knowledge
 from cds_service.record import build_record
-from cds_service.rules import evaluate_rules
 from cds_service.rules.assessments import baseline, neutrophil_state
 from cds_service.rules.base import Finding
-from cds_service.rules.catalogue import rule_ids
 from tests.support import order_builders
 from tests.support.builders import (
     ANC,
@@ -31,6 +29,7 @@ from tests.support.builders import (
     temperature,
     when,
 )
+from tests.support.findings import findings
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "cds_service" / "rules"
 # Another change moves these modules' last literals; they join the scan when it lands.
@@ -100,10 +99,7 @@ def test_no_clinical_number_is_typed_in_a_rule_module() -> None:
 
 
 def _findings(resources: list[dict[str, Any]], **thresholds: float) -> dict[str, Finding]:
-    knowledge = load_knowledge(thresholds)
-    record = build_record(resources, PATIENT, NOW, knowledge)
-    found = evaluate_rules(record, knowledge, "patient-view", rule_ids("patient-view"))
-    return {f.rule: f for f in found}
+    return findings(resources, load_knowledge(thresholds))
 
 
 def _azathioprine(days_ago: float = 400) -> dict[str, Any]:
