@@ -15,7 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -362,36 +362,28 @@ VARIABLES = frozenset(item.variable for item in DECLARED.values())
 # Settings that became files of the site profile (CDS_SITE_DIR, docs/site-profile.md): a site
 # that still sets one is told where it went.
 MOVED_TO_SITE_PROFILE = {
-    "THRESHOLDS": "thresholds.yaml",
-    "CLINICAL_SETTINGS": "clinical.yaml",
-    "HOOKS_DIR": "hooks/",
+    name: f"put it in {file} of the site profile folder named by CDS_SITE_DIR "
+    "(docs/site-profile.md)"
+    for name, file in (
+        ("THRESHOLDS", "thresholds.yaml"),
+        ("CLINICAL_SETTINGS", "clinical.yaml"),
+        ("HOOKS_DIR", "hooks/"),
+    )
 }
-
-
-def _refuse_moved(names: Iterable[Any]) -> None:
-    for name in names:
-        moved = MOVED_TO_SITE_PROFILE.get(str(name).removeprefix("CDS_"))
-        if moved:
-            raise ConfigError(
-                f"{name} is no longer a setting: put it in {moved} of the site profile "
-                "folder named by CDS_SITE_DIR (docs/site-profile.md)"
-            )
 
 
 def load_config(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] = os.environ
 ) -> Settings:
     """Defaults <- CDS_* and GUNICORN_* environment <- overrides (keys are setting names)."""
-    _refuse_moved(name for name in environ if name.startswith("CDS_"))
-    from_environment = environment_values(environ, DECLARED)
+    from_environment = environment_values(environ, DECLARED, MOVED_TO_SITE_PROFILE)
     return settings_from({**from_environment, **(overrides or {})})
 
 
 def settings_from(values: Mapping[str, Any]) -> Settings:
     """The defaults <- `values` (keys are setting names), each checked against its
     declaration, then the rules that tie settings together."""
-    _refuse_moved(values)
-    refuse_unknown_names(values, DECLARED)
+    refuse_unknown_names(values, DECLARED, MOVED_TO_SITE_PROFILE)
     settings = Settings(
         **{
             item.attribute: item.check(values[name]) if name in values else item.default()

@@ -230,31 +230,40 @@ def declarations(settings_class: type) -> dict[str, Declared]:
     return declared
 
 
-def _refuse_unknown(name: str, known: Iterable[str]) -> None:
+# A retired setting, by name (`THRESHOLDS`), with where its value goes now.
+Retired = Mapping[str, str]
+
+
+def _refuse_unknown(name: str, known: Iterable[str], retired: Retired) -> None:
+    if (instead := retired.get(name.removeprefix(ENV_PREFIX))) is not None:
+        raise ConfigError(f"{name} is no longer a setting: {instead}")
     closest = difflib.get_close_matches(name.upper(), list(known), n=1)
     hint = f"; did you mean {closest[0]}?" if closest else " (docs/configuration.md)"
     raise ConfigError(f"{name} is not a setting of this service{hint}")
 
 
-def refuse_unknown_names(names: Iterable[Any], declared: Mapping[str, Declared]) -> None:
-    """Refuse the first name (sorted) that is not a setting, naming the closest setting."""
+def refuse_unknown_names(
+    names: Iterable[Any], declared: Mapping[str, Declared], retired: Retired
+) -> None:
+    """Refuse the first name (sorted) that is not a setting, saying where a retired one went
+    or naming the closest setting."""
     for name in sorted(names, key=str):
         if name not in declared:
-            _refuse_unknown(str(name), declared)
+            _refuse_unknown(str(name), declared, retired)
 
 
 def environment_values(
-    environ: Mapping[str, str], declared: Mapping[str, Declared]
+    environ: Mapping[str, str], declared: Mapping[str, Declared], retired: Retired
 ) -> dict[str, Any]:
     """The settings the environment sets, by name. A CDS_* or GUNICORN_* variable that is
-    no setting (a misspelt one would be silently ignored) is refused, naming the closest."""
+    no setting (a misspelt one would be silently ignored) is refused like an unknown name."""
     by_variable = {d.variable: d.name for d in declared.values()}
     values = {}
     for variable in sorted(environ):
         if variable in by_variable:
             values[by_variable[variable]] = _parse_env_value(environ[variable])
         elif variable.startswith(_PREFIXES) and variable not in GUNICORN_OWN_VARIABLES:
-            _refuse_unknown(variable, by_variable)
+            _refuse_unknown(variable, by_variable, retired)
     return values
 
 
