@@ -29,6 +29,12 @@ class Runtime:
     authenticator: ClientAuthenticator  # the CDS clients' JWTs
     observe_fhir_fetch: FetchObserver  # told of every call to an EHR's FHIR server
 
+    def close(self) -> None:
+        """Release the database and Redis connections (a worker exits without it; an app made
+        for a test or a command must not leave sockets for the garbage collector to find)."""
+        self.storage.close()
+        self.authenticator.close()
+
 
 def install(app: Flask, running: Runtime) -> None:
     """Give `app` its runtime (create_app does, once)."""

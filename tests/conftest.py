@@ -34,7 +34,7 @@ def knowledge() -> Knowledge:
 def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"ENV": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/cds.sqlite3"})
     yield app
-    runtime(app).storage.close()
+    runtime(app).close()
 
 
 @pytest.fixture

@@ -66,6 +66,10 @@ class ClientAuthenticator:
             max_bytes=settings.jwks_max_bytes,
         )
 
+    def close(self) -> None:
+        """Release the replay cache's connections."""
+        self._replay_cache.close()
+
     def authenticate(
         self, authorization_header: str | None, audience: str | Iterable[str]
     ) -> VerifiedClient:

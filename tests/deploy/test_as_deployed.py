@@ -32,7 +32,6 @@ from typing import Any
 
 import jwt
 import pytest
-import redis
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -45,11 +44,11 @@ from tests.support.network import free_port
 from tests.support.postgres import postgres_schema, postgres_user
 from tests.support.production_server import running, wait_for_workers
 from tests.support.proxy import NGINX, running_proxy
+from tests.support.redis_server import REDIS_URL, redis_answers
 from tests.support.scenarios import SCENARIOS, request_of, service_for
 from tests.support.tls import JwksServer, TestCertificateAuthority
 
 ISSUER = "https://ehr.example.org"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # gunicorn_conf.py's default: one more worker than cores, at most 8.
 DEFAULT_WORKERS = min((os.cpu_count() or 1) + 1, 8)
 
@@ -58,9 +57,7 @@ def _missing_pieces() -> list[str]:
     missing = [] if NGINX else ["nginx"]
     if postgres_user() is None:
         missing.append("PostgreSQL at 127.0.0.1:5432")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError:
+    if not redis_answers():
         missing.append("Redis at 127.0.0.1:6379")
     return missing
 
@@ -166,7 +163,7 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     database = tmp_path_factory.mktemp("in-process") / "cds.sqlite3"
     app = create_app({"ENV": "testing", "DATABASE_URL": f"sqlite:///{database}"})
     yield app.test_client()
-    runtime(app).storage.close()
+    runtime(app).close()
 
 
 def test_start_up_prints_no_warning(stage: Stage) -> None:
