@@ -1,5 +1,6 @@
 """Fixtures for every test: the app on a throw-away SQLite database, its client, the
-knowledge, and no FHIR answers remembered from an earlier test. Shared helpers that are not
+knowledge, no FHIR answers remembered from an earlier test, and no socket left for the garbage
+collector. Shared helpers that are not
 fixtures live in tests/support/."""
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ from cds_service import create_app
 from cds_service.fhir.cache import ANSWERS
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.runtime import runtime
+from tests.support.sockets import WATCH
+
+
+@pytest.fixture(autouse=True)
+def closes_its_sockets() -> Iterator[None]:
+    """Each test closes the sockets it opens (tests/support/sockets.py says why)."""
+    WATCH.start()
+    yield
+    if leaked := WATCH.left_to_the_collector():
+        pytest.fail(f"{leaked} socket(s) left open for the garbage collector to close")
 
 
 @pytest.fixture(autouse=True)
