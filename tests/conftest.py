@@ -1,7 +1,6 @@
 """Fixtures for every test: the app on a throw-away SQLite database, its client, the
 knowledge, no FHIR answers remembered from an earlier test, and no socket left for the garbage
-collector. Shared helpers that are not
-fixtures live in tests/support/."""
+collector. Shared helpers that are not fixtures live in tests/support/."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def test_production_cors_allows_only_listed_origins(tmp_path):
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://ehr.example.org"
     assert "Access-Control-Allow-Origin" not in other.headers
     assert client.get("/cds-services").status_code == 401  # production needs a JWT
-    runtime(app).storage.close()
+    runtime(app).close()
 
 
 # --- Typed settings: attributes, frozen, unknown names refused ------------------------------
@@ -145,7 +145,7 @@ def test_create_app_passes_flask_keys_to_flask_and_keeps_the_settings_typed(tmp_
     assert app.config["TESTING"] is True
     assert app.config["MAX_CONTENT_LENGTH"] == settings.max_content_length
     assert "FHIR_DEADLINE_SECONDS" not in app.config  # read from the typed settings only
-    runtime(app).storage.close()
+    runtime(app).close()
 
 
 # --- The version stamp names the site's changes ---------------------------------------------

@@ -27,8 +27,10 @@ def _client(tmp_path, redis_url: str) -> Iterator[FlaskClient]:
             "REDIS_URL": redis_url,
         }
     )
-    yield app.test_client()
-    runtime(app).close()
+    try:
+        yield app.test_client()
+    finally:
+        runtime(app).close()
 
 
 def test_readyz_503_when_the_replay_cache_is_unreachable(tmp_path):

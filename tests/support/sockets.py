@@ -17,8 +17,9 @@ from typing import Any
 
 class SocketWatch:
     """Made once, as WATCH below: every socket.socket made afterwards is noted while a test
-    runs. (Python's audit event for new sockets would do, but an audit hook is called
-    for every audited event, sys._getframe among them, and slowed the suite by 15%.)"""
+    runs. (Python's audit event for new sockets would do too, but an audit hook is called
+    for every audited event, and sys._getframe, which logging and pytest call all the time,
+    is one.)"""
 
     def __init__(self) -> None:
         self._opened: list[weakref.ref[socket.socket]] = []
